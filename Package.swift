@@ -1,0 +1,58 @@
+// swift-tools-version: 6.0
+// The PRIMA toolkit: a documented HDF5 checkpoint format for PRIMA's components, converters to and from
+// Hugging Face safetensors, and (in later modules) a CPU runtime over OpenBLAS.
+import PackageDescription
+
+/// A system library reached through pkg-config, with its Debian provider named for SwiftPM's hint.
+func systemLibrary(_ name: String, pkgConfig: String, apt: String) -> Target {
+    .systemLibrary(name: name, path: "Sources/\(name)", pkgConfig: pkgConfig, providers: [.apt([apt])])
+}
+
+let package = Package(
+    name: "PrimaToolkit",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "prima-convert", targets: ["prima-convert"]),
+        .library(name: "PrimaCheckpoint", targets: ["PrimaCheckpoint"]),
+        .library(name: "PrimaConvert", targets: ["PrimaConvert"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // SHA-256 of source files and tensors at memory speed (BoringSSL's SHA-NI/AVX2 code paths).
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
+    ],
+    targets: [
+        systemLibrary("CHDF5", pkgConfig: "hdf5", apt: "libhdf5-dev"),
+        systemLibrary("CBLAS", pkgConfig: "openblas", apt: "libopenblas-dev"),
+        systemLibrary("CPNG", pkgConfig: "libpng", apt: "libpng-dev"),
+        systemLibrary("CJSONC", pkgConfig: "json-c", apt: "libjson-c-dev"),
+
+        .target(name: "PrimaJSON"),
+        .target(name: "PrimaTensor"),
+        .target(name: "PrimaSafetensors", dependencies: ["PrimaJSON", "PrimaTensor"]),
+        .target(
+            name: "PrimaCheckpoint",
+            dependencies: ["CHDF5", "PrimaJSON", "PrimaTensor", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor"]),
+        .target(
+            name: "PrimaConvert",
+            dependencies: [
+                "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .executableTarget(
+            name: "prima-convert",
+            dependencies: ["PrimaConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Tools/prima-convert"),
+
+        .testTarget(name: "PrimaJSONTests", dependencies: ["PrimaJSON"]),
+        .testTarget(name: "PrimaTensorTests", dependencies: ["PrimaTensor"]),
+        .testTarget(name: "PrimaSafetensorsTests", dependencies: ["PrimaSafetensors"]),
+        .testTarget(name: "PrimaCheckpointTests", dependencies: ["PrimaCheckpoint"]),
+        .testTarget(
+            name: "PrimaConvertTests",
+            dependencies: ["PrimaConvert", "PrimaSafetensors", "PrimaCheckpoint"]),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// PrimaCheckpoint: see Formats/prima-checkpoint.md.

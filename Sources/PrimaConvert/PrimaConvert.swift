@@ -1,0 +1,1 @@
+// PrimaConvert: see Formats/prima-checkpoint.md.

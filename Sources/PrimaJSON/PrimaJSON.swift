@@ -1,0 +1,1 @@
+// PrimaJSON: see Formats/prima-checkpoint.md.

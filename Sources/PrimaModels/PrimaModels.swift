@@ -1,0 +1,1 @@
+// PrimaModels: see Formats/prima-checkpoint.md.

@@ -1,0 +1,1 @@
+// PrimaSafetensors: see Formats/prima-checkpoint.md.
