@@ -26,13 +26,14 @@ let package = Package(
         systemLibrary("CBLAS", pkgConfig: "openblas", apt: "libopenblas-dev"),
         systemLibrary("CPNG", pkgConfig: "libpng", apt: "libpng-dev"),
         systemLibrary("CJSONC", pkgConfig: "json-c", apt: "libjson-c-dev"),
+        systemLibrary("CZlib", pkgConfig: "zlib", apt: "zlib1g-dev"),
 
         .target(name: "PrimaJSON"),
         .target(name: "PrimaTensor"),
         .target(name: "PrimaSafetensors", dependencies: ["PrimaJSON", "PrimaTensor"]),
         .target(
             name: "PrimaCheckpoint",
-            dependencies: ["CHDF5", "PrimaJSON", "PrimaTensor", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["CHDF5", "CZlib", "PrimaJSON", "PrimaTensor", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor"]),
         .target(
             name: "PrimaConvert",

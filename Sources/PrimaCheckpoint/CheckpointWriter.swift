@@ -1,0 +1,218 @@
+import Foundation
+import PrimaTensor
+
+/// Why a checkpoint could not be written or read: one line naming the file and the object.
+public struct CheckpointError: Error, CustomStringConvertible, Sendable {
+    /// The line to show the user.
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Writes a PRIMA checkpoint to a temporary file beside the destination and renames it into place only on
+/// ``commit()``; if the writer is dropped uncommitted (an error was thrown), the temporary file is removed.
+///
+/// Usage: `let w = try CheckpointWriter(destination:overwrite:)`, add components with ``addComponent(_:)``,
+/// stream each tensor with ``ComponentWriter/beginTensor(name:dtype:shape:hfName:)``, then ``commit()``.
+public final class CheckpointWriter {
+    /// Where the checkpoint will be once committed.
+    public let destination: String
+    /// The temporary file being written.
+    public let temporaryPath: String
+    let file: HDF5File
+    private var committed = false
+
+    /// Starts a checkpoint. Refuses an existing destination unless `overwrite` is true.
+    public init(destination: String, overwrite: Bool) throws {
+        if FileManager.default.fileExists(atPath: destination) && !overwrite {
+            throw CheckpointError("\(destination): already exists (use --force to overwrite)")
+        }
+        let directory = (destination as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory, isDirectory: &isDirectory),
+              isDirectory.boolValue else {
+            throw CheckpointError("\(destination): directory \(directory) does not exist")
+        }
+        self.destination = destination
+        self.temporaryPath = destination + ".tmp-\(getpid())"
+        TemporaryFiles.register(temporaryPath)
+        do {
+            file = try HDF5File.create(path: temporaryPath)
+            let root = try file.root()
+            try root.setAttribute("format", string: CheckpointFormat.name)
+            try root.setAttribute("format_version", int: CheckpointFormat.version)
+            try root.setAttribute("tool", string: CheckpointFormat.tool)
+            try root.setAttribute("created", string: iso8601Now())
+        } catch {
+            TemporaryFiles.remove(temporaryPath)
+            throw error
+        }
+    }
+
+    /// Adds the group of one component (role given by the caller; attributes set by the caller).
+    /// Drop the returned writer (and anything taken from it) before ``commit()``.
+    public func addComponent(_ role: ComponentRole) throws -> ComponentWriter {
+        try ComponentWriter(group: try file.root().createGroup(role.rawValue))
+    }
+
+    /// Adds a top-level group such as `prima` (§8).
+    public func addGroup(_ name: String) throws -> ComponentWriter {
+        try ComponentWriter(group: try file.root().createGroup(name))
+    }
+
+    /// Closes the file, syncs it to disk and renames it over the destination.
+    public func commit() throws {
+        try file.close()
+        let fd = Foundation.open(temporaryPath, O_RDONLY)
+        if fd >= 0 {
+            fsync(fd)
+            Foundation.close(fd)
+        }
+        if rename(temporaryPath, destination) != 0 {
+            throw CheckpointError("\(destination): cannot rename \(temporaryPath) into place: \(String(cString: strerror(errno)))")
+        }
+        TemporaryFiles.unregister(temporaryPath)
+        committed = true
+    }
+
+    deinit {
+        if !committed { TemporaryFiles.remove(temporaryPath) }
+    }
+}
+
+/// Writes one component group: attributes, verbatim files, typed config, tensors.
+public final class ComponentWriter {
+    /// The component's HDF5 group.
+    public let group: HDF5Group
+    /// Its `tensors/` group.
+    public let tensors: HDF5Group
+    private var filesGroup: HDF5Group?
+
+    init(group: HDF5Group) throws {
+        self.group = group
+        self.tensors = try group.createGroup("tensors")
+    }
+
+    /// Stores `bytes` verbatim as `files/NAME`.
+    public func addFile(_ name: String, bytes: [UInt8]) throws {
+        if filesGroup == nil { filesGroup = try group.createGroup("files") }
+        try filesGroup!.writeBytes(name, bytes)
+    }
+
+    /// Creates (once) and returns a child group such as `config` or `preprocessing`.
+    public func subgroup(_ name: String) throws -> HDF5Group {
+        group.contains(name) ? try group.group(name) : try group.createGroup(name)
+    }
+
+    /// Starts a tensor dataset; write its bytes in row order with ``TensorWriter/append(_:)``, then
+    /// ``TensorWriter/finish()``.
+    public func beginTensor(name: String, dtype: DType, shape: [Int], hfName: String?) throws -> TensorWriter {
+        let dataset = try tensors.createDataset(name, dtype: dtype, shape: shape)
+        try dataset.setAttribute("dtype", string: dtype.rawValue)
+        if let hfName { try dataset.setAttribute("hf_name", string: hfName) }
+        return TensorWriter(dataset: dataset, dtype: dtype, shape: shape)
+    }
+
+    /// Writes a whole small tensor from raw bytes.
+    public func writeTensor(name: String, dtype: DType, shape: [Int], hfName: String?,
+                            bytes: UnsafeRawBufferPointer) throws {
+        let writer = try beginTensor(name: name, dtype: dtype, shape: shape, hfName: hfName)
+        try writer.append(bytes)
+        try writer.finish()
+    }
+
+    /// Adds a soft link `tensors/NAME` → `tensors/TARGET` for a tied tensor (§5.3).
+    public func addTiedAlias(name: String, target: String) throws {
+        try tensors.createSoftLink(name, target: tensors.path + "/" + target)
+    }
+}
+
+/// Streams one tensor's bytes into its dataset in row order, computing its CRC-32.
+public final class TensorWriter {
+    let dataset: HDF5Dataset
+    let rowBytes: Int
+    let rowCount: Int
+    private var crc = CRC32()
+    private var rowsWritten = 0
+    private var pending: [UInt8] = []
+
+    init(dataset: HDF5Dataset, dtype: DType, shape: [Int]) {
+        self.dataset = dataset
+        self.rowCount = shape.first ?? 1
+        self.rowBytes = shape.dropFirst().reduce(dtype.byteSize, *)
+    }
+
+    /// Appends the next bytes of the tensor (any chunking; rows split across calls are carried over).
+    public func append(_ bytes: UnsafeRawBufferPointer) throws {
+        crc.update(bytes)
+        guard rowBytes > 0 else { return }
+        var input = bytes
+        if !pending.isEmpty {
+            let take = min(rowBytes - pending.count, input.count)
+            pending.append(contentsOf: input[0..<take])
+            input = UnsafeRawBufferPointer(rebasing: input[take...])
+            if pending.count == rowBytes {
+                try pending.withUnsafeBytes { try writeRows($0, count: 1) }
+                pending.removeAll(keepingCapacity: true)
+            }
+        }
+        let wholeRows = input.count / rowBytes
+        if wholeRows > 0 {
+            try writeRows(UnsafeRawBufferPointer(rebasing: input[0..<(wholeRows * rowBytes)]), count: wholeRows)
+        }
+        pending.append(contentsOf: input[(wholeRows * rowBytes)...])
+    }
+
+    private func writeRows(_ bytes: UnsafeRawBufferPointer, count: Int) throws {
+        guard rowsWritten + count <= rowCount else {
+            throw CheckpointError("\(dataset.file.path): \(dataset.path): more bytes than the tensor's shape holds")
+        }
+        try dataset.writeRows(start: rowsWritten, count: count, from: bytes)
+        rowsWritten += count
+    }
+
+    /// Checks that every byte arrived and records the CRC-32 attribute.
+    public func finish() throws {
+        guard pending.isEmpty, rowsWritten == rowCount || rowBytes == 0 else {
+            throw CheckpointError("\(dataset.file.path): \(dataset.path): tensor incomplete (\(rowsWritten) of \(rowCount) rows)")
+        }
+        try dataset.setAttribute("crc32", int: Int(crc.value))
+    }
+}
+
+/// Temporary files to remove if the process is interrupted (SIGINT/SIGTERM) or a writer fails.
+public enum TemporaryFiles {
+    nonisolated(unsafe) private static var paths = Set<String>()
+    private static let lock = NSLock()
+
+    static func register(_ path: String) {
+        lock.lock(); defer { lock.unlock() }
+        paths.insert(path)
+    }
+
+    static func unregister(_ path: String) {
+        lock.lock(); defer { lock.unlock() }
+        paths.remove(path)
+    }
+
+    /// Removes `path` (a temporary file) and forgets it.
+    public static func remove(_ path: String) {
+        unregister(path)
+        unlink(path)
+    }
+
+    /// Removes every registered temporary file. Async-signal tolerant enough for a dying process: it takes no
+    /// lock that a signal could interrupt in a way that matters, because the process exits right after.
+    public static func removeAll() {
+        for path in paths { unlink(path) }
+    }
+
+    /// Installs SIGINT and SIGTERM handlers that remove temporary files and exit with status 130/143.
+    public static func installSignalHandlers() {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { received in
+                TemporaryFiles.removeAll()
+                _exit(128 + received)
+            }
+        }
+    }
+}

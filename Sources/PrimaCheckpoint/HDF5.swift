@@ -1,0 +1,593 @@
+import CHDF5
+import Foundation
+import PrimaTensor
+
+// The toolkit's only door to libhdf5. Debian's HDF5 is the serial, non-thread-safe build, so every call
+// into the library goes through `HDF5.locked`, and handles close in `deinit` under the same lock.
+// Errors from HDF5 become `HDF5Error`s naming the file and the object; HDF5's own stderr printing is off.
+
+/// An HDF5 failure: the file, the object path inside it, what was attempted and HDF5's innermost message.
+public struct HDF5Error: Error, CustomStringConvertible, Sendable {
+    /// The file's path.
+    public let file: String
+    /// What went wrong, naming the object inside the file.
+    public let message: String
+    public var description: String { "\(file): \(message)" }
+}
+
+/// The serialising layer and small helpers shared by the HDF5 handle types.
+enum HDF5 {
+    private static let lock = NSRecursiveLock()
+    private static let initialised: Bool = {
+        _ = H5open()
+        _ = prima_H5_silence_errors()
+        return true
+    }()
+
+    /// Runs `body` holding the process-wide HDF5 lock (HDF5's serial build is not thread-safe).
+    static func locked<R>(_ body: () throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        _ = initialised
+        return try body()
+    }
+
+    /// The innermost HDF5 error description on the current error stack, cleared afterwards.
+    static func lastErrorDescription() -> String {
+        var messages: [String] = []
+        _ = withUnsafeMutablePointer(to: &messages) { pointer in
+            H5Ewalk2(prima_H5E_DEFAULT(), H5E_WALK_UPWARD, { _, error, data in
+                guard let error, let data else { return 0 }
+                let list = data.assumingMemoryBound(to: [String].self)
+                if let desc = error.pointee.desc { list.pointee.append(String(cString: desc)) }
+                return 0
+            }, pointer)
+        }
+        H5Eclear2(prima_H5E_DEFAULT())
+        return messages.first ?? "unknown HDF5 error"
+    }
+
+    /// Throws an `HDF5Error` if `status` is negative.
+    @discardableResult
+    static func check<T: BinaryInteger>(_ status: T, _ file: String, _ what: @autoclosure () -> String) throws -> T {
+        if status < 0 { throw HDF5Error(file: file, message: "\(what()): \(lastErrorDescription())") }
+        return status
+    }
+
+    /// Creates a property list of `cls`, or throws.
+    static func propertyList(_ cls: hid_t, _ file: String) throws -> hid_t {
+        try check(H5Pcreate(cls), file, "cannot create an HDF5 property list")
+    }
+}
+
+/// An owned HDF5 identifier, closed with the matching H5*close function in `deinit`.
+final class HDF5Handle: @unchecked Sendable {
+    let id: hid_t
+    private let closeFunction: (hid_t) -> herr_t
+    private var isOpen = true
+
+    init(_ id: hid_t, close: @escaping (hid_t) -> herr_t) {
+        self.id = id
+        self.closeFunction = close
+    }
+
+    /// Closes now (the caller holds the lock); `deinit` then does nothing.
+    func close() -> herr_t {
+        guard isOpen else { return 0 }
+        isOpen = false
+        return closeFunction(id)
+    }
+
+    deinit { HDF5.locked { _ = close() } }
+}
+
+/// The HDF5 file type of each dtype (Formats/prima-checkpoint.md §5.2). Caller holds the lock; the returned
+/// handle owns a copied type where one was created.
+func hdf5FileType(for dtype: DType) -> HDF5Handle {
+    switch dtype {
+    case .f32: return HDF5Handle(H5Tcopy(prima_H5T_IEEE_F32LE()), close: H5Tclose)
+    case .f64: return HDF5Handle(H5Tcopy(prima_H5T_IEEE_F64LE()), close: H5Tclose)
+    case .f16:
+        // IEEE binary16 built from binary32: sign bit 15, exponent bits 10-14 (bias 15), mantissa bits 0-9.
+        let type = H5Tcopy(prima_H5T_IEEE_F32LE())
+        H5Tset_fields(type, 15, 10, 5, 0, 10)
+        H5Tset_size(type, 2)
+        H5Tset_precision(type, 16)
+        H5Tset_ebias(type, 15)
+        return HDF5Handle(type, close: H5Tclose)
+    case .bf16: return HDF5Handle(H5Tcopy(prima_H5T_STD_U16LE()), close: H5Tclose)
+    case .i64: return HDF5Handle(H5Tcopy(prima_H5T_STD_I64LE()), close: H5Tclose)
+    case .i32: return HDF5Handle(H5Tcopy(prima_H5T_STD_I32LE()), close: H5Tclose)
+    case .i16: return HDF5Handle(H5Tcopy(prima_H5T_STD_I16LE()), close: H5Tclose)
+    case .i8: return HDF5Handle(H5Tcopy(prima_H5T_STD_I8LE()), close: H5Tclose)
+    case .u8, .bool: return HDF5Handle(H5Tcopy(prima_H5T_STD_U8LE()), close: H5Tclose)
+    }
+}
+
+/// Whether an HDF5 type stored in a file is the one the spec requires for `dtype` (class, size, sign, layout).
+func hdf5Type(_ type: hid_t, matches dtype: DType) -> Bool {
+    let expected = hdf5FileType(for: dtype)
+    return H5Tequal(type, expected.id) > 0
+}
+
+/// An open HDF5 file.
+public final class HDF5File: @unchecked Sendable {
+    /// The path it was opened or created with.
+    public let path: String
+    let handle: HDF5Handle
+
+    private init(path: String, id: hid_t) {
+        self.path = path
+        self.handle = HDF5Handle(id, close: H5Fclose)
+    }
+
+    /// Creates (truncating) a file with the format's pinned settings: library-version bounds 1.8–1.10,
+    /// creation order tracked on the root group, 64-byte alignment of objects of 4 KiB or more.
+    public static func create(path: String) throws -> HDF5File {
+        try HDF5.locked {
+            let fapl = HDF5Handle(try HDF5.propertyList(prima_H5P_FILE_ACCESS(), path), close: H5Pclose)
+            try HDF5.check(H5Pset_libver_bounds(fapl.id, H5F_LIBVER_V18, H5F_LIBVER_V110), path,
+                           "cannot pin HDF5 library-version bounds")
+            try HDF5.check(H5Pset_alignment(fapl.id, 4096, 64), path, "cannot set HDF5 alignment")
+            // Closing with objects still open is a bug in the writer, reported by close() rather than deferred.
+            try HDF5.check(H5Pset_fclose_degree(fapl.id, H5F_CLOSE_SEMI), path, "cannot set the close degree")
+            let fcpl = HDF5Handle(try HDF5.propertyList(prima_H5P_FILE_CREATE(), path), close: H5Pclose)
+            try HDF5.check(H5Pset_link_creation_order(fcpl.id, UInt32(H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED)),
+                           path, "cannot track link creation order")
+            let id = try HDF5.check(H5Fcreate(path, prima_H5F_ACC_TRUNC(), fcpl.id, fapl.id), path,
+                                    "cannot create HDF5 file")
+            return HDF5File(path: path, id: id)
+        }
+    }
+
+    /// Opens an existing file read-only (or read-write). A file that is not HDF5 or is truncated throws.
+    public static func open(path: String, writable: Bool = false) throws -> HDF5File {
+        try HDF5.locked {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw HDF5Error(file: path, message: "no such file")
+            }
+            if H5Fis_hdf5(path) <= 0 {
+                H5Eclear2(prima_H5E_DEFAULT())
+                throw HDF5Error(file: path, message: "not an HDF5 file")
+            }
+            let flags = writable ? prima_H5F_ACC_RDWR() : prima_H5F_ACC_RDONLY()
+            let id = H5Fopen(path, flags, prima_H5P_DEFAULT())
+            if id < 0 {
+                throw HDF5Error(file: path, message: "cannot open HDF5 file (truncated or damaged?): "
+                                + HDF5.lastErrorDescription())
+            }
+            return HDF5File(path: path, id: id)
+        }
+    }
+
+    /// The root group.
+    public func root() throws -> HDF5Group { try HDF5Group(file: self, path: "/") }
+
+    /// Flushes HDF5's buffers to the file.
+    public func flush() throws {
+        try HDF5.locked { try HDF5.check(H5Fflush(handle.id, H5F_SCOPE_GLOBAL), path, "cannot flush") }
+    }
+
+    /// Closes the file now. A file this toolkit created refuses to close while groups or datasets of it are
+    /// still referenced (drop them first).
+    public func close() throws {
+        try HDF5.locked { try HDF5.check(handle.close(), path, "cannot close (objects still open?)") }
+    }
+}
+
+/// The kind of a link inside a group.
+public enum HDF5LinkKind: Sendable, Equatable {
+    case group, dataset, softLink(target: String), other
+}
+
+/// Shared attribute reading and writing for groups and datasets.
+public class HDF5Object: @unchecked Sendable {
+    /// The file that holds the object.
+    public let file: HDF5File
+    /// The object's absolute path in the file.
+    public let path: String
+    let handle: HDF5Handle
+
+    init(file: HDF5File, path: String, handle: HDF5Handle) {
+        self.file = file
+        self.path = path
+        self.handle = handle
+    }
+
+    func fail(_ what: String) -> HDF5Error {
+        HDF5Error(file: file.path, message: "\(path): \(what)")
+    }
+
+    func check<T: BinaryInteger>(_ status: T, _ what: @autoclosure () -> String) throws -> T {
+        if status < 0 { throw fail("\(what()): \(HDF5.lastErrorDescription())") }
+        return status
+    }
+
+    /// Whether the object has an attribute `name`.
+    public func hasAttribute(_ name: String) -> Bool {
+        HDF5.locked {
+            let exists = H5Aexists(handle.id, name)
+            if exists < 0 { H5Eclear2(prima_H5E_DEFAULT()) }
+            return exists > 0
+        }
+    }
+
+    /// Names of all attributes, in name order.
+    public func attributeNames() throws -> [String] {
+        try HDF5.locked {
+            var names: [String] = []
+            var index: hsize_t = 0
+            try withUnsafeMutablePointer(to: &names) { pointer in
+                _ = try check(H5Aiterate2(handle.id, H5_INDEX_NAME, H5_ITER_INC, &index, { _, name, _, data in
+                    guard let name, let data else { return -1 }
+                    data.assumingMemoryBound(to: [String].self).pointee.append(String(cString: name))
+                    return 0
+                }, pointer), "cannot list attributes")
+            }
+            return names
+        }
+    }
+
+    private func writeAttribute(_ name: String, type: hid_t, space: hid_t, _ buffer: UnsafeRawPointer) throws {
+        if H5Aexists(handle.id, name) > 0 { try check(H5Adelete(handle.id, name), "cannot replace attribute \(name)") }
+        H5Eclear2(prima_H5E_DEFAULT())
+        let attribute = HDF5Handle(try check(H5Acreate2(handle.id, name, type, space, prima_H5P_DEFAULT(),
+                                                        prima_H5P_DEFAULT()), "cannot create attribute \(name)"),
+                                   close: H5Aclose)
+        try check(H5Awrite(attribute.id, type, buffer), "cannot write attribute \(name)")
+    }
+
+    /// Writes a UTF-8 variable-length string attribute (replacing any existing one).
+    public func setAttribute(_ name: String, string value: String) throws {
+        try HDF5.locked {
+            let type = HDF5Handle(H5Tcopy(prima_H5T_C_S1()), close: H5Tclose)
+            H5Tset_size(type.id, prima_H5T_VARIABLE())
+            H5Tset_cset(type.id, H5T_CSET_UTF8)
+            let space = HDF5Handle(H5Screate(H5S_SCALAR), close: H5Sclose)
+            try value.withCString { cString in
+                var pointer: UnsafePointer<CChar>? = cString
+                try writeAttribute(name, type: type.id, space: space.id, &pointer)
+            }
+        }
+    }
+
+    /// Writes a scalar int64 attribute.
+    public func setAttribute(_ name: String, int value: Int) throws {
+        try HDF5.locked {
+            let space = HDF5Handle(H5Screate(H5S_SCALAR), close: H5Sclose)
+            var value = Int64(value)
+            try writeAttribute(name, type: prima_H5T_STD_I64LE(), space: space.id, &value)
+        }
+    }
+
+    /// Writes a scalar float64 attribute.
+    public func setAttribute(_ name: String, double value: Double) throws {
+        try HDF5.locked {
+            let space = HDF5Handle(H5Screate(H5S_SCALAR), close: H5Sclose)
+            var value = value
+            try writeAttribute(name, type: prima_H5T_IEEE_F64LE(), space: space.id, &value)
+        }
+    }
+
+    /// Writes a 1-D float64 attribute.
+    public func setAttribute(_ name: String, doubles values: [Double]) throws {
+        try HDF5.locked {
+            var dims = [hsize_t(values.count)]
+            let space = HDF5Handle(H5Screate_simple(1, &dims, nil), close: H5Sclose)
+            try values.withUnsafeBytes { try writeAttribute(name, type: prima_H5T_IEEE_F64LE(), space: space.id, $0.baseAddress!) }
+        }
+    }
+
+    private func openAttribute(_ name: String) throws -> HDF5Handle {
+        guard H5Aexists(handle.id, name) > 0 else {
+            H5Eclear2(prima_H5E_DEFAULT())
+            throw fail("missing attribute \(name)")
+        }
+        return HDF5Handle(try check(H5Aopen(handle.id, name, prima_H5P_DEFAULT()), "cannot open attribute \(name)"),
+                          close: H5Aclose)
+    }
+
+    /// Reads a string attribute (variable- or fixed-length). Throws if missing or not a scalar string.
+    public func stringAttribute(_ name: String) throws -> String {
+        try HDF5.locked {
+            let attribute = try openAttribute(name)
+            let type = HDF5Handle(H5Aget_type(attribute.id), close: H5Tclose)
+            let space = HDF5Handle(H5Aget_space(attribute.id), close: H5Sclose)
+            guard H5Tget_class(type.id) == H5T_STRING, H5Sget_simple_extent_npoints(space.id) == 1 else {
+                throw fail("attribute \(name) is not a string")
+            }
+            if H5Tis_variable_str(type.id) > 0 {
+                let memType = HDF5Handle(H5Tcopy(prima_H5T_C_S1()), close: H5Tclose)
+                H5Tset_size(memType.id, prima_H5T_VARIABLE())
+                H5Tset_cset(memType.id, H5Tget_cset(type.id))
+                var pointer: UnsafeMutablePointer<CChar>? = nil
+                try check(H5Aread(attribute.id, memType.id, &pointer), "cannot read attribute \(name)")
+                defer { if let pointer { H5free_memory(pointer) } }
+                return pointer.map { String(cString: $0) } ?? ""
+            }
+            let size = H5Tget_size(type.id)
+            guard size > 0, size < 1 << 26 else { throw fail("attribute \(name) has an implausible size \(size)") }
+            var bytes = [UInt8](repeating: 0, count: size + 1)
+            try check(H5Aread(attribute.id, type.id, &bytes), "cannot read attribute \(name)")
+            let end = bytes.firstIndex(of: 0) ?? size
+            return String(decoding: bytes[0..<end], as: UTF8.self)
+        }
+    }
+
+    /// Reads a scalar integer attribute (any HDF5 integer type, converted to Int64).
+    public func intAttribute(_ name: String) throws -> Int {
+        try HDF5.locked {
+            let attribute = try openAttribute(name)
+            let type = HDF5Handle(H5Aget_type(attribute.id), close: H5Tclose)
+            let space = HDF5Handle(H5Aget_space(attribute.id), close: H5Sclose)
+            guard H5Tget_class(type.id) == H5T_INTEGER, H5Sget_simple_extent_npoints(space.id) == 1 else {
+                throw fail("attribute \(name) is not a scalar integer")
+            }
+            var value: Int64 = 0
+            try check(H5Aread(attribute.id, prima_H5T_NATIVE_INT64(), &value), "cannot read attribute \(name)")
+            return Int(value)
+        }
+    }
+
+    /// Reads a float attribute (scalar or 1-D; integer or float types are converted to Double).
+    public func doublesAttribute(_ name: String) throws -> [Double] {
+        try HDF5.locked {
+            let attribute = try openAttribute(name)
+            let type = HDF5Handle(H5Aget_type(attribute.id), close: H5Tclose)
+            let space = HDF5Handle(H5Aget_space(attribute.id), close: H5Sclose)
+            let typeClass = H5Tget_class(type.id)
+            guard typeClass == H5T_FLOAT || typeClass == H5T_INTEGER else { throw fail("attribute \(name) is not numeric") }
+            let count = Int(H5Sget_simple_extent_npoints(space.id))
+            guard count >= 0, count < 1 << 20 else { throw fail("attribute \(name) has \(count) elements") }
+            var values = [Double](repeating: 0, count: count)
+            try check(H5Aread(attribute.id, prima_H5T_NATIVE_DOUBLE(), &values), "cannot read attribute \(name)")
+            return values
+        }
+    }
+
+    /// Reads a scalar float attribute.
+    public func doubleAttribute(_ name: String) throws -> Double {
+        let values = try doublesAttribute(name)
+        guard values.count == 1 else { throw fail("attribute \(name) is not a scalar") }
+        return values[0]
+    }
+}
+
+/// An HDF5 group.
+public final class HDF5Group: HDF5Object, @unchecked Sendable {
+    init(file: HDF5File, path: String) throws {
+        let id = try HDF5.locked {
+            try HDF5.check(H5Gopen2(file.handle.id, path, prima_H5P_DEFAULT()), file.path, "\(path): cannot open group")
+        }
+        super.init(file: file, path: path, handle: HDF5Handle(id, close: H5Gclose))
+    }
+
+    private func childPath(_ name: String) -> String { path == "/" ? "/" + name : path + "/" + name }
+
+    /// Creates a child group with link creation order tracked and indexed.
+    public func createGroup(_ name: String) throws -> HDF5Group {
+        try HDF5.locked {
+            let gcpl = HDF5Handle(try HDF5.propertyList(prima_H5P_GROUP_CREATE(), file.path), close: H5Pclose)
+            try check(H5Pset_link_creation_order(gcpl.id, UInt32(H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED)),
+                      "cannot track creation order")
+            let id = try check(H5Gcreate2(handle.id, name, prima_H5P_DEFAULT(), gcpl.id, prima_H5P_DEFAULT()),
+                               "cannot create group \(name)")
+            _ = H5Gclose(id)
+        }
+        return try HDF5Group(file: file, path: childPath(name))
+    }
+
+    /// Opens a child group; throws a message naming it if it is missing or not a group.
+    public func group(_ name: String) throws -> HDF5Group {
+        guard case .group = try linkKind(name) else { throw fail("\(name) is not a group") }
+        return try HDF5Group(file: file, path: childPath(name))
+    }
+
+    /// Opens a child dataset (following soft links); throws if missing or not a dataset.
+    public func dataset(_ name: String) throws -> HDF5Dataset {
+        switch try linkKind(name) {
+        case .dataset, .softLink: return try HDF5Dataset(file: file, path: childPath(name))
+        default: throw fail("\(name) is not a dataset")
+        }
+    }
+
+    /// Whether a link `name` exists in this group.
+    public func contains(_ name: String) -> Bool {
+        HDF5.locked {
+            let exists = H5Lexists(handle.id, name, prima_H5P_DEFAULT())
+            if exists < 0 { H5Eclear2(prima_H5E_DEFAULT()) }
+            return exists > 0
+        }
+    }
+
+    /// What the link `name` is; throws if it does not exist.
+    public func linkKind(_ name: String) throws -> HDF5LinkKind {
+        try HDF5.locked {
+            guard !name.contains("/"), H5Lexists(handle.id, name, prima_H5P_DEFAULT()) > 0 else {
+                H5Eclear2(prima_H5E_DEFAULT())
+                throw fail("missing \(name)")
+            }
+            var info = H5L_info_t()
+            try check(H5Lget_info(handle.id, name, &info, prima_H5P_DEFAULT()), "cannot inspect link \(name)")
+            switch info.type {
+            case H5L_TYPE_SOFT:
+                let size = info.u.val_size
+                guard size > 0, size < 1 << 16 else { throw fail("soft link \(name) has a bad value size") }
+                var buffer = [CChar](repeating: 0, count: size + 1)
+                try check(H5Lget_val(handle.id, name, &buffer, size, prima_H5P_DEFAULT()), "cannot read soft link \(name)")
+                return .softLink(target: String(cString: buffer))
+            case H5L_TYPE_HARD:
+                var objectInfo = H5O_info_t()
+                try check(H5Oget_info_by_name2(handle.id, name, &objectInfo, UInt32(H5O_INFO_BASIC), prima_H5P_DEFAULT()),
+                          "cannot inspect \(name)")
+                switch objectInfo.type {
+                case H5O_TYPE_GROUP: return .group
+                case H5O_TYPE_DATASET: return .dataset
+                default: return .other
+                }
+            default:
+                return .other
+            }
+        }
+    }
+
+    /// Names of the links in this group, in creation order when the group tracks it (files this toolkit
+    /// writes), otherwise in name order (files written by other tools).
+    public func linkNames() throws -> [String] {
+        try HDF5.locked {
+            let gcpl = HDF5Handle(H5Gget_create_plist(handle.id), close: H5Pclose)
+            var flags: UInt32 = 0
+            H5Pget_link_creation_order(gcpl.id, &flags)
+            let indexed = flags & UInt32(H5P_CRT_ORDER_INDEXED) != 0
+            var names: [String] = []
+            var index: hsize_t = 0
+            try withUnsafeMutablePointer(to: &names) { pointer in
+                _ = try check(H5Literate(handle.id, indexed ? H5_INDEX_CRT_ORDER : H5_INDEX_NAME, H5_ITER_INC, &index,
+                                         { _, name, _, data in
+                                             guard let name, let data else { return -1 }
+                                             data.assumingMemoryBound(to: [String].self).pointee.append(String(cString: name))
+                                             return 0
+                                         }, pointer), "cannot list links")
+            }
+            return names
+        }
+    }
+
+    /// Creates a soft link `name` → `target` (an absolute path in the file).
+    public func createSoftLink(_ name: String, target: String) throws {
+        try HDF5.locked {
+            try check(H5Lcreate_soft(target, handle.id, name, prima_H5P_DEFAULT(), prima_H5P_DEFAULT()),
+                      "cannot create soft link \(name)")
+        }
+    }
+
+    /// Creates a contiguous, unfiltered dataset of `dtype` and `shape` whose data will be written later
+    /// (fill values are never written: each byte is written exactly once by the caller).
+    public func createDataset(_ name: String, dtype: DType, shape: [Int]) throws -> HDF5Dataset {
+        try HDF5.locked {
+            let type = hdf5FileType(for: dtype)
+            let space: HDF5Handle
+            if shape.isEmpty {
+                space = HDF5Handle(H5Screate(H5S_SCALAR), close: H5Sclose)
+            } else {
+                var dims = shape.map { hsize_t($0) }
+                space = HDF5Handle(H5Screate_simple(Int32(dims.count), &dims, nil), close: H5Sclose)
+            }
+            let dcpl = HDF5Handle(try HDF5.propertyList(prima_H5P_DATASET_CREATE(), file.path), close: H5Pclose)
+            try check(H5Pset_layout(dcpl.id, H5D_CONTIGUOUS), "cannot set contiguous layout for \(name)")
+            try check(H5Pset_fill_time(dcpl.id, H5D_FILL_TIME_NEVER), "cannot disable fill for \(name)")
+            let id = try check(H5Dcreate2(handle.id, name, type.id, space.id, prima_H5P_DEFAULT(), dcpl.id,
+                                          prima_H5P_DEFAULT()), "cannot create dataset \(name)")
+            _ = H5Dclose(id)
+        }
+        return try HDF5Dataset(file: file, path: childPath(name))
+    }
+
+    /// Writes `bytes` as a 1-D uint8 dataset (verbatim files, Formats/prima-checkpoint.md §3.2).
+    public func writeBytes(_ name: String, _ bytes: [UInt8]) throws {
+        let dataset = try createDataset(name, dtype: .u8, shape: [bytes.count])
+        try bytes.withUnsafeBytes { try dataset.writeAll($0) }
+    }
+}
+
+/// An HDF5 dataset.
+public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
+    /// The dataset's shape (`[]` for a scalar).
+    public let shape: [Int]
+
+    init(file: HDF5File, path: String) throws {
+        let (id, shape) = try HDF5.locked { () throws -> (hid_t, [Int]) in
+            let id = try HDF5.check(H5Dopen2(file.handle.id, path, prima_H5P_DEFAULT()), file.path,
+                                    "\(path): cannot open dataset")
+            let space = HDF5Handle(H5Dget_space(id), close: H5Sclose)
+            let rank = H5Sget_simple_extent_ndims(space.id)
+            guard rank >= 0, rank <= 32 else {
+                _ = H5Dclose(id)
+                throw HDF5Error(file: file.path, message: "\(path): unsupported dataspace")
+            }
+            var dims = [hsize_t](repeating: 0, count: Int(rank))
+            H5Sget_simple_extent_dims(space.id, &dims, nil)
+            return (id, dims.map { Int(clamping: $0) })
+        }
+        self.shape = shape
+        super.init(file: file, path: path, handle: HDF5Handle(id, close: H5Dclose))
+    }
+
+    /// Whether the stored HDF5 type is the spec's type for `dtype` (§5.2).
+    public func storedTypeMatches(_ dtype: DType) -> Bool {
+        HDF5.locked {
+            let type = HDF5Handle(H5Dget_type(handle.id), close: H5Tclose)
+            return hdf5Type(type.id, matches: dtype)
+        }
+    }
+
+    /// The size in bytes of one stored element.
+    public var elementSize: Int {
+        HDF5.locked {
+            let type = HDF5Handle(H5Dget_type(handle.id), close: H5Tclose)
+            return H5Tget_size(type.id)
+        }
+    }
+
+    /// Whether the dataset is contiguous and unfiltered, as the format requires for tensors.
+    public var isContiguousUnfiltered: Bool {
+        HDF5.locked {
+            let dcpl = HDF5Handle(H5Dget_create_plist(handle.id), close: H5Pclose)
+            return H5Pget_layout(dcpl.id) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl.id) == 0
+        }
+    }
+
+    /// Selects rows `[start, start+count)` of dimension 0 in the file and a matching memory space.
+    private func rowSelection(start: Int, count: Int) throws -> (file: HDF5Handle, memory: HDF5Handle) {
+        let fileSpace = HDF5Handle(H5Dget_space(handle.id), close: H5Sclose)
+        guard !shape.isEmpty else { return (fileSpace, HDF5Handle(H5Screate(H5S_SCALAR), close: H5Sclose)) }
+        precondition(start >= 0 && count >= 0 && start + count <= shape[0], "row range outside \(path)")
+        var offset = [hsize_t](repeating: 0, count: shape.count)
+        offset[0] = hsize_t(start)
+        var counts = shape.map { hsize_t($0) }
+        counts[0] = hsize_t(count)
+        try check(H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, &offset, nil, &counts, nil), "cannot select rows")
+        let memory = HDF5Handle(H5Screate_simple(Int32(counts.count), &counts, nil), close: H5Sclose)
+        return (fileSpace, memory)
+    }
+
+    /// Writes rows `[start, start+count)` of dimension 0 from `bytes` (raw, stored type; no conversion).
+    /// A scalar dataset takes `start == 0, count == 1`.
+    public func writeRows(start: Int, count: Int, from bytes: UnsafeRawBufferPointer) throws {
+        guard count > 0 else { return }
+        try HDF5.locked {
+            let type = HDF5Handle(H5Dget_type(handle.id), close: H5Tclose)
+            let (fileSpace, memory) = try rowSelection(start: start, count: count)
+            try check(H5Dwrite(handle.id, type.id, memory.id, fileSpace.id, prima_H5P_DEFAULT(), bytes.baseAddress),
+                      "cannot write rows \(start)..<\(start + count)")
+        }
+    }
+
+    /// Reads rows `[start, start+count)` of dimension 0 into `bytes` (raw, stored type).
+    public func readRows(start: Int, count: Int, into bytes: UnsafeMutableRawBufferPointer) throws {
+        guard count > 0 else { return }
+        try HDF5.locked {
+            let type = HDF5Handle(H5Dget_type(handle.id), close: H5Tclose)
+            let (fileSpace, memory) = try rowSelection(start: start, count: count)
+            try check(H5Dread(handle.id, type.id, memory.id, fileSpace.id, prima_H5P_DEFAULT(), bytes.baseAddress),
+                      "cannot read rows \(start)..<\(start + count)")
+        }
+    }
+
+    /// Number of elements.
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    /// Writes the whole dataset from `bytes` (raw, stored type).
+    public func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        try writeRows(start: 0, count: shape.first ?? 1, from: bytes)
+    }
+
+    /// Reads the whole dataset (raw, stored type). Use for small data: files, attributes-like datasets.
+    public func readAllBytes(limit: Int = 1 << 30) throws -> [UInt8] {
+        let byteCount = elementCount * elementSize
+        guard byteCount <= limit else { throw fail("dataset of \(byteCount) bytes exceeds the \(limit)-byte limit") }
+        var bytes = [UInt8](repeating: 0, count: byteCount)
+        if elementCount > 0 { try bytes.withUnsafeMutableBytes { try readRows(start: 0, count: shape.first ?? 1, into: $0) } }
+        return bytes
+    }
+}

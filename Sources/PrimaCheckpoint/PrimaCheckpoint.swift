@@ -1,1 +1,0 @@
-// PrimaCheckpoint: see Formats/prima-checkpoint.md.
