@@ -679,6 +679,8 @@ def main():
 
     with open(MODELS_DIR / "manifest.json", "w", encoding="utf-8") as f:
         f.write(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    for p in list(TOKENIZERS_DIR.rglob("*")) + list(MODELS_DIR.rglob("*")):
+        p.chmod(0o755 if p.is_dir() else 0o644)  # safetensors creates its files 0600
 
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
     assert total < 15 * 1024 * 1024, total
