@@ -34,7 +34,7 @@ let package = Package(
         .target(
             name: "PrimaCheckpoint",
             dependencies: ["CHDF5", "CZlib", "PrimaJSON", "PrimaTensor", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor"]),
+        .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
         .target(
             name: "PrimaConvert",
             dependencies: [
@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "PrimaCheckpointTests", dependencies: ["PrimaCheckpoint"]),
         .testTarget(
             name: "PrimaConvertTests",
-            dependencies: ["PrimaConvert", "PrimaSafetensors", "PrimaCheckpoint"]),
+            dependencies: ["PrimaConvert", "PrimaSafetensors", "PrimaCheckpoint", "PrimaJSON", "prima-convert"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,1 +1,164 @@
-print("prima-convert")
+import ArgumentParser
+import Foundation
+import PrimaCheckpoint
+import PrimaConvert
+
+/// `prima-convert`: Hugging Face safetensors ⇄ PRIMA checkpoint, and inspection.
+/// Exit status: 0 success, 1 the job failed, 2 bad usage or bad input.
+@main
+struct PrimaConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prima-convert",
+        abstract: "Convert Hugging Face safetensors models to and from PRIMA checkpoints.",
+        discussion: "Exit status: 0 success, 1 the job failed, 2 bad usage or bad input. Format: Formats/prima-checkpoint.md.",
+        version: CheckpointFormat.tool,
+        subcommands: [Import.self, Export.self, Inspect.self])
+
+    /// Runs the command, printing errors as one line and mapping them to the toolkit's exit codes.
+    static func main() {
+        TemporaryFiles.installSignalHandlers()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as ConvertError {
+            FileHandle.standardError.write(Data("prima-convert: error: \(error.description)\n".utf8))
+            Foundation.exit(error.exitCode)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            FileHandle.standardError.write(Data("prima-convert: error: \(fullMessage(for: error))\n".utf8))
+            Foundation.exit(2)
+        }
+    }
+}
+
+/// Prints a warning line on stderr.
+func warn(_ line: String) {
+    FileHandle.standardError.write(Data("prima-convert: warning: \(line)\n".utf8))
+}
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Import Hugging Face model directories into a PRIMA checkpoint.",
+        discussion: """
+            With one DIR, its role comes from config.json's model_type. With --image-encoder/--text-encoder/--decoder, \
+            each directory fills that role (any subset).
+            """)
+
+    @Argument(help: "A Hugging Face model directory (config.json + model.safetensors or a sharded index).")
+    var directory: String?
+
+    @Option(name: .customLong("image-encoder"), help: "DINOv3 ViT directory for the image_encoder role.")
+    var imageEncoder: String?
+
+    @Option(name: .customLong("text-encoder"), help: "ModernBERT or BERT directory for the text_encoder role.")
+    var textEncoder: String?
+
+    @Option(name: .customLong("decoder"), help: "Qwen3 directory for the decoder role.")
+    var decoder: String?
+
+    @Option(name: .shortAndLong, help: "The checkpoint to write (.h5).")
+    var output: String
+
+    @Flag(help: "Overwrite an existing output file.")
+    var force = false
+
+    @Flag(name: .customLong("no-progress"), help: "Do not draw progress on stderr.")
+    var noProgress = false
+
+    func validate() throws {
+        let roles = [imageEncoder, textEncoder, decoder].compactMap { $0 }
+        if directory != nil && !roles.isEmpty {
+            throw ValidationError("give either one DIR or --image-encoder/--text-encoder/--decoder, not both")
+        }
+        if directory == nil && roles.isEmpty { throw ValidationError("nothing to import: give DIR or a role option") }
+    }
+
+    func run() throws {
+        var sources: [ImportSource] = []
+        if let directory { sources.append(ImportSource(directory: directory, role: nil)) }
+        if let imageEncoder { sources.append(ImportSource(directory: imageEncoder, role: .imageEncoder)) }
+        if let textEncoder { sources.append(ImportSource(directory: textEncoder, role: .textEncoder)) }
+        if let decoder { sources.append(ImportSource(directory: decoder, role: .decoder)) }
+        let summary = try Importer.run(sources, output: output, overwrite: force, showProgress: !noProgress, warn: warn)
+        for component in summary.components {
+            print("\(component.role.rawValue): \(component.architecture), \(component.tensorCount) tensors, \(component.parameterCount) parameters, \(Progress.format(component.bytes))")
+        }
+        print(String(format: "wrote %@ in %.2f s", summary.output, summary.seconds))
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Export one component of a checkpoint to a Hugging Face directory (bit-identical tensors).")
+
+    @Argument(help: "The checkpoint (.h5).")
+    var checkpoint: String
+
+    @Option(help: "The component: image_encoder, text_encoder or decoder.")
+    var component: String
+
+    @Option(name: .shortAndLong, help: "The directory to write.")
+    var output: String
+
+    @Option(name: .customLong("max-shard-size"), help: "Shard model.safetensors above this size (e.g. 5GB, 500MB, 2GiB).")
+    var maxShardSize = "5GB"
+
+    @Flag(help: "Replace a non-empty output directory.")
+    var force = false
+
+    @Flag(name: .customLong("no-progress"), help: "Do not draw progress on stderr.")
+    var noProgress = false
+
+    func validate() throws {
+        guard ComponentRole(rawValue: component) != nil else {
+            throw ValidationError("--component must be image_encoder, text_encoder or decoder, not \"\(component)\"")
+        }
+        guard parseByteSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size: cannot read \"\(maxShardSize)\"") }
+    }
+
+    func run() throws {
+        let summary = try Exporter.run(checkpoint: checkpoint, role: ComponentRole(rawValue: component)!, output: output,
+                                       maxShardBytes: parseByteSize(maxShardSize)!, overwrite: force,
+                                       showProgress: !noProgress)
+        print(String(format: "wrote %@: %d tensors, %@ in %d file(s), %.2f s", summary.directory, summary.tensorCount,
+                     Progress.format(summary.bytes), summary.shardCount, summary.seconds))
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a checkpoint's components, configs, files, tensors and provenance.")
+
+    @Argument(help: "The checkpoint (.h5).")
+    var checkpoint: String
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    @Flag(name: .customLong("no-tensors"), help: "Text output without the tensor list.")
+    var noTensors = false
+
+    func run() throws {
+        if json {
+            print(try Inspector.json(checkpoint: checkpoint).serialized())
+        } else {
+            print(try Inspector.text(checkpoint: checkpoint, showTensors: !noTensors))
+        }
+    }
+}
+
+/// Parses `5GB`, `500MB`, `2GiB`, `1000` (bytes) into a byte count; nil if malformed or not positive.
+func parseByteSize(_ text: String) -> Int? {
+    let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000),
+                                  ("MB", 1_000_000), ("KB", 1000), ("kB", 1000), ("B", 1)]
+    for (suffix, scale) in units where text.hasSuffix(suffix) {
+        guard let value = Double(text.dropLast(suffix.count)), value > 0 else { return nil }
+        return Int(value * Double(scale))
+    }
+    guard let value = Int(text), value > 0 else { return nil }
+    return value
+}

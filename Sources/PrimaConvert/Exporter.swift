@@ -1,0 +1,152 @@
+import Foundation
+import PrimaCheckpoint
+import PrimaJSON
+import PrimaModels
+import PrimaSafetensors
+import PrimaTensor
+
+/// Exports one component of a checkpoint back to a Hugging Face directory: the verbatim files (config.json,
+/// tokenizer, preprocessing) and the tensors under their source names, bit-identical to what was imported,
+/// as model.safetensors or shards with an index above `maxShardBytes`.
+///
+/// The directory is assembled under a temporary name beside the destination and renamed into place at the end.
+public enum Exporter {
+    /// What an export wrote.
+    public struct Summary: Sendable {
+        public let directory: String
+        public let tensorCount: Int
+        public let bytes: Int
+        public let shardCount: Int
+        public let seconds: Double
+    }
+
+    public static func run(checkpoint path: String, role: ComponentRole, output: String, maxShardBytes: Int,
+                           overwrite: Bool, showProgress: Bool) throws -> Summary {
+        let start = Date()
+        let checkpoint = try classify(asInput: true) { try Checkpoint(path: path) }
+        let component = try classify(asInput: true) { try checkpoint.component(role) }
+        let records = try classify(asInput: true) { try component.tensorRecords() }
+        if let quantised = records.first(where: { $0.dtype == .i8 }) {
+            throw ConvertError.input("\(path): \(role.rawValue): tensor \(quantised.name) is int8-quantised; safetensors export needs float weights")
+        }
+        let architectureName = try classify(asInput: true) { try component.attribute("architecture") }
+        guard let architecture = Architecture(rawValue: architectureName) else {
+            throw ConvertError.input("\(path): \(role.rawValue): unknown architecture \"\(architectureName)\"")
+        }
+        let prefix = component.group.hasAttribute("hf_prefix") ? try classify(asInput: true) { try component.attribute("hf_prefix") } : ""
+        let tied = try classify(asInput: true) { try tiedRecords(component) }
+
+        // Tensors to write, in stored order: datasets by their source name, and aliases the source stored.
+        var outputs: [(hfName: String, record: TensorRecord)] = []
+        for record in records {
+            if record.aliasOf != nil {
+                if let hfName = tied.first(where: { $0.name == record.name })?.hfName { outputs.append((hfName, record)) }
+                continue
+            }
+            guard let hfName = record.hfName ?? architecture.names.hfName(forCanonical: record.name, prefix: prefix) else {
+                throw ConvertError.input("\(path): \(role.rawValue): tensor \(record.name) has no Hugging Face name")
+            }
+            outputs.append((hfName, record))
+        }
+        // Second source names of one parameter (name == target) carry the stored dataset's bytes.
+        for tie in tied where tie.name == tie.target {
+            guard let hfName = tie.hfName, let record = records.first(where: { $0.name == tie.target }) else { continue }
+            outputs.append((hfName, record))
+        }
+        var seen = Set<String>()
+        for output in outputs where !seen.insert(output.hfName).inserted {
+            throw ConvertError.input("\(path): \(role.rawValue): two tensors would be written as \(output.hfName)")
+        }
+
+        let staging = try prepareStaging(output: output, overwrite: overwrite)
+        var committed = false
+        defer { if !committed { try? FileManager.default.removeItem(atPath: staging) } }
+
+        try classify(asInput: false) {
+            for name in try component.fileNames() {
+                let bytes = try component.file(name)
+                guard FileManager.default.createFile(atPath: staging + "/" + name, contents: Data(bytes)) else {
+                    throw ConvertError.failed("\(staging)/\(name): cannot write")
+                }
+            }
+        }
+        let layout = outputs.map { (name: $0.hfName, dtype: $0.record.dtype, shape: $0.record.shape) }
+        let plan = SafetensorsShardPlan(tensors: layout, maxShardBytes: maxShardBytes)
+        let progress = Progress(label: "export", total: outputs.reduce(0) { $0 + $1.record.byteCount }, enabled: showProgress)
+        try classify(asInput: false) {
+            for shard in plan.shards {
+                let writer = try SafetensorsWriter(path: staging + "/" + shard.fileName,
+                                                   tensors: shard.tensors, metadata: ["format": "pt"])
+                for tensor in shard.tensors {
+                    let record = outputs.first { $0.hfName == tensor.name }!.record
+                    try component.streamTensor(record) { block in
+                        try writer.append(block)
+                        progress.advance(block.count)
+                    }
+                }
+                try writer.finish()
+            }
+            if let index = plan.indexJSON {
+                guard FileManager.default.createFile(atPath: staging + "/" + SafetensorsShardPlan.indexFileName,
+                                                     contents: Data(index.utf8)) else {
+                    throw ConvertError.failed("\(staging): cannot write the shard index")
+                }
+            }
+        }
+        progress.finish()
+        try install(staging: staging, output: output)
+        committed = true
+        return Summary(directory: output, tensorCount: outputs.count, bytes: outputs.reduce(0) { $0 + $1.record.byteCount },
+                       shardCount: plan.shards.count, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// The component's `tied` attribute, parsed.
+    static func tiedRecords(_ component: ComponentReader) throws -> [TiedRecord] {
+        guard component.group.hasAttribute("tied") else { return [] }
+        let text = try component.attribute("tied")
+        guard let list = try JSON.parse(text).array else { throw ConvertError.input("attribute tied is not a JSON list") }
+        return try list.map { item in
+            guard let object = item.object, let name = object["name"]?.string, let target = object["target"]?.string else {
+                throw ConvertError.input("\(component.checkpoint.path): \(component.name): malformed tied entry \(item.serialized())")
+            }
+            return TiedRecord(name: name, target: target, hfName: object["hf_name"]?.string)
+        }
+    }
+
+    /// A fresh staging directory beside `output`, after checking that `output` may be written.
+    private static func prepareStaging(output: String, overwrite: Bool) throws -> String {
+        let manager = FileManager.default
+        var isDirectory: ObjCBool = false
+        if manager.fileExists(atPath: output, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw ConvertError.input("\(output): exists and is not a directory") }
+            let contents = (try? manager.contentsOfDirectory(atPath: output)) ?? []
+            if !contents.isEmpty && !overwrite {
+                throw ConvertError.input("\(output): directory is not empty (use --force to replace it)")
+            }
+        }
+        let staging = output + ".tmp-\(getpid())"
+        try? manager.removeItem(atPath: staging)
+        do {
+            try manager.createDirectory(atPath: staging, withIntermediateDirectories: false)
+        } catch {
+            throw ConvertError.failed("\(staging): cannot create directory: \(error.localizedDescription)")
+        }
+        return staging
+    }
+
+    /// Moves the staging directory to `output`, replacing an existing one.
+    private static func install(staging: String, output: String) throws {
+        let manager = FileManager.default
+        if manager.fileExists(atPath: output) {
+            let old = output + ".old-\(getpid())"
+            guard rename(output, old) == 0 else { throw ConvertError.failed("\(output): cannot replace: \(String(cString: strerror(errno)))") }
+            guard rename(staging, output) == 0 else {
+                _ = rename(old, output)
+                throw ConvertError.failed("\(output): cannot move the export into place: \(String(cString: strerror(errno)))")
+            }
+            try? manager.removeItem(atPath: old)
+        } else if rename(staging, output) != 0 {
+            throw ConvertError.failed("\(output): cannot move the export into place: \(String(cString: strerror(errno)))")
+        }
+    }
+}

@@ -1,0 +1,158 @@
+import Foundation
+import PrimaCheckpoint
+import PrimaJSON
+import PrimaModels
+import PrimaSafetensors
+
+/// A failure of a conversion, as one line for the user, with the exit status it maps to
+/// (2: bad input or usage, 1: the job failed while writing).
+public struct ConvertError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    /// Process exit status: 2 for bad input, 1 for a failed job.
+    public let exitCode: Int32
+
+    /// A problem with what the user handed us (exit 2).
+    public static func input(_ message: String) -> ConvertError { ConvertError(description: message, exitCode: 2) }
+    /// A failure while doing the job (exit 1).
+    public static func failed(_ message: String) -> ConvertError { ConvertError(description: message, exitCode: 1) }
+}
+
+/// Runs `body`, turning any error into a ``ConvertError`` of the given kind (keeping ``ConvertError``s as they are).
+func classify<R>(asInput: Bool, _ body: () throws -> R) throws -> R {
+    do {
+        return try body()
+    } catch let error as ConvertError {
+        throw error
+    } catch {
+        let message = String(describing: error)
+        throw asInput ? ConvertError.input(message) : ConvertError.failed(message)
+    }
+}
+
+/// Reads a file of at most `limit` bytes, or throws naming it.
+func readSmallFile(_ path: String, limit: Int) throws -> [UInt8] {
+    guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+          let size = (attributes[.size] as? NSNumber)?.intValue else {
+        throw ConvertError.input("\(path): cannot read file")
+    }
+    guard size <= limit else { throw ConvertError.input("\(path): file of \(size) bytes exceeds the \(limit)-byte limit") }
+    guard let data = FileManager.default.contents(atPath: path) else { throw ConvertError.input("\(path): cannot read file") }
+    return [UInt8](data)
+}
+
+/// A Hugging Face model directory as the importer sees it: config, architecture, weights and auxiliary files.
+struct HFModelDirectory {
+    let path: String
+    let architecture: Architecture
+    let modelType: String
+    let hfArchitectures: [String]
+    let config: any ArchitectureConfig
+    /// Auxiliary files present (name, bytes), config.json first.
+    let auxiliaryFiles: [(name: String, bytes: [UInt8])]
+    let weights: SafetensorsModel
+
+    init(path: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ConvertError.input("\(path): not a directory")
+        }
+        self.path = path
+        let configPath = path + "/config.json"
+        guard FileManager.default.fileExists(atPath: configPath) else { throw ConvertError.input("\(configPath): missing") }
+        var files: [(String, [UInt8])] = []
+        for name in CheckpointFormat.auxiliaryFileNames {
+            let filePath = path + "/" + name
+            if FileManager.default.fileExists(atPath: filePath) {
+                files.append((name, try readSmallFile(filePath, limit: CheckpointFormat.maxAuxiliaryFileBytes)))
+            }
+        }
+        auxiliaryFiles = files
+        let configBytes = files.first { $0.0 == "config.json" }!.1
+        let json: JSONObject
+        do {
+            guard let object = try JSON.parse(configBytes).object else {
+                throw ConvertError.input("\(configPath): not a JSON object")
+            }
+            json = object
+        } catch let error as JSONError {
+            throw ConvertError.input("\(configPath): malformed JSON: \(error)")
+        }
+        guard let modelType = json["model_type"]?.string else {
+            throw ConvertError.input("\(configPath): no model_type string")
+        }
+        guard let architecture = Architecture(modelType: modelType) else {
+            let known = Architecture.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ConvertError.input("\(configPath): unknown model_type \"\(modelType)\" (supported: \(known))")
+        }
+        self.modelType = modelType
+        self.architecture = architecture
+        hfArchitectures = json["architectures"]?.array?.compactMap(\.string) ?? []
+        do {
+            config = try architecture.parseConfig(json)
+        } catch {
+            throw ConvertError.input("\(path)/\(error.description)")
+        }
+        for name in CheckpointFormat.auxiliaryFileNames where name.hasSuffix(".json") && name != "config.json" {
+            guard let bytes = files.first(where: { $0.0 == name })?.1 else { continue }
+            do { _ = try JSON.parse(bytes) } catch { throw ConvertError.input("\(path)/\(name): malformed JSON: \(error)") }
+        }
+        weights = try classify(asInput: true) { try SafetensorsModel(directory: path) }
+    }
+
+    /// The image preprocessing attributes (§3.4), from preprocessor_config.json or the DINOv3 defaults.
+    func preprocessing() throws -> [(String, ConfigValue)] {
+        var height = 224, width = 224, resample = "bilinear"
+        var doResize = true, doRescale = true, doNormalize = true
+        var rescaleFactor = 1.0 / 255.0
+        var mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225]
+        let name = "preprocessor_config.json"
+        if let bytes = auxiliaryFiles.first(where: { $0.name == name })?.bytes {
+            let where_ = "\(path)/\(name)"
+            guard let json = try? JSON.parse(bytes).object else { throw ConvertError.input("\(where_): not a JSON object") }
+            func flag(_ key: String, _ current: Bool) throws -> Bool {
+                guard let value = json[key], !value.isNull else { return current }
+                guard let bool = value.bool else { throw ConvertError.input("\(where_): field \(key) must be true or false") }
+                return bool
+            }
+            func triple(_ key: String, _ current: [Double]) throws -> [Double] {
+                guard let value = json[key], !value.isNull else { return current }
+                guard let list = value.array?.compactMap(\.double), list.count == 3 else {
+                    throw ConvertError.input("\(where_): field \(key) must be a list of 3 numbers")
+                }
+                return list
+            }
+            doResize = try flag("do_resize", doResize)
+            doRescale = try flag("do_rescale", doRescale)
+            doNormalize = try flag("do_normalize", doNormalize)
+            mean = try triple("image_mean", mean)
+            std = try triple("image_std", std)
+            guard std.allSatisfy({ $0 > 0 }) else { throw ConvertError.input("\(where_): image_std must be positive") }
+            if let value = json["rescale_factor"], !value.isNull {
+                guard let factor = value.double, factor > 0 else { throw ConvertError.input("\(where_): bad rescale_factor") }
+                rescaleFactor = factor
+            }
+            if let size = json["size"]?.object {
+                if let h = size["height"]?.int, let w = size["width"]?.int, h > 0, w > 0 {
+                    height = h; width = w
+                } else if let edge = size["shortest_edge"]?.int, edge > 0 {
+                    height = edge; width = edge
+                } else {
+                    throw ConvertError.input("\(where_): size must have positive height and width (or shortest_edge)")
+                }
+            }
+            if let value = json["resample"], !value.isNull {
+                // PIL resampling codes, as transformers stores them.
+                switch value.int {
+                case 0: resample = "nearest"
+                case 2: resample = "bilinear"
+                case 3: resample = "bicubic"
+                default: throw ConvertError.input("\(where_): unsupported resample \(value.serialized())")
+                }
+            }
+        }
+        return [("height", .int(height)), ("width", .int(width)), ("resample", .string(resample)),
+                ("do_resize", .bool(doResize)), ("do_rescale", .bool(doRescale)), ("do_normalize", .bool(doNormalize)),
+                ("rescale_factor", .double(rescaleFactor)), ("image_mean", .doubles(mean)),
+                ("image_std", .doubles(std))]
+    }
+}

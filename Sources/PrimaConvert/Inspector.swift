@@ -1,0 +1,115 @@
+import Foundation
+import PrimaCheckpoint
+import PrimaJSON
+import PrimaTensor
+
+/// Describes a checkpoint: root attributes, then per component its attributes, config, files and tensors.
+public enum Inspector {
+    /// The checkpoint as one JSON object (the `--json` output of `prima-convert inspect`).
+    public static func json(checkpoint path: String) throws -> JSONValue {
+        try classify(asInput: true) {
+            let checkpoint = try Checkpoint(path: path)
+            var components: [(String, JSONValue)] = []
+            for name in checkpoint.roles.map(\.rawValue) + checkpoint.extraGroups {
+                let component = try ComponentRole(rawValue: name).map { try checkpoint.component($0) } ?? checkpoint.group(name)
+                components.append((name, try describe(component)))
+            }
+            return .object(JSONObject([
+                ("path", .string(path)), ("format", .string(CheckpointFormat.name)),
+                ("format_version", .int(checkpoint.formatVersion)), ("tool", .string(checkpoint.tool)),
+                ("created", .string(checkpoint.created)), ("components", .object(JSONObject(components))),
+            ]))
+        }
+    }
+
+    private static func describe(_ component: ComponentReader) throws -> JSONValue {
+        var attributes: [(String, JSONValue)] = []
+        for key in try component.group.attributeNames() {
+            attributes.append((key, attributeValue(component.group, key)))
+        }
+        var config: [(String, JSONValue)] = []
+        for sub in ["config", "preprocessing"] where component.group.contains(sub) {
+            let group = try component.subgroup(sub)
+            var values: [(String, JSONValue)] = []
+            for key in try group.attributeNames() { values.append((key, attributeValue(group, key))) }
+            config.append((sub, .object(JSONObject(values))))
+        }
+        var files: [(String, JSONValue)] = []
+        for name in try component.fileNames() { files.append((name, .int(try component.file(name).count))) }
+        var tensors: [JSONValue] = []
+        var total = 0
+        for record in try component.tensorRecords() {
+            var fields: [(String, JSONValue)] = [
+                ("name", .string(record.name)), ("dtype", .string(record.dtype.rawValue)),
+                ("shape", .array(record.shape.map { .int($0) })), ("bytes", .int(record.byteCount)),
+            ]
+            if let hf = record.hfName { fields.append(("hf_name", .string(hf))) }
+            if let crc = record.crc32 { fields.append(("crc32", .int(Int(crc)))) }
+            if let target = record.aliasOf { fields.append(("alias_of", .string(target))) } else { total += record.byteCount }
+            tensors.append(.object(JSONObject(fields)))
+        }
+        return .object(JSONObject(attributes + config + [
+            ("files", .object(JSONObject(files))), ("tensor_bytes", .int(total)), ("tensors", .array(tensors)),
+        ]))
+    }
+
+    /// An attribute as JSON: JSON-valued string attributes are parsed, numbers kept as numbers.
+    private static func attributeValue(_ object: HDF5Object, _ key: String) -> JSONValue {
+        if let string = try? object.stringAttribute(key) {
+            if let first = string.first, first == "[" || first == "{", let parsed = try? JSON.parse(string) { return parsed }
+            return .string(string)
+        }
+        if let int = try? object.intAttribute(key) { return .int(int) }
+        if let doubles = try? object.doublesAttribute(key) {
+            return doubles.count == 1 ? .double(doubles[0]) : .array(doubles.map { .double($0) })
+        }
+        return .null
+    }
+
+    /// The checkpoint as an indented text tree for people.
+    public static func text(checkpoint path: String, showTensors: Bool = true) throws -> String {
+        let description = try json(checkpoint: path)
+        guard let root = description.object, let components = root["components"]?.object else { return "" }
+        var lines = ["\(path): \(CheckpointFormat.name) v\(root["format_version"]?.int ?? 0), written by \(root["tool"]?.string ?? "?") at \(root["created"]?.string ?? "?")"]
+        for (name, value) in components.entries {
+            guard let component = value.object else { continue }
+            let tensors = component["tensors"]?.array ?? []
+            let bytes = component["tensor_bytes"]?.int ?? 0
+            let parameters = component["parameter_count"]?.int ?? 0
+            lines.append("\(name): \(component["architecture"]?.string ?? "heads") (\(component["hf_model_type"]?.string ?? "-")), \(tensors.count) tensors, \(parameters) parameters, \(Progress.format(bytes))")
+            if let files = component["files"]?.object, !files.isEmpty {
+                lines.append("  files: " + files.entries.map { "\($0.key) (\($0.value.int ?? 0) B)" }.joined(separator: ", "))
+            }
+            if let config = component["config"]?.object {
+                lines.append("  config: " + config.entries.map { "\($0.key)=\($0.value.serialized())" }.joined(separator: " "))
+            }
+            if let preprocessing = component["preprocessing"]?.object {
+                lines.append("  preprocessing: " + preprocessing.entries.map { "\($0.key)=\($0.value.serialized())" }.joined(separator: " "))
+            }
+            if let tied = component["tied"]?.array, !tied.isEmpty {
+                lines.append("  tied: " + tied.compactMap { $0.object }.map {
+                    "\($0["name"]?.string ?? "?") = \($0["target"]?.string ?? "?")" + ($0["hf_name"]?.string == nil ? " (not stored in source)" : "")
+                }.joined(separator: ", "))
+            }
+            if let dropped = component["dropped"]?.array, !dropped.isEmpty {
+                lines.append("  dropped: " + dropped.compactMap { $0.object?["hf_name"]?.string }.joined(separator: ", "))
+            }
+            if let sources = component["source_files"]?.array {
+                for source in sources.compactMap(\.object) {
+                    lines.append("  source: \(source["name"]?.string ?? "?") \(source["bytes"]?.int ?? 0) B sha256 \(source["sha256"]?.string ?? "?")")
+                }
+            }
+            guard showTensors else { continue }
+            let width = tensors.compactMap { $0.object?["name"]?.string?.count }.max() ?? 0
+            for tensor in tensors.compactMap(\.object) {
+                let name = tensor["name"]?.string ?? "?"
+                let shape = "[" + (tensor["shape"]?.array ?? []).compactMap(\.int).map(String.init).joined(separator: ", ") + "]"
+                var line = "  " + name.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+                    + (tensor["dtype"]?.string ?? "?").padding(toLength: 5, withPad: " ", startingAt: 0) + shape
+                if let target = tensor["alias_of"]?.string { line += "  -> \(target)" }
+                lines.append(line)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,274 @@
+import PrimaCheckpoint
+import PrimaJSON
+
+/// The model architectures the toolkit stores and runs (Formats/prima-checkpoint.md §3).
+public enum Architecture: String, Sendable, CaseIterable {
+    case dinov3ViT = "dinov3_vit"
+    case modernBERT = "modernbert"
+    case bert = "bert"
+    case qwen3 = "qwen3"
+
+    /// The architecture for a config.json `model_type`, or nil if the toolkit does not support it.
+    public init?(modelType: String) { self.init(rawValue: modelType) }
+
+    /// The checkpoint role a component of this architecture takes by default.
+    public var defaultRole: ComponentRole {
+        switch self {
+        case .dinov3ViT: .imageEncoder
+        case .modernBERT, .bert: .textEncoder
+        case .qwen3: .decoder
+        }
+    }
+
+    /// The roles this architecture may fill.
+    public var allowedRoles: [ComponentRole] { [defaultRole] }
+
+    /// The architecture's Hugging Face ↔ canonical name table.
+    public var names: NameTable {
+        switch self {
+        case .dinov3ViT: DINOv3ViTConfig.names
+        case .modernBERT: ModernBERTConfig.names
+        case .bert: BERTConfig.names
+        case .qwen3: Qwen3Config.names
+        }
+    }
+
+    /// Parses the architecture's configuration from a config.json object.
+    public func parseConfig(_ json: JSONObject) throws(ModelConfigError) -> any ArchitectureConfig {
+        switch self {
+        case .dinov3ViT: try DINOv3ViTConfig(json: json)
+        case .modernBERT: try ModernBERTConfig(json: json)
+        case .bert: try BERTConfig(json: json)
+        case .qwen3: try Qwen3Config(json: json)
+        }
+    }
+}
+
+/// A config.json problem, naming the field.
+public struct ModelConfigError: Error, CustomStringConvertible, Sendable {
+    /// What is wrong, starting with the field name.
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A typed configuration value as stored in a component's `config/` group (§3.3).
+public enum ConfigValue: Sendable, Equatable {
+    case int(Int)
+    case double(Double)
+    case bool(Bool)
+    case string(String)
+    /// A list of reals, stored as a 1-D float64 attribute.
+    case doubles([Double])
+    /// A list or object, stored as JSON text.
+    case json(String)
+}
+
+/// What the converter needs to know about one expected tensor.
+public struct ExpectedTensor: Sendable, Equatable {
+    /// The shape config.json implies.
+    public let shape: [Int]
+    /// Whether a checkpoint without it is refused.
+    public let required: Bool
+}
+
+/// A tied pair: `alias` is the same parameter as `target` when the config ties them (§5.3).
+public struct TiedPair: Sendable, Equatable {
+    public let alias: String
+    public let target: String
+}
+
+/// One architecture's parsed configuration and weight layout: the typed fields the runtime uses, the tensors
+/// the config implies, and which of them are tied.
+public protocol ArchitectureConfig: Sendable {
+    /// The architecture.
+    static var architecture: Architecture { get }
+    /// The `config/` attributes (§3.3), defaults filled in, in a stable order.
+    var fields: [(String, ConfigValue)] { get }
+    /// Every tensor this configuration implies, by canonical name.
+    var expectedTensors: [String: ExpectedTensor] { get }
+    /// Tied aliases in force for this configuration.
+    var tiedPairs: [TiedPair] { get }
+}
+
+/// How one Hugging Face tensor name maps into the checkpoint.
+public enum NameMapping: Sendable, Equatable {
+    /// Stored under this canonical name; `prefix` is the body prefix the name carried (`model.`, `bert.`, ""),
+    /// nil for a head name (heads are never prefixed).
+    case tensor(canonical: String, prefix: String?)
+    /// Not stored, with the reason (§4.6).
+    case dropped(reason: String)
+    /// Not in the architecture's table: refused.
+    case unknown
+}
+
+/// An architecture's name table (§4.2–4.5): body names (which may carry one of `bodyPrefixes`), head names
+/// (never prefixed), and dropped names. `N` in a pattern stands for a layer index.
+public struct NameTable: Sendable {
+    /// Prefixes a body name may carry, most specific first; "" must be among them.
+    public let bodyPrefixes: [String]
+    /// Body patterns: Hugging Face → canonical.
+    public let body: [(hf: String, canonical: String)]
+    /// Head patterns (unprefixed): Hugging Face → canonical.
+    public let heads: [(hf: String, canonical: String)]
+    /// Hugging Face name prefixes that are dropped (after stripping a body prefix), with the reason.
+    public let dropped: [(hfPrefix: String, reason: String)]
+    /// Second Hugging Face names of one parameter (BERT's `cls.predictions.decoder.bias` is
+    /// `cls.predictions.bias`): second name → first name, both unprefixed heads.
+    public let duplicateNames: [String: String]
+
+    private let bodyLookup: [String: String]
+    private let headLookup: [String: String]
+    private let reverseBody: [String: String]
+    private let reverseHeads: [String: String]
+
+    public init(bodyPrefixes: [String], body: [(hf: String, canonical: String)], heads: [(hf: String, canonical: String)],
+                dropped: [(hfPrefix: String, reason: String)], duplicateNames: [String: String] = [:]) {
+        self.bodyPrefixes = bodyPrefixes
+        self.duplicateNames = duplicateNames
+        self.body = body
+        self.heads = heads
+        self.dropped = dropped
+        bodyLookup = Dictionary(body.map { ($0.hf, $0.canonical) }, uniquingKeysWith: { first, _ in first })
+        headLookup = Dictionary(heads.map { ($0.hf, $0.canonical) }, uniquingKeysWith: { first, _ in first })
+        reverseBody = Dictionary(body.map { ($0.canonical, $0.hf) }, uniquingKeysWith: { first, _ in first })
+        reverseHeads = Dictionary(heads.map { ($0.canonical, $0.hf) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Replaces the first all-digit dot-separated component with `N`, returning the pattern and the index.
+    static func pattern(of name: String) -> (String, String?) {
+        var parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard let position = parts.firstIndex(where: { !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) })
+        else { return (name, nil) }
+        let index = parts[position]
+        parts[position] = "N"
+        return (parts.joined(separator: "."), index)
+    }
+
+    static func substitute(_ pattern: String, index: String?) -> String {
+        guard let index else { return pattern }
+        return pattern.split(separator: ".", omittingEmptySubsequences: false)
+            .map { $0 == "N" ? index : String($0) }.joined(separator: ".")
+    }
+
+    /// Maps a Hugging Face tensor name.
+    public func map(_ hfName: String) -> NameMapping {
+        if let first = duplicateNames[hfName], case .tensor(let canonical, _) = map(first) {
+            return .tensor(canonical: canonical, prefix: nil)
+        }
+        let (headPattern, headIndex) = Self.pattern(of: hfName)
+        if let canonical = headLookup[headPattern] {
+            return .tensor(canonical: Self.substitute(canonical, index: headIndex), prefix: nil)
+        }
+        for prefix in bodyPrefixes where hfName.hasPrefix(prefix) {
+            let stripped = String(hfName.dropFirst(prefix.count))
+            let (pattern, index) = Self.pattern(of: stripped)
+            if let canonical = bodyLookup[pattern] {
+                return .tensor(canonical: Self.substitute(canonical, index: index), prefix: prefix)
+            }
+            if let drop = dropped.first(where: { stripped.hasPrefix($0.hfPrefix) }) {
+                return .dropped(reason: drop.reason)
+            }
+        }
+        return .unknown
+    }
+
+    /// The Hugging Face name for a canonical name, given the body prefix the component was imported with.
+    public func hfName(forCanonical canonical: String, prefix: String) -> String? {
+        let (pattern, index) = Self.pattern(of: canonical)
+        if let hf = reverseHeads[pattern] { return Self.substitute(hf, index: index) }
+        if let hf = reverseBody[pattern] { return prefix + Self.substitute(hf, index: index) }
+        return nil
+    }
+}
+
+/// Reads config.json fields with explicit defaults; every error names the field.
+struct ConfigReader {
+    let json: JSONObject
+
+    private func value(_ key: String) -> JSONValue? {
+        guard let value = json[key], !value.isNull else { return nil }
+        return value
+    }
+
+    func int(_ key: String, default fallback: Int? = nil) throws(ModelConfigError) -> Int {
+        guard let value = value(key) else {
+            guard let fallback else { throw ModelConfigError("config.json: required field \(key) is missing") }
+            return fallback
+        }
+        guard let int = value.int else { throw ModelConfigError("config.json: field \(key) must be an integer, got \(value.typeName)") }
+        return int
+    }
+
+    /// A positive integer (a size or a count).
+    func size(_ key: String, default fallback: Int? = nil) throws(ModelConfigError) -> Int {
+        let result = try int(key, default: fallback)
+        guard result > 0, result < 1 << 31 else { throw ModelConfigError("config.json: field \(key) must be a positive size, got \(result)") }
+        return result
+    }
+
+    func double(_ key: String, default fallback: Double? = nil) throws(ModelConfigError) -> Double {
+        guard let value = value(key) else {
+            guard let fallback else { throw ModelConfigError("config.json: required field \(key) is missing") }
+            return fallback
+        }
+        guard let double = value.double, double.isFinite else {
+            throw ModelConfigError("config.json: field \(key) must be a number, got \(value.typeName)")
+        }
+        return double
+    }
+
+    func bool(_ key: String, default fallback: Bool) throws(ModelConfigError) -> Bool {
+        guard let value = value(key) else { return fallback }
+        guard let bool = value.bool else { throw ModelConfigError("config.json: field \(key) must be true or false, got \(value.typeName)") }
+        return bool
+    }
+
+    func string(_ key: String, default fallback: String) throws(ModelConfigError) -> String {
+        guard let value = value(key) else { return fallback }
+        guard let string = value.string else { throw ModelConfigError("config.json: field \(key) must be a string, got \(value.typeName)") }
+        return string
+    }
+
+    func object(_ key: String) throws(ModelConfigError) -> JSONObject? {
+        guard let value = value(key) else { return nil }
+        guard let object = value.object else { throw ModelConfigError("config.json: field \(key) must be an object, got \(value.typeName)") }
+        return object
+    }
+
+    /// An activation name the runtime implements.
+    func activation(_ key: String, default fallback: String) throws(ModelConfigError) -> String {
+        let name = try string(key, default: fallback)
+        guard ["gelu", "gelu_pytorch_tanh", "gelu_new", "silu", "swish"].contains(name) else {
+            throw ModelConfigError("config.json: field \(key): unsupported activation \"\(name)\"")
+        }
+        return name
+    }
+
+    /// A divisibility check between two fields.
+    static func requireDivisible(_ a: Int, by b: Int, _ what: String) throws(ModelConfigError) {
+        guard b > 0, a % b == 0 else { throw ModelConfigError("config.json: \(what) (\(a) is not a multiple of \(b))") }
+    }
+}
+
+/// Builds expected-tensor tables with layer loops and conditional biases.
+struct ExpectedTensorBuilder {
+    private(set) var tensors: [String: ExpectedTensor] = [:]
+
+    /// A tensor that must be present.
+    mutating func require(_ name: String, _ shape: [Int]) { tensors[name] = ExpectedTensor(shape: shape, required: true) }
+
+    /// A tensor that may be present (heads, pooler).
+    mutating func allow(_ name: String, _ shape: [Int]) { tensors[name] = ExpectedTensor(shape: shape, required: false) }
+
+    /// A Linear's weight `[out, in]` and, if `bias`, its bias `[out]`; `required` false for optional heads.
+    mutating func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool, required: Bool = true) {
+        tensors[name + ".weight"] = ExpectedTensor(shape: [out, inFeatures], required: required)
+        if bias { tensors[name + ".bias"] = ExpectedTensor(shape: [out], required: required) }
+    }
+
+    /// A norm's weight `[width]` and, if `bias`, its bias.
+    mutating func norm(_ name: String, width: Int, bias: Bool, required: Bool = true) {
+        tensors[name + ".weight"] = ExpectedTensor(shape: [width], required: required)
+        if bias { tensors[name + ".bias"] = ExpectedTensor(shape: [width], required: required) }
+    }
+}

@@ -1,1 +1,0 @@
-// PrimaModels: see Formats/prima-checkpoint.md.
