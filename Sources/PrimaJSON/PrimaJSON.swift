@@ -1,1 +1,0 @@
-// PrimaJSON: see Formats/prima-checkpoint.md.
