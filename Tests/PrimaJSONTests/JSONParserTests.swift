@@ -284,6 +284,17 @@ func expectRejected(_ input: [UInt8], _ fragment: String, sourceLocation: Source
         #expect(object.serialized() == #"{"k\"ey\n":"v"}"#)
     }
 
+    @Test func indentedLayoutMatchesPython() throws {
+        // Python: json.dumps({"a": [1, [], {}, {"b": None}], "c": {"d": [True, "x\ny"]}, "e": {}}, indent=2).
+        let value: JSONValue = ["a": [1, [], [:], ["b": nil]], "c": ["d": [true, "x\ny"]], "e": [:]]
+        let python = "{\n  \"a\": [\n    1,\n    [],\n    {},\n    {\n      \"b\": null\n    }\n  ],\n  \"c\": {\n    \"d\": [\n      true,\n      \"x\\ny\"\n    ]\n  },\n  \"e\": {}\n}"
+        #expect(value.serialized(indent: 2) == python)
+        #expect(try JSON.parse(python) == value)
+        #expect(JSONValue.array([]).serialized(indent: 2) == "[]")
+        #expect(JSONValue.int(5).serialized(indent: 2) == "5")
+        #expect(value.serialized(indent: 0).hasPrefix("{\n\"a\": [\n1,\n[],"))
+    }
+
     @Test func numberLiteralsAreValidated() {
         #expect(JSONNumber("12")?.int64 == 12)
         #expect(JSONNumber("-1.5e3")?.double == -1500)
