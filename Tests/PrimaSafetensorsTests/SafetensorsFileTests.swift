@@ -57,6 +57,12 @@ import Testing
         let secondKeyOffset = #"{"w":"#.utf8.count + first.utf8.count + 1
         expectOpenFailure(path, tensor: "w", "appears twice in the header (header byte \(secondKeyOffset))")
 
+        // In a header with enough tensors for hashed lookups, a repeat of the very first name.
+        let many = (0..<20).map { #""t\#($0)":\#(entryJSON("U8", [1], $0, $0 + 1))"# }.joined(separator: ",")
+        let late = try directory.writeSafetensors("late.safetensors", header: "{\(many),\"t0\":\(entryJSON("U8", [1], 20, 21))}",
+                                                  data: patternBytes(21))
+        expectOpenFailure(late, tensor: "t0", "appears twice in the header")
+
         let metadata = try directory.writeSafetensors("dupmeta.safetensors", header: #"{"__metadata__":{},"__metadata__":{}}"#, data: [])
         expectOpenFailure(metadata, #""__metadata__" appears twice in the header"#)
     }
