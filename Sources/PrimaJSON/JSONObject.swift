@@ -63,7 +63,7 @@ public struct JSONObject: Sendable, Equatable, RandomAccessCollection {
                 append(key, value)
             case (let position?, nil):
                 entries.remove(at: position)
-                positions = JSONObject.positions(of: entries)
+                positions = entries.count > JSONObject.hashedLookupThreshold ? JSONObject.positions(of: entries) : KeyPositions()
             case (nil, nil):
                 break
             }
@@ -80,10 +80,10 @@ public struct JSONObject: Sendable, Equatable, RandomAccessCollection {
         }
     }
 
-    /// The key → position table for `entries`, or an empty one if a linear scan will do.
+    /// The key → position table for `entries` (whose keys are unique), for an object about to pass
+    /// ``hashedLookupThreshold`` entries or already past it.
     static func positions(of entries: some Collection<(key: String, value: JSONValue)>) -> KeyPositions {
         var positions = KeyPositions()
-        guard entries.count > hashedLookupThreshold else { return positions }
         for (position, entry) in entries.enumerated() { positions.insert(hash: entry.key.hashValue, position: position) }
         return positions
     }

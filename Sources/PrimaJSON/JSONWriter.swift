@@ -7,14 +7,27 @@ extension JSONValue {
     /// back an equal value.
     public func serialized() -> String {
         var out: [UInt8] = []
-        JSONWriter.append(self, to: &out)
+        JSONWriter.append(self, to: &out, indent: nil, level: 0)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Indented JSON text in the layout of Python's `json.dumps(value, indent: spaces)`, which is how
+    /// transformers writes `config.json` and `model.safetensors.index.json`: one item per line, `": "` after
+    /// keys, empty containers as `{}` and `[]`. Keys stay in stored order (sort them first to match
+    /// `sort_keys=True`), and non-ASCII text stays UTF-8 (Python's default would escape it).
+    /// Precondition: `spaces >= 0`.
+    public func serialized(indent spaces: Int) -> String {
+        precondition(spaces >= 0, "negative indent \(spaces)")
+        var out: [UInt8] = []
+        JSONWriter.append(self, to: &out, indent: spaces, level: 0)
         return String(decoding: out, as: UTF8.self)
     }
 }
 
 /// Serialisation into a byte buffer.
 enum JSONWriter {
-    static func append(_ value: JSONValue, to out: inout [UInt8]) {
+    /// Appends `value`; `indent` nil means compact, else spaces per nesting `level`.
+    static func append(_ value: JSONValue, to out: inout [UInt8], indent: Int?, level: Int) {
         switch value {
         case .null:
             out.append(contentsOf: "null".utf8)
@@ -28,19 +41,31 @@ enum JSONWriter {
             out.append(UInt8(ascii: "["))
             for (position, element) in elements.enumerated() {
                 if position > 0 { out.append(UInt8(ascii: ",")) }
-                append(element, to: &out)
+                appendLineBreak(to: &out, indent: indent, level: level + 1)
+                append(element, to: &out, indent: indent, level: level + 1)
             }
+            if !elements.isEmpty { appendLineBreak(to: &out, indent: indent, level: level) }
             out.append(UInt8(ascii: "]"))
         case .object(let object):
             out.append(UInt8(ascii: "{"))
             for (position, (key, element)) in object.enumerated() {
                 if position > 0 { out.append(UInt8(ascii: ",")) }
+                appendLineBreak(to: &out, indent: indent, level: level + 1)
                 appendString(key, to: &out)
                 out.append(UInt8(ascii: ":"))
-                append(element, to: &out)
+                if indent != nil { out.append(UInt8(ascii: " ")) }
+                append(element, to: &out, indent: indent, level: level + 1)
             }
+            if !object.isEmpty { appendLineBreak(to: &out, indent: indent, level: level) }
             out.append(UInt8(ascii: "}"))
         }
+    }
+
+    /// When indenting, a line break and the indentation of nesting `level`; nothing in compact output.
+    private static func appendLineBreak(to out: inout [UInt8], indent: Int?, level: Int) {
+        guard let indent else { return }
+        out.append(UInt8(ascii: "\n"))
+        out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent * level))
     }
 
     /// Appends `text` as a quoted JSON string, copying unescaped runs in one go.

@@ -48,10 +48,18 @@ func expectRejected(_ input: [UInt8], _ fragment: String, sourceLocation: Source
         #expect(nested.depth == 2)
         #expect(nested.offset == 20)
 
-        // Past the size where lookups go through the hash table.
+        // Past the size where lookups go through the hash table: a repeat of a key from before that point, at it,
+        // and after it.
         let keys = (0..<40).map { "\"key\($0)\":\($0)" }.joined(separator: ",")
         #expect(parseError("{\(keys)}") == nil)
-        expectRejected("{\(keys),\"key17\":0}", #"duplicate key "key17""#)
+        for repeated in [0, 5, 11, 12, 13, 17, 39] {
+            expectRejected("{\(keys),\"key\(repeated)\":0}", #"duplicate key "key\#(repeated)""#)
+        }
+        for size in 11...14 {
+            let prefix = (0..<size).map { "\"k\($0)\":0" }.joined(separator: ",")
+            expectRejected("{\(prefix),\"k0\":1}", #"duplicate key "k0""#)
+            expectRejected("{\(prefix),\"k\(size - 1)\":1}", #"duplicate key "k\#(size - 1)""#)
+        }
 
         // Canonically equivalent spellings are the same key (precomposed é, and e + combining acute).
         expectRejected("{\"\u{E9}\":1,\"e\u{301}\":2}", "duplicate key")
@@ -259,7 +267,13 @@ func expectRejected(_ input: [UInt8], _ fragment: String, sourceLocation: Source
         let parsed = try JSON.parse(text)
         #expect(parsed == value)
         #expect(parsed.object?["layer.4321.weight"]?.object?["shape"]?.array?.first?.int == 4321)
-        #expect(parsed.object?.index(forKey: "layer.4999.weight") == 4999)
+        // Every key is found where it is, in the parsed object and the built one, before and after the point
+        // where lookups switch to the hash table.
+        for index in 0..<5000 {
+            #expect(parsed.object?.index(forKey: "layer.\(index).weight") == index)
+            #expect(value.object?.index(forKey: "layer.\(index).weight") == index)
+        }
+        #expect(parsed.object?.index(forKey: "layer.5000.weight") == nil)
     }
 }
 
@@ -282,6 +296,17 @@ func expectRejected(_ input: [UInt8], _ fragment: String, sourceLocation: Source
         #expect(JSON.quoted("line\nbreak") == #""line\nbreak""#)
         let object: JSONValue = ["k\"ey\n": "v"]
         #expect(object.serialized() == #"{"k\"ey\n":"v"}"#)
+    }
+
+    @Test func indentedLayoutMatchesPython() throws {
+        // Python: json.dumps({"a": [1, [], {}, {"b": None}], "c": {"d": [True, "x\ny"]}, "e": {}}, indent=2).
+        let value: JSONValue = ["a": [1, [], [:], ["b": nil]], "c": ["d": [true, "x\ny"]], "e": [:]]
+        let python = "{\n  \"a\": [\n    1,\n    [],\n    {},\n    {\n      \"b\": null\n    }\n  ],\n  \"c\": {\n    \"d\": [\n      true,\n      \"x\\ny\"\n    ]\n  },\n  \"e\": {}\n}"
+        #expect(value.serialized(indent: 2) == python)
+        #expect(try JSON.parse(python) == value)
+        #expect(JSONValue.array([]).serialized(indent: 2) == "[]")
+        #expect(JSONValue.int(5).serialized(indent: 2) == "5")
+        #expect(value.serialized(indent: 0).hasPrefix("{\n\"a\": [\n1,\n[],"))
     }
 
     @Test func numberLiteralsAreValidated() {
@@ -309,6 +334,7 @@ func expectRejected(_ input: [UInt8], _ fragment: String, sourceLocation: Source
         // Past the hash-table threshold, lookups, replacement and removal keep working.
         var large = JSONObject()
         for index in 0..<30 { large["k\(index)"] = .int(index) }
+        for index in 0..<30 { #expect(large["k\(index)"] == .int(index)) }
         #expect(large["k29"] == 29)
         #expect(large.index(forKey: "k13") == 13)
         large["k13"] = nil
@@ -318,6 +344,13 @@ func expectRejected(_ input: [UInt8], _ fragment: String, sourceLocation: Source
         large["k14"] = "x"
         #expect(large.index(forKey: "k14") == 13)
         #expect(large.count == 29)
+        // Back under the threshold (12 keys), lookups scan again; passing it once more rebuilds the table.
+        for index in [0, 1, 2] + Array(15...28) { large["k\(index)"] = nil }
+        #expect(large.keys == (3...12).map { "k\($0)" } + ["k14", "k29"])
+        #expect(large["k3"] == 3 && large["k14"] == "x" && large["k29"] == 29 && large["k0"] == nil)
+        large["k13"] = 13
+        #expect(large.count == 13)
+        #expect(large.index(forKey: "k3") == 0 && large.index(forKey: "k29") == 11 && large.index(forKey: "k13") == 12)
         // Canonically equivalent spellings address the same entry.
         large["\u{E9}"] = 1
         #expect(large["e\u{301}"] == 1)

@@ -1,1 +1,0 @@
-// PrimaSafetensors: see Formats/prima-checkpoint.md.
