@@ -274,9 +274,9 @@ class Tensor:
         self.attrs: Dict[str, Any] = a.all_decoded()
         self._check_storage(a)
         space = ds.id.get_space()
-        self.shape: Tuple[int, ...] = tuple(int(d) for d in space.shape) if space.get_simple_extent_type() != h5py.h5s.NULL else ()
         if space.get_simple_extent_type() == h5py.h5s.NULL:
             raise a.err("dataset has a null dataspace (a tensor needs a simple or scalar one)")
+        self.shape: Tuple[int, ...] = tuple(int(d) for d in space.shape)  # () for a scalar dataspace
         self.size = int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
         self.storage_dtype: np.dtype = STORAGE[self.dtype][1]
         self.nbytes = self.size * self.storage_dtype.itemsize
@@ -465,11 +465,12 @@ class Component:
 
         # attributes (§3.1 / §8), decoded; required ones type-checked
         required = PRIMA_ATTRIBUTES if self.is_prima else COMPONENT_ATTRIBUTES
+        missing = [key for key in required if not a.has(key)]
         for key, kind in required.items():
-            if a.has(key):
+            if key not in missing:
                 a.typed(key, kind)  # raises on a wrongly typed attribute
-            else:
-                need(False, group.name, f"missing required attribute '{key}'")
+        need(not missing, group.name, f"missing required attribute{'s' * (len(missing) > 1)} "
+                                      + ", ".join(f"'{k}'" for k in missing))
         self.attrs: Dict[str, Any] = a.all_decoded()
 
         if not self.is_prima:
@@ -562,6 +563,10 @@ class Component:
                 if not isinstance(ag, h5py.Group):
                     raise CheckpointError(path, f"{group.name}/lora/{aname}", "expected an adapter group")
                 self.lora[aname] = LoraAdapter(ckpt, ag, strict)
+            # §6: a merged adapter means the base weights include it; the component says so too
+            if any(ad.attrs.get("merged") == 1 for ad in self.lora.values()):
+                need(self.attrs.get("lora_merged") == 1, group.name,
+                     "a LoRA adapter has merged=1 but the component lacks lora_merged=1")
 
     def _check_json_shapes(self, a: _Attrs) -> None:
         """The JSON attributes of §3.1 must have the documented structure."""
@@ -805,7 +810,7 @@ def print_tree(ckpt: Checkpoint, out=sys.stdout) -> None:
             if c.attrs.get("hf_model_type") and c.attrs["hf_model_type"] != c.architecture:
                 head += f", hf {c.attrs['hf_model_type']}"
             head += ")"
-        print(f"{head}  {len(c.tensors)} tensors, {c.tensor_group.parameter_count():,} parameters", file=out)
+        print(f"{head}  {len(c.tensors)} tensor{'s' * (len(c.tensors) != 1)}, {c.tensor_group.parameter_count():,} parameters", file=out)
         if c.file_names:
             print("  files: " + ", ".join(f"{n} ({len(c._group['files'][n]):,} B)" for n in c.file_names), file=out)
         if c.config:

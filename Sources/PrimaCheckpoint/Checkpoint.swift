@@ -60,10 +60,21 @@ public final class Checkpoint {
         self.extraGroups = extra
     }
 
-    /// Opens the component of `role`; throws naming the role if the checkpoint has none.
+    /// Opens the component of `role` and checks its required attributes and children (§3.1, §3.2); throws
+    /// naming the role if the checkpoint has none.
     public func component(_ role: ComponentRole) throws -> ComponentReader {
         guard roles.contains(role) else { throw CheckpointError("\(path): checkpoint has no \(role.rawValue) component") }
-        return try ComponentReader(checkpoint: self, group: try file.root().group(role.rawValue))
+        let component = try ComponentReader(checkpoint: self, group: try file.root().group(role.rawValue))
+        for attribute in ComponentReader.requiredAttributes where !component.group.hasAttribute(attribute) {
+            throw CheckpointError("\(path): \(role.rawValue): missing required attribute \(attribute)")
+        }
+        for child in ["config", "tensors"] where !component.group.contains(child) {
+            throw CheckpointError("\(path): \(role.rawValue): missing required group \(child)")
+        }
+        guard try component.fileNames().contains("config.json") else {
+            throw CheckpointError("\(path): \(role.rawValue): missing required files/config.json")
+        }
+        return component
     }
 
     /// Opens a top-level group laid out like a component (`prima`, §8).
@@ -93,6 +104,9 @@ public struct TensorRecord: Sendable {
 
 /// Reads one component group.
 public final class ComponentReader {
+    /// Attributes every component group must carry (§3.1).
+    public static let requiredAttributes = ["role", "architecture", "tensor_count", "parameter_count", "tied"]
+
     /// The checkpoint it belongs to.
     public unowned let checkpoint: Checkpoint
     /// The component's group.

@@ -70,7 +70,7 @@ public enum Exporter {
                 }
             }
         }
-        let layout = outputs.map { (name: $0.hfName, dtype: $0.record.dtype, shape: $0.record.shape) }
+        let layout = outputs.map { SafetensorsTensorSpec(name: $0.hfName, dtype: $0.record.dtype, shape: $0.record.shape) }
         let plan = SafetensorsShardPlan(tensors: layout, maxShardBytes: maxShardBytes)
         let progress = Progress(label: "export", total: outputs.reduce(0) { $0 + $1.record.byteCount }, enabled: showProgress)
         try classify(asInput: false) {
@@ -86,8 +86,8 @@ public enum Exporter {
                 }
                 try writer.finish()
             }
-            if let index = plan.indexJSON {
-                guard FileManager.default.createFile(atPath: staging + "/" + SafetensorsShardPlan.indexFileName,
+            if let index = plan.indexJSON() {
+                guard FileManager.default.createFile(atPath: staging + "/" + SafetensorsModel.indexFileName,
                                                      contents: Data(index.utf8)) else {
                     throw ConvertError.failed("\(staging): cannot write the shard index")
                 }

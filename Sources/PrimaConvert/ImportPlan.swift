@@ -54,7 +54,8 @@ struct ImportPlan {
         var dropped: [(String, String)] = []
         var prefix: String?
 
-        for (entry, file) in source.weights.tensors {
+        for weight in source.weights.weights {
+            let entry = weight.entry, file = weight.file
             let context = "\(file.path): tensor \(entry.name)"
             switch names.map(entry.name) {
             case .unknown:
@@ -111,7 +112,7 @@ struct ImportPlan {
                 } else {
                     warn("\(alias.file.path): tensor \(alias.entry.name): config.json ties it to \(target.entry.name) but the two differ; keeping both")
                 }
-            } else {
+            } else if pair.head.map({ canonicalOwner[$0] != nil }) ?? true {
                 tied.append(TiedRecord(name: pair.alias, target: pair.target, hfName: nil))
                 tiedAliases.insert(pair.alias)
             }

@@ -56,6 +56,9 @@ public enum Importer {
             plans.append(try ImportPlan(source: directory, role: role, warn: warn))
         }
 
+        if FileManager.default.fileExists(atPath: output) && !overwrite {
+            throw ConvertError.input("\(output): already exists (use --force to overwrite)")
+        }
         let writer = try classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
         let progress = Progress(label: "import", total: plans.reduce(0) { $0 + $1.sourceBytes }, enabled: showProgress)
         var summaries: [ImportSummary.Component] = []
@@ -78,7 +81,7 @@ public enum Importer {
                 try component.addFile(name, bytes: bytes)
                 sourceFiles.append(fileRecord(name: name, size: bytes.count, sha256: bytes.withUnsafeBytes { SHA256.hash(data: $0) }))
             }
-            if let index = source.weights.indexPath {
+            if let index = source.weights.index?.path {
                 let bytes = try readSmallFile(index, limit: 100_000_000)
                 sourceFiles.append(fileRecord(name: (index as NSString).lastPathComponent, size: bytes.count,
                                               sha256: bytes.withUnsafeBytes { SHA256.hash(data: $0) }))
@@ -199,7 +202,7 @@ public enum Importer {
             try classify(asInput: true) { try file.readRaw(fileOffset: offset, into: slice) }
             let readOnly = UnsafeRawBufferPointer(slice)
             hashQueue.async {
-                state.hasher.update(bufferPointer: readOnly)
+                state.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: block.bytes[0..<count]))
                 block.free.signal()
             }
             // Route the part of the block inside the data region to the tensors it covers.

@@ -75,6 +75,15 @@ public struct ExpectedTensor: Sendable, Equatable {
 public struct TiedPair: Sendable, Equatable {
     public let alias: String
     public let target: String
+    /// A tensor whose presence says the alias's head exists (the MLM transform for an MLM decoder); nil when
+    /// the alias always exists (a decoder's LM head). Without it, an absent alias is not recorded as tied.
+    public let head: String?
+
+    public init(alias: String, target: String, head: String? = nil) {
+        self.alias = alias
+        self.target = target
+        self.head = head
+    }
 }
 
 /// One architecture's parsed configuration and weight layout: the typed fields the runtime uses, the tensors

@@ -17,7 +17,12 @@ func temporaryDirectory() -> String {
         var expected: [String: [UInt8]] = [:]
         do {
             let component = try writer.addComponent(.decoder)
+            try component.group.setAttribute("role", string: "decoder")
             try component.group.setAttribute("architecture", string: "qwen3")
+            try component.group.setAttribute("tensor_count", int: 7)
+            try component.group.setAttribute("parameter_count", int: 91)
+            try component.group.setAttribute("tied", string: #"[{"name": "alias", "target": "t.f32", "hf_name": null}]"#)
+            _ = try component.subgroup("config")
             try component.addFile("config.json", bytes: Array("{\"model_type\": \"qwen3\"}".utf8))
             for (index, dtype) in [DType.f32, .f16, .bf16, .i8, .i64, .u8].enumerated() {
                 let shape = [3, 5]
@@ -63,11 +68,13 @@ func temporaryDirectory() -> String {
         for record in records {
             let tensor = try decoder.readTensor(record)
             let bytes = tensor.withUnsafeBytes { Array($0) }
+            #expect(tensor.shape == record.shape)
             let source = record.aliasOf ?? record.name
             #expect(bytes == expected[source], "tensor \(record.name)")
             #expect(record.crc32 == bytes.withUnsafeBytes { CRC32.checksum($0) })
         }
         #expect(records.last?.aliasOf == "t.f32")
+        #expect(records.filter { $0.aliasOf == nil }.count == (try decoder.group.intAttribute("tensor_count")))
         #expect(records.first?.hfName == "hf.t.f32")
     }
 

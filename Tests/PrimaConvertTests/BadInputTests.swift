@@ -77,7 +77,7 @@ extension JSONObject {
 
     @Test func fileShorterThanTheLengthPrefix() throws {
         let (directory, file) = try corrupted { _, path in try Data([1, 2, 3]).write(to: URL(fileURLWithPath: path)) }
-        try expectRefusal(directory, mentioning: ["8 bytes"], sourceFile: file)
+        try expectRefusal(directory, mentioning: ["too short"], sourceFile: file)
     }
 
     @Test func headerLengthBeyondTheFile() throws {
@@ -124,9 +124,11 @@ extension JSONObject {
 
     @Test func overlappingTensors() throws {
         let (directory, file) = try corrupted { parts, path in
-            // Point the probe at the bytes of another tensor of the same size.
-            let other = "model.layers.1.self_attn.q_proj.weight"
-            parts.set(Self.probe, parts.entry(Self.probe).with("data_offsets", parts.entry(other)["data_offsets"]!))
+            // Shift the tensor that follows the probe 4 bytes back, into the probe's last element.
+            let probeEnd = parts.entry(Self.probe)["data_offsets"]!.array![1].int!
+            let (next, entry) = parts.header.entries.first { $0.value.object?["data_offsets"]?.array?[0].int == probeEnd }!
+            let offsets = entry.object!["data_offsets"]!.array!.compactMap(\.int)
+            parts.set(next, entry.object!.with("data_offsets", [.int(offsets[0] - 4), .int(offsets[1] - 4)]))
             try parts.write(path)
         }
         try expectRefusal(directory, mentioning: ["overlap"], sourceFile: file)
@@ -157,7 +159,7 @@ extension JSONObject {
             text += ",\(JSON.quoted(first.key)):\(first.value.serialized())}"
             try parts.write(path, headerText: text)
         }
-        try expectRefusal(directory, mentioning: ["duplicate"], sourceFile: file)
+        try expectRefusal(directory, mentioning: ["appears twice"], sourceFile: file)
     }
 
     @Test func missingTensor() throws {
@@ -273,7 +275,7 @@ extension JSONObject {
         let path = try importedCheckpoint()
         let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as! NSNumber
         truncate(path, off_t(size.intValue * 2 / 3))
-        try expectRefusal(path, mentioning: "")
+        try expectRefusal(path, mentioning: "truncated")
     }
 
     @Test func wrongFormatName() throws {

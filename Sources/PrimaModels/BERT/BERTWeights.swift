@@ -68,7 +68,7 @@ public struct BERTConfig: ArchitectureConfig, Equatable {
     }
 
     public var tiedPairs: [TiedPair] {
-        tieWordEmbeddings ? [TiedPair(alias: "mlm.decoder.weight", target: "embed.tokens")] : []
+        tieWordEmbeddings ? [TiedPair(alias: "mlm.decoder.weight", target: "embed.tokens", head: "mlm.dense.weight")] : []
     }
 
     /// Hugging Face ↔ canonical names (§4.4).

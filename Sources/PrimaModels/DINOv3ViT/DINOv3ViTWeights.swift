@@ -63,7 +63,8 @@ public struct DINOv3ViTConfig: ArchitectureConfig, Equatable {
         var t = ExpectedTensorBuilder()
         t.require("embed.cls_token", [1, 1, c])
         t.allow("embed.mask_token", [1, 1, c])
-        if registerCount > 0 { t.require("embed.register_tokens", [1, registerCount, c]) }
+        // With no registers, transformers still saves an empty [1, 0, C] parameter.
+        if registerCount > 0 { t.require("embed.register_tokens", [1, registerCount, c]) } else { t.allow("embed.register_tokens", [1, 0, c]) }
         t.require("embed.patch.weight", [c, channelCount, patchSize, patchSize])
         t.require("embed.patch.bias", [c])
         for n in 0..<layerCount {

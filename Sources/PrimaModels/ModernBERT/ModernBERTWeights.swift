@@ -110,7 +110,7 @@ public struct ModernBERTConfig: ArchitectureConfig, Equatable {
     }
 
     public var tiedPairs: [TiedPair] {
-        tieWordEmbeddings ? [TiedPair(alias: "mlm.decoder.weight", target: "embed.tokens")] : []
+        tieWordEmbeddings ? [TiedPair(alias: "mlm.decoder.weight", target: "embed.tokens", head: "mlm.dense.weight")] : []
     }
 
     /// Hugging Face ↔ canonical names (§4.3).
