@@ -28,8 +28,9 @@ let package = Package(
         systemLibrary("CJSONC", pkgConfig: "json-c", apt: "libjson-c-dev"),
         systemLibrary("CZlib", pkgConfig: "zlib", apt: "zlib1g-dev"),
 
+        .target(name: "PrimaKernels"),
         .target(name: "PrimaJSON"),
-        .target(name: "PrimaTensor"),
+        .target(name: "PrimaTensor", dependencies: ["PrimaKernels"]),
         .target(name: "PrimaSafetensors", dependencies: ["PrimaJSON", "PrimaTensor"]),
         .target(
             name: "PrimaCheckpoint",

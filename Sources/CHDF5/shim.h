@@ -32,6 +32,7 @@ static inline hid_t prima_H5T_NATIVE_FLOAT(void) { return H5T_NATIVE_FLOAT; }
 static inline hid_t prima_H5T_NATIVE_DOUBLE(void) { return H5T_NATIVE_DOUBLE; }
 static inline hid_t prima_H5T_NATIVE_INT64(void) { return H5T_NATIVE_INT64; }
 static inline size_t prima_H5T_VARIABLE(void) { return H5T_VARIABLE; }
+static inline haddr_t prima_HADDR_UNDEF(void) { return HADDR_UNDEF; }
 
 /// Silences HDF5's automatic error-stack printing; the Swift layer reports errors itself.
 static inline herr_t prima_H5_silence_errors(void) { return H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }

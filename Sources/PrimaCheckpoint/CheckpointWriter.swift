@@ -19,6 +19,9 @@ public final class CheckpointWriter {
     /// The temporary file being written.
     public let temporaryPath: String
     let file: HDF5File
+    /// A second, raw descriptor on the temporary file: tensor bytes are copied straight into their datasets'
+    /// allocated space through it (HDF5 never caches raw data it did not read or write itself).
+    let rawDescriptor: Int32
     private var committed = false
 
     /// Starts a checkpoint. Refuses an existing destination unless `overwrite` is true.
@@ -46,26 +49,29 @@ public final class CheckpointWriter {
             TemporaryFiles.remove(temporaryPath)
             throw error
         }
+        rawDescriptor = Foundation.open(temporaryPath, O_WRONLY | O_CLOEXEC)
+        guard rawDescriptor >= 0 else {
+            TemporaryFiles.remove(temporaryPath)
+            throw CheckpointError("\(temporaryPath): cannot open for writing: \(String(cString: strerror(errno)))")
+        }
     }
 
     /// Adds the group of one component (role given by the caller; attributes set by the caller).
     /// Drop the returned writer (and anything taken from it) before ``commit()``.
     public func addComponent(_ role: ComponentRole) throws -> ComponentWriter {
-        try ComponentWriter(group: try file.root().createGroup(role.rawValue))
+        try ComponentWriter(group: try file.root().createGroup(role.rawValue), rawDescriptor: rawDescriptor)
     }
 
     /// Adds a top-level group such as `prima` (§8).
     public func addGroup(_ name: String) throws -> ComponentWriter {
-        try ComponentWriter(group: try file.root().createGroup(name))
+        try ComponentWriter(group: try file.root().createGroup(name), rawDescriptor: rawDescriptor)
     }
 
     /// Closes the file, syncs it to disk and renames it over the destination.
     public func commit() throws {
         try file.close()
-        let fd = Foundation.open(temporaryPath, O_RDONLY)
-        if fd >= 0 {
-            fsync(fd)
-            Foundation.close(fd)
+        guard fsync(rawDescriptor) == 0 else {
+            throw CheckpointError("\(destination): cannot sync \(temporaryPath): \(String(cString: strerror(errno)))")
         }
         if rename(temporaryPath, destination) != 0 {
             throw CheckpointError("\(destination): cannot rename \(temporaryPath) into place: \(String(cString: strerror(errno)))")
@@ -75,6 +81,7 @@ public final class CheckpointWriter {
     }
 
     deinit {
+        Foundation.close(rawDescriptor)
         if !committed { TemporaryFiles.remove(temporaryPath) }
     }
 }
@@ -86,9 +93,11 @@ public final class ComponentWriter {
     /// Its `tensors/` group.
     public let tensors: HDF5Group
     private var filesGroup: HDF5Group?
+    private let rawDescriptor: Int32
 
-    init(group: HDF5Group) throws {
+    init(group: HDF5Group, rawDescriptor: Int32) throws {
         self.group = group
+        self.rawDescriptor = rawDescriptor
         self.tensors = try group.createGroup("tensors")
     }
 
@@ -109,7 +118,7 @@ public final class ComponentWriter {
         let dataset = try tensors.createDataset(name, dtype: dtype, shape: shape)
         try dataset.setAttribute("dtype", string: dtype.rawValue)
         if let hfName { try dataset.setAttribute("hf_name", string: hfName) }
-        return TensorWriter(dataset: dataset, dtype: dtype, shape: shape)
+        return TensorWriter(dataset: dataset, dtype: dtype, shape: shape, rawDescriptor: rawDescriptor)
     }
 
     /// Writes a whole small tensor from raw bytes.
@@ -126,19 +135,48 @@ public final class ComponentWriter {
     }
 }
 
-/// Streams one tensor's bytes into its dataset in row order, computing its CRC-32.
+/// Streams one tensor's bytes into its dataset in order: either through HDF5 with ``append(_:)`` (rows split
+/// across calls are carried over; the CRC-32 is computed here), or, for bytes that sit in another file, by a
+/// kernel copy into the dataset's allocated space with ``copy(_:from:at:)`` (the caller computes the CRC-32,
+/// possibly on another thread, and passes it to ``finish(checksum:)``). Use one way per tensor.
 public final class TensorWriter {
     let dataset: HDF5Dataset
     let rowBytes: Int
     let rowCount: Int
+    let byteCount: Int
+    private let rawDescriptor: Int32
     private var crc = CRC32()
     private var rowsWritten = 0
     private var pending: [UInt8] = []
+    private var bytesCopied = 0
+    private var storageOffset: Int?
 
-    init(dataset: HDF5Dataset, dtype: DType, shape: [Int]) {
+    init(dataset: HDF5Dataset, dtype: DType, shape: [Int], rawDescriptor: Int32) {
         self.dataset = dataset
         self.rowCount = shape.first ?? 1
         self.rowBytes = shape.dropFirst().reduce(dtype.byteSize, *)
+        self.byteCount = shape.reduce(dtype.byteSize, *)
+        self.rawDescriptor = rawDescriptor
+    }
+
+    /// Writes the next `bytes` of the tensor, which are also at `offset` of file `source`: the kernel copies them
+    /// file to file (falling back to writing `bytes`).
+    public func copy(_ bytes: UnsafeRawBufferPointer, from source: Int32, at offset: Int) throws {
+        guard bytes.count > 0 else { return }
+        if storageOffset == nil { storageOffset = dataset.fileOffset }
+        guard let base = storageOffset else {
+            throw CheckpointError("\(dataset.file.path): \(dataset.path): dataset has no allocated storage")
+        }
+        guard bytesCopied + bytes.count <= byteCount else {
+            throw CheckpointError("\(dataset.file.path): \(dataset.path): more bytes than the tensor's shape holds")
+        }
+        do {
+            try FileRangeCopy.copy(from: source, at: offset, to: rawDescriptor, at: base + bytesCopied, count: bytes.count,
+                                   sameBytes: bytes)
+        } catch {
+            throw CheckpointError("\(dataset.file.path): \(dataset.path): cannot write: \(error.description)")
+        }
+        bytesCopied += bytes.count
     }
 
     /// Appends the next bytes of the tensor (any chunking; rows split across calls are carried over).
@@ -170,12 +208,13 @@ public final class TensorWriter {
         rowsWritten += count
     }
 
-    /// Checks that every byte arrived and records the CRC-32 attribute.
-    public func finish() throws {
-        guard pending.isEmpty, rowsWritten == rowCount || rowBytes == 0 else {
+    /// Checks that every byte arrived and records the CRC-32 attribute: `checksum` for a tensor written with
+    /// ``copy(_:from:at:)``, the one computed here for ``append(_:)``.
+    public func finish(checksum: UInt32? = nil) throws {
+        guard pending.isEmpty, rowsWritten == rowCount || rowBytes == 0 || bytesCopied == byteCount else {
             throw CheckpointError("\(dataset.file.path): \(dataset.path): tensor incomplete (\(rowsWritten) of \(rowCount) rows)")
         }
-        try dataset.setAttribute("crc32", int: Int(crc.value))
+        try dataset.setAttribute("crc32", int: Int(checksum ?? crc.value))
     }
 }
 

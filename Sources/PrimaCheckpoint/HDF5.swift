@@ -462,7 +462,8 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
     }
 
     /// Creates a contiguous, unfiltered dataset of `dtype` and `shape` whose data will be written later
-    /// (fill values are never written: each byte is written exactly once by the caller).
+    /// (fill values are never written: each byte is written exactly once by the caller). Its file space is
+    /// allocated at once, so ``HDF5Dataset/fileOffset`` is valid immediately.
     public func createDataset(_ name: String, dtype: DType, shape: [Int]) throws -> HDF5Dataset {
         try HDF5.locked {
             let type = hdf5FileType(for: dtype)
@@ -476,6 +477,7 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
             let dcpl = HDF5Handle(try HDF5.propertyList(prima_H5P_DATASET_CREATE(), file.path), close: H5Pclose)
             try check(H5Pset_layout(dcpl.id, H5D_CONTIGUOUS), "cannot set contiguous layout for \(name)")
             try check(H5Pset_fill_time(dcpl.id, H5D_FILL_TIME_NEVER), "cannot disable fill for \(name)")
+            try check(H5Pset_alloc_time(dcpl.id, H5D_ALLOC_TIME_EARLY), "cannot allocate \(name) early")
             let id = try check(H5Dcreate2(handle.id, name, type.id, space.id, prima_H5P_DEFAULT(), dcpl.id,
                                           prima_H5P_DEFAULT()), "cannot create dataset \(name)")
             _ = H5Dclose(id)
@@ -576,6 +578,16 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
 
     /// Number of elements.
     public var elementCount: Int { shape.reduce(1, *) }
+
+    /// The byte offset of the data in the file, for a contiguous dataset whose space is allocated; nil
+    /// otherwise (chunked, compact, or not yet allocated).
+    public var fileOffset: Int? {
+        HDF5.locked {
+            let address = H5Dget_offset(handle.id)
+            H5Eclear2(prima_H5E_DEFAULT())
+            return address == prima_HADDR_UNDEF() ? nil : Int(exactly: address)
+        }
+    }
 
     /// Writes the whole dataset from `bytes` (raw, stored type).
     public func writeAll(_ bytes: UnsafeRawBufferPointer) throws {

@@ -73,12 +73,21 @@ public enum Exporter {
         let layout = outputs.map { SafetensorsTensorSpec(name: $0.hfName, dtype: $0.record.dtype, shape: $0.record.shape) }
         let plan = SafetensorsShardPlan(tensors: layout, maxShardBytes: maxShardBytes)
         let progress = Progress(label: "export", total: outputs.reduce(0) { $0 + $1.record.byteCount }, enabled: showProgress)
+        // Tensor bytes are copied by the kernel from the checkpoint's contiguous datasets (checked to lie inside
+        // the file); a dataset without allocated storage (zero-size) goes through HDF5.
+        let source = try CheckpointSource(path: path)
+        let recordByName = Dictionary(outputs.map { ($0.hfName, $0.record) }, uniquingKeysWith: { first, _ in first })
         try classify(asInput: false) {
             for shard in plan.shards {
                 let writer = try SafetensorsWriter(path: staging + "/" + shard.fileName,
                                                    tensors: shard.tensors, metadata: ["format": "pt"])
                 for tensor in shard.tensors {
-                    let record = outputs.first { $0.hfName == tensor.name }!.record
+                    let record = recordByName[tensor.name]!
+                    if record.byteCount > 0, let offset = try source.dataOffset(of: record, in: component) {
+                        try writer.appendCopy(from: source.descriptor, at: offset, count: record.byteCount)
+                        progress.advance(record.byteCount)
+                        continue
+                    }
                     try component.streamTensor(record) { block in
                         try writer.append(block)
                         progress.advance(block.count)
@@ -98,6 +107,33 @@ public enum Exporter {
         committed = true
         return Summary(directory: output, tensorCount: outputs.count, bytes: outputs.reduce(0) { $0 + $1.record.byteCount },
                        shardCount: plan.shards.count, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// The checkpoint file opened a second time, read-only, for kernel copies out of its datasets.
+    private final class CheckpointSource {
+        let path: String
+        let descriptor: Int32
+        let size: Int
+
+        init(path: String) throws {
+            self.path = path
+            descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw ConvertError.input("\(path): cannot open: \(String(cString: strerror(errno)))") }
+            size = Int(lseek(descriptor, 0, SEEK_END))
+        }
+
+        deinit { close(descriptor) }
+
+        /// Where `record`'s bytes start in the file; nil if the dataset has no contiguous storage. Throws if
+        /// the recorded storage does not lie inside the file (a damaged checkpoint).
+        func dataOffset(of record: TensorRecord, in component: ComponentReader) throws -> Int? {
+            let dataset = try classify(asInput: true) { try component.dataset(forTensor: record.aliasOf ?? record.name) }
+            guard let offset = dataset.fileOffset else { return nil }
+            guard offset >= 0, offset <= size - record.byteCount else {
+                throw ConvertError.input("\(path): tensor \(record.name): data at offset \(offset) extends past the end of the file")
+            }
+            return offset
+        }
     }
 
     /// The component's `tied` attribute, parsed.

@@ -34,8 +34,9 @@ public struct ImportSummary: Sendable {
 /// Imports Hugging Face safetensors directories into one PRIMA checkpoint (Formats/prima-checkpoint.md).
 ///
 /// Everything is validated before the first byte is written; tensors are then streamed from each weight file
-/// in file order, in 8 MiB blocks, so memory stays flat whatever the model size. The SHA-256 of each source file
-/// is computed on a second thread while the same blocks are written.
+/// in file order, in 8 MiB mapped blocks, so memory stays flat whatever the model size: a second thread takes
+/// the source file's SHA-256 while this one takes the tensors' CRC-32 and has the kernel copy the same bytes
+/// file to file into the datasets' space (as `cp` does).
 public enum Importer {
     /// Size of the streaming blocks.
     static let blockBytes = 8 << 20
@@ -147,91 +148,91 @@ public enum Importer {
         }
     }
 
-    /// A reusable block plus the semaphore that says the hashing thread is done with it.
-    private final class Block: @unchecked Sendable {
-        let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: Importer.blockBytes, alignment: 64)
-        let free = DispatchSemaphore(value: 1)
-        deinit { bytes.deallocate() }
+    /// One block of the source file, mapped read-only, plus the semaphore the hashing thread signals when it
+    /// is done with it. Mapping (instead of reading into a buffer) saves a copy of every byte; unmapping each
+    /// block when both threads are done keeps resident memory to a few blocks.
+    private final class MappedBlock: @unchecked Sendable {
+        let base: UnsafeMutableRawPointer
+        let count: Int
+        let hashed = DispatchSemaphore(value: 0)
+
+        init(file: SafetensorsFile, offset: Int, count: Int) throws {
+            guard let address = mmap(nil, count, PROT_READ, MAP_SHARED | MAP_POPULATE, file.descriptor, off_t(offset)),
+                  address != MAP_FAILED else {
+                throw ConvertError.input("\(file.path): cannot map bytes \(offset)..<\(offset + count): \(String(cString: strerror(errno)))")
+            }
+            self.base = address
+            self.count = count
+        }
+
+        var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+        deinit { munmap(base, count) }
     }
 
-    private final class HashState: @unchecked Sendable {
-        var hasher = SHA256()
+    /// Checksums the hashing thread owns: the file's SHA-256 and each stored tensor's CRC-32.
+    private final class Checksums: @unchecked Sendable {
+        var sha256 = SHA256()
+        var crcs: [CRC32]
+        init(count: Int) { crcs = Array(repeating: CRC32(), count: count) }
     }
 
-    /// Reads `file` from start to end in blocks: each block is hashed on a second thread while its tensor
-    /// bytes are written here. `onTensor` is called once per planned tensor when its bytes are complete.
+    /// Streams `file` from start to end in mapped blocks: a second thread feeds the file's SHA-256 and the
+    /// CRC-32 of each stored tensor while this one has the kernel copy the tensor bytes file to file into their
+    /// datasets (the two halves take about the same time). `onTensor` is called once per planned tensor.
     private static func stream(file: SafetensorsFile, plan: ImportPlan, component: ComponentWriter, progress: Progress,
                                onTensor: (TensorAction, SafetensorsEntry) -> Void) throws -> SHA256.Digest {
         let planned = plan.tensors.filter { $0.file === file }.sorted { $0.entry.begin < $1.entry.begin }
-        let hashQueue = DispatchQueue(label: "prima.import.sha256")
-        let state = HashState()
-        let blocks = [Block(), Block(), Block()]
-        var next = 0                           // index into `planned` of the tensor being written
-        var current: TensorWriter?             // its writer, if it is stored
-        var offset = 0                         // file offset of the block
-        var blockIndex = 0
-        defer { hashQueue.sync {} }            // never leave a hash job running on a freed block
-
-        func startTensor(_ index: Int) throws {
-            let item = planned[index]
+        // Stored tensors in file order, with their absolute byte ranges and writers (datasets created in order).
+        var stored: [(range: Range<Int>, writer: TensorWriter)] = []
+        for item in planned {
             if case .store(let canonical) = item.action {
-                current = try component.beginTensor(name: canonical, dtype: item.entry.dtype, shape: item.entry.shape,
-                                                    hfName: item.entry.name)
-            } else {
-                current = nil
+                let writer = try component.beginTensor(name: canonical, dtype: item.entry.dtype, shape: item.entry.shape,
+                                                       hfName: item.entry.name)
+                stored.append(((file.dataStart + item.entry.begin)..<(file.dataStart + item.entry.end), writer))
             }
         }
-        if !planned.isEmpty { try startTensor(0) }
-        // Zero-size tensors at the current position complete immediately.
-        func completeEmptyTensors() throws {
-            while next < planned.count, planned[next].entry.byteCount == 0 {
-                try current?.finish()
-                onTensor(planned[next].action, planned[next].entry)
-                next += 1
-                if next < planned.count { try startTensor(next) }
-            }
-        }
-        try completeEmptyTensors()
+        let ranges = stored.map(\.range)
+        let hashQueue = DispatchQueue(label: "prima.import.checksums")
+        let checksums = Checksums(count: stored.count)
+        var inFlight: [MappedBlock] = []
+        defer { hashQueue.sync {} }            // no hashing job may outlive its block
 
+        var offset = 0, first = 0              // `first`: the first stored tensor not yet fully written
         while offset < file.fileSize {
-            let block = blocks[blockIndex % blocks.count]
-            blockIndex += 1
-            block.free.wait()
             let count = min(blockBytes, file.fileSize - offset)
-            let slice = UnsafeMutableRawBufferPointer(rebasing: block.bytes[0..<count])
-            try classify(asInput: true) { try file.readRaw(fileOffset: offset, into: slice) }
-            let readOnly = UnsafeRawBufferPointer(slice)
+            let block = try MappedBlock(file: file, offset: offset, count: count)
+            let blockRange = offset..<(offset + count)
+            let firstInBlock = first
             hashQueue.async {
-                state.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: block.bytes[0..<count]))
-                block.free.signal()
-            }
-            // Route the part of the block inside the data region to the tensors it covers.
-            var position = offset
-            let end = offset + count
-            while position < end, next < planned.count {
-                let entry = planned[next].entry
-                let tensorStart = file.dataStart + entry.begin, tensorEnd = file.dataStart + entry.end
-                if position < tensorStart { position = min(tensorStart, end); continue }
-                let take = min(tensorEnd, end) - position
-                if let current {
-                    try current.append(UnsafeRawBufferPointer(rebasing: readOnly[(position - offset)..<(position - offset + take)]))
+                checksums.sha256.update(bufferPointer: block.bytes)
+                var index = firstInBlock
+                while index < ranges.count, ranges[index].lowerBound < blockRange.upperBound {
+                    let part = ranges[index].clamped(to: blockRange)
+                    checksums.crcs[index].update(UnsafeRawBufferPointer(
+                        rebasing: block.bytes[(part.lowerBound - blockRange.lowerBound)..<(part.upperBound - blockRange.lowerBound)]))
+                    index += 1
                 }
-                position += take
-                if position == tensorEnd {
-                    try current?.finish()
-                    onTensor(planned[next].action, entry)
-                    next += 1
-                    if next < planned.count { try startTensor(next) }
-                    try completeEmptyTensors()
-                }
+                block.hashed.signal()
             }
-            offset = end
+            while first < stored.count, stored[first].range.lowerBound < blockRange.upperBound {
+                let part = stored[first].range.clamped(to: blockRange)
+                if !part.isEmpty {
+                    let bytes = UnsafeRawBufferPointer(rebasing: block.bytes[(part.lowerBound - offset)..<(part.upperBound - offset)])
+                    try stored[first].writer.copy(bytes, from: file.descriptor, at: part.lowerBound)
+                }
+                guard stored[first].range.upperBound <= blockRange.upperBound else { break }
+                first += 1
+            }
+            inFlight.append(block)
+            if inFlight.count > 2 { inFlight.removeFirst().hashed.wait() }
+            offset += count
             progress.advance(count)
         }
-        guard next == planned.count else {
-            throw ConvertError.input("\(file.path): ended before tensor \(planned[next].entry.name) was complete")
-        }
+        for block in inFlight { block.hashed.wait() }
         hashQueue.sync {}
-        return state.hasher.finalize()
+        for (index, tensor) in stored.enumerated() { try tensor.writer.finish(checksum: checksums.crcs[index].value) }
+        for item in planned { onTensor(item.action, item.entry) }
+        return checksums.sha256.finalize()
     }
 }

@@ -58,6 +58,9 @@ public final class SafetensorsFile: Sendable {
     public let metadata: [String: String]?
 
     private let file: FileDescriptor
+
+    /// The open file descriptor (read-only), for kernel-side copies of tensor bytes.
+    public var descriptor: Int32 { file.descriptor }
     private let positions: [String: Int]
 
     /// Opens and validates the file at `path`.

@@ -108,6 +108,21 @@ public final class SafetensorsWriter {
         bytesWritten += bytes.count
     }
 
+    /// Appends the next `count` bytes of tensor data by copying them in the kernel from `source` at `offset`
+    /// (a checkpoint's contiguous dataset), like ``append(_:)`` without passing through user memory.
+    public func appendCopy(from source: Int32, at offset: Int, count: Int) throws(SafetensorsError) {
+        guard let file else { preconditionFailure("append to \(path) after finish()") }
+        guard count <= dataSize - bytesWritten else {
+            throw SafetensorsError(path: path, "appending \(count) bytes passes the \(dataSize) bytes of tensor data declared")
+        }
+        do {
+            try FileRangeCopy.copy(from: source, at: offset, to: file.descriptor, at: dataStart + bytesWritten, count: count)
+        } catch {
+            throw SafetensorsError(path: path, tensor: tensor(at: bytesWritten), "cannot write: \(error.description)")
+        }
+        bytesWritten += count
+    }
+
     /// Checks that every declared byte was appended, then flushes and closes the file.
     /// Precondition: not called before.
     public func finish() throws(SafetensorsError) {

@@ -1,0 +1,13 @@
+// C helpers for what Swift cannot reach or express well. Each function documents its contract.
+#ifndef PRIMA_KERNELS_H
+#define PRIMA_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/// copy_file_range(2) (a GNU extension the Swift Glibc module does not export): copies up to `count` bytes
+/// from `in` at `*in_offset` to `out` at `*out_offset`, advancing both offsets. Returns bytes copied, 0 at the
+/// end of the input, or -1 with errno set (ENOSYS where the system has no such call).
+ssize_t prima_copy_file_range(int in, int64_t *in_offset, int out, int64_t *out_offset, size_t count);
+
+#endif
