@@ -29,8 +29,9 @@ public struct SafetensorsTensorSpec: Sendable, Equatable {
 ///
 /// The header is what the reference writer produces for the same tensors in the same order: compact JSON,
 /// `"__metadata__"` first with its keys sorted, each entry's fields in the order dtype, shape, data_offsets,
-/// padded with spaces so the data region starts at a multiple of 8 (which lets a reader map f64/i64 tensors in
-/// place). Tensors are laid out back to back in the order given.
+/// padded with spaces so the data region starts at a multiple of 8. Tensors are laid out back to back in the
+/// order given; ordered as the reference orders them (largest element size first), each is then aligned to its
+/// element size, so a reader can map them in place.
 ///
 /// The writer writes to `path` directly; making that a temporary file and renaming it is the caller's choice.
 public final class SafetensorsWriter {
@@ -108,8 +109,9 @@ public final class SafetensorsWriter {
         bytesWritten += bytes.count
     }
 
-    /// Checks that every declared byte was appended, then flushes and closes the file.
-    /// Precondition: not called before.
+    /// Checks that every declared byte was appended, then flushes and closes the file. If bytes are missing it
+    /// throws and leaves the file open, so appending the rest and finishing again works.
+    /// Precondition: no earlier call succeeded.
     public func finish() throws(SafetensorsError) {
         guard let file else { preconditionFailure("finish() called twice on \(path)") }
         guard bytesWritten == dataSize else {
