@@ -31,10 +31,10 @@ let package = Package(
         .target(name: "PrimaKernels"),
         .target(name: "PrimaJSON"),
         .target(name: "PrimaTensor", dependencies: ["PrimaKernels"]),
-        .target(name: "PrimaSafetensors", dependencies: ["PrimaJSON", "PrimaTensor"]),
+        .target(name: "PrimaSafetensors", dependencies: ["PrimaJSON", "PrimaKernels", "PrimaTensor"]),
         .target(
             name: "PrimaCheckpoint",
-            dependencies: ["CHDF5", "CZlib", "PrimaJSON", "PrimaTensor", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["CHDF5", "CZlib", "PrimaJSON", "PrimaKernels", "PrimaTensor", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
         .target(
             name: "PrimaConvert",

@@ -22,9 +22,10 @@ bytes=$(cat $weights | wc -c)
 # median SECONDS and max RSS (kB) over $repeats runs of "$@" (after one warm-up); cleanup between runs
 measure() {
     local cleanup=$1; shift
-    eval "$cleanup"; "$@" >/dev/null 2>&1; eval "$cleanup"
+    eval "$cleanup"; "$@" >/dev/null 2>&1; eval "$cleanup"; sync
     local times=() rss=0
     for _ in $(seq "$repeats"); do
+        sync  # start each run with no dirty pages left by the previous one
         /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" >/dev/null 2>&1
         read -r t m < "$work/time.txt"
         times+=("$t"); [ "$m" -gt "$rss" ] && rss=$m

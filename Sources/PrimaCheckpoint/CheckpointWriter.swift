@@ -1,4 +1,5 @@
 import Foundation
+import PrimaKernels
 import PrimaTensor
 
 /// Why a checkpoint could not be written or read: one line naming the file and the object.
@@ -127,6 +128,12 @@ public final class ComponentWriter {
         let writer = try beginTensor(name: name, dtype: dtype, shape: shape, hfName: hfName)
         try writer.append(bytes)
         try writer.finish()
+    }
+
+    /// Asks the kernel to start writing the checkpoint's dirty pages back now (without waiting), so the fsync
+    /// at ``CheckpointWriter/commit()`` overlaps with streaming instead of flushing everything at the end.
+    public func startWriteback() {
+        _ = prima_start_writeback(rawDescriptor)
     }
 
     /// Adds a soft link `tensors/NAME` → `tensors/TARGET` for a tied tensor (§5.3).

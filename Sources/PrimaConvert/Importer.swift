@@ -228,6 +228,7 @@ public enum Importer {
             if inFlight.count > 2 { inFlight.removeFirst().hashed.wait() }
             offset += count
             progress.advance(count)
+            if offset % (64 << 20) == 0 { component.startWriteback() }
         }
         for block in inFlight { block.hashed.wait() }
         hashQueue.sync {}

@@ -6,7 +6,7 @@
 /// surrogates, leading zeros, NaN and Infinity, a byte order mark, anything after the value except whitespace, and
 /// nesting deeper than `maxDepth` (the parser recurses, so the limit also bounds its stack use).
 public enum JSON {
-    /// The default nesting limit: deeper than any real config or header, shallow enough for any thread's stack.
+    /// The default nesting limit: deeper than any real config or header, and a bound on the recursion.
     public static let defaultMaxDepth = 256
 
     /// Parses one JSON document from `bytes`.
@@ -52,7 +52,8 @@ public struct JSONError: Error, CustomStringConvertible, Equatable, Sendable {
     public enum Kind: Sendable, Equatable {
         /// No value at all (empty or whitespace-only input).
         case emptyInput
-        /// The input starts with a UTF-8 byte order mark, which RFC 8259 §8.1 forbids.
+        /// The input starts with a UTF-8 byte order mark (RFC 8259 §8.1: writers must not add one; readers may
+        /// reject it, and a BOM-prefixed safetensors header is rejected by the reference reader too).
         case byteOrderMark
         /// A grammar error: an unexpected character or the input ending early.
         case syntax

@@ -9,15 +9,17 @@ import Darwin
 /// An open POSIX file descriptor, closed when the last reference goes.
 ///
 /// Owning the descriptor in its own object means a failed `init` of a type holding it (a class whose `deinit`
-/// never runs when `init` throws) still closes it. Positioned reads and writes (`pread`) keep no file offset,
-/// so one descriptor can serve concurrent readers.
+/// never runs when `init` throws) still closes it. Reads are positioned (`pread`) and keep no file offset, so
+/// one descriptor can serve concurrent readers.
 final class FileDescriptor: Sendable {
     let path: String
     let descriptor: Int32
 
     /// Opens `path` for reading.
     convenience init(readingFrom path: String) throws(SafetensorsError) {
-        try self.init(path: path, flags: O_RDONLY, mode: 0)
+        // O_NONBLOCK so that a FIFO planted under a weight file's name cannot hang the open (it then fails the
+        // regular-file check); it changes nothing for reads of regular files.
+        try self.init(path: path, flags: O_RDONLY | O_NONBLOCK, mode: 0)
     }
 
     /// Creates (or truncates) `path` for writing, with permissions 0644 before the umask.

@@ -1,4 +1,5 @@
 import PrimaJSON
+import PrimaKernels
 import PrimaTensor
 
 /// A tensor to be written: name, element type and shape.
@@ -29,8 +30,9 @@ public struct SafetensorsTensorSpec: Sendable, Equatable {
 ///
 /// The header is what the reference writer produces for the same tensors in the same order: compact JSON,
 /// `"__metadata__"` first with its keys sorted, each entry's fields in the order dtype, shape, data_offsets,
-/// padded with spaces so the data region starts at a multiple of 8 (which lets a reader map f64/i64 tensors in
-/// place). Tensors are laid out back to back in the order given.
+/// padded with spaces so the data region starts at a multiple of 8. Tensors are laid out back to back in the
+/// order given; ordered as the reference orders them (largest element size first), each is then aligned to its
+/// element size, so a reader can map them in place.
 ///
 /// The writer writes to `path` directly; making that a temporary file and renaming it is the caller's choice.
 public final class SafetensorsWriter {
@@ -106,6 +108,7 @@ public final class SafetensorsWriter {
         }
         try file.write(bytes, tensor: tensor(at: bytesWritten))
         bytesWritten += bytes.count
+        startWritebackPeriodically()
     }
 
     /// Appends the next `count` bytes of tensor data by copying them in the kernel from `source` at `offset`
@@ -121,10 +124,23 @@ public final class SafetensorsWriter {
             throw SafetensorsError(path: path, tensor: tensor(at: bytesWritten), "cannot write: \(error.description)")
         }
         bytesWritten += count
+        startWritebackPeriodically()
     }
 
-    /// Checks that every declared byte was appended, then flushes and closes the file.
-    /// Precondition: not called before.
+    /// Bytes written when writeback was last started.
+    private var writebackMark = 0
+
+    /// Every 64 MiB, asks the kernel to start writing the file back, so the fsync in ``finish()`` overlaps
+    /// with the copy instead of waiting for all of it at the end.
+    private func startWritebackPeriodically() {
+        guard let file, bytesWritten - writebackMark >= 64 << 20 else { return }
+        writebackMark = bytesWritten
+        _ = prima_start_writeback(file.descriptor)
+    }
+
+    /// Checks that every declared byte was appended, then flushes and closes the file. If bytes are missing it
+    /// throws and leaves the file open, so appending the rest and finishing again works.
+    /// Precondition: no earlier call succeeded.
     public func finish() throws(SafetensorsError) {
         guard let file else { preconditionFailure("finish() called twice on \(path)") }
         guard bytesWritten == dataSize else {

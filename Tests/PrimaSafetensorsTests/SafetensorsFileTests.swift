@@ -27,6 +27,9 @@ import Testing
 
         expectOpenFailure(directory.file("absent.safetensors"), "cannot open: No such file or directory")
         expectOpenFailure(directory.path, "not a regular file")
+        let fifo = directory.file("fifo.safetensors")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        expectOpenFailure(fifo, "not a regular file")  // without blocking on the open
     }
 
     @Test func headerIsNotJSON() throws {

@@ -10,4 +10,8 @@
 /// end of the input, or -1 with errno set (ENOSYS where the system has no such call).
 ssize_t prima_copy_file_range(int in, int64_t *in_offset, int out, int64_t *out_offset, size_t count);
 
+/// Starts writeback of `fd`'s dirty pages without waiting (sync_file_range with SYNC_FILE_RANGE_WRITE), so a
+/// later fsync has less left to flush. Returns 0, or -1 with errno set (ENOSYS where unsupported).
+int prima_start_writeback(int fd);
+
 #endif
