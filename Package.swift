@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "prima-convert", targets: ["prima-convert"]),
+        .executable(name: "prima-verify", targets: ["prima-verify"]),
         .library(name: "PrimaCheckpoint", targets: ["PrimaCheckpoint"]),
         .library(name: "PrimaConvert", targets: ["PrimaConvert"]),
     ],
@@ -42,9 +43,18 @@ let package = Package(
                 "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
+        .target(
+            name: "PrimaCLI",
+            dependencies: ["PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaJSON", "PrimaModels", "PrimaTensor"]),
+        .executableTarget(
+            name: "prima-verify",
+            dependencies: ["PrimaCLI", "PrimaVerify", "PrimaCheckpoint", "PrimaModels", "PrimaTensor",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Tools/prima-verify"),
         .executableTarget(
             name: "prima-convert",
-            dependencies: ["PrimaConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["PrimaCLI", "PrimaConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-convert"),
 
         .testTarget(name: "PrimaJSONTests", dependencies: ["PrimaJSON"]),
@@ -54,6 +64,9 @@ let package = Package(
         .testTarget(
             name: "PrimaConvertTests",
             dependencies: ["PrimaConvert", "PrimaSafetensors", "PrimaCheckpoint", "PrimaJSON", "prima-convert"]),
+        .testTarget(
+            name: "PrimaRuntimeTests",
+            dependencies: ["PrimaModels", "PrimaVerify", "PrimaCheckpoint", "PrimaConvert", "PrimaTensor", "prima-verify"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]

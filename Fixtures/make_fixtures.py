@@ -39,6 +39,10 @@ Fixtures/requirements.txt (a local suffix such as "+cu132" is ignored) and exits
 other versions may write different bytes. The output is deterministic: two runs give byte-identical files
 (Fixtures/tokenizers and Fixtures/models are deleted and rewritten on every run).
 
+Code shared with make_traces.py and bench/make_full_size.py is in Fixtures/fixture_common.py: the environment
+settings, the version check, the torch/transformers setup, the parameter order and the prefix-token, layer-scale and
+norm-weight rules of the random weights, the preprocessor_config.json writer and the final chmod.
+
 Notes on what transformers 5.24 writes (found while writing this script):
   * PreTrainedTokenizerFast is an alias of TokenizersBackend; its save_pretrained writes only tokenizer.json and
     tokenizer_config.json ("tokenizer_class": "TokenizersBackend"). special_tokens_map.json is no longer written, so
@@ -55,56 +59,28 @@ Notes on what transformers 5.24 writes (found while writing this script):
     config does, is kept as an extra key); local_attention is written, sliding_window (= local_attention // 2) is a
     property and is not.
   * DINOv3ViTImageProcessor needs torchvision and Pillow, which have no release matching torch 2.15 and are not
-    pinned. preprocessor_config.json is therefore written from the dict below, which is byte-for-byte what
-    DINOv3ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained() writes (checked with torchvision
-    0.29.2 + Pillow in a scratch venv; if torchvision happens to be importable, the script re-checks it).
+    pinned. preprocessor_config.json is therefore written from a dict (fixture_common.write_dinov3_preprocessor)
+    that is byte-for-byte what DINOv3ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained() writes
+    (checked with torchvision 0.29.2 + Pillow in a scratch venv; if torchvision happens to be importable, the script
+    re-checks it).
 """
-
-import os
-import sys
-
-# Must be set before `tokenizers` is imported: keep BPE training single-threaded and deterministic.
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ["RAYON_NUM_THREADS"] = "1"
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent
-REQUIREMENTS = FIXTURES / "requirements.txt"
+from fixture_common import (
+    FIXTURES,
+    MODELS_DIR,
+    check_versions,
+    chmod_outputs,
+    init_mean_std,
+    set_environment,
+    setup_torch,
+    sorted_parameters,
+    write_dinov3_preprocessor,
+)
 
-
-def check_versions():
-    """Exit unless every package pinned in requirements.txt is installed at exactly that version."""
-    import importlib.metadata as md
-
-    problems = []
-    for line in REQUIREMENTS.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        name, sep, want = line.partition("==")
-        if not sep:
-            problems.append(f"requirements.txt line {line!r} is not an exact '==' pin")
-            continue
-        name, want = name.strip(), want.strip()
-        try:
-            have = md.version(name)
-        except md.PackageNotFoundError:
-            problems.append(f"{name}: not installed (need {want})")
-            continue
-        if have.split("+", 1)[0] != want:
-            problems.append(f"{name}: installed {have}, pinned {want}")
-    if problems:
-        sys.exit(
-            "make_fixtures.py: the installed packages do not match Fixtures/requirements.txt, so the fixtures\n"
-            "would not be reproducible:\n  " + "\n  ".join(problems) + "\n"
-            "Create a venv with `pip install -r Fixtures/requirements.txt` (or use /work/venv-ref) and rerun."
-        )
-
-
-check_versions()
+set_environment()  # before `tokenizers` is imported: keeps BPE training single-threaded and deterministic
+check_versions(Path(__file__).name, "fixtures")
 
 import copy  # noqa: E402
 import hashlib  # noqa: E402
@@ -130,13 +106,9 @@ from transformers import (  # noqa: E402
     Qwen3ForCausalLM,
 )
 
-transformers.utils.logging.set_verbosity_error()
-transformers.utils.logging.disable_progress_bar()
-torch.use_deterministic_algorithms(True)
-torch.set_num_threads(1)
+setup_torch()
 
 TOKENIZERS_DIR = FIXTURES / "tokenizers"
-MODELS_DIR = FIXTURES / "models"
 
 # --------------------------------------------------------------------------------------------------------------------
 # Tokenizer corpus: clinical text about skin lesions and patient risk factors, general English, digits,
@@ -336,27 +308,19 @@ def build_qwen3_tokenizer(out_dir):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Random weights
+# Random weights (parameter order and the prefix-token, layer-scale and norm rules: fixture_common.py)
 # --------------------------------------------------------------------------------------------------------------------
-PREFIX_TOKENS = ("cls_token", "register_tokens", "mask_token")
-
-
 def perturb_(model, seed):
     """Overwrite every parameter with seeded random values. Tied parameters appear once in named_parameters()
     and are written in place, so ties survive."""
     gen = torch.Generator().manual_seed(seed)
-    modules = dict(model.named_modules())
     with torch.no_grad():
-        for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-            module_name, _, leaf = name.rpartition(".")
-            module = modules[module_name]
+        for leaf, module, p in sorted_parameters(model):
             noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
-            if leaf in PREFIX_TOKENS:
-                value = 0.5 * noise
-            elif leaf == "lambda1":
-                value = 0.1 + 0.05 * noise
-            elif "norm" in type(module).__name__.lower() and leaf == "weight":
-                value = 1.0 + 0.1 * noise
+            mean_std = init_mean_std(leaf, module)
+            if mean_std is not None:
+                mean, std = mean_std
+                value = mean + std * noise if mean else std * noise  # no + 0.0: keeps -0.0 as is
             elif leaf == "weight" and isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
                 # N(0, 0.05) would leave attention almost uniform at these widths (max prob ~0.07 over 21
                 # tokens), which hides RoPE/mask bugs; use N(0, 1/fan_in) but never below 0.05.
@@ -468,23 +432,8 @@ def build(cls, config, seed):
     return perturb_(model, seed)
 
 
-# Byte-for-byte what DINOv3ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained() writes.
-DINOV3_PREPROCESSOR = {
-    "do_normalize": True,
-    "do_rescale": True,
-    "do_resize": True,
-    "image_mean": [0.485, 0.456, 0.406],
-    "image_processor_type": "DINOv3ViTImageProcessor",
-    "image_std": [0.229, 0.224, 0.225],
-    "resample": 2,
-    "rescale_factor": 1 / 255,
-    "size": {"height": 32, "width": 32},
-}
-
-
 def write_preprocessor(out_dir):
-    text = json.dumps(DINOV3_PREPROCESSOR, indent=2, sort_keys=True) + "\n"
-    (out_dir / "preprocessor_config.json").write_text(text, encoding="utf-8")
+    text = write_dinov3_preprocessor(out_dir, 32, 32)
     try:  # cross-check against the real class when its optional backends are installed
         from transformers import DINOv3ViTImageProcessor
 
@@ -679,8 +628,7 @@ def main():
 
     with open(MODELS_DIR / "manifest.json", "w", encoding="utf-8") as f:
         f.write(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    for p in list(TOKENIZERS_DIR.rglob("*")) + list(MODELS_DIR.rglob("*")):
-        p.chmod(0o755 if p.is_dir() else 0o644)  # safetensors creates its files 0600
+    chmod_outputs(TOKENIZERS_DIR, MODELS_DIR)
 
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
     assert total < 15 * 1024 * 1024, total

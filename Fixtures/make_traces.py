@@ -33,65 +33,27 @@ Rerun (from the repository root):
 
 or with the python of any venv made with `pip install -r Fixtures/requirements.txt`. Like make_fixtures.py, the
 script first checks that the installed versions are exactly the pinned ones and exits otherwise. It runs torch
-single-threaded with deterministic algorithms; two runs give byte-identical files (HDF5 object timestamps are off)
-and it prints one sha256 over all traces so that runs can be compared. *.h5 in Fixtures/traces is deleted and
+single-threaded with deterministic algorithms (the version check, the environment and the torch setup are shared
+with make_fixtures.py in Fixtures/fixture_common.py); two runs give byte-identical files (HDF5 object timestamps are
+off) and it prints one sha256 over all traces so that runs can be compared. *.h5 in Fixtures/traces is deleted and
 rewritten on every run (README.md is kept). It takes a few seconds on CPU.
 """
 
-import os
 import sys
-
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ["RAYON_NUM_THREADS"] = "1"
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent
-REPO = FIXTURES.parent
-REQUIREMENTS = FIXTURES / "requirements.txt"
-MODELS_DIR = FIXTURES / "models"
+from fixture_common import FIXTURES, MODELS_DIR, REPO, check_versions, set_environment, setup_torch
+
 TRACES_DIR = FIXTURES / "traces"
 
-
-def check_versions():
-    """Exit unless every package pinned in requirements.txt is installed at exactly that version."""
-    import importlib.metadata as md
-
-    problems = []
-    for line in REQUIREMENTS.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        name, sep, want = line.partition("==")
-        if not sep:
-            problems.append(f"requirements.txt line {line!r} is not an exact '==' pin")
-            continue
-        name, want = name.strip(), want.strip()
-        try:
-            have = md.version(name)
-        except md.PackageNotFoundError:
-            problems.append(f"{name}: not installed (need {want})")
-            continue
-        if have.split("+", 1)[0] != want:
-            problems.append(f"{name}: installed {have}, pinned {want}")
-    if problems:
-        sys.exit(
-            "make_traces.py: the installed packages do not match Fixtures/requirements.txt, so the traces\n"
-            "would not be reproducible:\n  " + "\n  ".join(problems) + "\n"
-            "Create a venv with `pip install -r Fixtures/requirements.txt` (or use /work/venv-ref) and rerun."
-        )
-
-
-check_versions()
+set_environment()
+check_versions(Path(__file__).name, "traces")
 
 import hashlib  # noqa: E402
 import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import transformers  # noqa: E402
 from transformers import AutoModel  # noqa: E402
 
 sys.path.insert(0, str(REPO / "Formats" / "python"))
@@ -104,10 +66,7 @@ from prima_ref.trace import (  # noqa: E402
     write_trace,
 )
 
-transformers.utils.logging.set_verbosity_error()
-transformers.utils.logging.disable_progress_bar()
-torch.use_deterministic_algorithms(True)
-torch.set_num_threads(1)
+setup_torch()
 
 TEXTS = (
     "The lesion is elevated and bleeds.",

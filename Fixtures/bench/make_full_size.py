@@ -31,18 +31,31 @@ by tensor in place, and save_pretrained/safetensors writes straight from those b
 model size plus the Python/torch baseline (printed at the end). Values: Linear/Conv/embedding weights N(0, 0.02),
 norm weights 1 + N(0, 0.1), biases N(0, 0.02), DINOv3 layer scales 0.1 + N(0, 0.05), cls/register/mask tokens
 N(0, 0.5), generated with a seeded torch.Generator in sorted parameter order (deterministic for a given torch).
+
+Shared with make_fixtures.py through Fixtures/fixture_common.py (put on sys.path below): the parameter order and
+the prefix-token, layer-scale and norm-weight rules of the random values, the preprocessor_config.json writer,
+the environment settings and transformers' logging setup. Unlike the fixture scripts, this one does not check the
+pinned versions.
 """
 
 import argparse
-import json
-import os
 import resource
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Fixtures/, for fixture_common
+from fixture_common import (  # noqa: E402
+    REPO,
+    chmod_outputs,
+    init_mean_std,
+    set_environment,
+    setup_torch,
+    sorted_parameters,
+    write_dinov3_preprocessor,
+)
+
+set_environment(single_threaded_tokenizers=False)
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -57,10 +70,7 @@ from transformers import (  # noqa: E402
     Qwen3ForCausalLM,
 )
 
-transformers.utils.logging.set_verbosity_error()
-transformers.utils.logging.disable_progress_bar()
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+setup_torch(deterministic=False)
 
 
 def qwen3(hidden, intermediate):
@@ -169,38 +179,14 @@ MODELS = {
 SEEDS = {name: 1000 + i for i, name in enumerate(MODELS)}
 DTYPES = {"fp32": torch.float32, "f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
-# Byte-for-byte what DINOv3ViTImageProcessor().save_pretrained() writes (224x224, ImageNet mean/std).
-DINOV3_PREPROCESSOR = {
-    "do_normalize": True,
-    "do_rescale": True,
-    "do_resize": True,
-    "image_mean": [0.485, 0.456, 0.406],
-    "image_processor_type": "DINOv3ViTImageProcessor",
-    "image_std": [0.229, 0.224, 0.225],
-    "resample": 2,
-    "rescale_factor": 1 / 255,
-    "size": {"height": 224, "width": 224},
-}
-
-PREFIX_TOKENS = ("cls_token", "register_tokens", "mask_token")
-
 
 def fill_(model, seed):
-    """Fill every parameter in place (sorted names; tied parameters appear once)."""
+    """Fill every parameter in place (sorted names; tied parameters appear once): the prefix-token, layer-scale and
+    norm-weight rules of fixture_common.init_mean_std, N(0, 0.02) for everything else."""
     gen = torch.Generator().manual_seed(seed)
-    modules = dict(model.named_modules())
     with torch.no_grad():
-        for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-            module_name, _, leaf = name.rpartition(".")
-            module = modules[module_name]
-            if leaf in PREFIX_TOKENS:
-                mean, std = 0.0, 0.5
-            elif leaf == "lambda1":
-                mean, std = 0.1, 0.05
-            elif "norm" in type(module).__name__.lower() and leaf == "weight":
-                mean, std = 1.0, 0.1
-            else:
-                mean, std = 0.0, 0.02
+        for leaf, module, p in sorted_parameters(model):
+            mean, std = init_mean_std(leaf, module) or (0.0, 0.02)
             p.normal_(mean, std, generator=gen)
 
 
@@ -227,10 +213,8 @@ def make(name, out_root, dtype, max_shard_size):
             assert out_emb.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr(), "tie lost"
     model.save_pretrained(str(out), max_shard_size=max_shard_size)
     if cls is DINOv3ViTModel:
-        text = json.dumps(DINOV3_PREPROCESSOR, indent=2, sort_keys=True) + "\n"
-        (out / "preprocessor_config.json").write_text(text, encoding="utf-8")
-    for f in out.iterdir():
-        f.chmod(0o644)  # safetensors creates its files 0600
+        write_dinov3_preprocessor(out, 224, 224)  # what DINOv3ViTImageProcessor() writes (224x224)
+    chmod_outputs(out)
     t3 = time.perf_counter()
     n_params = sum(p.numel() for p in model.parameters())
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -255,8 +239,8 @@ def main():
     args = ap.parse_args()
 
     out_root = args.out_dir.resolve()
-    if out_root == REPO_ROOT or REPO_ROOT in out_root.parents:
-        sys.exit(f"make_full_size.py: refusing to write inside the repository ({REPO_ROOT}); pick another directory")
+    if out_root == REPO or REPO in out_root.parents:
+        sys.exit(f"make_full_size.py: refusing to write inside the repository ({REPO}); pick another directory")
     out_root.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, transformers {transformers.__version__}; writing to {out_root}", flush=True)
     names = [args.only] if args.only else list(MODELS)

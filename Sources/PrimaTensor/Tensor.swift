@@ -75,6 +75,21 @@ public struct Tensor: Sendable {
                                             count: elementCount))
     }
 
+    /// The elements of an f32 tensor, writable. Only for filling a tensor an op has just created: tensors share
+    /// storage, so writing into one that other code holds would change it under that code.
+    public func withMutableFloat32<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        precondition(dtype == .f32, "withMutableFloat32 on a \(dtype) tensor")
+        return try body(UnsafeMutableBufferPointer(start: storage.bytes.baseAddress!.assumingMemoryBound(to: Float.self),
+                                                   count: elementCount))
+    }
+
+    /// The same storage viewed with another shape of the same element count.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        precondition(ShapeMath.elementCount(newShape) == elementCount,
+                     "cannot reshape \(ShapeMath.describe(shape)) to \(ShapeMath.describe(newShape))")
+        return Tensor(shape: newShape, dtype: dtype, storage: storage)
+    }
+
     /// The elements as `[Float]`, widening f16 and bf16 exactly. Precondition: a float dtype.
     public func float32Values() -> [Float] {
         let count = elementCount

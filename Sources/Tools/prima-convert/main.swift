@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PrimaCLI
 import PrimaCheckpoint
 import PrimaConvert
 
@@ -14,31 +15,13 @@ struct PrimaConvertCommand: ParsableCommand {
         version: CheckpointFormat.tool,
         subcommands: [Import.self, Export.self, Inspect.self])
 
-    /// Runs the command, printing errors as one line and mapping them to the toolkit's exit codes.
-    static func main() {
-        TemporaryFiles.installSignalHandlers()
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch let error as ConvertError {
-            FileHandle.standardError.write(Data("prima-convert: error: \(error.description)\n".utf8))
-            Foundation.exit(error.exitCode)
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success {
-                print(fullMessage(for: error))
-                Foundation.exit(0)
-            }
-            FileHandle.standardError.write(Data("prima-convert: error: \(fullMessage(for: error))\n".utf8))
-            Foundation.exit(2)
-        }
-    }
+    static func main() { ToolMain.run(self, name: "prima-convert") }
 }
 
+extension ConvertError: ToolFailure {}
+
 /// Prints a warning line on stderr.
-func warn(_ line: String) {
-    FileHandle.standardError.write(Data("prima-convert: warning: \(line)\n".utf8))
-}
+func warn(_ line: String) { ToolMain.printWarning("prima-convert", line) }
 
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(

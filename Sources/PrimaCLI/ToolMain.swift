@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import PrimaCheckpoint
+
+/// An error that carries the process exit status a tool should end with (2: bad input or usage, 1: failed job).
+public protocol ToolFailure: Error, CustomStringConvertible {
+    var exitCode: Int32 { get }
+}
+
+/// The common `main` of the prima tools: parse, run, print any error as one line `TOOL: error: …` on stderr,
+/// and exit with the toolkit's status codes (0 success, 1 the job or check failed, 2 bad usage or bad input).
+/// Interrupting (SIGINT/SIGTERM) removes temporary outputs.
+public enum ToolMain {
+    public static func run<Command: ParsableCommand>(_ command: Command.Type, name: String) -> Never {
+        TemporaryFiles.installSignalHandlers()
+        do {
+            var parsed = try command.parseAsRoot()
+            try parsed.run()
+            exit(0)
+        } catch let failure as ToolFailure {
+            printError(name, failure.description)
+            exit(failure.exitCode)
+        } catch let exitCode as ExitCode {
+            exit(exitCode.rawValue)
+        } catch {
+            if command.exitCode(for: error) == .success {
+                print(command.fullMessage(for: error))
+                exit(0)
+            }
+            printError(name, command.fullMessage(for: error))
+            exit(2)
+        }
+    }
+
+    /// Prints `TOOL: error: message` on stderr.
+    public static func printError(_ name: String, _ message: String) {
+        FileHandle.standardError.write(Data("\(name): error: \(message)\n".utf8))
+    }
+
+    /// Prints `TOOL: warning: message` on stderr.
+    public static func printWarning(_ name: String, _ message: String) {
+        FileHandle.standardError.write(Data("\(name): warning: \(message)\n".utf8))
+    }
+}

@@ -1,0 +1,126 @@
+import PrimaCheckpoint
+import PrimaJSON
+import PrimaTensor
+
+/// A runtime failure that names the component and tensor (missing weight, bad input shape, …).
+public struct RuntimeError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A component's weights as f32 tensors by canonical name (f16 and bf16 widened exactly on load; tied aliases
+/// share their target's tensor). One copy of each weight is kept.
+public struct ModelWeights: Sendable {
+    /// Where the weights came from, for messages.
+    public let origin: String
+    private let tensors: [String: Tensor]
+
+    /// Reads every tensor of `component`.
+    public init(component: ComponentReader) throws {
+        origin = "\(component.checkpoint.path): \(component.name)"
+        var tensors: [String: Tensor] = [:]
+        let records = try component.tensorRecords()
+        for record in records where record.aliasOf == nil {
+            guard record.dtype.isWeightFloat else {
+                throw RuntimeError("\(origin): tensor \(record.name) is \(record.dtype.rawValue); the fp32 runtime reads f32, f16 and bf16")
+            }
+            tensors[record.name] = try component.readTensor(record).toFloat32()
+        }
+        for record in records {
+            if let target = record.aliasOf { tensors[record.name] = tensors[target] }
+        }
+        self.tensors = tensors
+    }
+
+    /// The tensor `name`; throws naming it if absent.
+    public func callAsFunction(_ name: String) throws -> Tensor {
+        guard let tensor = tensors[name] else { throw RuntimeError("\(origin): missing tensor \(name)") }
+        return tensor
+    }
+
+    /// The tensor `name` if present.
+    public func optional(_ name: String) -> Tensor? { tensors[name] }
+
+    /// Total bytes held (a tied tensor counted once).
+    public var byteCount: Int {
+        Dictionary(tensors.values.map { (ObjectIdentifier($0.storage), $0.byteCount) }, uniquingKeysWith: { a, _ in a })
+            .values.reduce(0, +)
+    }
+}
+
+/// The inputs of one forward pass.
+public enum ModelInputs: Sendable {
+    /// Token ids and attention mask, both [B][T], right-padded.
+    case tokens(ids: [[Int]], mask: [[Int]])
+    /// Pixel values [B, 3, H, W], already preprocessed.
+    case pixels(Tensor)
+
+    /// The batch size.
+    public var batch: Int {
+        switch self {
+        case .tokens(let ids, _): ids.count
+        case .pixels(let tensor): tensor.shape.first ?? 0
+        }
+    }
+}
+
+/// A component that runs forward, reporting each named activation (Formats/prima-trace.md) to `observe` as a
+/// tensor [B·T, C] (or [B·T, V] for logits), in order.
+public protocol ComponentModel: Sendable {
+    /// Runs the component and returns its final hidden state [B·T, C].
+    func forward(_ inputs: ModelInputs, observe: (String, Tensor) throws -> Void) throws -> Tensor
+}
+
+/// Loads the runtime model of a checkpoint component, by its `architecture` attribute.
+public func loadComponentModel(_ component: ComponentReader) throws -> any ComponentModel {
+    let name = try component.attribute("architecture")
+    guard let architecture = Architecture(rawValue: name) else {
+        throw RuntimeError("\(component.checkpoint.path): \(component.name): unknown architecture \"\(name)\"")
+    }
+    let config: any ArchitectureConfig
+    do {
+        guard let json = try JSON.parse(try component.file("config.json")).object else {
+            throw RuntimeError("\(component.checkpoint.path): \(component.name): files/config.json is not a JSON object")
+        }
+        config = try architecture.parseConfig(json)
+    } catch let error as ModelConfigError {
+        throw RuntimeError("\(component.checkpoint.path): \(component.name): \(error.description)")
+    }
+    let weights = try ModelWeights(component: component)
+    switch config {
+    case let config as Qwen3Config: return try Qwen3Model(config: config, weights: weights)
+    default: throw RuntimeError("\(component.checkpoint.path): \(component.name): no runtime yet for \(name)")
+    }
+}
+
+/// Checks token inputs: B ≥ 1 rows of equal length T ≥ 1, ids in [0, vocab), mask values 0 or 1.
+func validateTokens(_ ids: [[Int]], _ mask: [[Int]], vocabulary: Int, maxPositions: Int? = nil) throws -> (batch: Int, length: Int) {
+    guard let length = ids.first?.count, length > 0, ids.allSatisfy({ $0.count == length }),
+          mask.count == ids.count, mask.allSatisfy({ $0.count == length }) else {
+        throw RuntimeError("input_ids and attention_mask must be non-empty [B, T] arrays of the same shape")
+    }
+    if let bad = ids.joined().first(where: { $0 < 0 || $0 >= vocabulary }) {
+        throw RuntimeError("input id \(bad) is outside the vocabulary of \(vocabulary)")
+    }
+    guard mask.joined().allSatisfy({ $0 == 0 || $0 == 1 }) else { throw RuntimeError("attention_mask values must be 0 or 1") }
+    if let maxPositions, length > maxPositions {
+        throw RuntimeError("sequence of \(length) tokens exceeds max_position_embeddings \(maxPositions)")
+    }
+    return (ids.count, length)
+}
+
+/// Gathers embedding rows: table [V, C], ids [B][T] → [B·T, C].
+func embeddingLookup(_ table: Tensor, _ ids: [[Int]]) -> Tensor {
+    let c = table.shape[1]
+    let flat = ids.flatMap { $0 }
+    let out = Tensor(zeros: [flat.count, c], dtype: .f32)
+    table.withFloat32 { rows in out.withMutableFloat32 { dst in
+        for (n, id) in flat.enumerated() { (dst.baseAddress! + n * c).update(from: rows.baseAddress! + id * c, count: c) }
+    } }
+    return out
+}
+
+/// RMSNorm applied to each D-wide head slice of x [N, H·D] with one shared weight [D] (Qwen3's q/k norms).
+func headwiseRMSNorm(_ x: Tensor, heads: Int, headDim: Int, weight: Tensor, eps: Float) -> Tensor {
+    Normalization.rmsNorm(x.reshaped([x.shape[0] * heads, headDim]), weight: weight, eps: eps).reshaped(x.shape)
+}

@@ -1,0 +1,56 @@
+import Foundation
+
+/// Row-wise normalisations over the last dimension of an [N, C] tensor.
+public enum Normalization {
+    /// LayerNorm as PyTorch's CPU kernel computes it: biased variance, `rstd = 1/sqrt(var + eps)`,
+    /// `y = (x·rstd − mean·rstd) · γ + β` (γ = 1 and β = 0 when absent). Moments are accumulated in double.
+    public static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
+        let c = x.shape.last!, n = x.elementCount / max(c, 1)
+        let y = Tensor(zeros: x.shape, dtype: .f32)
+        let gamma = weight?.float32Values(), beta = bias?.float32Values()
+        x.withFloat32 { input in
+            y.withMutableFloat32 { out in
+                for row in 0..<n {
+                    let base = row * c
+                    var sum = 0.0
+                    for i in 0..<c { sum += Double(input[base + i]) }
+                    let mean = sum / Double(c)
+                    var squares = 0.0
+                    for i in 0..<c {
+                        let d = Double(input[base + i]) - mean
+                        squares += d * d
+                    }
+                    let rstd = Float(1 / (squares / Double(c) + Double(eps)).squareRoot())
+                    let shift = -Float(mean) * rstd
+                    for i in 0..<c {
+                        var v = input[base + i] * rstd + shift
+                        if let gamma { v *= gamma[i] }
+                        if let beta { v += beta[i] }
+                        out[base + i] = v
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// RMSNorm as Qwen3 computes it: `y = w · (x · rsqrt(mean(x²) + eps))`.
+    public static func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) -> Tensor {
+        let c = x.shape.last!, n = x.elementCount / max(c, 1)
+        let y = Tensor(zeros: x.shape, dtype: .f32)
+        let w = weight.float32Values()
+        precondition(w.count == c, "rmsNorm: weight \(w.count) for width \(c)")
+        x.withFloat32 { input in
+            y.withMutableFloat32 { out in
+                for row in 0..<n {
+                    let base = row * c
+                    var squares = 0.0
+                    for i in 0..<c { squares += Double(input[base + i]) * Double(input[base + i]) }
+                    let scale = Float(1 / (squares / Double(c) + Double(eps)).squareRoot())
+                    for i in 0..<c { out[base + i] = w[i] * (input[base + i] * scale) }
+                }
+            }
+        }
+        return y
+    }
+}

@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import PrimaCLI
+import PrimaCheckpoint
+import PrimaJSON
+import PrimaTensor
+import PrimaVerify
+
+/// `prima-verify`: checkpoint integrity, and layer-by-layer numerics against a reference trace.
+/// Exit status: 0 pass, 1 any failure, 2 bad usage or bad input.
+@main
+struct PrimaVerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prima-verify",
+        abstract: "Check a PRIMA checkpoint's integrity, or its numerics against a reference trace.",
+        discussion: """
+            Without --trace: format version, every tensor the architecture needs (shape, dtype), CRC-32 checksums, \
+            no NaN/Inf; one verdict line per component. With --trace REF.h5 (Formats/prima-trace.md): runs the \
+            trace's component on its inputs and compares every activation in order (NaN/Inf, max_abs, max_rel, \
+            cosine, NMSE; tolerances in Formats/prima-verify.md). Exit status: 0 pass, 1 failure, 2 bad usage or input.
+            """,
+        version: CheckpointFormat.tool)
+
+    static func main() { ToolMain.run(self, name: "prima-verify") }
+
+    @Argument(help: "The checkpoint (.h5).")
+    var checkpoint: String?
+
+    @Option(help: "A reference trace to compare against.")
+    var trace: String?
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    @Option(name: .customLong("repeat"), help: "Timed forward passes (the median is reported).")
+    var repeats: Int = 1
+
+    @Option(help: "Write the runtime's own trace for the trace's inputs.")
+    var dump: String?
+
+    @Option(name: .customLong("atol-scale"), help: "Max absolute error, as a multiple of (1 + max |reference|).")
+    var atolScale = Tolerances.fp32.absoluteScale
+
+    @Option(name: .customLong("max-rel"), help: "Max relative error (max_abs / max |reference|).")
+    var maxRel = Tolerances.fp32.relative
+
+    @Option(name: .customLong("min-cosine"), help: "Minimum cosine similarity.")
+    var minCosine = Tolerances.fp32.cosine
+
+    @Option(name: .customLong("max-nmse"), help: "Max normalised mean squared error.")
+    var maxNMSE = Tolerances.fp32.nmse
+
+    @Flag(name: .customLong("system-info"), help: "Print the BLAS library and kernels in use, then exit.")
+    var systemInfo = false
+
+    func validate() throws {
+        if systemInfo { return }
+        guard checkpoint != nil else { throw ValidationError("missing the checkpoint argument") }
+        guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1") }
+        if dump != nil && trace == nil { throw ValidationError("--dump needs --trace (it runs the trace's inputs)") }
+    }
+
+    func run() throws {
+        if systemInfo {
+            let info = BLAS.info
+            print("openblas core: \(info.coreName)")
+            print("openblas config: \(info.config)")
+            print("openblas threads: \(info.threads)")
+            print("OPENBLAS_CORETYPE: " + (info.presetCoreType.map { "\($0) (set before start, respected)" }
+                                           ?? info.chosenCoreType.map { "\($0) (chosen from the CPU's features)" } ?? "unset"))
+            return
+        }
+        let checkpoint = self.checkpoint!
+        if let trace { try verifyTrace(checkpoint: checkpoint, tracePath: trace) } else { try verifyIntegrity(checkpoint) }
+    }
+
+    private func verifyIntegrity(_ checkpoint: String) throws {
+        let reports = try IntegrityChecker.run(checkpoint: checkpoint)
+        if json {
+            print(JSONValue.object(JSONObject([
+                ("pass", .bool(reports.allSatisfy(\.pass))),
+                ("components", .array(reports.map { report in
+                    .object(JSONObject([("name", .string(report.name)), ("architecture", .string(report.architecture)),
+                                        ("tensors", .int(report.tensorCount)), ("bytes", .int(report.bytes)),
+                                        ("pass", .bool(report.pass)), ("problems", .array(report.problems.map { .string($0) }))]))
+                })),
+            ])).serialized())
+        } else {
+            for report in reports {
+                if report.pass {
+                    print("\(report.name): \(report.architecture), \(report.tensorCount) tensors, \(report.bytes) bytes: OK (shapes, checksums, finite)")
+                } else {
+                    print("\(report.name): \(report.architecture): FAILED, \(report.problems.count) problem(s)")
+                    for problem in report.problems { print("  \(problem)") }
+                }
+            }
+        }
+        if !reports.allSatisfy(\.pass) { throw ExitCode(1) }
+    }
+
+    private func verifyTrace(checkpoint: String, tracePath: String) throws {
+        let trace = try Trace(path: tracePath)
+        let tolerances = Tolerances(absoluteScale: atolScale, relative: maxRel, cosine: minCosine, nmse: maxNMSE)
+        let report = try TraceVerifier.run(checkpoint: checkpoint, trace: trace, tolerances: tolerances, repeats: repeats)
+        if let dump { try report.ours.write(to: dump, source: (checkpoint as NSString).lastPathComponent) }
+        if json {
+            print(JSONValue.object(JSONObject([
+                ("pass", .bool(report.pass)), ("component", .string(report.component.rawValue)),
+                ("load_seconds", .double(report.loadSeconds)), ("forward_seconds", .double(report.forwardSeconds)),
+                ("forward_runs", .array(report.forwardRuns.map { .double($0) })),
+                ("blas_core", .string(BLAS.info.coreName)), ("blas_threads", .int(BLAS.info.threads)),
+                ("first_failure", report.firstFailure.map { .string($0.name) } ?? .null),
+                ("activations", .array(report.activations.map { item in
+                    .object(JSONObject([("name", .string(item.name)), ("max_abs", number(item.maxAbs)),
+                                        ("max_rel", number(item.maxRel)), ("cosine", number(item.cosine)),
+                                        ("nmse", number(item.nmse)), ("non_finite", .int(item.nonFinite)),
+                                        ("pass", .bool(item.pass)), ("failure", item.failure.map { .string($0) } ?? .null)]))
+                })),
+            ])).serialized())
+        } else {
+            print("\(report.component.rawValue) against \(tracePath): load \(String(format: "%.3f", report.loadSeconds)) s, forward \(String(format: "%.4f", report.forwardSeconds)) s (median of \(report.forwardRuns.count)), BLAS \(BLAS.info.coreName)")
+            print("activation".padding(toLength: 14, withPad: " ", startingAt: 0) + "     max_abs     max_rel      cosine        nmse  verdict")
+            let first = report.firstFailure?.name
+            for item in report.activations {
+                let verdict = item.pass ? "ok" : "FAIL" + (item.name == first ? " <- first failure: \(item.failure ?? "")" : "")
+                print(item.name.padding(toLength: 14, withPad: " ", startingAt: 0)
+                      + String(format: "  %10.3e  %10.3e  %10.8f  %10.3e  ", item.maxAbs, item.maxRel, item.cosine, item.nmse) + verdict)
+            }
+            if report.activations.isEmpty { print("(the trace holds inputs only: ran and timed)") }
+            print(report.pass ? "PASS" : "FAIL")
+        }
+        if !report.pass { throw ExitCode(1) }
+    }
+
+    /// A JSON number, with non-finite values as null (JSON has no NaN or infinity).
+    private func number(_ value: Double) -> JSONValue { value.isFinite ? .double(value) : .null }
+}
+
+extension VerifyError: ToolFailure {}
