@@ -66,7 +66,8 @@ let package = Package(
             dependencies: ["PrimaConvert", "PrimaSafetensors", "PrimaCheckpoint", "PrimaJSON", "prima-convert"]),
         .testTarget(
             name: "PrimaRuntimeTests",
-            dependencies: ["PrimaModels", "PrimaVerify", "PrimaCheckpoint", "PrimaConvert", "PrimaTensor", "prima-verify"]),
+            dependencies: ["PrimaModels", "PrimaVerify", "PrimaCheckpoint", "PrimaConvert", "PrimaTensor", "PrimaKernels",
+                           "PrimaJSON", "prima-verify"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]
