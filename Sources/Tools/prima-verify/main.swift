@@ -68,6 +68,7 @@ struct PrimaVerifyCommand: ParsableCommand {
             print("openblas threads: \(info.threads)")
             print("OPENBLAS_CORETYPE: " + (info.presetCoreType.map { "\($0) (set before start, respected)" }
                                            ?? info.chosenCoreType.map { "\($0) (chosen from the CPU's features)" } ?? "unset"))
+            print(String(format: "sgemm peak: %.1f GFLOP/s (best of 5, 2048 x 2048 x 2048)", measureSgemmPeak()))
             return
         }
         let checkpoint = self.checkpoint!
@@ -130,6 +131,22 @@ struct PrimaVerifyCommand: ParsableCommand {
             print(report.pass ? "PASS" : "FAIL")
         }
         if !report.pass { throw ExitCode(1) }
+    }
+
+    /// The best sgemm throughput of five 2048³ products, in GFLOP/s: the peak the runtime's kernels can reach.
+    private func measureSgemmPeak() -> Double {
+        let n = 2048
+        let a = Tensor(shape: [n, n], float32: (0..<(n * n)).map { Float($0 % 7) * 0.01 })
+        let c = Tensor(zeros: [n, n], dtype: .f32)
+        var best = Double.infinity
+        a.withFloat32 { x in c.withMutableFloat32 { y in
+            for _ in 0..<5 {
+                let start = Date()
+                BLAS.sgemm(m: n, n: n, k: n, a: x.baseAddress!, lda: n, b: x.baseAddress!, ldb: n, c: y.baseAddress!, ldc: n)
+                best = min(best, Date().timeIntervalSince(start))
+            }
+        } }
+        return 2 * Double(n * n * n) / best / 1e9
     }
 
     /// A JSON number, with non-finite values as null (JSON has no NaN or infinity).
