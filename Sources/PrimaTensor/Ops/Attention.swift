@@ -1,32 +1,49 @@
-/// Which keys each query may attend to, per batch row: `allowed(b, i, j)` for query i and key j of sequence b.
-/// Disallowed scores get `-Float.greatestFiniteMagnitude` added, as transformers' eager masks do, so a row with
-/// no allowed key becomes a uniform average (garbage, as in transformers: such rows are padding).
+/// Which keys each query may attend to: an optional padding mask per sequence (key j of sequence b is hidden
+/// when `padding[b][j] == 0`) combined with a band of key positions around each query (everything, causal, or a
+/// sliding window). Disallowed scores get `-Float.greatestFiniteMagnitude` added, as transformers' eager masks
+/// do, so a row with no allowed key becomes a uniform average (garbage, as in transformers: such rows are
+/// padding and never compared).
 public struct AttentionMask: Sendable {
-    public let allowed: @Sendable (Int, Int, Int) -> Bool
-    /// True when every key is allowed everywhere (no mask work at all).
-    public let isEmpty: Bool
+    /// The band of keys a query sees.
+    public enum Band: Sendable, Equatable {
+        /// Every key.
+        case all
+        /// Keys j ≤ i.
+        case causal
+        /// Keys with |i − j| ≤ radius.
+        case window(radius: Int)
+    }
 
-    public init(isEmpty: Bool = false, allowed: @escaping @Sendable (Int, Int, Int) -> Bool) {
-        self.allowed = allowed
-        self.isEmpty = isEmpty
+    public let band: Band
+    /// [B][T] attention mask, or nil for none.
+    public let padding: [[Int]]?
+
+    public init(band: Band, padding: [[Int]]?) {
+        self.band = band
+        self.padding = padding
     }
 
     /// No mask (DINOv3).
-    public static let none = AttentionMask(isEmpty: true) { _, _, _ in true }
+    public static let none = AttentionMask(band: .all, padding: nil)
 
     /// Keys whose attention_mask is 0 are hidden (bidirectional encoders).
-    public static func padding(_ mask: [[Int]]) -> AttentionMask {
-        AttentionMask { b, _, j in mask[b][j] != 0 }
-    }
+    public static func padding(_ mask: [[Int]]) -> AttentionMask { AttentionMask(band: .all, padding: mask) }
 
-    /// Causal plus padding (Qwen3): key j ≤ query i and not padding.
-    public static func causal(padding mask: [[Int]]) -> AttentionMask {
-        AttentionMask { b, i, j in j <= i && mask[b][j] != 0 }
-    }
+    /// Causal plus padding (Qwen3).
+    public static func causal(padding mask: [[Int]]) -> AttentionMask { AttentionMask(band: .causal, padding: mask) }
 
-    /// Bidirectional sliding window plus padding (ModernBERT local layers): |i − j| ≤ radius and not padding.
+    /// Bidirectional sliding window plus padding (ModernBERT local layers).
     public static func slidingWindow(radius: Int, padding mask: [[Int]]) -> AttentionMask {
-        AttentionMask { b, i, j in abs(i - j) <= radius && mask[b][j] != 0 }
+        AttentionMask(band: .window(radius: radius), padding: mask)
+    }
+
+    /// The keys `[lower, upper)` query `i` may see among `count`, before padding.
+    func keyRange(query i: Int, count: Int) -> Range<Int> {
+        switch band {
+        case .all: return 0..<count
+        case .causal: return 0..<min(i + 1, count)
+        case .window(let radius): return max(0, i - radius)..<min(count, i + radius + 1)
+        }
     }
 }
 
@@ -111,8 +128,11 @@ public enum Attention {
     /// Masks (additively, as transformers does) and softmaxes one row of scores in place.
     private static func softmaxRow(_ row: UnsafeMutablePointer<Float>, columns: Int, batchIndex: Int, query: Int,
                                    mask: AttentionMask) {
-        if !mask.isEmpty {
-            for j in 0..<columns where !mask.allowed(batchIndex, query, j) { row[j] += -Float.greatestFiniteMagnitude }
+        let visible = mask.keyRange(query: query, count: columns)
+        for j in 0..<visible.lowerBound { row[j] += -Float.greatestFiniteMagnitude }
+        for j in visible.upperBound..<columns { row[j] += -Float.greatestFiniteMagnitude }
+        if let padding = mask.padding?[batchIndex] {
+            for j in visible where padding[j] == 0 { row[j] += -Float.greatestFiniteMagnitude }
         }
         var maximum = -Float.infinity
         for j in 0..<columns { maximum = max(maximum, row[j]) }
