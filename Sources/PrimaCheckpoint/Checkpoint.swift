@@ -108,7 +108,7 @@ public final class ComponentReader {
     public static let requiredAttributes = ["role", "architecture", "tensor_count", "parameter_count", "tied"]
 
     /// The checkpoint it belongs to.
-    public unowned let checkpoint: Checkpoint
+    public let checkpoint: Checkpoint
     /// The component's group.
     public let group: HDF5Group
     /// The group's name (the role, or `prima`).
