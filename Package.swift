@@ -57,17 +57,18 @@ let package = Package(
             dependencies: ["PrimaCLI", "PrimaConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-convert"),
 
+        .target(name: "PrimaTestSupport", path: "Tests/Support"),
         .testTarget(name: "PrimaJSONTests", dependencies: ["PrimaJSON"]),
         .testTarget(name: "PrimaTensorTests", dependencies: ["PrimaTensor"]),
         .testTarget(name: "PrimaSafetensorsTests", dependencies: ["PrimaSafetensors"]),
         .testTarget(name: "PrimaCheckpointTests", dependencies: ["PrimaCheckpoint"]),
         .testTarget(
             name: "PrimaConvertTests",
-            dependencies: ["PrimaConvert", "PrimaSafetensors", "PrimaCheckpoint", "PrimaJSON", "prima-convert"]),
+            dependencies: ["PrimaConvert", "PrimaSafetensors", "PrimaCheckpoint", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
         .testTarget(
             name: "PrimaRuntimeTests",
             dependencies: ["PrimaModels", "PrimaVerify", "PrimaCheckpoint", "PrimaConvert", "PrimaTensor", "PrimaKernels",
-                           "PrimaJSON", "prima-verify"]),
+                           "PrimaJSON", "PrimaTestSupport", "prima-verify"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,14 +1,11 @@
 import Foundation
 import PrimaJSON
+import PrimaTestSupport
 
 /// Paths and helpers shared by the converter tests.
 enum TestSupport {
-    /// The repository root (this file is Tests/PrimaConvertTests/Support.swift).
-    static let repositoryRoot: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
+    /// The repository root.
+    static let repositoryRoot = TestProcess.repositoryRoot
 
     /// The fixture models directory.
     static let fixtures = repositoryRoot + "/Fixtures/models"
@@ -39,11 +36,7 @@ enum TestSupport {
     static func fixture(_ name: String) -> Fixture { manifest.first { $0.name == name }! }
 
     /// A fresh temporary directory.
-    static func temporaryDirectory() -> String {
-        let path = NSTemporaryDirectory() + "prima-convert-tests-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
+    static func temporaryDirectory() -> String { TestProcess.temporaryDirectory("prima-convert-tests") }
 
     /// Copies a fixture directory to a temporary place for corruption.
     static func copyFixture(_ name: String) throws -> String {
@@ -52,52 +45,16 @@ enum TestSupport {
         return destination
     }
 
-    /// The built `prima-convert` binary, next to the test bundle.
-    static let convertBinary: String = {
-        let executable = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).resolvingSymlinksInPath()
-        var directory = executable.deletingLastPathComponent()
-        // The XCTest bundle is a directory on some platforms: climb out of it.
-        while directory.pathExtension == "xctest" || directory.lastPathComponent == "Contents" || directory.lastPathComponent == "MacOS" {
-            directory.deleteLastPathComponent()
-        }
-        return directory.appendingPathComponent("prima-convert").path
-    }()
+    /// The built `prima-convert` binary.
+    static let convertBinary = TestProcess.binary("prima-convert")
 
-    /// The result of running a tool.
-    struct RunResult {
-        let status: Int32
-        let stdout: String
-        let stderr: String
-    }
-
-    /// Runs `executable` with `arguments`, capturing output. Output goes through temporary files rather than
-    /// pipes: Foundation's pipe reads trap on EINTR, which parallel tests starting processes can cause.
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> RunResult {
-        let directory = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let outPath = directory + "/stdout", errPath = directory + "/stderr"
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
-        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        try out.close()
-        try err.close()
-        return RunResult(status: process.terminationStatus,
-                         stdout: String(decoding: FileManager.default.contents(atPath: outPath) ?? Data(), as: UTF8.self),
-                         stderr: String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self))
+    /// Runs a tool, capturing its output.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> TestProcess.Result {
+        try TestProcess.run(executable, arguments, environment: environment)
     }
 
     /// Runs prima-convert.
-    static func convert(_ arguments: String...) throws -> RunResult { try run(convertBinary, arguments) }
+    static func convert(_ arguments: String...) throws -> TestProcess.Result { try run(convertBinary, arguments) }
 
     /// A Python with the named modules, if the machine has one (tests that need it say so when skipping).
     static func python(with modules: [String]) -> String? {
