@@ -89,6 +89,7 @@ public func loadComponentModel(_ component: ComponentReader) throws -> any Compo
     let weights = try ModelWeights(component: component)
     switch config {
     case let config as Qwen3Config: return try Qwen3Model(config: config, weights: weights)
+    case let config as DINOv3ViTConfig: return try DINOv3ViTModel(config: config, weights: weights)
     default: throw RuntimeError("\(component.checkpoint.path): \(component.name): no runtime yet for \(name)")
     }
 }
