@@ -91,7 +91,8 @@ public func loadComponentModel(_ component: ComponentReader) throws -> any Compo
     case let config as Qwen3Config: return try Qwen3Model(config: config, weights: weights)
     case let config as ModernBERTConfig: return try ModernBERTModel(config: config, weights: weights)
     case let config as BERTConfig: return try BERTModel(config: config, weights: weights)
-    default: throw RuntimeError("\(component.checkpoint.path): \(component.name): no runtime yet for \(name)")
+    case let config as DINOv3ViTConfig: return try DINOv3ViTModel(config: config, weights: weights)
+    default: throw RuntimeError("\(component.checkpoint.path): \(component.name): no runtime for \(name)")
     }
 }
 

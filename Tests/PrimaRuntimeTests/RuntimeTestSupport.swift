@@ -8,8 +8,24 @@ enum RuntimeTestSupport {
     /// The repository root.
     static let repositoryRoot = TestProcess.repositoryRoot
 
-    static func model(_ name: String) -> String { repositoryRoot + "/Fixtures/models/" + name }
-    static func trace(_ name: String) -> String { repositoryRoot + "/Fixtures/traces/" + name + ".h5" }
+    static let models = repositoryRoot + "/Fixtures/models"
+    static let traces = repositoryRoot + "/Fixtures/traces"
+    static func model(_ name: String) -> String { models + "/" + name }
+    static func trace(_ name: String) -> String { traces + "/" + name + ".h5" }
+
+    /// Trace files whose name starts with `prefix`, sorted.
+    static func traces(prefix: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: traces)) ?? [])
+            .filter { $0.hasPrefix(prefix) && $0.hasSuffix(".h5") }.sorted()
+    }
+
+    /// The fixture model a trace belongs to: the longest fixture name equal to the trace's stem or followed in it by
+    /// "-" (`dinov3-mlp-reg4-f32-nonsquare.h5` → `dinov3-mlp-reg4-f32`).
+    static func fixture(forTrace file: String) -> String? {
+        let stem = String(file.dropLast(3))
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: models)) ?? []
+        return names.filter { stem == $0 || stem.hasPrefix($0 + "-") }.max { $0.count < $1.count }
+    }
 
     /// A fresh temporary directory.
     static func temporaryDirectory() -> String { TestProcess.temporaryDirectory("prima-runtime-tests") }
