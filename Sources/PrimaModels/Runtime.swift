@@ -96,6 +96,14 @@ public func loadComponentModel(_ component: ComponentReader) throws -> any Compo
     }
 }
 
+/// The activation a config's `field` names; throws naming the component if the runtime does not implement it.
+func requireActivation(_ name: String, field: String, weights: ModelWeights) throws -> Elementwise.Activation {
+    guard let activation = Elementwise.Activation(configName: name) else {
+        throw RuntimeError("\(weights.origin): unsupported \(field) \(name)")
+    }
+    return activation
+}
+
 /// Checks token inputs: B ≥ 1 rows of equal length T ≥ 1, ids in [0, vocab), mask values 0 or 1.
 func validateTokens(_ ids: [[Int]], _ mask: [[Int]], vocabulary: Int, maxPositions: Int? = nil) throws -> (batch: Int, length: Int) {
     guard let length = ids.first?.count, length > 0, ids.allSatisfy({ $0.count == length }),

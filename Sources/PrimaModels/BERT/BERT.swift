@@ -18,10 +18,7 @@ public final class BERTModel: ComponentModel {
     public init(config: BERTConfig, weights: ModelWeights) throws {
         self.config = config
         self.weights = weights
-        guard let activation = Elementwise.Activation(configName: config.hiddenAct) else {
-            throw RuntimeError("\(weights.origin): unsupported hidden_act \(config.hiddenAct)")
-        }
-        self.activation = activation
+        activation = try requireActivation(config.hiddenAct, field: "hidden_act", weights: weights)
         _ = try weights("embed.tokens")
         _ = try weights("embed.positions")
         _ = try weights("embed.token_types")

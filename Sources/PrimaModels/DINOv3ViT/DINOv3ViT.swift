@@ -20,10 +20,7 @@ public final class DINOv3ViTModel: ComponentModel {
     public init(config: DINOv3ViTConfig, weights: ModelWeights) throws {
         self.config = config
         self.weights = weights
-        guard let activation = Elementwise.Activation(configName: config.hiddenAct) else {
-            throw RuntimeError("\(weights.origin): unsupported hidden_act \(config.hiddenAct)")
-        }
-        self.activation = activation
+        activation = try requireActivation(config.hiddenAct, field: "hidden_act", weights: weights)
         _ = try weights("embed.cls_token")
         _ = try weights("embed.patch.weight")
         if config.registerCount > 0 { _ = try weights("embed.register_tokens") }

@@ -17,10 +17,7 @@ public final class ModernBERTModel: ComponentModel {
     public init(config: ModernBERTConfig, weights: ModelWeights) throws {
         self.config = config
         self.weights = weights
-        guard let activation = Elementwise.Activation(configName: config.hiddenActivation) else {
-            throw RuntimeError("\(weights.origin): unsupported hidden_activation \(config.hiddenActivation)")
-        }
-        self.activation = activation
+        activation = try requireActivation(config.hiddenActivation, field: "hidden_activation", weights: weights)
         guard config.hiddenSize / config.headCount % 2 == 0 else {
             throw RuntimeError("\(weights.origin): head size \(config.hiddenSize / config.headCount) is odd; rotary embeddings need an even one")
         }

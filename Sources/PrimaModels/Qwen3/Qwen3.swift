@@ -14,10 +14,7 @@ public final class Qwen3Model: ComponentModel {
     public init(config: Qwen3Config, weights: ModelWeights) throws {
         self.config = config
         self.weights = weights
-        guard let activation = Elementwise.Activation(configName: config.hiddenAct) else {
-            throw RuntimeError("\(weights.origin): unsupported hidden_act \(config.hiddenAct)")
-        }
-        self.activation = activation
+        activation = try requireActivation(config.hiddenAct, field: "hidden_act", weights: weights)
         _ = try weights("embed.tokens")
         _ = try lmHead()
     }
