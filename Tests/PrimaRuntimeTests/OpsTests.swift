@@ -70,3 +70,13 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+
+@Suite struct PoolingTests {
+    @Test func maskedMeanSkipsPadding() {
+        // Two sequences of 3 tokens, width 2; the second has one padded position holding a large value.
+        let hidden = Tensor(shape: [6, 2], float32: [1, 2, 3, 4, 5, 6, 10, 20, 30, 40, 1000, 1000])
+        let pooled = Pooling.maskedMean(hidden, mask: [[1, 1, 1], [1, 1, 0]]).float32Values()
+        #expect(pooled == [3, 4, 20, 30])
+        #expect(Pooling.maskedMean(hidden, mask: [[0, 0, 0], [1, 0, 0]]).float32Values() == [0, 0, 10, 20])
+    }
+}
