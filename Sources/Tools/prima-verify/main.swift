@@ -29,6 +29,21 @@ struct PrimaVerifyCommand: ParsableCommand {
     @Option(help: "A reference trace to compare against.")
     var trace: String?
 
+    @Option(help: "Another checkpoint (e.g. the fp32 source of an int8 one) to compare against, layer by layer.")
+    var against: String?
+
+    @Option(help: "With --against: the component to compare (image_encoder, text_encoder or decoder).")
+    var component: String?
+
+    @Option(name: .customLong("min-final-cosine"), help: "With --against: minimum cosine of the final hidden state.")
+    var minFinalCosine = AgainstVerifier.Gates.int8.finalCosine
+
+    @Option(name: .customLong("max-kl"), help: "With --against, decoders: maximum mean KL of next-token distributions.")
+    var maxKL = AgainstVerifier.Gates.int8.meanKL
+
+    @Option(name: .customLong("min-top1"), help: "With --against, decoders: minimum top-1 agreement.")
+    var minTop1 = AgainstVerifier.Gates.int8.top1Agreement
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -57,7 +72,13 @@ struct PrimaVerifyCommand: ParsableCommand {
         if systemInfo { return }
         guard checkpoint != nil else { throw ValidationError("missing the checkpoint argument") }
         guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1") }
-        if dump != nil && trace == nil { throw ValidationError("--dump needs --trace (it runs the trace's inputs)") }
+        if dump != nil && (trace == nil || against != nil) {
+            throw ValidationError("--dump needs --trace, without --against (it writes the runtime's trace of the trace's inputs)")
+        }
+        if let component, ComponentRole(rawValue: component) == nil {
+            throw ValidationError("--component must be image_encoder, text_encoder or decoder, not \"\(component)\"")
+        }
+        if component != nil && against == nil { throw ValidationError("--component goes with --against") }
     }
 
     func run() throws {
@@ -72,7 +93,13 @@ struct PrimaVerifyCommand: ParsableCommand {
             return
         }
         let checkpoint = self.checkpoint!
-        if let trace { try verifyTrace(checkpoint: checkpoint, tracePath: trace) } else { try verifyIntegrity(checkpoint) }
+        if let against {
+            try verifyAgainst(checkpoint: checkpoint, reference: against)
+        } else if let trace {
+            try verifyTrace(checkpoint: checkpoint, tracePath: trace)
+        } else {
+            try verifyIntegrity(checkpoint)
+        }
     }
 
     private func verifyIntegrity(_ checkpoint: String) throws {
@@ -111,26 +138,66 @@ struct PrimaVerifyCommand: ParsableCommand {
                 ("forward_runs", .array(report.forwardRuns.map { .double($0) })),
                 ("blas_core", .string(BLAS.info.coreName)), ("blas_threads", .int(BLAS.info.threads)),
                 ("first_failure", report.firstFailure.map { .string($0.name) } ?? .null),
-                ("activations", .array(report.activations.map { item in
-                    .object(JSONObject([("name", .string(item.name)), ("max_abs", number(item.maxAbs)),
-                                        ("max_rel", number(item.maxRel)), ("cosine", number(item.cosine)),
-                                        ("nmse", number(item.nmse)), ("non_finite", .int(item.nonFinite)),
-                                        ("pass", .bool(item.pass)), ("failure", item.failure.map { .string($0) } ?? .null)]))
-                })),
+                ("activations", .array(report.activations.map(activationJSON))),
             ])).serialized())
         } else {
             print("\(report.component.rawValue) against \(tracePath): load \(String(format: "%.3f", report.loadSeconds)) s, forward \(String(format: "%.4f", report.forwardSeconds)) s (median of \(report.forwardRuns.count)), BLAS \(BLAS.info.coreName)")
-            print("activation".padding(toLength: 14, withPad: " ", startingAt: 0) + "     max_abs     max_rel      cosine        nmse  verdict")
-            let first = report.firstFailure?.name
-            for item in report.activations {
-                let verdict = item.pass ? "ok" : "FAIL" + (item.name == first ? " <- first failure: \(item.failure ?? "")" : "")
-                print(item.name.padding(toLength: 14, withPad: " ", startingAt: 0)
-                      + String(format: "  %10.3e  %10.3e  %10.8f  %10.3e  ", item.maxAbs, item.maxRel, item.cosine, item.nmse) + verdict)
-            }
+            printTable(report.activations)
             if report.activations.isEmpty { print("(the trace holds inputs only: ran and timed)") }
             print(report.pass ? "PASS" : "FAIL")
         }
         if !report.pass { throw ExitCode(1) }
+    }
+
+    private func verifyAgainst(checkpoint: String, reference: String) throws {
+        let traceFile = try trace.map { try Trace(path: $0) }
+        let role = component.flatMap(ComponentRole.init(rawValue:)) ?? traceFile?.component
+        let tolerances = Tolerances(absoluteScale: atolScale, relative: maxRel, cosine: minCosine, nmse: maxNMSE)
+        let gates = AgainstVerifier.Gates(finalCosine: minFinalCosine, meanKL: maxKL, top1Agreement: minTop1)
+        let report = try AgainstVerifier.run(checkpoint: checkpoint, against: reference, component: role,
+                                             inputs: traceFile?.inputs, tolerances: tolerances, gates: gates, repeats: repeats)
+        if json {
+            print(JSONValue.object(JSONObject([
+                ("pass", .bool(report.pass)), ("component", .string(report.component.rawValue)),
+                ("forward_seconds", .double(report.oursForwardSeconds)),
+                ("against_forward_seconds", .double(report.referenceForwardSeconds)),
+                ("final_cosine", number(report.finalCosine)),
+                ("mean_kl", report.meanKL.map { number($0) } ?? .null),
+                ("top1_agreement", report.top1Agreement.map { number($0) } ?? .null),
+                ("gate_failures", .array(report.gateFailures.map { .string($0) })),
+                ("activations", .array(report.activations.map(activationJSON))),
+            ])).serialized())
+        } else {
+            print("\(report.component.rawValue): \(checkpoint) against \(reference): forward \(String(format: "%.4f", report.oursForwardSeconds)) s vs \(String(format: "%.4f", report.referenceForwardSeconds)) s")
+            printTable(report.activations)
+            var gateLine = String(format: "final_norm cosine %.6f (gate >= %g)", report.finalCosine, minFinalCosine)
+            if let kl = report.meanKL, let top1 = report.top1Agreement {
+                gateLine += String(format: "; mean KL %.3e (gate <= %g); top-1 agreement %.4f (gate >= %g)", kl, maxKL, top1, minTop1)
+            }
+            print(gateLine)
+            for failure in report.gateFailures { print("gate failed: \(failure)") }
+            print(report.pass ? "PASS" : "FAIL")
+        }
+        if !report.pass { throw ExitCode(1) }
+    }
+
+    /// One activation's comparison as JSON.
+    private func activationJSON(_ item: ActivationComparison) -> JSONValue {
+        .object(JSONObject([("name", .string(item.name)), ("max_abs", number(item.maxAbs)),
+                            ("max_rel", number(item.maxRel)), ("cosine", number(item.cosine)),
+                            ("nmse", number(item.nmse)), ("non_finite", .int(item.nonFinite)),
+                            ("pass", .bool(item.pass)), ("failure", item.failure.map { .string($0) } ?? .null)]))
+    }
+
+    /// The per-activation table, marking the first failure.
+    private func printTable(_ activations: [ActivationComparison]) {
+        print("activation".padding(toLength: 14, withPad: " ", startingAt: 0) + "     max_abs     max_rel      cosine        nmse  verdict")
+        let first = activations.first { !$0.pass }?.name
+        for item in activations {
+            let verdict = item.pass ? "ok" : "FAIL" + (item.name == first ? " <- first failure: \(item.failure ?? "")" : "")
+            print(item.name.padding(toLength: 14, withPad: " ", startingAt: 0)
+                  + String(format: "  %10.3e  %10.3e  %10.8f  %10.3e  ", item.maxAbs, item.maxRel, item.cosine, item.nmse) + verdict)
+        }
     }
 
     /// The best sgemm throughput of five 2048³ products, in GFLOP/s: the peak the runtime's kernels can reach.
