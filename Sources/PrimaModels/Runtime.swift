@@ -41,10 +41,34 @@ public struct ModelWeights: Sendable {
     /// The tensor `name` if present.
     public func optional(_ name: String) -> Tensor? { tensors[name] }
 
+    /// The weight of a linear layer, `name` ending in `.weight`; throws naming it if absent.
+    public func linear(_ name: String) throws -> LinearWeight {
+        guard let weight = optionalLinear(name) else { throw RuntimeError("\(origin): missing tensor \(name)") }
+        return weight
+    }
+
+    /// The weight of a linear layer if present.
+    public func optionalLinear(_ name: String) -> LinearWeight? { tensors[name].map { .float($0) } }
+
     /// Total bytes held (a tied tensor counted once).
     public var byteCount: Int {
         Dictionary(tensors.values.map { (ObjectIdentifier($0.storage), $0.byteCount) }, uniquingKeysWith: { a, _ in a })
             .values.reduce(0, +)
+    }
+}
+
+/// A linear layer's weight [N, K] as the runtime holds it.
+public enum LinearWeight: Sendable {
+    /// f32 (widened from f16/bf16 on load).
+    case float(Tensor)
+}
+
+extension Linear {
+    /// x [M, K] · weight [N, K]ᵀ + bias [N] → [M, N], on the path the weight's storage calls for.
+    public static func forward(_ x: Tensor, weight: LinearWeight, bias: Tensor? = nil) -> Tensor {
+        switch weight {
+        case .float(let tensor): forward(x, weight: tensor, bias: bias)
+        }
     }
 }
 

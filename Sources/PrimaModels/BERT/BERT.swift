@@ -40,7 +40,7 @@ public final class BERTModel: ComponentModel {
             Normalization.layerNorm(x, weight: try weights(name + ".weight"), bias: weights.optional(name + ".bias"), eps: eps)
         }
         func linear(_ x: Tensor, _ name: String) throws -> Tensor {
-            Linear.forward(x, weight: try weights(name + ".weight"), bias: weights.optional(name + ".bias"))
+            Linear.forward(x, weight: try weights.linear(name + ".weight"), bias: weights.optional(name + ".bias"))
         }
 
         // token_type_ids are all zeros and position_ids arange(T) for every row (Formats/prima-trace.md §3).

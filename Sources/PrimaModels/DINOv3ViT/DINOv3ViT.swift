@@ -48,28 +48,28 @@ public final class DINOv3ViTModel: ComponentModel {
             let l = "layers.\(n)."
             let hidden = Normalization.layerNorm(x, weight: try weights(l + "attn_norm.weight"),
                                                  bias: try weights(l + "attn_norm.bias"), eps: eps)
-            var q = Linear.forward(hidden, weight: try weights(l + "attn.q.weight"), bias: weights.optional(l + "attn.q.bias"))
-            var k = Linear.forward(hidden, weight: try weights(l + "attn.k.weight"), bias: weights.optional(l + "attn.k.bias"))
-            let v = Linear.forward(hidden, weight: try weights(l + "attn.v.weight"), bias: weights.optional(l + "attn.v.bias"))
+            var q = Linear.forward(hidden, weight: try weights.linear(l + "attn.q.weight"), bias: weights.optional(l + "attn.q.bias"))
+            var k = Linear.forward(hidden, weight: try weights.linear(l + "attn.k.weight"), bias: weights.optional(l + "attn.k.bias"))
+            let v = Linear.forward(hidden, weight: try weights.linear(l + "attn.v.weight"), bias: weights.optional(l + "attn.v.bias"))
             q = RoPE.apply(q, heads: heads, headDim: d, cos: cos, sin: sin, tableRow: ropeRow)
             k = RoPE.apply(k, heads: heads, headDim: d, cos: cos, sin: sin, tableRow: ropeRow)
             let attended = Attention.forward(q: q, k: k, v: v, batch: batch, heads: heads, kvHeads: heads, headDim: d,
                                              scale: scale, mask: .none)
-            let projected = Linear.forward(attended, weight: try weights(l + "attn.o.weight"),
+            let projected = Linear.forward(attended, weight: try weights.linear(l + "attn.o.weight"),
                                            bias: weights.optional(l + "attn.o.bias"))
             x = Elementwise.addScaled(x, projected, scale: try weights(l + "ls1"))
             let normed = Normalization.layerNorm(x, weight: try weights(l + "mlp_norm.weight"),
                                                  bias: try weights(l + "mlp_norm.bias"), eps: eps)
-            let up = Linear.forward(normed, weight: try weights(l + "mlp.up.weight"), bias: weights.optional(l + "mlp.up.bias"))
+            let up = Linear.forward(normed, weight: try weights.linear(l + "mlp.up.weight"), bias: weights.optional(l + "mlp.up.bias"))
             let inner: Tensor
             if config.useGatedMLP {
-                let gate = Linear.forward(normed, weight: try weights(l + "mlp.gate.weight"),
+                let gate = Linear.forward(normed, weight: try weights.linear(l + "mlp.gate.weight"),
                                           bias: weights.optional(l + "mlp.gate.bias"))
                 inner = Elementwise.multiply(Elementwise.apply(activation, gate), up)
             } else {
                 inner = Elementwise.apply(activation, up)
             }
-            let mlp = Linear.forward(inner, weight: try weights(l + "mlp.down.weight"), bias: weights.optional(l + "mlp.down.bias"))
+            let mlp = Linear.forward(inner, weight: try weights.linear(l + "mlp.down.weight"), bias: weights.optional(l + "mlp.down.bias"))
             x = Elementwise.addScaled(x, mlp, scale: try weights(l + "ls2"))
             try observe("layers.\(n)", x)
         }

@@ -41,7 +41,7 @@ public final class ModernBERTModel: ComponentModel {
             Normalization.layerNorm(x, weight: try weights(name + ".weight"), bias: weights.optional(name + ".bias"), eps: eps)
         }
         func linear(_ x: Tensor, _ name: String) throws -> Tensor {
-            Linear.forward(x, weight: try weights(name + ".weight"), bias: weights.optional(name + ".bias"))
+            Linear.forward(x, weight: try weights.linear(name + ".weight"), bias: weights.optional(name + ".bias"))
         }
 
         var x = try norm(embeddingLookup(try weights("embed.tokens"), ids), "embed.norm")      // [B·T, C]

@@ -20,7 +20,9 @@ public final class Qwen3Model: ComponentModel {
     }
 
     /// The output projection [V, C]: lm_head, or the embeddings when tied.
-    func lmHead() throws -> Tensor { try weights.optional("lm_head.weight") ?? weights("embed.tokens") }
+    func lmHead() throws -> LinearWeight {
+        try weights.optionalLinear("lm_head.weight") ?? .float(weights("embed.tokens"))
+    }
 
     public func forward(_ inputs: ModelInputs, observe: (String, Tensor) throws -> Void) throws -> Tensor {
         guard case .tokens(let ids, let mask) = inputs else { throw RuntimeError("\(weights.origin): Qwen3 takes token ids") }
@@ -35,26 +37,26 @@ public final class Qwen3Model: ComponentModel {
         for n in 0..<config.layerCount {
             let l = "layers.\(n)."
             let hidden = Normalization.rmsNorm(x, weight: try weights(l + "attn_norm.weight"), eps: eps)
-            var q = Linear.forward(hidden, weight: try weights(l + "attn.q.weight"), bias: weights.optional(l + "attn.q.bias"))
-            var k = Linear.forward(hidden, weight: try weights(l + "attn.k.weight"), bias: weights.optional(l + "attn.k.bias"))
-            let v = Linear.forward(hidden, weight: try weights(l + "attn.v.weight"), bias: weights.optional(l + "attn.v.bias"))
+            var q = Linear.forward(hidden, weight: try weights.linear(l + "attn.q.weight"), bias: weights.optional(l + "attn.q.bias"))
+            var k = Linear.forward(hidden, weight: try weights.linear(l + "attn.k.weight"), bias: weights.optional(l + "attn.k.bias"))
+            let v = Linear.forward(hidden, weight: try weights.linear(l + "attn.v.weight"), bias: weights.optional(l + "attn.v.bias"))
             q = headwiseRMSNorm(q, heads: h, headDim: d, weight: try weights(l + "attn.q_norm.weight"), eps: eps)
             k = headwiseRMSNorm(k, heads: kv, headDim: d, weight: try weights(l + "attn.k_norm.weight"), eps: eps)
             q = RoPE.apply(q, heads: h, headDim: d, cos: cos, sin: sin) { $0 % length }
             k = RoPE.apply(k, heads: kv, headDim: d, cos: cos, sin: sin) { $0 % length }
             let attended = Attention.forward(q: q, k: k, v: v, batch: batch, heads: h, kvHeads: kv, headDim: d,
                                              scale: 1 / Float(d).squareRoot(), mask: attentionMask)
-            x = Elementwise.add(x, Linear.forward(attended, weight: try weights(l + "attn.o.weight"),
+            x = Elementwise.add(x, Linear.forward(attended, weight: try weights.linear(l + "attn.o.weight"),
                                                   bias: weights.optional(l + "attn.o.bias")))
             let normed = Normalization.rmsNorm(x, weight: try weights(l + "mlp_norm.weight"), eps: eps)
-            let gate = Elementwise.apply(activation, Linear.forward(normed, weight: try weights(l + "mlp.gate.weight")))
-            let up = Linear.forward(normed, weight: try weights(l + "mlp.up.weight"))
-            x = Elementwise.add(x, Linear.forward(Elementwise.multiply(gate, up), weight: try weights(l + "mlp.down.weight")))
+            let gate = Elementwise.apply(activation, Linear.forward(normed, weight: try weights.linear(l + "mlp.gate.weight")))
+            let up = Linear.forward(normed, weight: try weights.linear(l + "mlp.up.weight"))
+            x = Elementwise.add(x, Linear.forward(Elementwise.multiply(gate, up), weight: try weights.linear(l + "mlp.down.weight")))
             try observe("layers.\(n)", x)
         }
         x = Normalization.rmsNorm(x, weight: try weights("final_norm.weight"), eps: eps)
         try observe("final_norm", x)
-        try observe("logits", Linear.forward(x, weight: try lmHead()))
+        try observe("logits", Linear.forward(x, weight: try lmHead(), bias: nil))
         return x
     }
 }
