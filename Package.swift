@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "prima-verify", targets: ["prima-verify"]),
         .library(name: "PrimaCheckpoint", targets: ["PrimaCheckpoint"]),
         .library(name: "PrimaConvert", targets: ["PrimaConvert"]),
+        .library(name: "PrimaTokenizers", targets: ["PrimaTokenizers"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +47,7 @@ let package = Package(
         .target(
             name: "PrimaCLI",
             dependencies: ["PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .target(name: "PrimaTokenizers", dependencies: ["CJSONC"]),
         .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaJSON", "PrimaModels", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
@@ -54,7 +56,8 @@ let package = Package(
             path: "Sources/Tools/prima-verify"),
         .executableTarget(
             name: "prima-convert",
-            dependencies: ["PrimaCLI", "PrimaConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["PrimaCLI", "PrimaConvert", "PrimaTokenizers",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-convert"),
 
         .target(name: "PrimaTestSupport", path: "Tests/Support"),
@@ -69,6 +72,8 @@ let package = Package(
             name: "PrimaRuntimeTests",
             dependencies: ["PrimaModels", "PrimaVerify", "PrimaCheckpoint", "PrimaConvert", "PrimaTensor", "PrimaKernels",
                            "PrimaJSON", "PrimaTestSupport", "prima-verify"]),
+        .testTarget(
+            name: "PrimaTokenizersTests", dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]

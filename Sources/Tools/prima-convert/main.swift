@@ -3,6 +3,7 @@ import Foundation
 import PrimaCLI
 import PrimaCheckpoint
 import PrimaConvert
+import PrimaTokenizers
 
 /// `prima-convert`: Hugging Face safetensors ⇄ PRIMA checkpoint, and inspection.
 /// Exit status: 0 success, 1 the job failed, 2 bad usage or bad input.
@@ -10,15 +11,20 @@ import PrimaConvert
 struct PrimaConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prima-convert",
-        abstract: "Convert Hugging Face safetensors models to and from PRIMA checkpoints.",
+        abstract: "Convert Hugging Face safetensors models to and from PRIMA checkpoints, and run their tokenizers.",
         discussion: "Exit status: 0 success, 1 the job failed, 2 bad usage or bad input. Format: Formats/prima-checkpoint.md.",
         version: CheckpointFormat.tool,
-        subcommands: [Import.self, Export.self, Inspect.self])
+        subcommands: [Import.self, Export.self, Inspect.self, Tokenize.self])
 
     static func main() { ToolMain.run(self, name: "prima-convert") }
 }
 
 extension ConvertError: ToolFailure {}
+
+/// A tokenizer.json that cannot be read or used is bad input.
+extension TokenizerError: ToolFailure {
+    public var exitCode: Int32 { 2 }
+}
 
 /// Prints a warning line on stderr.
 func warn(_ line: String) { ToolMain.printWarning("prima-convert", line) }
@@ -144,4 +150,71 @@ func parseByteSize(_ text: String) -> Int? {
     }
     guard let value = Int(text), value > 0 else { return nil }
     return value
+}
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Encode lines of UTF-8 text from stdin with a Hugging Face tokenizer.json.",
+        discussion: """
+            Prints one JSON array of token ids per input line (the line without its "\\n" or "\\r\\n"), the ids the \
+            Python tokenizers library gives for Tokenizer.from_file(FILE).encode(line). Truncation and padding set in \
+            the file apply. --stats prints the load time and the encoding throughput on stderr.
+            """)
+
+    @Argument(help: "The tokenizer.json file.")
+    var tokenizer: String
+
+    @Flag(name: .customLong("no-special"), help: "Do not add the post-processor's special tokens ([CLS], [SEP], ...).")
+    var noSpecial = false
+
+    @Flag(help: "Print the load time and the encoding throughput on stderr.")
+    var stats = false
+
+    func run() throws {
+        let clock = ContinuousClock()
+        let loadStart = clock.now
+        let model = try Tokenizer(contentsOfFile: tokenizer)
+        let loadTime = clock.now - loadStart
+
+        var output = [UInt8]()
+        output.reserveCapacity(1 << 16)
+        let standardOutput = FileHandle.standardOutput
+        func flush() {
+            standardOutput.write(Data(output))
+            output.removeAll(keepingCapacity: true)
+        }
+        var lines = 0, tokens = 0, bytes = 0
+        var encodeTime = Duration.zero
+        while let line = readLine(strippingNewline: true) {
+            let start = clock.now
+            let ids = try model.encode(line, addSpecialTokens: !noSpecial).ids
+            encodeTime += clock.now - start
+            lines += 1
+            tokens += ids.count
+            bytes += line.utf8.count
+            output.append(UInt8(ascii: "["))
+            for (i, id) in ids.enumerated() {
+                if i > 0 { output.append(contentsOf: ", ".utf8) }
+                output.append(contentsOf: String(id).utf8)
+            }
+            output.append(contentsOf: "]\n".utf8)
+            if output.count >= 1 << 16 { flush() }
+        }
+        flush()
+        if stats {
+            func seconds(_ d: Duration) -> Double {
+                Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+            }
+            let encodeSeconds = seconds(encodeTime)
+            warnStats(String(format: "loaded %@ in %.3f s (%d ids); encoded %d lines, %d bytes, %d tokens in %.3f s "
+                                + "(%.2f MB/s, %.0f tokens/s)",
+                             tokenizer, seconds(loadTime), model.vocabularySize, lines, bytes, tokens, encodeSeconds,
+                             encodeSeconds > 0 ? Double(bytes) / encodeSeconds / 1e6 : 0,
+                             encodeSeconds > 0 ? Double(tokens) / encodeSeconds : 0))
+        }
+    }
+
+    private func warnStats(_ line: String) {
+        FileHandle.standardError.write(Data("prima-convert: stats: \(line)\n".utf8))
+    }
 }

@@ -1,0 +1,227 @@
+// Decoders: turn token strings back into text (tokenizers src/decoders/). Each works on the list of token strings
+// (decode_chain); the final text is their concatenation.
+
+protocol Decoder: Sendable {
+    func decodeChain(_ tokens: [String]) -> [String]
+}
+
+extension Decoder {
+    func decode(_ tokens: [String]) -> String { decodeChain(tokens).joined() }
+}
+
+/// `ByteLevel`: each token's characters back to bytes (a token with a character outside the byte alphabet, such as
+/// an added token, contributes its UTF-8 as is); invalid UTF-8 in the result becomes U+FFFD.
+struct ByteLevelDecoder: Decoder {
+    func decodeChain(_ tokens: [String]) -> [String] {
+        var bytes: [UInt8] = []
+        for token in tokens {
+            let start = bytes.count
+            var mapped = true
+            for scalar in token.unicodeScalars {
+                guard let byte = ByteLevelAlphabet.byte(for: scalar) else {
+                    mapped = false
+                    break
+                }
+                bytes.append(byte)
+            }
+            if !mapped {
+                bytes.removeSubrange(start...)
+                bytes.append(contentsOf: token.utf8)
+            }
+        }
+        return [String(decoding: bytes, as: UTF8.self)]
+    }
+}
+
+/// `Metaspace`: the replacement character becomes a space, except in the first token when a prefix was prepended.
+struct MetaspaceDecoder: Decoder {
+    let replacement: Unicode.Scalar
+    let prependScheme: MetaspacePreTokenizer.PrependScheme
+
+    func decodeChain(_ tokens: [String]) -> [String] {
+        tokens.enumerated().map { index, token in
+            var result = String()
+            for scalar in token.unicodeScalars {
+                if scalar == replacement {
+                    if index == 0 && prependScheme != .never { continue }
+                    result.unicodeScalars.append(" ")
+                } else {
+                    result.unicodeScalars.append(scalar)
+                }
+            }
+            return result
+        }
+    }
+}
+
+/// `BPEDecoder`: the end-of-word suffix becomes a space (nothing in the last token).
+struct BPESuffixDecoder: Decoder {
+    let suffix: String
+    func decodeChain(_ tokens: [String]) -> [String] {
+        tokens.enumerated().map { index, token in
+            suffix.isEmpty ? token : token.replacingAll(suffix, with: index == tokens.count - 1 ? "" : " ")
+        }
+    }
+}
+
+/// `WordPiece`: tokens without the prefix start a new word; cleanup undoes tokenization spaces around punctuation.
+struct WordPieceDecoder: Decoder {
+    let prefix: String
+    let cleanup: Bool
+
+    static func cleanup(_ text: String) -> String {
+        var result = text
+        for (from, to) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                           (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
+            result = result.replacingAll(from, with: to)
+        }
+        return result
+    }
+
+    func decodeChain(_ tokens: [String]) -> [String] {
+        tokens.enumerated().map { index, token in
+            var result = token
+            if index != 0 {
+                if !prefix.isEmpty && token.unicodeScalars.starts(with: prefix.unicodeScalars) {
+                    result = String(String.UnicodeScalarView(token.unicodeScalars.dropFirst(prefix.unicodeScalars.count)))
+                } else {
+                    result = " " + token
+                }
+            }
+            return cleanup ? Self.cleanup(result) : result
+        }
+    }
+}
+
+/// `Replace`: pattern → content in each token.
+struct ReplaceDecoder: Decoder {
+    let replace: ReplaceNormalizer
+    func decodeChain(_ tokens: [String]) -> [String] {
+        tokens.map { replace.normalize(Array($0.unicodeScalars)).string }
+    }
+}
+
+/// `ByteFallback`: runs of <0xXX> tokens become the text of their bytes (one U+FFFD per byte if invalid UTF-8).
+struct ByteFallbackDecoder: Decoder {
+    private static func byte(_ token: String) -> UInt8? {
+        let scalars = Array(token.unicodeScalars)
+        guard scalars.count == 6, token.hasPrefix("<0x"), scalars[5] == ">" else { return nil }
+        return UInt8(String(String.UnicodeScalarView(scalars[3..<5])), radix: 16)
+    }
+
+    func decodeChain(_ tokens: [String]) -> [String] {
+        var result: [String] = []
+        var pending: [UInt8] = []
+        func flush() {
+            guard !pending.isEmpty else { return }
+            let text = String(decoding: pending, as: UTF8.self)
+            if Array(text.utf8) == pending {
+                result.append(text)
+            } else {
+                result.append(contentsOf: Array(repeating: "\u{FFFD}", count: pending.count))
+            }
+            pending.removeAll()
+        }
+        for token in tokens {
+            if let byte = Self.byte(token) {
+                pending.append(byte)
+            } else {
+                flush()
+                result.append(token)
+            }
+        }
+        flush()
+        return result
+    }
+}
+
+/// `Fuse`: all tokens into one.
+struct FuseDecoder: Decoder {
+    func decodeChain(_ tokens: [String]) -> [String] { [tokens.joined()] }
+}
+
+/// `Strip`: removes up to `start` leading and `stop` trailing occurrences of a character from each token.
+struct StripDecoder: Decoder {
+    let content: Unicode.Scalar
+    let start: Int
+    let stop: Int
+
+    func decodeChain(_ tokens: [String]) -> [String] {
+        tokens.map { token in
+            let scalars = Array(token.unicodeScalars)
+            var startCut = 0
+            for i in 0..<min(start, scalars.count) {
+                if scalars[i] == content { startCut = i + 1 } else { break }
+            }
+            var stopCut = scalars.count
+            for i in 0..<min(stop, scalars.count) {
+                let index = scalars.count - i - 1
+                if scalars[index] == content { stopCut = index } else { break }
+            }
+            return startCut < stopCut ? scalars[startCut..<stopCut].string : ""
+        }
+    }
+}
+
+/// `Sequence`: decoders in order.
+struct SequenceDecoder: Decoder {
+    let decoders: [any Decoder]
+    func decodeChain(_ tokens: [String]) -> [String] { decoders.reduce(tokens) { $1.decodeChain($0) } }
+}
+
+extension String {
+    /// Every non-overlapping occurrence of `target` (scanning left to right) replaced, comparing scalars.
+    func replacingAll(_ target: String, with replacement: String) -> String {
+        let pattern = TextPattern.literal(Array(target.unicodeScalars))
+        return ReplaceNormalizer(pattern: pattern, content: Array(replacement.unicodeScalars))
+            .normalize(Array(unicodeScalars)).string
+    }
+}
+
+enum DecoderFactory {
+    /// Builds a decoder from its tokenizer.json object, keyed by the exact `type` strings of the tokenizers
+    /// library. Null gives nil (tokens joined with spaces).
+    static func make(_ node: JSONNode) throws -> (any Decoder)? {
+        if node.isNull { return nil }
+        let type = try node.required("type").string()
+        func scalar(_ key: String) throws -> Unicode.Scalar {
+            let value = try node.required(key)
+            let scalars = Array(try value.string().unicodeScalars)
+            guard scalars.count == 1 else { throw value.error("expected one character") }
+            return scalars[0]
+        }
+        switch type {
+        case "ByteLevel": return ByteLevelDecoder()
+        case "Metaspace":
+            var scheme = MetaspacePreTokenizer.PrependScheme.always
+            if let schemeNode = try node.optional("prepend_scheme") {
+                let name = try schemeNode.string()
+                guard let parsed = MetaspacePreTokenizer.PrependScheme(rawValue: name) else {
+                    throw schemeNode.error("unknown prepend_scheme \"\(name)\" (always, never, first)")
+                }
+                scheme = parsed
+            }
+            if try node.optional("add_prefix_space")?.bool() == false { scheme = .never }
+            return MetaspaceDecoder(replacement: try scalar("replacement"), prependScheme: scheme)
+        case "BPEDecoder": return BPESuffixDecoder(suffix: try node.optional("suffix")?.string() ?? "</w>")
+        case "WordPiece":
+            return WordPieceDecoder(prefix: try node.optional("prefix")?.string() ?? "##",
+                                    cleanup: try node.optional("cleanup")?.bool() ?? true)
+        case "Replace":
+            return ReplaceDecoder(replace: ReplaceNormalizer(
+                pattern: try TextPattern(node.required("pattern")),
+                content: Array(try node.required("content").string().unicodeScalars)))
+        case "ByteFallback": return ByteFallbackDecoder()
+        case "Fuse": return FuseDecoder()
+        case "Strip":
+            return StripDecoder(content: try scalar("content"), start: try node.optional("start")?.int() ?? 0,
+                                stop: try node.optional("stop")?.int() ?? 0)
+        case "Sequence":
+            let items = try node.required("decoders").array()
+            return SequenceDecoder(decoders: try items.compactMap { try make($0) })
+        default:
+            throw TokenizerError.unsupportedComponent(node.document.source, node.path.isEmpty ? "decoder" : node.path,
+                                                      type)
+        }
+    }
+}
