@@ -37,7 +37,8 @@ or with the python of any venv made with `pip install -r Fixtures/requirements.t
 the installed versions of torch, transformers, safetensors, h5py, tokenizers and numpy are exactly the ones pinned in
 Fixtures/requirements.txt (a local suffix such as "+cu132" is ignored) and exits with a message otherwise, because
 other versions may write different bytes. The output is deterministic: two runs give byte-identical files
-(Fixtures/tokenizers and Fixtures/models are deleted and rewritten on every run).
+(Fixtures/tokenizers/{modernbert,qwen3} and Fixtures/models are deleted and rewritten on every run; rerun
+Fixtures/tokenizers/make_goldens.py afterwards if the tokenizers changed).
 
 Code shared with make_traces.py and bench/make_full_size.py is in Fixtures/fixture_common.py: the environment
 settings, the version check, the torch/transformers setup, the parameter order and the prefix-token, layer-scale and
@@ -550,12 +551,14 @@ def write_headstored(src_dir, dst_name):
 
 
 def main():
-    for d in (TOKENIZERS_DIR, MODELS_DIR):
+    # Only this script's outputs are replaced: Fixtures/tokenizers also holds the tokenizer goldens
+    # (corpus.txt, goldens.json, variants/), which Fixtures/tokenizers/make_goldens.py writes from these files.
+    mb_tok_dir, qw_tok_dir = TOKENIZERS_DIR / "modernbert", TOKENIZERS_DIR / "qwen3"
+    for d in (mb_tok_dir, qw_tok_dir, MODELS_DIR):
         if d.exists():
             shutil.rmtree(d)
         d.mkdir(parents=True)
 
-    mb_tok_dir, qw_tok_dir = TOKENIZERS_DIR / "modernbert", TOKENIZERS_DIR / "qwen3"
     mb_tok = build_modernbert_tokenizer(mb_tok_dir)
     qw_tok = build_qwen3_tokenizer(qw_tok_dir)
 
@@ -636,7 +639,7 @@ def main():
         print(f"{m['name']:32s} {m['dtype']:5s} tensors={len(m['tensor_names']):3d}"
               f" sharded={m['sharded']!s:5s} tied={m['tied_embeddings']!s:5s} lm_head_in_file={m['lm_head_in_file']}")
     digest = hashlib.sha256()
-    for p in sorted(list(TOKENIZERS_DIR.rglob("*")) + list(MODELS_DIR.rglob("*"))):
+    for p in sorted(list(mb_tok_dir.rglob("*")) + list(qw_tok_dir.rglob("*")) + list(MODELS_DIR.rglob("*"))):
         if p.is_file():
             digest.update(str(p.relative_to(FIXTURES)).encode() + b"\0" + p.read_bytes())
     print(f"Fixtures/ total size: {total} bytes; sha256 over tokenizers/ and models/: {digest.hexdigest()}")
