@@ -76,10 +76,11 @@ enum Segment {
 struct AddedVocabulary: Sendable {
     let tokens: [AddedToken]
     private let byId: [Int: AddedToken]
-    private let idByContent: [String: Int]
+    /// Keyed by UTF-8 bytes: String keys would merge canonically equivalent contents.
+    private let idByContent: [[UInt8]: Int]
     /// Normalized content of normalized tokens whose normalization changes them (used to match and to decode).
     private let normalizedContent: [Int: String]
-    private let specialContents: Set<String>
+    private let specialContents: Set<[UInt8]>
     private let rawTrie: ScalarTrie
     private let normalizedTrie: ScalarTrie
 
@@ -100,14 +101,14 @@ struct AddedVocabulary: Sendable {
         }
         self.tokens = tokens
         var byId: [Int: AddedToken] = [:]
-        var idByContent: [String: Int] = [:]
+        var idByContent: [[UInt8]: Int] = [:]
         var normalizedContent: [Int: String] = [:]
-        var specialContents: Set<String> = []
+        var specialContents: Set<[UInt8]> = []
         var rawTrie = ScalarTrie(), normalizedTrie = ScalarTrie()
         for token in tokens where !token.content.isEmpty {
             byId[token.id] = token
-            idByContent[token.content] = token.id
-            if token.special { specialContents.insert(token.content) }
+            idByContent[Array(token.content.utf8)] = token.id
+            if token.special { specialContents.insert(Array(token.content.utf8)) }
         }
         // One pattern per id (the last entry for an id wins, like the Rust maps).
         for (id, token) in byId.sorted(by: { $0.key < $1.key }) {
@@ -135,7 +136,7 @@ struct AddedVocabulary: Sendable {
 
     func token(for id: Int) -> AddedToken? { byId[id] }
 
-    func id(for content: String) -> Int? { idByContent[content] }
+    func id(for content: String) -> Int? { idByContent[Array(content.utf8)] }
 
     /// The string decoding uses for an added token id (simple_id_to_token): the normalized content when
     /// normalization changed it, else the content.
@@ -144,7 +145,7 @@ struct AddedVocabulary: Sendable {
         return normalizedContent[id] ?? token.content
     }
 
-    func isSpecial(_ content: String) -> Bool { specialContents.contains(content) }
+    func isSpecial(_ content: String) -> Bool { !specialContents.isEmpty && specialContents.contains(Array(content.utf8)) }
 
     /// AddedVocabulary::find_matches: ranges that cover the text, each with the id of the added token it is (nil for
     /// the text between).

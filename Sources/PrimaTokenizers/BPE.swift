@@ -82,9 +82,7 @@ final class BPECache: @unchecked Sendable {
 }
 
 final class BPEModel: Sendable {
-    let vocabulary: [String: Int32]
-    /// id → token (nil for ids the vocabulary skips).
-    let tokens: [String?]
+    let vocabulary: TokenTable
     let merges: MergeTable
     let unknownToken: String?
     let continuingSubwordPrefix: String?
@@ -99,20 +97,17 @@ final class BPEModel: Sendable {
 
     static let defaultCacheCapacity = 10_000
 
-    init(vocabulary: [String: Int32], merges: MergeTable, unknownToken: String?, continuingSubwordPrefix: String?,
+    init(vocabulary: TokenTable, merges: MergeTable, unknownToken: String?, continuingSubwordPrefix: String?,
          endOfWordSuffix: String?, fuseUnknown: Bool, byteFallback: Bool, ignoreMerges: Bool,
          cacheCapacity: Int = BPEModel.defaultCacheCapacity) {
         self.vocabulary = vocabulary
-        var maxId: Int32 = -1
-        for id in vocabulary.values where id > maxId { maxId = id }
-        var tokens = [String?](repeating: nil, count: Int(maxId) + 1)
         var scalarIds = [Int32](repeating: -1, count: 0x400)
-        for (token, id) in vocabulary {
-            tokens[Int(id)] = token
-            let scalars = token.unicodeScalars
-            if scalars.count == 1, let scalar = scalars.first, scalar.value < 0x400 { scalarIds[Int(scalar.value)] = id }
+        for value in 0..<0x400 {
+            guard let scalar = Unicode.Scalar(UInt32(value)) else { continue }
+            var bytes: [UInt8] = []
+            scalar.appendUTF8(to: &bytes)
+            scalarIds[value] = vocabulary.id(bytes) ?? -1
         }
-        self.tokens = tokens
         self.scalarIds = scalarIds
         self.merges = merges
         self.unknownToken = unknownToken
@@ -126,14 +121,24 @@ final class BPEModel: Sendable {
 
     var vocabularySize: Int { vocabulary.count }
 
-    func tokenToId(_ token: String) -> Int? { vocabulary[token].map(Int.init) }
+    func tokenToId(_ token: String) -> Int? { vocabulary.id(token).map(Int.init) }
 
-    func idToToken(_ id: Int) -> String? { id >= 0 && id < tokens.count ? tokens[id] : nil }
+    func idToToken(_ id: Int) -> String? { vocabulary.token(id) }
+
+    /// The id of the UTF-8 encoding of `prefix` + scalars + `suffix`.
+    private func id(_ prefix: String?, _ scalars: some Collection<Unicode.Scalar>, _ suffix: String?) -> Int32? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(scalars.count * 2 + 8)
+        if let prefix { bytes.append(contentsOf: prefix.utf8) }
+        for scalar in scalars { scalar.appendUTF8(to: &bytes) }
+        if let suffix { bytes.append(contentsOf: suffix.utf8) }
+        return vocabulary.id(bytes)
+    }
 
     /// Appends the ids of one pre-token.
     func tokenize(_ word: [Unicode.Scalar], into ids: inout [Int]) {
         if word.isEmpty { return }
-        if ignoreMerges, let id = vocabulary[word.string] {
+        if ignoreMerges, let id = id(nil, word, nil) {
             ids.append(Int(id))
             return
         }
@@ -155,19 +160,19 @@ final class BPEModel: Sendable {
             // Common byte-level case: every character is (or is not) a vocabulary entry of its own; missing ones are
             // dropped, as merge_word does without unk_token.
             for scalar in word {
-                let id: Int32 = scalar.value < 0x400 ? scalarIds[Int(scalar.value)]
-                    : (vocabulary[String(Character(scalar))] ?? -1)
+                let id: Int32 = scalar.value < 0x400 ? scalarIds[Int(scalar.value)] : (id(nil, CollectionOfOne(scalar), nil) ?? -1)
                 if id >= 0 { symbols.append(id) }
             }
             return symbols
         }
         var pendingUnknown: Int32? = nil
-        let unknownId = unknownToken.flatMap { vocabulary[$0] }
+        // An unk_token missing from the vocabulary is an error in the Rust library at the first unknown character;
+        // here unknown characters are then dropped.
+        let unknownId = unknownToken.flatMap { vocabulary.id($0) }
         for (index, scalar) in word.enumerated() {
-            var piece = String(Character(scalar))
-            if index > 0, let prefix = continuingSubwordPrefix { piece = prefix + piece }
-            if index == word.count - 1, let suffix = endOfWordSuffix { piece += suffix }
-            if let id = vocabulary[piece] {
+            let prefix = index > 0 ? continuingSubwordPrefix : nil
+            let suffix = index == word.count - 1 ? endOfWordSuffix : nil
+            if let id = id(prefix, CollectionOfOne(scalar), suffix) {
                 if let unknown = pendingUnknown {
                     symbols.append(unknown)
                     pendingUnknown = nil
@@ -176,7 +181,11 @@ final class BPEModel: Sendable {
                 continue
             }
             if byteFallback {
-                let byteIds = piece.utf8.map { vocabulary[String(format: "<0x%02X>", $0)] }
+                // <0xXX> for each byte of the character with its prefix and suffix, as merge_word does.
+                var piece = String(Character(scalar))
+                if let prefix { piece = prefix + piece }
+                if let suffix { piece += suffix }
+                let byteIds = piece.utf8.map { vocabulary.id(String(format: "<0x%02X>", $0)) }
                 if byteIds.allSatisfy({ $0 != nil }) {
                     // As in merge_word, a pending unknown is not flushed before the byte tokens.
                     symbols.append(contentsOf: byteIds.map { $0! })
@@ -193,90 +202,108 @@ final class BPEModel: Sendable {
         return symbols
     }
 
-    /// Word::merge_all: a min-queue of (rank, position) over adjacent pairs; stale entries are skipped.
+    /// Word::merge_all: a min-queue of (rank, position) over adjacent pairs; stale entries are skipped. The links
+    /// and the queue live in stack-allocated scratch space; removed symbols are marked by next = -2.
     private func mergeWord(_ word: [Unicode.Scalar]) -> [Int32] {
         var ids = symbols(word)
         let count = ids.count
         if count < 2 { return ids }
-        var previous = [Int32](unsafeUninitializedCapacity: count) { buffer, initialized in
-            for i in 0..<count { buffer[i] = Int32(i) - 1 }
-            initialized = count
-        }
-        var next = [Int32](unsafeUninitializedCapacity: count) { buffer, initialized in
-            for i in 0..<count { buffer[i] = i + 1 < count ? Int32(i + 1) : -1 }
-            initialized = count
-        }
-        var removed = [Bool](repeating: false, count: count)
-        var queue = MergeQueue()
-        for i in 0..<(count - 1) {
-            if let merge = merges.lookup(ids[i], ids[i + 1]) {
-                queue.push(rank: merge.rank, position: Int32(i), merged: merge.merged)
+        // At most count - 1 initial pairs and two new pairs per merge (count - 1 merges at most).
+        let queueCapacity = 3 * count
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * count) { links in
+            withUnsafeTemporaryAllocation(of: MergeQueue.Entry.self, capacity: queueCapacity) { storage in
+                ids.withUnsafeMutableBufferPointer { ids in
+                    let previous = UnsafeMutableBufferPointer(rebasing: links[0..<count])
+                    let next = UnsafeMutableBufferPointer(rebasing: links[count..<(2 * count)])
+                    for i in 0..<count {
+                        previous[i] = Int32(i) - 1
+                        next[i] = i + 1 < count ? Int32(i + 1) : -1
+                    }
+                    var queue = MergeQueue(storage: storage)
+                    for i in 0..<(count - 1) {
+                        if let merge = merges.lookup(ids[i], ids[i + 1]) {
+                            queue.push(rank: merge.rank, position: Int32(i), merged: merge.merged)
+                        }
+                    }
+                    while let top = queue.pop() {
+                        let position = Int(top.position)
+                        let right = Int(next[position])
+                        if right < 0 { continue }  // removed (-2) or last (-1)
+                        guard let current = merges.lookup(ids[position], ids[right]), current.merged == top.merged else {
+                            continue
+                        }
+                        ids[position] = top.merged
+                        let afterRight = next[right]
+                        next[right] = -2
+                        next[position] = afterRight
+                        if afterRight >= 0 { previous[Int(afterRight)] = Int32(position) }
+                        let before = previous[position]
+                        if before >= 0, let merge = merges.lookup(ids[Int(before)], ids[position]) {
+                            queue.push(rank: merge.rank, position: before, merged: merge.merged)
+                        }
+                        if afterRight >= 0, let merge = merges.lookup(ids[position], ids[Int(afterRight)]) {
+                            queue.push(rank: merge.rank, position: Int32(position), merged: merge.merged)
+                        }
+                    }
+                }
+                // Compact the surviving symbols in place.
+                var kept = 0
+                for i in 0..<count where links[count + i] != -2 {
+                    ids[kept] = ids[i]
+                    kept += 1
+                }
+                ids.removeLast(count - kept)
             }
         }
-        while let top = queue.pop() {
-            let position = Int(top.position)
-            if removed[position] { continue }
-            let right = Int(next[position])
-            if right < 0 { continue }
-            guard let current = merges.lookup(ids[position], ids[right]), current.merged == top.merged else { continue }
-            ids[position] = top.merged
-            removed[right] = true
-            let afterRight = next[right]
-            next[position] = afterRight
-            if afterRight >= 0 { previous[Int(afterRight)] = Int32(position) }
-            let before = previous[position]
-            if before >= 0, let merge = merges.lookup(ids[Int(before)], ids[position]) {
-                queue.push(rank: merge.rank, position: before, merged: merge.merged)
-            }
-            if afterRight >= 0, let merge = merges.lookup(ids[position], ids[Int(afterRight)]) {
-                queue.push(rank: merge.rank, position: Int32(position), merged: merge.merged)
-            }
-        }
-        var result: [Int32] = []
-        result.reserveCapacity(count)
-        for i in 0..<count where !removed[i] { result.append(ids[i]) }
-        return result
+        return ids
     }
 }
 
-/// A binary min-heap ordered by (rank, position), the order of tokenizers' `Merge`.
+/// A binary min-heap ordered by (rank, position), the order of tokenizers' `Merge`, over caller-provided storage.
 private struct MergeQueue {
-    private var keys: [UInt64] = []
-    private var merged: [Int32] = []
+    struct Entry {
+        var key: UInt64
+        var merged: Int32
+    }
 
-    mutating func push(rank: UInt32, position: Int32, merged id: Int32) {
-        keys.append((UInt64(rank) << 32) | UInt64(UInt32(bitPattern: position)))
-        merged.append(id)
-        var child = keys.count - 1
+    private let storage: UnsafeMutableBufferPointer<Entry>
+    private var count = 0
+
+    init(storage: UnsafeMutableBufferPointer<Entry>) { self.storage = storage }
+
+    mutating func push(rank: UInt32, position: Int32, merged: Int32) {
+        precondition(count < storage.count, "merge queue overflow")
+        var child = count
+        let entry = Entry(key: (UInt64(rank) << 32) | UInt64(UInt32(bitPattern: position)), merged: merged)
+        count += 1
         while child > 0 {
             let parent = (child - 1) / 2
-            if keys[parent] <= keys[child] { break }
-            keys.swapAt(parent, child)
-            merged.swapAt(parent, child)
+            if storage[parent].key <= entry.key { break }
+            storage[child] = storage[parent]
             child = parent
         }
+        storage[child] = entry
     }
 
     mutating func pop() -> (position: Int32, merged: Int32)? {
-        guard let first = keys.first else { return nil }
-        let result = (Int32(bitPattern: UInt32(truncatingIfNeeded: first)), merged[0])
-        let lastKey = keys.removeLast(), lastMerged = merged.removeLast()
-        if !keys.isEmpty {
-            keys[0] = lastKey
-            merged[0] = lastMerged
+        guard count > 0 else { return nil }
+        let first = storage[0]
+        count -= 1
+        if count > 0 {
+            let last = storage[count]
             var parent = 0
             while true {
-                let left = 2 * parent + 1, right = left + 1
-                var smallest = parent
-                if left < keys.count && keys[left] < keys[smallest] { smallest = left }
-                if right < keys.count && keys[right] < keys[smallest] { smallest = right }
-                if smallest == parent { break }
-                keys.swapAt(parent, smallest)
-                merged.swapAt(parent, smallest)
+                let left = 2 * parent + 1
+                if left >= count { break }
+                var smallest = left
+                if left + 1 < count && storage[left + 1].key < storage[left].key { smallest = left + 1 }
+                if last.key <= storage[smallest].key { break }
+                storage[parent] = storage[smallest]
                 parent = smallest
             }
+            storage[parent] = last
         }
-        return result
+        return (Int32(bitPattern: UInt32(truncatingIfNeeded: first.key)), first.merged)
     }
 }
 
@@ -284,54 +311,50 @@ extension BPEModel {
     /// Builds the model from tokenizer.json's `model` object (BpeBuilder::build and the serde Visitor for BPE).
     static func load(_ node: JSONNode) throws -> BPEModel {
         let vocabNode = try node.required("vocab")
-        var vocabulary: [String: Int32] = [:]
-        vocabulary.reserveCapacity(vocabNode.isObject ? 1024 : 0)
+        var vocabulary = TokenTable(capacity: max(vocabNode.memberCount, 16))
         try vocabNode.forEachMember { name, value in
             guard let id = RawJSON.int(value), id >= 0, id <= Int(Int32.max) else {
                 throw vocabNode.node(value, path: "[\(String(cString: name).debugDescription)]")
                     .error("expected a non-negative integer id")
             }
-            vocabulary[String(cString: name)] = Int32(id)
+            vocabulary.insert(UnsafeRawBufferPointer(start: name, count: strlen(name)), id: Int32(id))
         }
 
         let prefix = try node.optional("continuing_subword_prefix")?.string()
         let prefixBytes = prefix?.utf8.count ?? 0
         let mergesNode = try node.required("merges")
         var merges = MergeTable(capacity: max(mergesNode.count, 1))
+        var merged: [UInt8] = []
+        func text(_ bytes: UnsafeRawBufferPointer) -> String { String(decoding: bytes, as: UTF8.self).debugDescription }
         try mergesNode.forEachElement { rank, element in
-            let left: String, right: String
-            if let line = RawJSON.string(element) {
-                // Legacy form "a b": exactly one space (convert_merges_to_hashmap).
-                // Split on the byte: a space followed by a combining mark is one Character but two scalars.
-                let parts = line.utf8.split(separator: 0x20, omittingEmptySubsequences: false)
-                guard parts.count == 2, let a = String(parts[0]), let b = String(parts[1]) else {
+            // The strings are read in place from json-c's buffers: no Swift String per merge.
+            let left: UnsafeRawBufferPointer, right: UnsafeRawBufferPointer
+            if let line = RawJSON.bytes(element) {
+                // Legacy form "a b": exactly one space (convert_merges_to_hashmap splits on ' ' and wants 2 parts).
+                guard let space = line.firstIndex(of: 0x20), !line[(space + 1)...].contains(0x20) else {
                     throw mergesNode.node(element, path: "[\(rank)]").error("a merge must be \"left right\" with one space")
                 }
-                left = a
-                right = b
-            } else if RawJSON.arrayCount(element) == 2, let a = RawJSON.string(RawJSON.element(element, 0)),
-                      let b = RawJSON.string(RawJSON.element(element, 1)) {
+                left = UnsafeRawBufferPointer(rebasing: line[..<space])
+                right = UnsafeRawBufferPointer(rebasing: line[(space + 1)...])
+            } else if RawJSON.arrayCount(element) == 2, let a = RawJSON.bytes(RawJSON.element(element, 0)),
+                      let b = RawJSON.bytes(RawJSON.element(element, 1)) {
                 left = a
                 right = b
             } else {
                 throw mergesNode.node(element, path: "[\(rank)]").error("expected \"left right\" or [\"left\", \"right\"]")
             }
-            guard let leftId = vocabulary[left], let rightId = vocabulary[right] else {
-                let missing = vocabulary[left] == nil ? left : right
+            guard let leftId = vocabulary.id(left), let rightId = vocabulary.id(right) else {
+                let missing = vocabulary.id(left) == nil ? left : right
                 throw mergesNode.node(element, path: "[\(rank)]")
-                    .error("merge token \(missing.debugDescription) is not in the vocabulary")
+                    .error("merge token \(text(missing)) is not in the vocabulary")
             }
-            // The merged token is left + right without the first prefix-length bytes of right (BpeBuilder::build).
-            var tail = right
-            if prefixBytes > 0 {
-                let bytes = Array(right.utf8)
-                let rest = bytes.count >= prefixBytes ? Array(bytes[prefixBytes...]) : []
-                tail = String(decoding: rest, as: UTF8.self)
-                if bytes.count < prefixBytes || Array(tail.utf8) != rest { tail = "\u{FFFF}invalid" }
-            }
-            guard let mergedId = vocabulary[left + tail] else {
+            // The merged token is left + right without its first prefix-length bytes (BpeBuilder::build).
+            merged.removeAll(keepingCapacity: true)
+            merged.append(contentsOf: left)
+            if right.count >= prefixBytes { merged.append(contentsOf: right[prefixBytes...]) }
+            guard right.count >= prefixBytes, let mergedId = vocabulary.id(merged) else {
                 throw mergesNode.node(element, path: "[\(rank)]")
-                    .error("merged token of \(left.debugDescription) and \(right.debugDescription) is not in the vocabulary")
+                    .error("merged token of \(text(left)) and \(text(right)) is not in the vocabulary")
             }
             merges.insert(leftId, rightId, rank: UInt32(rank), merged: mergedId)
         }

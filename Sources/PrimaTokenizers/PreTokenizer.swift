@@ -263,8 +263,34 @@ struct MetaspacePreTokenizer: PreTokenizer {
 /// `Sequence`: pre-tokenizers in order.
 struct SequencePreTokenizer: PreTokenizer {
     let preTokenizers: [any PreTokenizer]
+    /// Set for the pipeline of Qwen2/Qwen3 and Llama 3 (Split with a known pattern, isolated, then ByteLevel without
+    /// prefix space or regex): both steps then run in one pass, one array per piece instead of two.
+    private let fusedSplit: KnownSplitPattern?
+
+    init(preTokenizers: [any PreTokenizer]) {
+        self.preTokenizers = preTokenizers
+        var fused: KnownSplitPattern? = nil
+        if preTokenizers.count == 2, let split = preTokenizers[0] as? SplitPreTokenizer,
+           let byteLevel = preTokenizers[1] as? ByteLevelPreTokenizer, case let .known(known) = split.pattern,
+           split.behavior == .isolated, !split.invert, !byteLevel.addPrefixSpace, !byteLevel.useRegex {
+            fused = known
+        }
+        fusedSplit = fused
+    }
+
     func preTokenize(_ pieces: [PreToken]) -> [PreToken] {
-        preTokenizers.reduce(pieces) { $1.preTokenize($0) }
+        if let fusedSplit {
+            var output: [PreToken] = []
+            output.reserveCapacity(pieces.count * 8)
+            for piece in pieces {
+                for range in fusedSplit.matches(in: piece.text) {
+                    output.append(PreToken(text: ByteLevelPreTokenizer.map(piece.text[range]),
+                                           atStart: piece.atStart && range.lowerBound == 0))
+                }
+            }
+            return output
+        }
+        return preTokenizers.reduce(pieces) { $1.preTokenize($0) }
     }
 }
 

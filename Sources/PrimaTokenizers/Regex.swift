@@ -265,8 +265,19 @@ struct RegexParser {
         case "(": return try parseGroup()
         case "*", "+", "?": throw error("nothing to repeat at position \(index - 1)")
         case "\\": return try parseEscape()
-        default: return .literal(c.value, ignoreCase: ignoreCase)
+        default: return try literal(c.value)
         }
+    }
+
+    /// A literal scalar. Under (?i) Oniguruma also matches multi-scalar case foldings (ß matches "ss"), which this
+    /// matcher does not do, so such literals are refused rather than matched differently.
+    private func literal(_ value: UInt32) throws -> RegexNode {
+        if ignoreCase, let scalar = Unicode.Scalar(value),
+           scalar.properties.uppercaseMapping.unicodeScalars.count > 1
+            || scalar.properties.lowercaseMapping.unicodeScalars.count > 1 {
+            throw error("multi-character case folding of \(String(scalar).debugDescription) under (?i) is not supported")
+        }
+        return .literal(value, ignoreCase: ignoreCase)
     }
 
     private mutating func parseGroup() throws -> RegexNode? {
@@ -472,7 +483,7 @@ struct RegexParser {
             set.finish()
             return .set(set)
         }
-        if let value = try parseCharacterEscape(c) { return .literal(value, ignoreCase: ignoreCase) }
+        if let value = try parseCharacterEscape(c) { return try literal(value) }
         if c.value >= 0x31 && c.value <= 0x39 || c == "k" || c == "g" {
             throw error("backreferences and subroutine calls (\\\(c)) are not supported")
         }

@@ -43,6 +43,7 @@ public struct Tokenizer: Sendable {
     /// Parses the text of a tokenizer.json; `source` names it in error messages.
     public init(jsonData: Data, source: String = "tokenizer.json") throws {
         let document = try jsonData.withUnsafeBytes { try JSONDocument(bytes: $0, source: source) }
+        defer { document.freeInBackground() }
         try self.init(document.rootNode)
     }
 

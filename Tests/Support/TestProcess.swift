@@ -34,9 +34,11 @@ public enum TestProcess {
         public let stderr: String
     }
 
-    /// Runs `executable` with `arguments`. Output goes through temporary files rather than pipes: Foundation's
-    /// pipe reads trap on EINTR, which parallel tests starting processes can cause.
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
+    /// Runs `executable` with `arguments`, and `standardInput` (if given) as its stdin. Input and output go through
+    /// temporary files rather than pipes: Foundation's pipe reads trap on EINTR, which parallel tests starting
+    /// processes can cause.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                           standardInput: String? = nil) throws -> Result {
         let directory = temporaryDirectory("prima-process")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let outPath = directory + "/stdout", errPath = directory + "/stderr"
@@ -50,7 +52,13 @@ public enum TestProcess {
         if let environment { process.environment = environment }
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        if let standardInput {
+            let inPath = directory + "/stdin"
+            FileManager.default.createFile(atPath: inPath, contents: Data(standardInput.utf8))
+            process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
         try process.run()
         process.waitUntilExit()
         try out.close()
