@@ -165,7 +165,7 @@ def build_variants(corpus_lines):
     bpe-suffix-whitespace  BPE with unk_token, continuing_subword_prefix "##" and end_of_word_suffix "</w>" (characters
                            the corpus lacks become [UNK]); normalizer Sequence[NFKD, StripAccents,
                            Lowercase, Strip]; pre-tokenizer Whitespace; BertProcessing; BPEDecoder; added tokens
-                           with lstrip+rstrip, single_word and normalized=true; truncation 24 and fixed padding 32
+                           with lstrip+rstrip, single_word and normalized=true; truncation 96 and fixed padding 40
                            stored in the file.
     bpe-metaspace          BPE with fuse_unk and ignore_merges, merges in the legacy "a b" string form; normalizer
                            Sequence[Replace(Regex \\s+ -> " "), NFKC]; pre-tokenizer Metaspace(prepend_scheme
@@ -194,8 +194,8 @@ def build_variants(corpus_lines):
     tok.post_processor = processors.BertProcessing(("[SEP]", tok.token_to_id("[SEP]")),
                                                    ("[CLS]", tok.token_to_id("[CLS]")))
     tok.decoder = decoders.BPEDecoder(suffix="</w>")
-    tok.enable_truncation(max_length=24)
-    tok.enable_padding(length=32, pad_id=tok.token_to_id("[PAD]"), pad_token="[PAD]")
+    tok.enable_truncation(max_length=96)
+    tok.enable_padding(length=40, pad_id=tok.token_to_id("[PAD]"), pad_token="[PAD]")
     written["bpe-suffix-whitespace"] = tok
 
     # 2. bpe-metaspace

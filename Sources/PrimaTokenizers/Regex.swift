@@ -35,7 +35,7 @@ struct TokenizerRegex: Sendable {
             var result: [Range<Int>] = []
             var searchStart = 0
             var lastMatchEnd: Int? = nil
-            let machine = RegexMachine(program: program, text: buffer)
+            var machine = RegexMachine(program: program, text: buffer)
             while searchStart <= buffer.count {
                 guard let (start, end) = machine.search(from: searchStart) else { break }
                 if start == end && lastMatchEnd == end {
@@ -53,7 +53,8 @@ struct TokenizerRegex: Sendable {
     /// Whether the pattern matches somewhere in `text` (for tests).
     func firstMatch(in text: [Unicode.Scalar]) -> Range<Int>? {
         text.withUnsafeBufferPointer { buffer in
-            RegexMachine(program: program, text: buffer).search(from: 0).map { $0.0..<$0.1 }
+            var machine = RegexMachine(program: program, text: buffer)
+            return machine.search(from: 0).map { $0.0..<$0.1 }
         }
     }
 }
@@ -723,10 +724,19 @@ struct RegexMachine {
     let program: RegexProgram
     let text: UnsafeBufferPointer<Unicode.Scalar>
 
+    /// Scratch space reused across searches.
+    private var registers: [Int]
+    private var stack: [(Int, Int)] = []
+
+    init(program: RegexProgram, text: UnsafeBufferPointer<Unicode.Scalar>) {
+        self.program = program
+        self.text = text
+        registers = [Int](repeating: -1, count: program.registerCount)
+        stack.reserveCapacity(64)
+    }
+
     /// The leftmost match starting at or after `from`: (start, end).
-    func search(from: Int) -> (Int, Int)? {
-        var registers = [Int](repeating: -1, count: program.registerCount)
-        var stack: [(Int, Int)] = []
+    mutating func search(from: Int) -> (Int, Int)? {
         for start in from...text.count {
             if let end = run(0, at: start, requiredEnd: nil, registers: &registers, stack: &stack) {
                 return (start, end)

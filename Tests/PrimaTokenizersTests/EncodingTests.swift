@@ -24,12 +24,13 @@ import Testing
     }
 
     @Test func paddingIdComesFromTheFileWhenNotGiven() throws {
-        var withSection = try Goldens.load("bpe-suffix-whitespace")  // padding: Fixed 32, [PAD]
+        var withSection = try Goldens.load("bpe-suffix-whitespace")  // padding: Fixed 40, [PAD]
         let filePad = try #require(withSection.padding?.padId)
-        #expect(withSection.padding?.strategy == .fixed(32))
-        try withSection.enablePadding(length: 40)
+        #expect(withSection.padding?.strategy == .fixed(40))
+        #expect(withSection.truncation == Truncation(maxLength: 96))
+        try withSection.enablePadding(length: 50)
         let encoding = try withSection.encode("a short text")
-        #expect(encoding.count == 40 && encoding.ids.last == filePad)
+        #expect(encoding.count == 50 && encoding.ids.last == filePad)
 
         var without = try Tokenizer(contentsOfFile: Self.qwen3)
         #expect(without.padding == nil)
