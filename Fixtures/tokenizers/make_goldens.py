@@ -314,6 +314,8 @@ def component_cases(texts, fuzz):
         normalizers.StripAccents(), normalizers.Replace(" ", "\u2581"), normalizers.Replace(Regex(r"\s+"), " "),
         normalizers.Replace(Regex(r"[0-9]"), "#"), normalizers.Prepend("\u2581"),
         normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(), normalizers.Lowercase()]),
+        normalizers.BertNormalizer(),
+        normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=False, lowercase=False),
     ]
     pre_tokenizer_list = [
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
@@ -324,7 +326,8 @@ def component_cases(texts, fuzz):
         pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True),
         pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never", split=False),
         pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.Digits(individual_digits=False),
-        pre_tokenizers.Punctuation(),
+        pre_tokenizers.Punctuation(), pre_tokenizers.Punctuation(behavior="merged_with_next"),
+        pre_tokenizers.BertPreTokenizer(), pre_tokenizers.CharDelimiterSplit("-"),
     ]
     for behavior in ("removed", "isolated", "merged_with_previous", "merged_with_next", "contiguous"):
         for invert in (False, True):

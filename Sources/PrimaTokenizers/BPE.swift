@@ -160,7 +160,8 @@ final class BPEModel: Sendable {
             // Common byte-level case: every character is (or is not) a vocabulary entry of its own; missing ones are
             // dropped, as merge_word does without unk_token.
             for scalar in word {
-                let id: Int32 = scalar.value < 0x400 ? scalarIds[Int(scalar.value)] : (id(nil, CollectionOfOne(scalar), nil) ?? -1)
+                let id: Int32 = scalar.value < 0x400 ? scalarIds[Int(scalar.value)]
+                    : (id(nil, CollectionOfOne(scalar), nil) ?? -1)
                 if id >= 0 { symbols.append(id) }
             }
             return symbols

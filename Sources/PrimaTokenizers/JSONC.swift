@@ -191,14 +191,6 @@ struct JSONNode {
 
 /// Raw reads used on hot loading paths, where building a `JSONNode` per element would cost too much.
 enum RawJSON {
-    /// The string value, or nil if `object` is not a string.
-    static func string(_ object: OpaquePointer?) -> String? {
-        guard let object, json_object_get_type(object) == json_type_string,
-              let pointer = json_object_get_string(object) else { return nil }
-        let count = Int(json_object_get_string_len(object))
-        return String(decoding: UnsafeRawBufferPointer(start: pointer, count: count), as: UTF8.self)
-    }
-
     /// The bytes of a string value, in json-c's buffer (valid while the document lives), or nil if `object` is not a
     /// string.
     static func bytes(_ object: OpaquePointer?) -> UnsafeRawBufferPointer? {

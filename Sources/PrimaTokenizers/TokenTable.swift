@@ -33,9 +33,6 @@ struct TokenTable: Sendable {
 
     var count: Int { entryIds.count }
 
-    /// One past the largest id.
-    var idLimit: Int { entryById.count }
-
     @inline(__always)
     private static func hash(_ bytes: UnsafeRawBufferPointer) -> Int {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
@@ -138,15 +135,5 @@ struct TokenTable: Sendable {
         guard entry >= 0 else { return nil }
         let start = Int(starts[entry]), length = Int(lengths[entry])
         return String(decoding: arena[start..<(start + length)], as: UTF8.self)
-    }
-
-    /// Calls `body` with each token's bytes and id.
-    func forEach(_ body: (UnsafeRawBufferPointer, Int32) -> Void) {
-        arena.withUnsafeBytes { arenaBytes in
-            for entry in 0..<entryIds.count {
-                let start = Int(starts[entry])
-                body(UnsafeRawBufferPointer(rebasing: arenaBytes[start..<(start + Int(lengths[entry]))]), entryIds[entry])
-            }
-        }
     }
 }
