@@ -81,10 +81,33 @@ public enum Int8Dequantizer {
         try QuantizedTensorInfo.read(try component.dataset(forTensor: name))
     }
 
-    /// Streams the dequantised values of the quantised stored tensor `name` ([N, K]) in blocks of whole rows,
-    /// converted to `dtype` (f32 exact; f16 and bf16 rounded to nearest even), as raw little-endian bytes.
-    public static func stream(_ name: String, in component: ComponentReader, as dtype: DType, blockBytes: Int = 16 << 20,
-                              _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    /// A quantised stored tensor as its int8 values ([N, K], dtype i8) and scales ([N] or [N, ceil(K/32)], f32),
+    /// for int8 kernels. Throws if `name` is not quantised or its scales are missing or mis-shaped.
+    public static func read(_ name: String, in component: ComponentReader) throws
+        -> (info: QuantizedTensorInfo, q: Tensor, scales: Tensor) {
+        let (dataset, info, scales) = try open(name, in: component)
+        let q = Tensor(zeros: dataset.shape, dtype: .i8)
+        let s = Tensor(zeros: scales.shape, dtype: .f32)
+        if q.byteCount > 0 { try dataset.readRows(start: 0, count: dataset.shape[0], into: q.storage.bytes) }
+        if s.byteCount > 0 { try scales.readRows(start: 0, count: scales.shape[0], into: s.storage.bytes) }
+        return (info, q, s)
+    }
+
+    /// A quantised stored tensor dequantised to a float32 [N, K] tensor (ŵ = Float(q) · s).
+    public static func dequantized(_ name: String, in component: ComponentReader) throws -> Tensor {
+        let (dataset, _, _) = try open(name, in: component)
+        let tensor = Tensor(zeros: dataset.shape, dtype: .f32)
+        var offset = 0
+        try stream(name, in: component, as: .f32) { block in
+            UnsafeMutableRawBufferPointer(rebasing: tensor.storage.bytes[offset..<(offset + block.count)]).copyMemory(from: block)
+            offset += block.count
+        }
+        return tensor
+    }
+
+    /// The int8 dataset, its attributes and its scales dataset, checked against each other.
+    private static func open(_ name: String, in component: ComponentReader) throws
+        -> (dataset: HDF5Dataset, info: QuantizedTensorInfo, scales: HDF5Dataset) {
         let path = component.checkpoint.path
         let dataset = try component.dataset(forTensor: name)
         guard let info = try QuantizedTensorInfo.read(dataset) else {
@@ -97,17 +120,29 @@ public enum Int8Dequantizer {
             throw QuantizeError.input("\(path): \(component.name): tensor \(name) is quantised but \(scalesName) is missing")
         }
         let scales = try tensors.dataset(scalesName)
-        let perRow = info.scheme.scalesPerRow(columns: columns)
-        guard scales.shape == info.scheme.scalesShape(rows: rows, columns: columns), scales.storedTypeMatches(.f32) else {
-            throw QuantizeError.input("\(path): \(component.name): \(scalesName) must be f32 \(ShapeMath.describe(info.scheme.scalesShape(rows: rows, columns: columns))), found \(ShapeMath.describe(scales.shape))")
+        let expected = info.scheme.scalesShape(rows: rows, columns: columns)
+        guard scales.shape == expected, scales.storedTypeMatches(.f32) else {
+            throw QuantizeError.input("\(path): \(component.name): \(scalesName) must be f32 \(ShapeMath.describe(expected)), found \(ShapeMath.describe(scales.shape))")
         }
+        return (dataset, info, scales)
+    }
+
+    /// Streams the dequantised values of the quantised stored tensor `name` ([N, K]) in blocks of whole rows,
+    /// converted to `dtype` (f32 exact; f16 and bf16 rounded to nearest even), as raw little-endian bytes.
+    public static func stream(_ name: String, in component: ComponentReader, as dtype: DType, blockBytes: Int = 16 << 20,
+                              _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let (dataset, info, scales) = try open(name, in: component)
+        let (rows, columns) = (dataset.shape[0], dataset.shape[1])
+        let perRow = info.scheme.scalesPerRow(columns: columns)
         guard rows > 0, columns > 0 else { return }
-        let rowsPerBlock = max(1, blockBytes / (columns * 4))
-        let count = min(rows, rowsPerBlock)
-        let q = UnsafeMutableBufferPointer<Int8>.allocate(capacity: count * columns)
-        let s = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * perRow)
-        let w = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * columns)
-        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: count * columns * dtype.byteSize, alignment: 64)
+        // Buffers of one size whatever the tensor's shape, so that a long export reuses the same memory
+        // (see CheckpointQuantizer.Scratch on glibc's adaptive mmap threshold).
+        let elements = max(blockBytes / 4, columns)
+        let rowsPerBlock = elements / columns
+        let q = UnsafeMutableBufferPointer<Int8>.allocate(capacity: elements)
+        let s = UnsafeMutableBufferPointer<Float>.allocate(capacity: elements)
+        let w = UnsafeMutableBufferPointer<Float>.allocate(capacity: elements)
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: elements * 4, alignment: 64)
         defer { q.deallocate(); s.deallocate(); w.deallocate(); out.deallocate() }
         var start = 0
         while start < rows {

@@ -177,6 +177,11 @@ enum Support {
                 w.withUnsafeBufferPointer { w in back.withUnsafeBufferPointer { sqnr.add(original: w, dequantized: $0) } }
                 #expect(abs(info.sqnrDecibels - sqnr.decibels) <= 1e-9 * abs(sqnr.decibels) || info.sqnrDecibels == sqnr.decibels,
                         sourceLocation: sourceLocation)
+                // The readers the runtime will use give the same values.
+                let (_, qTensor, sTensor) = try Int8Dequantizer.read(source.name, in: y)
+                #expect(qTensor.withUnsafeBytes { [UInt8]($0) } == q && sTensor.withUnsafeBytes { [UInt8]($0) } == s,
+                        sourceLocation: sourceLocation)
+                #expect(try Int8Dequantizer.dequantized(source.name, in: y).float32Values() == back, sourceLocation: sourceLocation)
                 bytesAfter += rows * columns + 4 * scales.shape.reduce(1, *)
             }
             // Scales follow their tensor in creation order; aliases keep their place.

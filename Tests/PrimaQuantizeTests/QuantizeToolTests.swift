@@ -9,7 +9,7 @@ import Testing
 
 /// The `prima-quantize` binary on the bundled fixtures (imported with prima-convert first), and
 /// `prima-convert export --dequantize` of its output.
-@Suite struct ToolTests {
+@Suite struct QuantizeToolTests {
     /// Default rules on every fixture: Linear weights quantised bit-exactly, everything else copied exactly.
     @Test(arguments: Support.fixtureNames)
     func quantisesEveryFixture(fixture: String) throws {
@@ -67,6 +67,9 @@ import Testing
         #expect(record["keep_float"]?.array?.suffix(2).compactMap(\.string) == [#"^layers\.0\."#, #"mlp\.down"#])
         let scales = try Checkpoint(path: output).component(.decoder).dataset(forTensor: "layers.1.mlp.gate.weight.scales")
         #expect(scales.shape == [64, 1])  // [I, ceil(C/32)] with C = 32
+        let inspected = try Support.convert("inspect", output)
+        #expect(inspected.status == 0)
+        #expect(inspected.stdout.contains(try Regex(#"layers\.1\.mlp\.gate\.weight +i8 +\[64, 32\]  int8-block32 from f32, SQNR [0-9.]+ dB"#)))
     }
 
     @Test func embeddingsAndHeadsOptIn() throws {
