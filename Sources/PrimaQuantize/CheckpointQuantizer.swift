@@ -110,7 +110,7 @@ public enum CheckpointQuantizer {
         let component: ComponentReader
         let role: ComponentRole
         let records: [TensorRecord]
-        /// Stored tensor name → kept-float reason (candidates only) or nil for quantise.
+        /// What happens to each candidate (rank-2 float dataset), by stored name; other tensors are copied.
         let decisions: [String: KeepFloatRules.Decision]
 
         init(_ component: ComponentReader, options: Options) throws {
