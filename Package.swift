@@ -14,8 +14,10 @@ let package = Package(
     products: [
         .executable(name: "prima-convert", targets: ["prima-convert"]),
         .executable(name: "prima-verify", targets: ["prima-verify"]),
+        .executable(name: "prima-quantize", targets: ["prima-quantize"]),
         .library(name: "PrimaCheckpoint", targets: ["PrimaCheckpoint"]),
         .library(name: "PrimaConvert", targets: ["PrimaConvert"]),
+        .library(name: "PrimaQuantize", targets: ["PrimaQuantize"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,10 +39,11 @@ let package = Package(
             name: "PrimaCheckpoint",
             dependencies: ["CHDF5", "CZlib", "PrimaJSON", "PrimaKernels", "PrimaTensor", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
+        .target(name: "PrimaQuantize", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
         .target(
             name: "PrimaConvert",
             dependencies: [
-                "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels",
+                "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels", "PrimaQuantize",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
@@ -56,6 +59,10 @@ let package = Package(
             name: "prima-convert",
             dependencies: ["PrimaCLI", "PrimaConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-convert"),
+        .executableTarget(
+            name: "prima-quantize",
+            dependencies: ["PrimaCLI", "PrimaQuantize", "PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Tools/prima-quantize"),
 
         .target(name: "PrimaTestSupport", path: "Tests/Support"),
         .testTarget(name: "PrimaJSONTests", dependencies: ["PrimaJSON"]),
@@ -65,6 +72,10 @@ let package = Package(
         .testTarget(
             name: "PrimaConvertTests",
             dependencies: ["PrimaConvert", "PrimaSafetensors", "PrimaCheckpoint", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
+        .testTarget(
+            name: "PrimaQuantizeTests",
+            dependencies: ["PrimaQuantize", "PrimaCheckpoint", "PrimaSafetensors", "PrimaTensor", "PrimaJSON", "PrimaTestSupport",
+                           "prima-quantize", "prima-convert"]),
         .testTarget(
             name: "PrimaRuntimeTests",
             dependencies: ["PrimaModels", "PrimaVerify", "PrimaCheckpoint", "PrimaConvert", "PrimaTensor", "PrimaKernels",
