@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "prima-verify", targets: ["prima-verify"]),
         .library(name: "PrimaCheckpoint", targets: ["PrimaCheckpoint"]),
         .library(name: "PrimaConvert", targets: ["PrimaConvert"]),
+        .library(name: "PrimaImage", targets: ["PrimaImage"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -36,6 +37,9 @@ let package = Package(
         .target(
             name: "PrimaCheckpoint",
             dependencies: ["CHDF5", "CZlib", "PrimaJSON", "PrimaKernels", "PrimaTensor", .product(name: "Crypto", package: "swift-crypto")]),
+        // libpng behind a C shim that keeps its setjmp/longjmp error handling out of Swift frames.
+        .target(name: "PrimaPNG", dependencies: ["CPNG"]),
+        .target(name: "PrimaImage", dependencies: ["CPNG", "PrimaPNG", "PrimaTensor"]),
         .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
         .target(
             name: "PrimaConvert",
@@ -69,6 +73,7 @@ let package = Package(
             name: "PrimaRuntimeTests",
             dependencies: ["PrimaModels", "PrimaVerify", "PrimaCheckpoint", "PrimaConvert", "PrimaTensor", "PrimaKernels",
                            "PrimaJSON", "PrimaTestSupport", "prima-verify"]),
+        .testTarget(name: "PrimaImageTests", dependencies: ["PrimaImage", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]
