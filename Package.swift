@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "PrimaCheckpoint", targets: ["PrimaCheckpoint"]),
         .library(name: "PrimaConvert", targets: ["PrimaConvert"]),
         .library(name: "PrimaQuantize", targets: ["PrimaQuantize"]),
+        .library(name: "PrimaImage", targets: ["PrimaImage"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,6 +39,9 @@ let package = Package(
         .target(
             name: "PrimaCheckpoint",
             dependencies: ["CHDF5", "CZlib", "PrimaJSON", "PrimaKernels", "PrimaTensor", .product(name: "Crypto", package: "swift-crypto")]),
+        // libpng behind a C shim that keeps its setjmp/longjmp error handling out of Swift frames.
+        .target(name: "PrimaPNG", dependencies: ["CPNG"]),
+        .target(name: "PrimaImage", dependencies: ["CPNG", "PrimaPNG", "PrimaTensor"]),
         .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
         .target(name: "PrimaQuantize", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
         .target(
@@ -80,6 +84,7 @@ let package = Package(
             name: "PrimaRuntimeTests",
             dependencies: ["PrimaModels", "PrimaVerify", "PrimaCheckpoint", "PrimaConvert", "PrimaTensor", "PrimaKernels",
                            "PrimaJSON", "PrimaTestSupport", "prima-verify"]),
+        .testTarget(name: "PrimaImageTests", dependencies: ["PrimaImage", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]
