@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "PrimaCLI",
             dependencies: ["PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaJSON", "PrimaModels", "PrimaTensor"]),
+        .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
             dependencies: ["PrimaCLI", "PrimaVerify", "PrimaCheckpoint", "PrimaModels", "PrimaTensor",
