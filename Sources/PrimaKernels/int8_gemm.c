@@ -73,8 +73,9 @@ const char *prima_int8_kernel_name(int kernel) {
     return kernel >= 0 && kernel < PRIMA_INT8_KERNEL_COUNT ? kernel_names[kernel] : NULL;
 }
 
-int prima_int8_kernel_from_environment(void) {
-    const char *name = getenv("PRIMA_INT8_KERNEL");
+int prima_int8_kernel_from_environment(void) { return prima_int8_kernel_named(getenv("PRIMA_INT8_KERNEL")); }
+
+int prima_int8_kernel_named(const char *name) {
     if (name == NULL || name[0] == 0) return prima_int8_kernel_best();
     for (int kernel = 0; kernel < PRIMA_INT8_KERNEL_COUNT; kernel++)
         if (strcmp(name, kernel_names[kernel]) == 0)

@@ -82,6 +82,9 @@ int prima_int8_kernel_best(void);
 /// name that is no kernel, or PRIMA_INT8_ERROR_UNSUPPORTED for a kernel this CPU cannot run.
 int prima_int8_kernel_from_environment(void);
 
+/// As prima_int8_kernel_from_environment for the value `name` (NULL or "" for unset).
+int prima_int8_kernel_named(const char *name);
+
 /// "scalar", "avx2", "avxvnni", "avx512vnni" (the PRIMA_INT8_KERNEL spellings); NULL for another number.
 const char *prima_int8_kernel_name(int kernel);
 
