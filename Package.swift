@@ -42,7 +42,7 @@ let package = Package(
         // libpng behind a C shim that keeps its setjmp/longjmp error handling out of Swift frames.
         .target(name: "PrimaPNG", dependencies: ["CPNG"]),
         .target(name: "PrimaImage", dependencies: ["CPNG", "PrimaPNG", "PrimaTensor"]),
-        .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
+        .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint", "PrimaQuantize"]),
         .target(name: "PrimaQuantize", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
         .target(
             name: "PrimaConvert",
