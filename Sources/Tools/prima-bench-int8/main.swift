@@ -1,4 +1,4 @@
-// prima-bench-int8 [M K N] [--repeat R]: Int8Linear.forward with each available kernel, per-channel and block32,
+// prima-bench-int8 [M K N] [--repeat R] [--kernels a,b]: Int8Linear.forward with each available kernel, per-channel and block32,
 // on 1 and 2 threads, against fp32 Linear.forward (OpenBLAS sgemm, OPENBLAS_NUM_THREADS threads) on the same
 // shape. Prints the median time of R runs after one warm-up, and GOPS = 2·M·N·K / time. Both sides are whole
 // layer calls: output allocation included, and for int8 the on-the-fly activation quantisation.
@@ -11,9 +11,15 @@ if let index = arguments.firstIndex(of: "--repeat"), index + 1 < arguments.count
     repeats = r
     arguments.removeSubrange(index...index + 1)
 }
+var kernels = Int8Kernel.available
+if let index = arguments.firstIndex(of: "--kernels"), index + 1 < arguments.count {
+    let names = arguments[index + 1].split(separator: ",").map(String.init)
+    kernels = kernels.filter { names.contains($0.rawValue) }
+    arguments.removeSubrange(index...index + 1)
+}
 let sizes = arguments.compactMap(Int.init)
 guard sizes.isEmpty || sizes.count == 3, sizes.allSatisfy({ $0 > 0 }) else {
-    FileHandle.standardError.write(Data("usage: prima-bench-int8 [M K N] [--repeat R]\n".utf8))
+    FileHandle.standardError.write(Data("usage: prima-bench-int8 [M K N] [--repeat R] [--kernels scalar,avx2,avxvnni,avx512vnni]\n".utf8))
     exit(2)
 }
 let (m, k, n) = sizes.isEmpty ? (128, 1024, 3072) : (sizes[0], sizes[1], sizes[2])
@@ -53,7 +59,7 @@ for blockSize in [k, 32] {
     precondition(k % blockSize == 0, "the benchmark quantises whole blocks: K must be a multiple of 32")
     let (values, scales) = Int8Linear.quantizeRowsReference(w.reshaped([n * blocks, k / blocks]))
     let scheme = blockSize == k ? "per-channel" : "block32"
-    for kernel in Int8Kernel.available {
+    for kernel in kernels {
         let weight = try Int8Weight(values: values.reshaped([n, k]), scales: scales.reshaped([n, blocks]),
                                     blockSize: blockSize, kernel: kernel)
         for threads in [1, 2] where kernel != .scalar || threads == 1 {
