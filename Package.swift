@@ -65,14 +65,14 @@ let package = Package(
             path: "Sources/Tools/prima-convert"),
         .executableTarget(
             name: "prima-quantize",
-            dependencies: ["PrimaCLI", "PrimaQuantize", "PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["PrimaCLI", "PrimaConvert", "PrimaQuantize", "PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-quantize"),
         // Measures the int8 kernels against OpenBLAS sgemm (Docs/benchmarks.md); depends on nothing heavier.
         .executableTarget(name: "prima-bench-int8", dependencies: ["PrimaTensor"], path: "Sources/Tools/prima-bench-int8"),
 
         .target(name: "PrimaTestSupport", path: "Tests/Support"),
         .testTarget(name: "PrimaJSONTests", dependencies: ["PrimaJSON"]),
-        .testTarget(name: "PrimaTensorTests", dependencies: ["PrimaTensor", "PrimaKernels"]),
+        .testTarget(name: "PrimaTensorTests", dependencies: ["PrimaTensor", "PrimaKernels", "PrimaTestSupport"]),
         .testTarget(name: "PrimaSafetensorsTests", dependencies: ["PrimaSafetensors"]),
         .testTarget(name: "PrimaCheckpointTests", dependencies: ["PrimaCheckpoint"]),
         .testTarget(

@@ -1,5 +1,6 @@
 import PrimaKernels
 import PrimaTensor
+import PrimaTestSupport
 import Testing
 
 /// The int8 kernels against the contract in PrimaKernels.h: bit-exact equality with the references (C and
@@ -249,28 +250,6 @@ import Testing
     static func bytes(_ t: Tensor) -> [UInt8] { t.withUnsafeBytes { Array($0) } }
 }
 
-/// A seeded generator, so every run tests the same inputs.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func float(in range: ClosedRange<Float>) -> Float {
-        range.lowerBound + (range.upperBound - range.lowerBound) * Float(next() >> 40) / Float(1 << 24)
-    }
-
-    /// Approximately normal (sum of 4 uniforms, rescaled to unit variance).
-    mutating func normal() -> Float {
-        (0..<4).reduce(Float(0)) { sum, _ in sum + float(in: -1...1) } * (3 as Float).squareRoot() / 2
-    }
-}
 
 extension Optional where Wrapped == [Float] {
     func withOptionalPointer<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
@@ -278,5 +257,16 @@ extension Optional where Wrapped == [Float] {
         case .none: body(nil)
         case .some(let array): array.withUnsafeBufferPointer { body($0.baseAddress!) }
         }
+    }
+}
+
+extension SplitMix64 {
+    mutating func float(in range: ClosedRange<Float>) -> Float {
+        range.lowerBound + (range.upperBound - range.lowerBound) * Float(next() >> 40) / Float(1 << 24)
+    }
+
+    /// Approximately normal (sum of 4 uniforms, rescaled to unit variance).
+    mutating func normal() -> Float {
+        (0..<4).reduce(Float(0)) { sum, _ in sum + float(in: -1...1) } * (3 as Float).squareRoot() / 2
     }
 }

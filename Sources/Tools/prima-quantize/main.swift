@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PrimaCLI
 import PrimaCheckpoint
+import PrimaConvert
 import PrimaQuantize
 
 /// `prima-quantize`: int8 weight quantisation of a PRIMA checkpoint (Formats/prima-checkpoint.md §7).
@@ -68,23 +69,13 @@ struct PrimaQuantizeCommand: ParsableCommand {
             }
         }
         print("quantised \(summary.quantizedTensors) tensors (\(options.scheme.rawValue))")
-        print(String(format: "tensors: %@ -> %@ (ratio %.3f)", format(summary.tensorBytesBefore), format(summary.tensorBytesAfter),
+        print(String(format: "tensors: %@ -> %@ (ratio %.3f)", Progress.format(summary.tensorBytesBefore), Progress.format(summary.tensorBytesAfter),
                      Double(summary.tensorBytesAfter) / Double(max(summary.tensorBytesBefore, 1))))
-        print(String(format: "file: %@ -> %@ (ratio %.3f)", format(summary.fileBytesBefore), format(summary.fileBytesAfter),
+        print(String(format: "file: %@ -> %@ (ratio %.3f)", Progress.format(summary.fileBytesBefore), Progress.format(summary.fileBytesAfter),
                      Double(summary.fileBytesAfter) / Double(max(summary.fileBytesBefore, 1))))
         print(String(format: "wrote %@ in %.2f s", summary.output, summary.seconds))
     }
 
-    /// Bytes in decimal units, as prima-convert prints them.
-    private func format(_ bytes: Int) -> String {
-        let value = Double(bytes)
-        switch value {
-        case ..<1e3: return "\(bytes) B"
-        case ..<1e6: return String(format: "%.1f kB", value / 1e3)
-        case ..<1e9: return String(format: "%.1f MB", value / 1e6)
-        default: return String(format: "%.2f GB", value / 1e9)
-        }
-    }
 }
 
 extension QuantizeError: ToolFailure {}
