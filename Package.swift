@@ -14,8 +14,11 @@ let package = Package(
     products: [
         .executable(name: "prima-convert", targets: ["prima-convert"]),
         .executable(name: "prima-verify", targets: ["prima-verify"]),
+        .executable(name: "prima-quantize", targets: ["prima-quantize"]),
         .library(name: "PrimaCheckpoint", targets: ["PrimaCheckpoint"]),
         .library(name: "PrimaConvert", targets: ["PrimaConvert"]),
+        .library(name: "PrimaQuantize", targets: ["PrimaQuantize"]),
+        .library(name: "PrimaImage", targets: ["PrimaImage"]),
         .library(name: "PrimaTokenizers", targets: ["PrimaTokenizers"]),
     ],
     dependencies: [
@@ -37,18 +40,22 @@ let package = Package(
         .target(
             name: "PrimaCheckpoint",
             dependencies: ["CHDF5", "CZlib", "PrimaJSON", "PrimaKernels", "PrimaTensor", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
+        // libpng behind a C shim that keeps its setjmp/longjmp error handling out of Swift frames.
+        .target(name: "PrimaPNG", dependencies: ["CPNG"]),
+        .target(name: "PrimaImage", dependencies: ["CPNG", "PrimaPNG", "PrimaTensor"]),
+        .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint", "PrimaQuantize"]),
+        .target(name: "PrimaQuantize", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
         .target(
             name: "PrimaConvert",
             dependencies: [
-                "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels",
+                "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels", "PrimaQuantize",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
             name: "PrimaCLI",
             dependencies: ["PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "PrimaTokenizers", dependencies: ["CJSONC"]),
-        .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaJSON", "PrimaModels", "PrimaTensor"]),
+        .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
             dependencies: ["PrimaCLI", "PrimaVerify", "PrimaCheckpoint", "PrimaModels", "PrimaTensor",
@@ -59,19 +66,30 @@ let package = Package(
             dependencies: ["PrimaCLI", "PrimaConvert", "PrimaTokenizers",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-convert"),
+        .executableTarget(
+            name: "prima-quantize",
+            dependencies: ["PrimaCLI", "PrimaConvert", "PrimaQuantize", "PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Tools/prima-quantize"),
+        // Measures the int8 kernels against OpenBLAS sgemm (Docs/benchmarks.md); depends on nothing heavier.
+        .executableTarget(name: "prima-bench-int8", dependencies: ["PrimaTensor"], path: "Sources/Tools/prima-bench-int8"),
 
         .target(name: "PrimaTestSupport", path: "Tests/Support"),
         .testTarget(name: "PrimaJSONTests", dependencies: ["PrimaJSON"]),
-        .testTarget(name: "PrimaTensorTests", dependencies: ["PrimaTensor"]),
+        .testTarget(name: "PrimaTensorTests", dependencies: ["PrimaTensor", "PrimaKernels", "PrimaTestSupport"]),
         .testTarget(name: "PrimaSafetensorsTests", dependencies: ["PrimaSafetensors"]),
         .testTarget(name: "PrimaCheckpointTests", dependencies: ["PrimaCheckpoint"]),
         .testTarget(
             name: "PrimaConvertTests",
             dependencies: ["PrimaConvert", "PrimaSafetensors", "PrimaCheckpoint", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
         .testTarget(
+            name: "PrimaQuantizeTests",
+            dependencies: ["PrimaQuantize", "PrimaCheckpoint", "PrimaSafetensors", "PrimaTensor", "PrimaJSON", "PrimaTestSupport",
+                           "prima-quantize", "prima-convert"]),
+        .testTarget(
             name: "PrimaRuntimeTests",
             dependencies: ["PrimaModels", "PrimaVerify", "PrimaCheckpoint", "PrimaConvert", "PrimaTensor", "PrimaKernels",
                            "PrimaJSON", "PrimaTestSupport", "prima-verify"]),
+        .testTarget(name: "PrimaImageTests", dependencies: ["PrimaImage", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(
             name: "PrimaTokenizersTests", dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),

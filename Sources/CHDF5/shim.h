@@ -12,6 +12,7 @@ static inline hid_t prima_H5P_FILE_CREATE(void) { return H5P_FILE_CREATE; }
 static inline hid_t prima_H5P_DATASET_CREATE(void) { return H5P_DATASET_CREATE; }
 static inline hid_t prima_H5P_GROUP_CREATE(void) { return H5P_GROUP_CREATE; }
 static inline hid_t prima_H5P_LINK_CREATE(void) { return H5P_LINK_CREATE; }
+static inline hid_t prima_H5P_OBJECT_COPY(void) { return H5P_OBJECT_COPY; }
 static inline unsigned prima_H5F_ACC_RDONLY(void) { return H5F_ACC_RDONLY; }
 static inline unsigned prima_H5F_ACC_RDWR(void) { return H5F_ACC_RDWR; }
 static inline unsigned prima_H5F_ACC_TRUNC(void) { return H5F_ACC_TRUNC; }

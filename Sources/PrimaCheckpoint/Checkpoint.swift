@@ -98,6 +98,15 @@ public struct TensorRecord: Sendable {
     /// For a tied alias (soft link): the canonical name it points at.
     public let aliasOf: String?
 
+    public init(name: String, dtype: DType, shape: [Int], hfName: String?, crc32: UInt32?, aliasOf: String?) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.hfName = hfName
+        self.crc32 = crc32
+        self.aliasOf = aliasOf
+    }
+
     /// Bytes of the tensor's data.
     public var byteCount: Int { shape.reduce(dtype.byteSize, *) }
 }

@@ -68,6 +68,10 @@ public final class CheckpointWriter {
         try ComponentWriter(group: try file.root().createGroup(name), rawDescriptor: rawDescriptor)
     }
 
+    /// The root group of the file being written, for root attributes and for groups copied from another
+    /// checkpoint (`prima-quantize`). Drop it before ``commit()``.
+    public func rootGroup() throws -> HDF5Group { try file.root() }
+
     /// Closes the file, syncs it to disk and renames it over the destination.
     public func commit() throws {
         try file.close()
@@ -147,7 +151,8 @@ public final class ComponentWriter {
 /// kernel copy into the dataset's allocated space with ``copy(_:from:at:)`` (the caller computes the CRC-32,
 /// possibly on another thread, and passes it to ``finish(checksum:)``). Use one way per tensor.
 public final class TensorWriter {
-    let dataset: HDF5Dataset
+    /// The dataset being written (for further attributes such as §7's quantisation attributes).
+    public let dataset: HDF5Dataset
     let rowBytes: Int
     let rowCount: Int
     let byteCount: Int

@@ -278,13 +278,43 @@ public class HDF5Object: @unchecked Sendable {
         }
     }
 
-    private func openAttribute(_ name: String) throws -> HDF5Handle {
+    fileprivate func openAttribute(_ name: String) throws -> HDF5Handle {
         guard H5Aexists(handle.id, name) > 0 else {
             H5Eclear2(prima_H5E_DEFAULT())
             throw fail("missing attribute \(name)")
         }
         return HDF5Handle(try check(H5Aopen(handle.id, name, prima_H5P_DEFAULT()), "cannot open attribute \(name)"),
                           close: H5Aclose)
+    }
+
+    /// Copies the attributes of `source` (possibly in another file) onto this object, each with its own HDF5
+    /// type and dataspace and its bytes unchanged, except those named in `excluding`; an attribute of the same
+    /// name here is replaced. Variable-length strings are copied as strings. Attributes holding references
+    /// (meaningless in another file) are refused.
+    public func copyAttributes(from source: HDF5Object, excluding: Set<String> = []) throws {
+        for name in try source.attributeNames() where !excluding.contains(name) {
+            try HDF5.locked {
+                let attribute = try source.openAttribute(name)
+                let type = HDF5Handle(H5Aget_type(attribute.id), close: H5Tclose)
+                let space = HDF5Handle(H5Aget_space(attribute.id), close: H5Sclose)
+                guard H5Tdetect_class(type.id, H5T_REFERENCE) <= 0 else {
+                    throw source.fail("attribute \(name) holds references and cannot be copied")
+                }
+                let count = Int(H5Sget_simple_extent_npoints(space.id))
+                let size = H5Tget_size(type.id)
+                guard count >= 0, size > 0, count <= (1 << 30) / size else {
+                    throw source.fail("attribute \(name) has an implausible size (\(count) elements of \(size) bytes)")
+                }
+                // Read in the stored type (no conversion): variable-length data comes back as pointers that
+                // H5Dvlen_reclaim frees once the copy is written.
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count * size, 1), alignment: 16)
+                defer { buffer.deallocate() }
+                try source.check(H5Aread(attribute.id, type.id, buffer.baseAddress), "cannot read attribute \(name)")
+                let variable = H5Tis_variable_str(type.id) > 0 || H5Tdetect_class(type.id, H5T_VLEN) > 0
+                defer { if variable { H5Dvlen_reclaim(type.id, space.id, prima_H5P_DEFAULT(), buffer.baseAddress) } }
+                try writeAttribute(name, type: type.id, space: space.id, UnsafeRawPointer(buffer.baseAddress!))
+            }
+        }
     }
 
     /// Reads a string attribute (variable- or fixed-length). Throws if missing or not a scalar string.
@@ -362,7 +392,7 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
         super.init(file: file, path: path, handle: HDF5Handle(id, close: H5Gclose))
     }
 
-    private func childPath(_ name: String) -> String { path == "/" ? "/" + name : path + "/" + name }
+    fileprivate func childPath(_ name: String) -> String { path == "/" ? "/" + name : path + "/" + name }
 
     /// Creates a child group with link creation order tracked and indexed.
     public func createGroup(_ name: String) throws -> HDF5Group {
@@ -458,6 +488,46 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
         try HDF5.locked {
             try check(H5Lcreate_soft(target, handle.id, name, prima_H5P_DEFAULT(), prima_H5P_DEFAULT()),
                       "cannot create soft link \(name)")
+        }
+    }
+
+    /// Copies the object `name` of group `source` (possibly in another file) into this group as `newName`:
+    /// a dataset with its layout, data and attributes byte for byte; a group with everything under it (soft
+    /// links stay soft links with the same value; creation-order tracking is kept).
+    ///
+    /// H5Ocopy copies the objects without their attributes, which are then copied one by one with
+    /// ``HDF5Object/copyAttributes(from:excluding:)``: HDF5 before 1.14.4 dereferences a null pointer when
+    /// H5Ocopy copies variable-length string attributes held in dense storage (more than 8 attributes, as in
+    /// every `config/` group) — HDFGroup/hdf5 issues #2414 and #3214, fixed by pull request #3967.
+    public func copyObject(_ name: String, from source: HDF5Group, as newName: String? = nil) throws {
+        let destinationName = newName ?? name
+        try HDF5.locked {
+            let ocpypl = HDF5Handle(try HDF5.propertyList(prima_H5P_OBJECT_COPY(), file.path), close: H5Pclose)
+            try check(H5Pset_copy_object(ocpypl.id, UInt32(H5O_COPY_WITHOUT_ATTR_FLAG)), "cannot set object-copy flags")
+            try check(H5Ocopy(source.handle.id, name, handle.id, destinationName, ocpypl.id, prima_H5P_DEFAULT()),
+                      "cannot copy \(source.childPath(name)) from \(source.file.path)")
+        }
+        try Self.copyAttributesRecursively(from: source, name, to: self, destinationName)
+    }
+
+    /// Copies the attributes of `source/name` onto `destination/destinationName` and, for a group, of every
+    /// group and dataset under it (soft links have no attributes).
+    private static func copyAttributesRecursively(from source: HDF5Group, _ name: String, to destination: HDF5Group,
+                                                  _ destinationName: String) throws {
+        switch try source.linkKind(name) {
+        case .dataset:
+            try destination.dataset(destinationName).copyAttributes(from: try source.dataset(name))
+        case .group:
+            let sourceGroup = try source.group(name), destinationGroup = try destination.group(destinationName)
+            try destinationGroup.copyAttributes(from: sourceGroup)
+            for child in try sourceGroup.linkNames() {
+                switch try sourceGroup.linkKind(child) {
+                case .dataset, .group: try copyAttributesRecursively(from: sourceGroup, child, to: destinationGroup, child)
+                default: break
+                }
+            }
+        default:
+            break
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import PrimaCheckpoint
 import PrimaJSON
 import PrimaModels
+import PrimaQuantize
 import PrimaSafetensors
 import PrimaTensor
 
@@ -10,6 +11,11 @@ import PrimaTensor
 /// as model.safetensors or shards with an index above `maxShardBytes`.
 ///
 /// The directory is assembled under a temporary name beside the destination and renamed into place at the end.
+///
+/// An int8-quantised component (§7) has no bit-identical safetensors form: it is refused unless `dequantize`
+/// is set, and then each quantised tensor is written under its source name as ŵ = Float(q) · s converted to its
+/// recorded `quant_source_dtype` (f32 exact; f16 and bf16 rounded to nearest even), so that the directory has the
+/// original model's tensor names, dtypes and shapes. The `.scales` datasets are not exported.
 public enum Exporter {
     /// What an export wrote.
     public struct Summary: Sendable {
@@ -21,13 +27,30 @@ public enum Exporter {
     }
 
     public static func run(checkpoint path: String, role: ComponentRole, output: String, maxShardBytes: Int,
-                           overwrite: Bool, showProgress: Bool) throws -> Summary {
+                           overwrite: Bool, showProgress: Bool, dequantize: Bool = false) throws -> Summary {
         let start = Date()
         let checkpoint = try classify(asInput: true) { try Checkpoint(path: path) }
         let component = try classify(asInput: true) { try checkpoint.component(role) }
-        let records = try classify(asInput: true) { try component.tensorRecords() }
-        if let quantised = records.first(where: { $0.dtype == .i8 }) {
-            throw ConvertError.input("\(path): \(role.rawValue): tensor \(quantised.name) is int8-quantised; safetensors export needs float weights")
+        var records = try classify(asInput: true) { try component.tensorRecords() }
+        // Quantised tensors (§7) by stored name; their scales are not exported.
+        var quantized: [String: QuantizedTensorInfo] = [:]
+        for record in records where record.aliasOf == nil && record.dtype == .i8 {
+            guard let info = try classify(asInput: true, { try Int8Dequantizer.info(of: record.name, in: component) }) else {
+                throw ConvertError.input("\(path): \(role.rawValue): tensor \(record.name) is int8 without quantisation attributes; safetensors export needs float weights")
+            }
+            guard dequantize else {
+                throw ConvertError.input("\(path): \(role.rawValue): tensor \(record.name) is int8-quantised (\(info.scheme.rawValue)); pass --dequantize to export dequantised \(info.sourceDType.rawValue) weights")
+            }
+            quantized[record.name] = info
+        }
+        if !quantized.isEmpty {
+            let scales = Set(quantized.keys.map(QuantizedTensorInfo.scalesName(for:)))
+            records = records.filter { !scales.contains($0.name) }.map { record in
+                // A quantised tensor (or an alias of one) is exported in its source dtype.
+                guard let info = quantized[record.aliasOf ?? record.name] else { return record }
+                return TensorRecord(name: record.name, dtype: info.sourceDType, shape: record.shape, hfName: record.hfName,
+                                    crc32: nil, aliasOf: record.aliasOf)
+            }
         }
         let architectureName = try classify(asInput: true) { try component.attribute("architecture") }
         guard let architecture = Architecture(rawValue: architectureName) else {
@@ -83,6 +106,14 @@ public enum Exporter {
                                                    tensors: shard.tensors, metadata: ["format": "pt"])
                 for tensor in shard.tensors {
                     let record = recordByName[tensor.name]!
+                    let stored = record.aliasOf ?? record.name
+                    if let info = quantized[stored] {
+                        try Int8Dequantizer.stream(stored, in: component, as: info.sourceDType) { block in
+                            try writer.append(block)
+                            progress.advance(block.count)
+                        }
+                        continue
+                    }
                     if record.byteCount > 0, let offset = try source.dataOffset(of: record, in: component) {
                         try writer.appendCopy(from: source.descriptor, at: offset, count: record.byteCount)
                         progress.advance(record.byteCount)

@@ -1,6 +1,7 @@
 import Foundation
 import PrimaCheckpoint
 import PrimaJSON
+import PrimaQuantize
 import PrimaTensor
 
 /// Describes a checkpoint: root attributes, then per component its attributes, config, files and tensors.
@@ -46,6 +47,11 @@ public enum Inspector {
             if let hf = record.hfName { fields.append(("hf_name", .string(hf))) }
             if let crc = record.crc32 { fields.append(("crc32", .int(Int(crc)))) }
             if let target = record.aliasOf { fields.append(("alias_of", .string(target))) } else { total += record.byteCount }
+            if record.aliasOf == nil, record.dtype == .i8, let info = try Int8Dequantizer.info(of: record.name, in: component) {
+                fields.append(("quant_scheme", .string(info.scheme.rawValue)))
+                fields.append(("quant_source_dtype", .string(info.sourceDType.rawValue)))
+                if info.sqnrDecibels.isFinite { fields.append(("quant_sqnr_db", .double(info.sqnrDecibels))) }
+            }
             tensors.append(.object(JSONObject(fields)))
         }
         return .object(JSONObject(attributes + config + [
@@ -107,6 +113,10 @@ public enum Inspector {
                 var line = "  " + name.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
                     + (tensor["dtype"]?.string ?? "?").padding(toLength: 5, withPad: " ", startingAt: 0) + shape
                 if let target = tensor["alias_of"]?.string { line += "  -> \(target)" }
+                if let scheme = tensor["quant_scheme"]?.string {
+                    line += "  \(scheme) from \(tensor["quant_source_dtype"]?.string ?? "?")"
+                    line += tensor["quant_sqnr_db"]?.double.map { String(format: ", SQNR %.2f dB", $0) } ?? ", exact"
+                }
                 lines.append(line)
             }
         }

@@ -1,5 +1,6 @@
 import PrimaCheckpoint
 import PrimaJSON
+import PrimaQuantize
 import PrimaTensor
 
 /// A runtime failure that names the component and tensor (missing weight, bad input shape, …).
@@ -8,34 +9,91 @@ public struct RuntimeError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// A component's weights as f32 tensors by canonical name (f16 and bf16 widened exactly on load; tied aliases
-/// share their target's tensor). One copy of each weight is kept.
+/// A component's weights by canonical name: float tensors as f32 (f16 and bf16 widened exactly on load),
+/// int8-quantised ones (Formats/prima-checkpoint.md §7) packed for the int8 kernels; tied aliases share their
+/// target. One copy of each weight is kept.
 public struct ModelWeights: Sendable {
     /// Where the weights came from, for messages.
     public let origin: String
     private let tensors: [String: Tensor]
+    private let quantized: [String: QuantizedWeight]
+
+    /// An int8 weight: packed for the kernels, plus what dequantising rows needs (embedding lookups).
+    struct QuantizedWeight: Sendable {
+        let packed: Int8Weight
+        let values: Tensor      // [N, K] i8
+        let scales: Tensor      // [N, blocks] f32
+        let blockSize: Int
+    }
 
     /// Reads every tensor of `component`.
     public init(component: ComponentReader) throws {
         origin = "\(component.checkpoint.path): \(component.name)"
         var tensors: [String: Tensor] = [:]
+        var quantized: [String: QuantizedWeight] = [:]
         let records = try component.tensorRecords()
-        for record in records where record.aliasOf == nil {
+        let int8Names = Set(records.filter { $0.aliasOf == nil && $0.dtype == .i8 }.map(\.name))
+        let companions = Set(int8Names.map(QuantizedTensorInfo.scalesName(for:)))
+        for record in records where record.aliasOf == nil && !companions.contains(record.name) {
+            if record.dtype == .i8 {
+                let (info, values, scales) = try Int8Dequantizer.read(record.name, in: component)
+                do {
+                    let packed = try Int8Weight(values: values, scales: scales.reshaped([values.shape[0], scales.elementCount / max(values.shape[0], 1)]),
+                                                blockSize: info.blockSize)
+                    quantized[record.name] = QuantizedWeight(packed: packed, values: values, scales: scales, blockSize: info.blockSize)
+                } catch {
+                    throw RuntimeError("\(origin): tensor \(record.name): \(error)")
+                }
+                continue
+            }
             guard record.dtype.isWeightFloat else {
-                throw RuntimeError("\(origin): tensor \(record.name) is \(record.dtype.rawValue); the fp32 runtime reads f32, f16 and bf16")
+                throw RuntimeError("\(origin): tensor \(record.name) is \(record.dtype.rawValue); the runtime reads f32, f16, bf16 and int8 weights")
             }
             tensors[record.name] = try component.readTensor(record).toFloat32()
         }
         for record in records {
-            if let target = record.aliasOf { tensors[record.name] = tensors[target] }
+            guard let target = record.aliasOf else { continue }
+            tensors[record.name] = tensors[target]
+            quantized[record.name] = quantized[target]
         }
         self.tensors = tensors
+        self.quantized = quantized
     }
 
-    /// The tensor `name`; throws naming it if absent.
+    /// The tensor `name` as f32; an int8 tensor is dequantised (ŵ = q · s) for the few non-linear uses of a
+    /// quantised weight (position tables); throws naming it if absent.
     public func callAsFunction(_ name: String) throws -> Tensor {
-        guard let tensor = tensors[name] else { throw RuntimeError("\(origin): missing tensor \(name)") }
-        return tensor
+        if let tensor = tensors[name] { return tensor }
+        if let weight = quantized[name] { return Self.dequantize(weight, rows: Array(0..<weight.values.shape[0])) }
+        throw RuntimeError("\(origin): missing tensor \(name)")
+    }
+
+    /// Throws naming `name` unless the weights hold it (float or int8), without materialising anything.
+    public func require(_ name: String) throws {
+        guard tensors[name] != nil || quantized[name] != nil else { throw RuntimeError("\(origin): missing tensor \(name)") }
+    }
+
+    /// Rows `ids` of embedding table `name` [V, C] as [ids.count, C] f32, dequantising only those rows of an int8
+    /// table.
+    public func embeddingRows(_ name: String, _ ids: [Int]) throws -> Tensor {
+        if let weight = quantized[name] { return Self.dequantize(weight, rows: ids) }
+        return embeddingLookup(try self(name), [ids])
+    }
+
+    /// ŵ[row] = Float(q[row]) · s[row, block] for the given rows.
+    private static func dequantize(_ weight: QuantizedWeight, rows: [Int]) -> Tensor {
+        let k = weight.values.shape[1], blocks = weight.scales.elementCount / max(weight.values.shape[0], 1)
+        let out = Tensor(zeros: [rows.count, k], dtype: .f32)
+        let scales = weight.scales.float32Values()
+        weight.values.withUnsafeBytes { raw in
+            let q = raw.bindMemory(to: Int8.self)
+            out.withMutableFloat32 { y in
+                for (n, row) in rows.enumerated() {
+                    for i in 0..<k { y[n * k + i] = Float(q[row * k + i]) * scales[row * blocks + i / weight.blockSize] }
+                }
+            }
+        }
+        return out
     }
 
     /// The tensor `name` if present.
@@ -48,7 +106,10 @@ public struct ModelWeights: Sendable {
     }
 
     /// The weight of a linear layer if present.
-    public func optionalLinear(_ name: String) -> LinearWeight? { tensors[name].map { .float($0) } }
+    public func optionalLinear(_ name: String) -> LinearWeight? {
+        if let weight = quantized[name] { return .int8(weight.packed) }
+        return tensors[name].map { .float($0) }
+    }
 
     /// Total bytes held (a tied tensor counted once).
     public var byteCount: Int {
@@ -61,6 +122,8 @@ public struct ModelWeights: Sendable {
 public enum LinearWeight: Sendable {
     /// f32 (widened from f16/bf16 on load).
     case float(Tensor)
+    /// int8 with f32 scales, packed for the int8 kernels (activations quantised per row on the fly).
+    case int8(Int8Weight)
 }
 
 extension Linear {
@@ -68,6 +131,7 @@ extension Linear {
     public static func forward(_ x: Tensor, weight: LinearWeight, bias: Tensor? = nil) -> Tensor {
         switch weight {
         case .float(let tensor): forward(x, weight: tensor, bias: bias)
+        case .int8(let weight): Int8Linear.forward(x, weight: weight, bias: bias)
         }
     }
 }

@@ -92,6 +92,20 @@ final class FileDescriptor: Sendable {
         }
     }
 
+    /// Writes all of `bytes` at file offset `offset` (pwrite: the file position does not move), looping over
+    /// short writes.
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int, tensor: String? = nil) throws(SafetensorsError) {
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        while done < bytes.count {
+            let count = retryingOnInterrupt { pwrite(descriptor, base + done, bytes.count - done, off_t(offset + done)) }
+            guard count > 0 else {
+                throw SafetensorsError(path: path, tensor: tensor, "write of \(bytes.count - done) bytes failed: \(lastSystemError())")
+            }
+            done += count
+        }
+    }
+
     /// Flushes the file to stable storage: the caller renames it over the final name next, and without this a
     /// crash could leave an empty file under that name.
     func synchronize() throws(SafetensorsError) {

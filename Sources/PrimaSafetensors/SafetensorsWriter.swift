@@ -106,7 +106,9 @@ public final class SafetensorsWriter {
         guard bytes.count <= dataSize - bytesWritten else {
             throw SafetensorsError(path: path, "appending \(bytes.count) bytes passes the \(dataSize) bytes of tensor data declared by \(bytes.count - (dataSize - bytesWritten))")
         }
-        try file.write(bytes, tensor: tensor(at: bytesWritten))
+        // At an explicit offset, like appendCopy(from:at:count:), so that the two can be mixed in one file
+        // (an export of a quantised checkpoint copies float tensors and writes dequantised ones).
+        try file.write(bytes, at: dataStart + bytesWritten, tensor: tensor(at: bytesWritten))
         bytesWritten += bytes.count
         startWritebackPeriodically()
     }

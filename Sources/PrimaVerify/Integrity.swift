@@ -2,6 +2,7 @@ import Foundation
 import PrimaCheckpoint
 import PrimaJSON
 import PrimaModels
+import PrimaQuantize
 import PrimaTensor
 
 /// `prima-verify CKPT`: the format version (checked on open), then per component every tensor the
@@ -46,6 +47,25 @@ public enum IntegrityChecker {
         }
         let records = try component.tensorRecords()
         let stored = records.filter { $0.aliasOf == nil }
+        // int8 tensors (§7): valid quantisation attributes and a scales companion of the right shape.
+        var quantized: Set<String> = []
+        for record in stored where record.dtype == .i8 {
+            guard let info = try QuantizedTensorInfo.read(try component.dataset(forTensor: record.name)) else {
+                problems.append("tensor \(record.name): int8 without quantisation attributes (§7)")
+                continue
+            }
+            quantized.insert(record.name)
+            let scalesName = QuantizedTensorInfo.scalesName(for: record.name)
+            guard record.shape.count == 2, let scales = stored.first(where: { $0.name == scalesName }) else {
+                problems.append("tensor \(record.name): int8 without its \(scalesName)")
+                continue
+            }
+            let expected = info.scheme.scalesShape(rows: record.shape[0], columns: record.shape[1])
+            if scales.dtype != .f32 || scales.shape != expected {
+                problems.append("tensor \(scalesName): \(scales.dtype.rawValue) \(ShapeMath.describe(scales.shape)), expected f32 \(ShapeMath.describe(expected))")
+            }
+        }
+        let companions = Set(quantized.map(QuantizedTensorInfo.scalesName(for:)))
         // The tensors the configuration implies (§4): all required ones present, shapes as the config says.
         do {
             guard let json = try JSON.parse(try component.file("config.json")).object else {
@@ -62,7 +82,7 @@ public enum IntegrityChecker {
                     problems.append("tensor \(tensorName): missing")
                 }
             }
-            for record in records where config.expectedTensors[record.name] == nil {
+            for record in records where config.expectedTensors[record.name] == nil && !companions.contains(record.name) {
                 problems.append("tensor \(record.name): not a \(architectureName) tensor for this config.json")
             }
         } catch {
@@ -72,7 +92,7 @@ public enum IntegrityChecker {
         if declared != stored.count { problems.append("tensor_count says \(declared), the group holds \(stored.count)") }
         // Checksums and finiteness, streamed tensor by tensor.
         for record in stored {
-            if !record.dtype.isWeightFloat {
+            if !record.dtype.isWeightFloat && !quantized.contains(record.name) {
                 problems.append("tensor \(record.name): dtype \(record.dtype.rawValue) is not a weight type")
                 continue
             }

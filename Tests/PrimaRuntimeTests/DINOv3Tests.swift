@@ -1,4 +1,5 @@
 import Foundation
+import PrimaTestSupport
 import Testing
 import PrimaCheckpoint
 import PrimaConvert
@@ -6,22 +7,6 @@ import PrimaModels
 import PrimaTensor
 import PrimaVerify
 
-/// A small deterministic generator (SplitMix64) for test inputs.
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
-    mutating func tensor(_ shape: [Int]) -> Tensor {
-        Tensor(shape: shape, float32: (0..<shape.reduce(1, *)).map { _ in nextFloat() })
-    }
-}
 
 @Suite struct PatchEmbeddingTests {
     /// Odd sizes throughout, remainders on both axes, a non-square kernel, and with and without bias.
@@ -32,7 +17,7 @@ struct SplitMix64 {
         (batch: 1, channels: 3, height: 48, width: 33, ph: 16, pw: 16, out: 33, bias: true),
     ])
     func fastPathMatchesReference(_ c: (batch: Int, channels: Int, height: Int, width: Int, ph: Int, pw: Int, out: Int, bias: Bool)) {
-        var rng = SplitMix64(state: UInt64(c.height * 1000 + c.width))
+        var rng = SplitMix64(seed: UInt64(c.height * 1000 + c.width))
         let pixels = rng.tensor([c.batch, c.channels, c.height, c.width])
         let weight = rng.tensor([c.out, c.channels, c.ph, c.pw])
         let bias = c.bias ? rng.tensor([c.out]) : nil
@@ -120,5 +105,12 @@ struct SplitMix64 {
         // A non-square multiple runs: 2 × 3 patches + CLS + 4 registers = 11 tokens.
         let output = try model.forward(.pixels(Tensor(zeros: [1, 3, 16, 24], dtype: .f32))) { _, _ in }
         #expect(output.shape == [11, 32])
+    }
+}
+
+extension SplitMix64 {
+    /// A tensor of uniform values in [−1, 1).
+    mutating func tensor(_ shape: [Int]) -> Tensor {
+        Tensor(shape: shape, float32: (0..<shape.reduce(1, *)).map { _ in uniform() })
     }
 }

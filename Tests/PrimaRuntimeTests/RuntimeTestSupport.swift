@@ -48,13 +48,8 @@ enum RuntimeTestSupport {
 
     /// A seeded tensor of uniform values in [-1, 1).
     static func random(_ shape: [Int], seed: UInt64) -> Tensor {
-        var state = seed &* 6364136223846793005 &+ 1442695040888963407
-        let count = shape.reduce(1, *)
-        let values = (0..<count).map { _ -> Float in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: state >> 11) % 2_000_000) / 1_000_000 - 1
-        }
-        return Tensor(shape: shape, float32: values)
+        var generator = SplitMix64(seed: seed)
+        return generator.tensor(shape)
     }
 
     /// Max |a − b| over two tensors of equal element count.

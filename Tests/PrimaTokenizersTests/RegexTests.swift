@@ -1,5 +1,12 @@
+import PrimaTestSupport
 import Testing
 @testable import PrimaTokenizers
+
+/// The shared seeded generator (PrimaTestSupport) for the standard library's random APIs.
+private struct SeededGenerator: RandomNumberGenerator {
+    var base: SplitMix64
+    mutating func next() -> UInt64 { base.next() }
+}
 
 /// The regex matcher: constructs checked against what the Python library (Oniguruma) gives, the hand-written
 /// GPT-2/Qwen2/Llama-3 matchers against the general matcher, and refusal of unsupported syntax.
@@ -61,18 +68,6 @@ import Testing
         }
     }
 
-    /// A small seeded generator (SplitMix64), so the strings are the same on every run and platform.
-    private struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// The hand-written matchers give exactly the general matcher's matches, on the goldens' inputs and on seeded
     /// random strings over the characters the patterns distinguish.
     @Test(arguments: [KnownSplitPattern.gpt2Pattern, KnownSplitPattern.qwen2Pattern, KnownSplitPattern.llama3Pattern])
@@ -81,7 +76,7 @@ import Testing
         let general = try TokenizerRegex(pattern)
         var texts = Goldens.components["inputs"]!.object!["all"]!.strings
         let alphabet = scalars("aZéß中ſsStTlLdDmMrReEvV' '\t\n\r\u{0B}\u{85}\u{A0}\u{3000}09٣²½Ⅻ.,-!?()😀\u{301}\u{200D}'''")
-        var generator = SplitMix(state: 42)
+        var generator = SeededGenerator(base: SplitMix64(seed: 42))
         for _ in 0..<2000 {
             let length = Int.random(in: 0...16, using: &generator)
             texts.append((0..<length).map { _ in alphabet.randomElement(using: &generator)! }.string)

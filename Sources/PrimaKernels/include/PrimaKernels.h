@@ -30,4 +30,117 @@ enum {
 /// The CPU's vector features (CPUID, checked against XGETBV), as PRIMA_CPU_* bits; 0 on non-x86 machines.
 uint32_t prima_cpu_features(void);
 
+// MARK: int8 linear layers (int8_gemm.c)
+//
+// y[M, N] = x[M, K] · Wᵀ + bias, with W stored as symmetric int8 values q_w[N, K] (in [-127, 127], never -128)
+// and f32 scales s_w[N, nb]: one scale per block of `block_size` consecutive inputs of a row, block b covering
+// k in [b·block_size, min((b+1)·block_size, K)). Formats/prima-checkpoint.md §7: "int8-per-channel" is
+// block_size = K (nb = 1), "int8-block32" is block_size = 32 (nb = ceil(K/32), the last block may be short).
+//
+// The result is a bit-exact contract. Every kernel (scalar, AVX2, AVX-VNNI, AVX512-VNNI) returns exactly the
+// floats of prima_int8_linear_reference for any input, under the default rounding mode:
+//   1. Each row m of x is quantised by prima_quantize_rows (contract below): q_a[m, K] in [-127, 127], s_a[m].
+//   2. For each (m, n) and block b: isum_b = Σ_{k in b} q_a[m,k]·q_w[n,k], exact in int32 (K ≤ 65536).
+//   3. acc = 0.0f; for b = 0, 1, …, nb-1 in order: acc = acc + (float)isum_b * s_w[n, b], the product and the
+//      sum each rounded to f32 (never a fused multiply-add; int8_gemm.c is compiled with FP_CONTRACT OFF and its
+//      SIMD code uses separate multiply and add instructions).
+//   4. y[m, n] = acc * s_a[m], rounded; then y[m, n] = y[m, n] + bias[n], rounded, when there is a bias.
+// (float)isum_b rounds to nearest even (it is exact while |isum_b| ≤ 2^24). A row of x holding an infinity or a
+// NaN quantises to all zeros with s_a = NaN, so its outputs are all NaN.
+
+/// Kernels of the int8 GEMM. PRIMA_INT8_KERNEL=scalar|avx2|avxvnni|avx512vnni in the environment forces one.
+enum {
+    PRIMA_INT8_KERNEL_SCALAR = 0,      ///< plain C loops over the packed layout; runs everywhere
+    PRIMA_INT8_KERNEL_AVX2 = 1,        ///< vpsignb + vpmaddubsw(|a|, sign(a)·w) + vpmaddwd: exact since |a|,|w| ≤ 127
+    PRIMA_INT8_KERNEL_AVXVNNI = 2,     ///< vpdpbusd on ymm (VEX), (q_a + 128)·w minus 128·Σw
+    PRIMA_INT8_KERNEL_AVX512VNNI = 3,  ///< vpdpbusd on zmm (EVEX), same offset trick
+    PRIMA_INT8_KERNEL_COUNT = 4,
+};
+
+/// Result codes of the int8 functions (0 is success).
+enum {
+    PRIMA_INT8_OK = 0,
+    PRIMA_INT8_ERROR_ARGUMENT = -1,          ///< a size, stride, range or pointer is invalid (see each function)
+    PRIMA_INT8_ERROR_VALUE = -2,             ///< a weight value is -128 (outside the format's [-127, 127])
+    PRIMA_INT8_ERROR_UNSUPPORTED = -3,       ///< the kernel needs instructions this CPU (or build) lacks
+    PRIMA_INT8_ERROR_UNKNOWN_KERNEL = -4,    ///< PRIMA_INT8_KERNEL names no kernel
+    PRIMA_INT8_ERROR_MEMORY = -5,            ///< an allocation failed
+};
+
+/// The largest K the kernels accept: |isum| ≤ 127·127·K and the offset kernels' 255·127·K both fit in int32.
+#define PRIMA_INT8_MAX_K 65536
+/// Output columns per packed panel; prima_int8_gemm's column ranges start on a multiple of this.
+#define PRIMA_INT8_PANEL 16
+
+/// Bit (1 << kernel) set for each kernel this CPU and build can run (the scalar kernel always).
+uint32_t prima_int8_kernels_available(void);
+
+/// The fastest available kernel.
+int prima_int8_kernel_best(void);
+
+/// The kernel PRIMA_INT8_KERNEL names (the best one if unset or empty), or PRIMA_INT8_ERROR_UNKNOWN_KERNEL for a
+/// name that is no kernel, or PRIMA_INT8_ERROR_UNSUPPORTED for a kernel this CPU cannot run.
+int prima_int8_kernel_from_environment(void);
+
+/// As prima_int8_kernel_from_environment for the value `name` (NULL or "" for unset).
+int prima_int8_kernel_named(const char *name);
+
+/// "scalar", "avx2", "avxvnni", "avx512vnni" (the PRIMA_INT8_KERNEL spellings); NULL for another number.
+const char *prima_int8_kernel_name(int kernel);
+
+/// Quantises each row of x[m, k] (row stride ldx ≥ k) to q[m, ldq] (ldq ≥ k) and scales[m], exactly as:
+///   a = max_k |x[r,k]| over the row (f32); s = a / 127.0f (f32 division);
+///   if the row holds an infinity or NaN: s = NaN and every q is 0;
+///   else if s == 0: every q is 0;
+///   else q[r,k] = clamp(rintf(x[r,k] / s), -127, 127) (f32 division, rint in the current mode: half to even).
+/// scales[r] = s; q[r, k..<ldq] is set to 0. The same rule as the weight quantiser (prima-checkpoint.md §7).
+/// This one is plain loops; prima_quantize_rows is its vectorised (AVX2) twin with identical output.
+void prima_quantize_rows_reference(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q, int64_t ldq,
+                                   float *scales);
+/// prima_quantize_rows_reference, vectorised with AVX2 when the CPU has it; bit-identical output.
+void prima_quantize_rows(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q, int64_t ldq, float *scales);
+
+/// Packed int8 weights (opaque). Layout, for the record: columns are grouped in panels of PRIMA_INT8_PANEL; for
+/// panel p and k-group g (4 consecutive k, K padded with zero weights to a multiple of 4) the 64 bytes
+/// values[p][g][j][i] = q_w[16p + j, 4g + i] (zero past N or K), so one group is one zmm or two ymm. Per panel
+/// and block: offsets[p][b][j] = -128·Σ_{k in b} q_w[16p + j, k] (int32, for the kernels that compute
+/// (q_a + 128)·w) and scales[p][b][j] = s_w[16p + j, b] (0 past N). Every kernel reads this one layout.
+typedef struct prima_int8_weight prima_int8_weight;
+
+/// Packs q_w[n, k] (row-major) and s_w[n, nb] into a new prima_int8_weight (*out; free with
+/// prima_int8_weight_free). block_size ≥ k means one block per row (per-channel, nb = 1); otherwise block_size
+/// must be a multiple of 4 (the format uses 32) and nb = ceil(k / block_size). Requires 1 ≤ n, 1 ≤ k ≤
+/// PRIMA_INT8_MAX_K. Returns PRIMA_INT8_OK, PRIMA_INT8_ERROR_ARGUMENT, PRIMA_INT8_ERROR_VALUE (a -128; *out is
+/// then set to NULL and *bad_index, if not NULL, to the flat index of the first one) or PRIMA_INT8_ERROR_MEMORY.
+int prima_int8_pack(const int8_t *q_w, const float *s_w, int64_t n, int64_t k, int64_t block_size,
+                    prima_int8_weight **out, int64_t *bad_index);
+
+/// Frees packed weights (NULL is allowed).
+void prima_int8_weight_free(prima_int8_weight *weight);
+
+/// Bytes held by packed weights.
+size_t prima_int8_weight_bytes(const prima_int8_weight *weight);
+
+/// The int8 GEMM on pre-quantised activations: for rows 0..<m and columns [n_begin, n_end), writes
+/// y[r·ldy + n] per the contract above from q_a[m, lda] (lda ≥ K) and s_a[m] (as prima_quantize_rows makes
+/// them), the packed weights and bias[N] (NULL for none). Requires n_begin a multiple of PRIMA_INT8_PANEL,
+/// 0 ≤ n_begin ≤ n_end ≤ N, ldy ≥ n_end, q_a in [-127, 127]. Calls on disjoint column ranges may run
+/// concurrently (this is how the Swift wrapper uses two threads); each call is single-threaded. Returns
+/// PRIMA_INT8_OK, PRIMA_INT8_ERROR_ARGUMENT, PRIMA_INT8_ERROR_UNSUPPORTED or PRIMA_INT8_ERROR_MEMORY
+/// (a kernel allocates a workspace of about m·K bytes).
+int prima_int8_gemm(int kernel, const int8_t *q_a, int64_t lda, const float *s_a, int64_t m,
+                    const prima_int8_weight *weight, const float *bias, float *y, int64_t ldy,
+                    int64_t n_begin, int64_t n_end);
+
+/// The whole layer, single-threaded: quantises x[m, K] with prima_quantize_rows, then prima_int8_gemm over all
+/// columns into y[m, N]. Same result codes as prima_int8_gemm.
+int prima_int8_linear(int kernel, const float *x, int64_t m, const prima_int8_weight *weight, const float *bias,
+                      float *y);
+
+/// The scalar reference of the contract, on the unpacked layout: x[m, k], q_w[n, k], s_w[n, nb], bias[n] or
+/// NULL → y[m, n]. Plain loops; the kernels are tested against it. Returns PRIMA_INT8_OK or
+/// PRIMA_INT8_ERROR_ARGUMENT / PRIMA_INT8_ERROR_MEMORY (same size rules as prima_int8_pack).
+int prima_int8_linear_reference(const float *x, int64_t m, int64_t k, const int8_t *q_w, const float *s_w,
+                                int64_t n, int64_t block_size, const float *bias, float *y);
+
 #endif

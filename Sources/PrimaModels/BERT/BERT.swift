@@ -19,9 +19,9 @@ public final class BERTModel: ComponentModel {
         self.config = config
         self.weights = weights
         activation = try requireActivation(config.hiddenAct, field: "hidden_act", weights: weights)
-        _ = try weights("embed.tokens")
-        _ = try weights("embed.positions")
-        _ = try weights("embed.token_types")
+        try weights.require("embed.tokens")
+        try weights.require("embed.positions")
+        try weights.require("embed.token_types")
     }
 
     /// Whether the checkpoint has a pooler (BertModel with `add_pooling_layer`); MLM checkpoints do not.
@@ -44,9 +44,9 @@ public final class BERTModel: ComponentModel {
         }
 
         // token_type_ids are all zeros and position_ids arange(T) for every row (Formats/prima-trace.md §3).
-        let words = embeddingLookup(try weights("embed.tokens"), ids)
-        let types = embeddingLookup(try weights("embed.token_types"), Array(repeating: Array(repeating: 0, count: length), count: batch))
-        let positions = embeddingLookup(try weights("embed.positions"), Array(repeating: Array(0..<length), count: batch))
+        let words = try weights.embeddingRows("embed.tokens", ids.flatMap { $0 })
+        let types = try weights.embeddingRows("embed.token_types", (Array(repeating: Array(repeating: 0, count: length), count: batch)).flatMap { $0 })
+        let positions = try weights.embeddingRows("embed.positions", (Array(repeating: Array(0..<length), count: batch)).flatMap { $0 })
         var x = try norm(Elementwise.add(Elementwise.add(words, types), positions), "embed.norm")   // [B·T, C]
         try observe("embeddings", x)
         for n in 0..<config.layerCount {

@@ -21,9 +21,9 @@ public final class DINOv3ViTModel: ComponentModel {
         self.config = config
         self.weights = weights
         activation = try requireActivation(config.hiddenAct, field: "hidden_act", weights: weights)
-        _ = try weights("embed.cls_token")
-        _ = try weights("embed.patch.weight")
-        if config.registerCount > 0 { _ = try weights("embed.register_tokens") }
+        try weights.require("embed.cls_token")
+        try weights.require("embed.patch.weight")
+        if config.registerCount > 0 { try weights.require("embed.register_tokens") }
     }
 
     public func forward(_ inputs: ModelInputs, observe: (String, Tensor) throws -> Void) throws -> Tensor {

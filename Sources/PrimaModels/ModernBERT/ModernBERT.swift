@@ -21,7 +21,7 @@ public final class ModernBERTModel: ComponentModel {
         guard config.hiddenSize / config.headCount % 2 == 0 else {
             throw RuntimeError("\(weights.origin): head size \(config.hiddenSize / config.headCount) is odd; rotary embeddings need an even one")
         }
-        _ = try weights("embed.tokens")
+        try weights.require("embed.tokens")
     }
 
     public func forward(_ inputs: ModelInputs, observe: (String, Tensor) throws -> Void) throws -> Tensor {
@@ -44,7 +44,7 @@ public final class ModernBERTModel: ComponentModel {
             Linear.forward(x, weight: try weights.linear(name + ".weight"), bias: weights.optional(name + ".bias"))
         }
 
-        var x = try norm(embeddingLookup(try weights("embed.tokens"), ids), "embed.norm")      // [B·T, C]
+        var x = try norm(try weights.embeddingRows("embed.tokens", ids.flatMap { $0 }), "embed.norm")      // [B·T, C]
         try observe("embeddings", x)
         for n in 0..<config.layerCount {
             let l = "layers.\(n)."

@@ -15,13 +15,13 @@ public final class Qwen3Model: ComponentModel {
         self.config = config
         self.weights = weights
         activation = try requireActivation(config.hiddenAct, field: "hidden_act", weights: weights)
-        _ = try weights("embed.tokens")
+        try weights.require("embed.tokens")
         _ = try lmHead()
     }
 
     /// The output projection [V, C]: lm_head, or the embeddings when tied.
     func lmHead() throws -> LinearWeight {
-        try weights.optionalLinear("lm_head.weight") ?? .float(weights("embed.tokens"))
+        try weights.optionalLinear("lm_head.weight") ?? weights.linear("embed.tokens")
     }
 
     public func forward(_ inputs: ModelInputs, observe: (String, Tensor) throws -> Void) throws -> Tensor {
@@ -32,7 +32,7 @@ public final class Qwen3Model: ComponentModel {
         let (cos, sin) = RoPE.tables(positions: length, headDim: d, theta: config.ropeTheta)
         let attentionMask = AttentionMask.causal(padding: mask)
 
-        var x = embeddingLookup(try weights("embed.tokens"), ids)              // [B·T, C]
+        var x = try weights.embeddingRows("embed.tokens", ids.flatMap { $0 })              // [B·T, C]
         try observe("embeddings", x)
         for n in 0..<config.layerCount {
             let l = "layers.\(n)."

@@ -99,6 +99,9 @@ struct Export: ParsableCommand {
     @Flag(help: "Replace a non-empty output directory.")
     var force = false
 
+    @Flag(help: "Export an int8-quantised component as dequantised weights in their recorded source dtype (not bit-identical to the original).")
+    var dequantize = false
+
     @Flag(name: .customLong("no-progress"), help: "Do not draw progress on stderr.")
     var noProgress = false
 
@@ -112,7 +115,7 @@ struct Export: ParsableCommand {
     func run() throws {
         let summary = try Exporter.run(checkpoint: checkpoint, role: ComponentRole(rawValue: component)!, output: output,
                                        maxShardBytes: parseByteSize(maxShardSize)!, overwrite: force,
-                                       showProgress: !noProgress)
+                                       showProgress: !noProgress, dequantize: dequantize)
         print(String(format: "wrote %@: %d tensors, %@ in %d file(s), %.2f s", summary.directory, summary.tensorCount,
                      Progress.format(summary.bytes), summary.shardCount, summary.seconds))
     }

@@ -1,0 +1,304 @@
+import Foundation
+import PrimaKernels
+
+// int8 linear layers over the C kernels of PrimaKernels (int8_gemm.c). Shapes: x [M, K] activations, weight
+// values [N, K] int8 with scales [N, nb], y [M, N]; M rows, K inputs, N outputs (the brief's GEMM names; note
+// that `Linear` names its dimensions the other way round). The numeric contract, which every kernel meets bit
+// for bit, is written out in PrimaKernels.h and followed line by line by ``Int8Linear/reference``.
+
+/// Why an int8 weight or kernel was refused.
+public enum Int8Error: Error, Equatable, CustomStringConvertible {
+    /// `PRIMA_INT8_KERNEL` holds a name that is no kernel.
+    case unknownKernel(String)
+    /// The kernel needs instructions this CPU (or build) lacks.
+    case unsupportedKernel(Int8Kernel)
+    /// A weight value is -128, outside the format's [-127, 127] (prima-checkpoint.md §7).
+    case valueOutOfRange(row: Int, column: Int)
+    /// The values, scales or block size do not fit together.
+    case shape(String)
+    /// The packed copy could not be allocated.
+    case outOfMemory(bytes: Int)
+
+    public var description: String {
+        switch self {
+        case .unknownKernel(let name):
+            "PRIMA_INT8_KERNEL=\(name) names no int8 kernel (use one of \(Int8Kernel.allCases.map(\.rawValue).joined(separator: ", ")))"
+        case .unsupportedKernel(let kernel):
+            "int8 kernel \(kernel.rawValue) needs instructions this CPU lacks (available: \(Int8Kernel.available.map(\.rawValue).joined(separator: ", ")))"
+        case .valueOutOfRange(let row, let column):
+            "int8 weight value -128 at [\(row), \(column)]: the format allows [-127, 127] only"
+        case .shape(let message):
+            "int8 weight: \(message)"
+        case .outOfMemory(let bytes):
+            "int8 weight: cannot allocate about \(bytes) bytes for the packed copy"
+        }
+    }
+}
+
+/// The int8 GEMM kernels. All return the same bits (the contract in PrimaKernels.h); they differ in speed.
+/// Raw values are the spellings `PRIMA_INT8_KERNEL` accepts.
+public enum Int8Kernel: String, Sendable, CaseIterable {
+    /// Plain C loops; runs everywhere.
+    case scalar
+    /// AVX2: vpmaddubsw on |a| and sign(a)·w (exact because both are at most 127 in magnitude), then vpmaddwd.
+    case avx2
+    /// AVX-VNNI: vpdpbusd on ymm.
+    case avxVNNI = "avxvnni"
+    /// AVX512-VNNI: vpdpbusd on zmm.
+    case avx512VNNI = "avx512vnni"
+
+    var code: Int32 {
+        switch self {
+        case .scalar: Int32(PRIMA_INT8_KERNEL_SCALAR)
+        case .avx2: Int32(PRIMA_INT8_KERNEL_AVX2)
+        case .avxVNNI: Int32(PRIMA_INT8_KERNEL_AVXVNNI)
+        case .avx512VNNI: Int32(PRIMA_INT8_KERNEL_AVX512VNNI)
+        }
+    }
+
+    init?(code: Int32) {
+        guard let kernel = Int8Kernel.allCases.first(where: { $0.code == code }) else { return nil }
+        self = kernel
+    }
+
+    /// The kernels this CPU can run, slowest first (``scalar`` always).
+    public static var available: [Int8Kernel] {
+        let bits = prima_int8_kernels_available()
+        return allCases.filter { bits & (1 << UInt32($0.code)) != 0 }
+    }
+
+    /// Whether this CPU can run the kernel.
+    public var isAvailable: Bool { Int8Kernel.available.contains(self) }
+
+    /// The fastest available kernel.
+    public static var best: Int8Kernel { Int8Kernel(code: prima_int8_kernel_best()) ?? .scalar }
+
+    /// The kernel `PRIMA_INT8_KERNEL` forces, or ``best`` when it is unset or empty. Throws for a name that is
+    /// no kernel and for a kernel this CPU cannot run.
+    public static var selected: Int8Kernel {
+        get throws(Int8Error) { try named(ProcessInfo.processInfo.environment["PRIMA_INT8_KERNEL"]) }
+    }
+
+    /// As ``selected`` for the environment value `name` (nil for unset).
+    public static func named(_ name: String?) throws(Int8Error) -> Int8Kernel {
+        let code = name.map { prima_int8_kernel_named($0) } ?? prima_int8_kernel_best()
+        if let kernel = Int8Kernel(code: code) { return kernel }
+        if code == Int32(PRIMA_INT8_ERROR_UNSUPPORTED), let name, let kernel = Int8Kernel(rawValue: name) {
+            throw .unsupportedKernel(kernel)
+        }
+        throw .unknownKernel(name ?? "")
+    }
+}
+
+/// int8 weights W[N, K] packed once for the kernels (16-column panels; the layout is documented with
+/// `prima_int8_weight` in PrimaKernels.h). Immutable after init, so one instance may serve several threads.
+public final class Int8Weight: @unchecked Sendable {
+    /// Outputs N (rows of W).
+    public let outputs: Int
+    /// Inputs K (columns of W).
+    public let inputs: Int
+    /// Inputs per scale: K for "int8-per-channel", 32 for "int8-block32".
+    public let blockSize: Int
+    /// Scales per row: 1, or ceil(K / blockSize).
+    public let blockCount: Int
+    /// The kernel ``Int8Linear/forward(_:weight:bias:kernel:threads:)`` uses unless told otherwise.
+    public let kernel: Int8Kernel
+    /// Bytes of the packed copy.
+    public var packedByteCount: Int { prima_int8_weight_bytes(packed) }
+    /// [N, K], as the int8 dataset's shape.
+    public var shape: [Int] { [outputs, inputs] }
+
+    let packed: OpaquePointer
+
+    /// Packs `values` (i8 [N, K], in [-127, 127]) and `scales` (f32 [N, nb], or [N] per-channel) with
+    /// `blockSize` inputs per scale (K or more: one scale per row; otherwise a multiple of 4, the format's 32).
+    /// `kernel` defaults to ``Int8Kernel/selected``. The tensors are not retained.
+    public init(values: Tensor, scales: Tensor, blockSize: Int, kernel: Int8Kernel? = nil) throws(Int8Error) {
+        guard values.dtype == .i8, values.shape.count == 2 else {
+            throw .shape("values must be i8 [N, K], got \(values.dtype) \(ShapeMath.describe(values.shape))")
+        }
+        let (n, k) = (values.shape[0], values.shape[1])
+        guard n >= 1, k >= 1, k <= Int(PRIMA_INT8_MAX_K) else {
+            throw .shape("values \(ShapeMath.describe(values.shape)) need N ≥ 1 and 1 ≤ K ≤ \(PRIMA_INT8_MAX_K)")
+        }
+        guard blockSize >= 1, blockSize >= k || blockSize % 4 == 0 else {
+            throw .shape("block size \(blockSize) must be K (\(k)) or more, or a multiple of 4")
+        }
+        let blocks = blockSize >= k ? 1 : (k + blockSize - 1) / blockSize
+        guard scales.dtype == .f32, scales.shape == [n, blocks] || (blocks == 1 && scales.shape == [n]) else {
+            throw .shape("scales must be f32 [\(n), \(blocks)] for block size \(blockSize), got \(scales.dtype) \(ShapeMath.describe(scales.shape))")
+        }
+        let chosen: Int8Kernel
+        if let kernel { chosen = kernel } else { chosen = try Int8Kernel.selected }
+        guard chosen.isAvailable else { throw .unsupportedKernel(chosen) }
+        var result: OpaquePointer?
+        var badIndex: Int64 = 0
+        let status = values.withUnsafeBytes { raw in
+            scales.withFloat32 { s in
+                prima_int8_pack(raw.baseAddress!.assumingMemoryBound(to: Int8.self), s.baseAddress!, Int64(n), Int64(k),
+                                Int64(blockSize), &result, &badIndex)
+            }
+        }
+        switch status {
+        case Int32(PRIMA_INT8_OK): break
+        case Int32(PRIMA_INT8_ERROR_VALUE): throw .valueOutOfRange(row: Int(badIndex) / k, column: Int(badIndex) % k)
+        case Int32(PRIMA_INT8_ERROR_MEMORY): throw .outOfMemory(bytes: n * k + 2 * n * blocks * 4)
+        default: throw .shape("prima_int8_pack refused [\(n), \(k)] block \(blockSize) (code \(status))")
+        }
+        packed = result!
+        outputs = n
+        inputs = k
+        self.blockSize = min(blockSize, k)
+        blockCount = blocks
+        self.kernel = chosen
+    }
+
+    deinit { prima_int8_weight_free(packed) }
+}
+
+/// Linear layers with int8 weights, `y = x · Wᵀ + b`, activations quantised per row on the fly.
+public enum Int8Linear {
+    /// x [M, K] f32 · weightᵀ + bias [N] → f32 [M, N], with `kernel` (default: the weight's) on up to `threads`
+    /// threads (default: the active processor count; small products use one). Each thread computes whole
+    /// 32-column slices, and each output depends only on its own row and column, so the bits do not depend on
+    /// the thread count.
+    public static func forward(_ x: Tensor, weight: Int8Weight, bias: Tensor? = nil, kernel: Int8Kernel? = nil,
+                               threads: Int? = nil) -> Tensor {
+        let (m, k, n) = dimensions(x, weight, bias)
+        let kernel = kernel ?? weight.kernel
+        precondition(kernel.isAvailable, "int8 kernel \(kernel.rawValue) is not available on this CPU")
+        let y = Tensor(zeros: [m, n], dtype: .f32)
+        guard m > 0 else { return y }
+        let q = UnsafeMutablePointer<Int8>.allocate(capacity: m * k)
+        let s = UnsafeMutablePointer<Float>.allocate(capacity: m)
+        defer { q.deallocate(); s.deallocate() }
+        x.withFloat32 { prima_quantize_rows($0.baseAddress!, Int64(m), Int64(k), Int64(k), q, Int64(k), s) }
+
+        // Slices of 32 columns (two panels: the AVX512-VNNI tile width), spread evenly over the threads.
+        let slices = (n + 31) / 32
+        let work = m * n * k
+        let wanted = threads ?? (work >= 1 << 22 ? ProcessInfo.processInfo.activeProcessorCount : 1)
+        let chunks = max(1, min(wanted, slices))
+        let status = UnsafeMutableBufferPointer<Int32>.allocate(capacity: chunks)
+        defer { status.deallocate() }
+        y.withMutableFloat32 { out in
+            withOptionalFloat32(bias) { biasBase in
+                // Every pointer outlives the call; the threads write disjoint column ranges of y and of `status`.
+                let call = GEMMCall(kernel: kernel.code, q: q, s: s, m: m, k: k, n: n, weight: weight.packed,
+                                    bias: biasBase, y: out.baseAddress!, status: status.baseAddress!)
+                let run = { @Sendable (chunk: Int) in
+                    call.run(begin: min(n, slices * chunk / chunks * 32), end: min(n, slices * (chunk + 1) / chunks * 32),
+                             statusIndex: chunk)
+                }
+                if chunks == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: run) }
+            }
+        }
+        for code in status where code != Int32(PRIMA_INT8_OK) {
+            preconditionFailure("prima_int8_gemm (\(kernel.rawValue), [\(m), \(k)] × [\(n), \(k)]ᵀ) failed with code \(code)")
+        }
+        return y
+    }
+
+    /// The plain-loop reference of the contract (PrimaKernels.h), in Swift, on the unpacked weight: `values` i8
+    /// [N, K], `scales` f32 [N, nb] (or [N]), `blockSize` as for ``Int8Weight``. Every kernel equals it bit for
+    /// bit; it is independent of the C code, so agreeing with it checks the C reference too.
+    public static func reference(_ x: Tensor, values: Tensor, scales: Tensor, blockSize: Int, bias: Tensor? = nil) -> Tensor {
+        precondition(values.dtype == .i8 && values.shape.count == 2 && x.shape.count == 2 && x.shape[1] == values.shape[1],
+                     "int8 linear: x \(ShapeMath.describe(x.shape)) does not match values \(ShapeMath.describe(values.shape))")
+        let (m, k, n) = (x.shape[0], x.shape[1], values.shape[0])
+        let block = min(blockSize, k), blocks = (k + block - 1) / block
+        precondition(scales.elementCount == n * blocks, "int8 linear: scales \(ShapeMath.describe(scales.shape)) for [\(n), \(blocks)]")
+        precondition(bias.map { $0.shape == [n] } ?? true, "int8 linear: bias does not match the weight")
+        let (qa, sa) = quantizeRowsReference(x)
+        let qw = values.withUnsafeBytes { Array($0.bindMemory(to: Int8.self)) }
+        let sw = scales.float32Values(), b = bias?.float32Values()
+        let qaValues = qa.withUnsafeBytes { Array($0.bindMemory(to: Int8.self)) }, saValues = sa.float32Values()
+        var out = [Float](repeating: 0, count: m * n)
+        for row in 0..<m {
+            for column in 0..<n {
+                var acc: Float = 0
+                for blockIndex in 0..<blocks {
+                    var isum: Int32 = 0
+                    for i in blockIndex * block..<min(blockIndex * block + block, k) {
+                        isum += Int32(qaValues[row * k + i]) * Int32(qw[column * k + i])
+                    }
+                    let term = Float(isum) * sw[column * blocks + blockIndex]
+                    acc = acc + term
+                }
+                var y = acc * saValues[row]
+                if let b { y = y + b[column] }
+                out[row * n + column] = y
+            }
+        }
+        return Tensor(shape: [m, n], float32: out)
+    }
+
+    /// Step 1 of the contract, vectorised (`prima_quantize_rows`): x f32 [M, K] → (i8 [M, K], f32 scales [M]).
+    public static func quantizeRows(_ x: Tensor) -> (values: Tensor, scales: Tensor) {
+        precondition(x.shape.count == 2, "quantizeRows: x must be [M, K], got \(ShapeMath.describe(x.shape))")
+        let (m, k) = (x.shape[0], x.shape[1])
+        let q = Tensor(zeros: [m, k], dtype: .i8), s = Tensor(zeros: [m], dtype: .f32)
+        x.withFloat32 { input in
+            s.withMutableFloat32 { scales in
+                prima_quantize_rows(input.baseAddress!, Int64(m), Int64(k), Int64(k),
+                                    q.storage.bytes.baseAddress!.assumingMemoryBound(to: Int8.self), Int64(k), scales.baseAddress!)
+            }
+        }
+        return (q, s)
+    }
+
+    /// Step 1 of the contract in plain Swift loops: per row, a = max |x| (f32); s = a / 127; a row holding an
+    /// infinity or NaN gets s = NaN and q = 0; s == 0 gives q = 0; else q = clamp(rint(x / s), -127, 127).
+    public static func quantizeRowsReference(_ x: Tensor) -> (values: Tensor, scales: Tensor) {
+        precondition(x.shape.count == 2, "quantizeRows: x must be [M, K], got \(ShapeMath.describe(x.shape))")
+        let (m, k) = (x.shape[0], x.shape[1])
+        let input = x.float32Values()
+        var q = [Int8](repeating: 0, count: m * k), s = [Float](repeating: 0, count: m)
+        for row in 0..<m {
+            var amax: Float = 0, finite = true
+            for i in 0..<k {
+                let v = input[row * k + i].magnitude
+                if !(v <= .greatestFiniteMagnitude) { finite = false } else if v > amax { amax = v }
+            }
+            let scale: Float = finite ? amax / 127 : .nan
+            s[row] = scale
+            guard finite, scale != 0 else { continue }
+            for i in 0..<k {
+                let v = (input[row * k + i] / scale).rounded(.toNearestOrEven)
+                q[row * k + i] = Int8(min(max(v, -127), 127))
+            }
+        }
+        let values = Tensor(zeros: [m, k], dtype: .i8)
+        q.withUnsafeBytes { values.storage.bytes.copyMemory(from: $0) }
+        return (values, Tensor(shape: [m], float32: s))
+    }
+
+    /// One prima_int8_gemm call's arguments, shared by the threads that each compute a range of columns.
+    private struct GEMMCall: @unchecked Sendable {
+        let kernel: Int32
+        let q: UnsafePointer<Int8>, s: UnsafePointer<Float>
+        let m: Int, k: Int, n: Int
+        let weight: OpaquePointer
+        let bias: UnsafePointer<Float>?
+        let y: UnsafeMutablePointer<Float>
+        let status: UnsafeMutablePointer<Int32>
+
+        func run(begin: Int, end: Int, statusIndex: Int) {
+            status[statusIndex] = prima_int8_gemm(kernel, q, Int64(k), s, Int64(m), weight, bias, y, Int64(n),
+                                                  Int64(begin), Int64(end))
+        }
+    }
+
+    private static func withOptionalFloat32<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let tensor else { return body(nil) }
+        return tensor.withFloat32 { body($0.baseAddress!) }
+    }
+
+    private static func dimensions(_ x: Tensor, _ weight: Int8Weight, _ bias: Tensor?) -> (Int, Int, Int) {
+        precondition(x.shape.count == 2 && x.shape[1] == weight.inputs,
+                     "int8 linear: x \(ShapeMath.describe(x.shape)) does not match weight \(ShapeMath.describe(weight.shape))")
+        precondition(bias.map { $0.shape == [weight.outputs] && $0.dtype == .f32 } ?? true,
+                     "int8 linear: bias must be f32 [\(weight.outputs)]")
+        return (x.shape[0], x.shape[1], weight.outputs)
+    }
+}
