@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "PrimaQuantize", targets: ["PrimaQuantize"]),
         .library(name: "PrimaImage", targets: ["PrimaImage"]),
         .library(name: "PrimaTokenizers", targets: ["PrimaTokenizers"]),
+        .library(name: "PrimaMetadata", targets: ["PrimaMetadata"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -55,6 +56,8 @@ let package = Package(
             name: "PrimaCLI",
             dependencies: ["PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "PrimaTokenizers", dependencies: ["CJSONC"]),
+        // Patient metadata → the text the PRIMA text encoder reads (Docs/prima-model.md, "Metadata to text").
+        .target(name: "PrimaMetadata", dependencies: ["PrimaJSON"]),
         .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
@@ -92,6 +95,7 @@ let package = Package(
         .testTarget(name: "PrimaImageTests", dependencies: ["PrimaImage", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(
             name: "PrimaTokenizersTests", dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
+        .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]
