@@ -193,16 +193,7 @@ enum DecoderFactory {
         switch type {
         case "ByteLevel": return ByteLevelDecoder()
         case "Metaspace":
-            var scheme = MetaspacePreTokenizer.PrependScheme.always
-            if let schemeNode = try node.optional("prepend_scheme") {
-                let name = try schemeNode.string()
-                guard let parsed = MetaspacePreTokenizer.PrependScheme(rawValue: name) else {
-                    throw schemeNode.error("unknown prepend_scheme \"\(name)\" (always, never, first)")
-                }
-                scheme = parsed
-            }
-            if try node.optional("add_prefix_space")?.bool() == false { scheme = .never }
-            return MetaspaceDecoder(replacement: try scalar("replacement"), prependScheme: scheme)
+            return MetaspaceDecoder(replacement: try scalar("replacement"), prependScheme: try .read(from: node))
         case "BPEDecoder": return BPESuffixDecoder(suffix: try node.optional("suffix")?.string() ?? "</w>")
         case "WordPiece":
             return WordPieceDecoder(prefix: try node.optional("prefix")?.string() ?? "##",

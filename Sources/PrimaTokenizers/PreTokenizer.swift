@@ -335,17 +335,7 @@ enum PreTokenizerFactory {
             let replacementNode = try node.required("replacement")
             let replacement = Array(try replacementNode.string().unicodeScalars)
             guard replacement.count == 1 else { throw replacementNode.error("expected one character") }
-            var scheme = MetaspacePreTokenizer.PrependScheme.always
-            if let schemeNode = try node.optional("prepend_scheme") {
-                let name = try schemeNode.string()
-                guard let parsed = MetaspacePreTokenizer.PrependScheme(rawValue: name) else {
-                    throw schemeNode.error("unknown prepend_scheme \"\(name)\" (always, never, first)")
-                }
-                scheme = parsed
-            }
-            // Older files: add_prefix_space false means prepend_scheme never.
-            if try node.optional("add_prefix_space")?.bool() == false { scheme = .never }
-            return MetaspacePreTokenizer(replacement: replacement[0], prependScheme: scheme,
+            return MetaspacePreTokenizer(replacement: replacement[0], prependScheme: try .read(from: node),
                                          split: try node.optional("split")?.bool() ?? true)
         case "Sequence":
             let items = try node.required("pretokenizers").array()
@@ -354,5 +344,22 @@ enum PreTokenizerFactory {
             throw TokenizerError.unsupportedComponent(node.document.source,
                                                       node.path.isEmpty ? "pre_tokenizer" : node.path, type)
         }
+    }
+}
+
+extension MetaspacePreTokenizer.PrependScheme {
+    /// The scheme a Metaspace section (pre-tokenizer or decoder) asks for: its `prepend_scheme`, defaulting to
+    /// `always`; older files say `add_prefix_space: false` for `never`.
+    static func read(from node: JSONNode) throws -> Self {
+        var scheme = Self.always
+        if let schemeNode = try node.optional("prepend_scheme") {
+            let name = try schemeNode.string()
+            guard let parsed = Self(rawValue: name) else {
+                throw schemeNode.error("unknown prepend_scheme \"\(name)\" (always, never, first)")
+            }
+            scheme = parsed
+        }
+        if try node.optional("add_prefix_space")?.bool() == false { scheme = .never }
+        return scheme
     }
 }
