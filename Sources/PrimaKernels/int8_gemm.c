@@ -433,6 +433,36 @@ __attribute__((target(T512))) static int gemm_avx512(const int8_t *q_a, int64_t 
 
 // MARK: - AVX-VNNI kernel: ymm, one panel (2 ymm of 8 columns) per tile
 
+// Shared by the two ymm kernels (AVX-VNNI and AVX2), which differ only in how they form the int32 block sums.
+
+/// Step 3 of the contract for one block of a tile: facc[r][v] += float(iacc[r][v]) * scale (mul, then add).
+static ALWAYS_INLINE __attribute__((target("avx2"))) void
+ymm_scale_block(__m256 facc[][2], __m256i iacc[][2], const int mr, const float *scales) {
+    UNROLL for (int v = 0; v < 2; v++) {
+        const __m256 scale = _mm256_load_ps(scales + 8 * v);
+        UNROLL for (int r = 0; r < mr; r++)
+            facc[r][v] = _mm256_add_ps(facc[r][v], _mm256_mul_ps(_mm256_cvtepi32_ps(iacc[r][v]), scale));
+    }
+}
+
+/// Step 4 for a tile of mr rows and the panel's first `ncols` columns (≤ 16): y = facc * s_a (+ bias).
+static ALWAYS_INLINE __attribute__((target("avx2"))) void
+ymm_store_tile(__m256 facc[][2], const int mr, const float *s_a, const float *bias, float *y, int64_t ldy,
+               int64_t ncols) {
+    UNROLL for (int v = 0; v < 2; v++) {
+        const int64_t left = ncols - 8 * v;
+        if (left <= 0) break;
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)),
+                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256 bv = bias ? _mm256_maskload_ps(bias + 8 * v, mask) : _mm256_setzero_ps();
+        UNROLL for (int r = 0; r < mr; r++) {
+            __m256 out = _mm256_mul_ps(facc[r][v], _mm256_set1_ps(s_a[r]));
+            if (bias) out = _mm256_add_ps(out, bv);
+            _mm256_maskstore_ps(y + r * ldy + 8 * v, mask, out);
+        }
+    }
+}
+
 #define TVNNI "avx2,avxvnni"
 
 static ALWAYS_INLINE __attribute__((target(TVNNI))) void
@@ -459,25 +489,10 @@ tile_avxvnni(const int mr, const int single, const uint8_t *a, int64_t kp, int64
                 iacc[r][1] = _mm256_dpbusd_avx_epi32(iacc[r][1], av, w1);
             }
         }
-        UNROLL for (int v = 0; v < 2; v++) {
-            const __m256 scale = _mm256_load_ps(w->scales + (p * w->blocks + b) * PRIMA_INT8_PANEL + 8 * v);
-            UNROLL for (int r = 0; r < mr; r++)
-                facc[r][v] = _mm256_add_ps(facc[r][v], _mm256_mul_ps(_mm256_cvtepi32_ps(iacc[r][v]), scale));
-        }
+        ymm_scale_block(facc, iacc, mr, w->scales + (p * w->blocks + b) * PRIMA_INT8_PANEL);
         if (single) break;
     }
-    UNROLL for (int v = 0; v < 2; v++) {
-        const int64_t left = ncols - 8 * v;
-        if (left <= 0) break;
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)),
-                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        const __m256 bv = bias ? _mm256_maskload_ps(bias + 16 * p + 8 * v, mask) : _mm256_setzero_ps();
-        UNROLL for (int r = 0; r < mr; r++) {
-            __m256 out = _mm256_mul_ps(facc[r][v], _mm256_set1_ps(s_a[r]));
-            if (bias) out = _mm256_add_ps(out, bv);
-            _mm256_maskstore_ps(y + r * ldy + 16 * p + 8 * v, mask, out);
-        }
-    }
+    ymm_store_tile(facc, mr, s_a, bias ? bias + 16 * p : NULL, y + 16 * p, ldy, ncols);
 }
 
 /// All rows for panel p with a ymm tile function: full tiles of MR rows (MR ≤ 6), then one of the remainder.
@@ -549,25 +564,10 @@ tile_avx2(const int mr, const int single, const uint8_t *a, int64_t kp, int64_t 
                 iacc[r][1] = _mm256_add_epi32(iacc[r][1], _mm256_madd_epi16(p1, ones));
             }
         }
-        UNROLL for (int v = 0; v < 2; v++) {
-            const __m256 scale = _mm256_load_ps(w->scales + (p * w->blocks + b) * PRIMA_INT8_PANEL + 8 * v);
-            UNROLL for (int r = 0; r < mr; r++)
-                facc[r][v] = _mm256_add_ps(facc[r][v], _mm256_mul_ps(_mm256_cvtepi32_ps(iacc[r][v]), scale));
-        }
+        ymm_scale_block(facc, iacc, mr, w->scales + (p * w->blocks + b) * PRIMA_INT8_PANEL);
         if (single) break;
     }
-    UNROLL for (int v = 0; v < 2; v++) {
-        const int64_t left = ncols - 8 * v;
-        if (left <= 0) break;
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)),
-                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        const __m256 bv = bias ? _mm256_maskload_ps(bias + 16 * p + 8 * v, mask) : _mm256_setzero_ps();
-        UNROLL for (int r = 0; r < mr; r++) {
-            __m256 out = _mm256_mul_ps(facc[r][v], _mm256_set1_ps(s_a[r]));
-            if (bias) out = _mm256_add_ps(out, bv);
-            _mm256_maskstore_ps(y + r * ldy + 16 * p + 8 * v, mask, out);
-        }
-    }
+    ymm_store_tile(facc, mr, s_a, bias ? bias + 16 * p : NULL, y + 16 * p, ldy, ncols);
 }
 
 // Register budget (16 ymm): ones, 2 weights, 2 broadcasts and a product leave 10: one block, 4 rows × 2 vectors
