@@ -99,9 +99,13 @@ def write_inputs(path: Path, component: str, tokens, vocab: int):
         return {"input_ids": ids, "attention_mask": mask}
 
 
-def torch_seconds(model_dir: Path, kind: str, inputs: dict, repeat: int) -> float:
+def torch_seconds(model_dir: Path, kind: str, inputs: dict, repeat: int, dynamic_int8: bool = False) -> float:
+    """Median forward time of the transformers model (eager, fp32, no_grad) after a warm-up; with `dynamic_int8`,
+    after `torch.ao.quantization.quantize_dynamic` on every nn.Linear (qint8)."""
     cls = transformers.AutoModelForCausalLM if kind == "qwen3" else transformers.AutoModel
     model = cls.from_pretrained(model_dir, attn_implementation="eager", dtype=torch.float32).eval()
+    if dynamic_int8:
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     times = []
     with torch.no_grad():
         model(**inputs)
@@ -113,8 +117,11 @@ def torch_seconds(model_dir: Path, kind: str, inputs: dict, repeat: int) -> floa
     return statistics.median(times)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_arguments(description: str, products: list) -> tuple:
+    """The options both benchmarks take, torch's thread count set, the release tools built; returns the
+    arguments, the tool paths by name, and the runtime's environment (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+    removed so it picks its kernels itself, OPENBLAS_NUM_THREADS = --threads)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("models", type=Path)
     parser.add_argument("--work", type=Path, default=Path("/tmp/prima-bench-forward"))
     parser.add_argument("--repeat", type=int, default=5)
@@ -123,17 +130,25 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    run(["swift", "build", "-c", "release", "--product", "prima-convert"])
-    run(["swift", "build", "-c", "release", "--product", "prima-verify"])
-    convert = REPO / ".build/release/prima-convert"
-    verify = REPO / ".build/release/prima-verify"
+    for product in products:
+        run(["swift", "build", "-c", "release", "--product", product])
+    tools = {name: REPO / ".build/release" / name for name in products}
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     env["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    return args, tools, env
+
+
+def cpu_name() -> str:
+    return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+
+
+def main():
+    args, tools, env = parse_arguments(__doc__.split("\n")[0], ["prima-convert", "prima-verify"])
+    convert, verify = tools["prima-convert"], tools["prima-verify"]
     info = run([verify, "--system-info"], env=env)
     core = re.search(r"openblas core: (\S+)", info).group(1)
     peak = float(re.search(r"sgemm peak: ([0-9.]+) GFLOP/s", info).group(1))
-    cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    print(f"machine: {cpu}, {os.cpu_count()} cores; threads: {args.threads} for both; OpenBLAS core {core}, "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; threads: {args.threads} for both; OpenBLAS core {core}, "
           f"sgemm peak {peak:.0f} GFLOP/s; torch {torch.__version__}, transformers {transformers.__version__}; "
           f"median of {args.repeat} runs after a warm-up\n")
     print("| model | input | PyTorch s | ours s | ratio | ours GFLOP/s | % of sgemm peak | ours peak RSS | fp32 weights |")

@@ -10,57 +10,25 @@ script imports them the same way). For each model it writes WORK/NAME-int8.h5 wi
 `--quantize-embeddings --quantize-heads` too (PyTorch's dynamic quantisation quantises every nn.Linear, the LM
 head included, so that row is the like-for-like one; the Qwen3 head is tied to the embeddings, so both go). Reports file sizes, forward medians and ratios.
 """
-import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_forward import MODELS, REPO, run, write_inputs  # noqa: E402
-
-
-def torch_int8_seconds(model_dir: Path, kind: str, inputs: dict, repeat: int) -> float:
-    cls = transformers.AutoModelForCausalLM if kind == "qwen3" else transformers.AutoModel
-    model = cls.from_pretrained(model_dir, attn_implementation="eager", dtype=torch.float32).eval()
-    model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    times = []
-    with torch.no_grad():
-        model(**inputs)
-        for _ in range(repeat):
-            start = time.perf_counter()
-            model(**inputs)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from bench_forward import MODELS, cpu_name, parse_arguments, run, torch_seconds, write_inputs  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("models", type=Path)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/prima-bench-forward"))
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--only", nargs="*", default=list(MODELS))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    args.work.mkdir(parents=True, exist_ok=True)
-    for product in ("prima-convert", "prima-verify", "prima-quantize"):
-        run(["swift", "build", "-c", "release", "--product", product])
-    tools = {name: REPO / ".build/release" / name for name in ("prima-convert", "prima-verify", "prima-quantize")}
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    env["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    args, tools, env = parse_arguments(__doc__.split("\n")[0], ["prima-convert", "prima-verify", "prima-quantize"])
 
     def ours(checkpoint: Path, trace: Path) -> float:
         out = run([tools["prima-verify"], checkpoint, "--trace", trace, "--json", "--repeat", str(args.repeat)], env=env)
         return json.loads(out)["forward_seconds"]
 
-    cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    print(f"machine: {cpu}, {os.cpu_count()} cores; threads: {args.threads}; torch {torch.__version__}; "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; threads: {args.threads}; torch {torch.__version__}; "
           f"median of {args.repeat} runs after a warm-up\n")
     print("| model | int8 file / fp32 file | ours fp32 s | ours int8 s | int8 speed-up | PyTorch dynamic int8 s | ours int8 / PyTorch int8 |")
     print("|---|---|---|---|---|---|---|")
@@ -76,7 +44,7 @@ def main():
         variants = [("", [])] + ([(" (+ head)", ["--quantize-embeddings", "--quantize-heads"])]
                                  if config["model_type"] == "qwen3" else [])
         fp32 = ours(checkpoint, trace)
-        peer = torch_int8_seconds(model_dir, config["model_type"], inputs, args.repeat)
+        peer = torch_seconds(model_dir, config["model_type"], inputs, args.repeat, dynamic_int8=True)
         for label, flags in variants:
             quantized = args.work / f"{name}-int8{'-heads' if flags else ''}.h5"
             run([tools["prima-quantize"], "--int8", checkpoint, "-o", quantized, "--force", *flags])
