@@ -18,12 +18,12 @@ public struct ModelWeights: Sendable {
     private let tensors: [String: Tensor]
     private let quantized: [String: QuantizedWeight]
 
-    /// An int8 weight: packed for the kernels, plus what dequantising rows needs (embedding lookups).
+    /// An int8 weight, held in the form its uses need: packed for the int8 kernels when it multiplies (a Linear
+    /// weight, or an embedding table with a tied head), and as plain values with scales when rows are looked up
+    /// (an `embed.*` table). Keeping only what is used keeps one copy of a Linear weight.
     struct QuantizedWeight: Sendable {
-        let packed: Int8Weight
-        let values: Tensor      // [N, K] i8
-        let scales: Tensor      // [N, blocks] f32
-        let blockSize: Int
+        let packed: Int8Weight?
+        let rows: (values: Tensor, scales: Tensor, blockSize: Int)?   // [N, K] i8, [N, blocks] f32
     }
 
     /// Reads every tensor of `component`.
@@ -34,13 +34,18 @@ public struct ModelWeights: Sendable {
         let records = try component.tensorRecords()
         let int8Names = Set(records.filter { $0.aliasOf == nil && $0.dtype == .i8 }.map(\.name))
         let companions = Set(int8Names.map(QuantizedTensorInfo.scalesName(for:)))
+        let aliased = Set(records.compactMap(\.aliasOf))
         for record in records where record.aliasOf == nil && !companions.contains(record.name) {
             if record.dtype == .i8 {
                 let (info, values, scales) = try Int8Dequantizer.read(record.name, in: component)
+                let table = record.name.hasPrefix("embed.")
                 do {
-                    let packed = try Int8Weight(values: values, scales: scales.reshaped([values.shape[0], scales.elementCount / max(values.shape[0], 1)]),
-                                                blockSize: info.blockSize)
-                    quantized[record.name] = QuantizedWeight(packed: packed, values: values, scales: scales, blockSize: info.blockSize)
+                    let packed = !table || aliased.contains(record.name)
+                        ? try Int8Weight(values: values, scales: scales.reshaped([values.shape[0], scales.elementCount / max(values.shape[0], 1)]),
+                                         blockSize: info.blockSize)
+                        : nil
+                    quantized[record.name] = QuantizedWeight(packed: packed,
+                                                             rows: table ? (values, scales, info.blockSize) : nil)
                 } catch {
                     throw RuntimeError("\(origin): tensor \(record.name): \(error)")
                 }
@@ -60,11 +65,12 @@ public struct ModelWeights: Sendable {
         self.quantized = quantized
     }
 
-    /// The tensor `name` as f32; an int8 tensor is dequantised (ŵ = q · s) for the few non-linear uses of a
-    /// quantised weight (position tables); throws naming it if absent.
+    /// The tensor `name` as f32; an int8 `embed.*` table is dequantised (ŵ = q · s); throws naming it if absent
+    /// or if it is an int8 weight that only multiplies.
     public func callAsFunction(_ name: String) throws -> Tensor {
         if let tensor = tensors[name] { return tensor }
-        if let weight = quantized[name] { return Self.dequantize(weight, rows: Array(0..<weight.values.shape[0])) }
+        if let rows = quantized[name]?.rows { return Self.dequantize(rows, rows: Array(0..<rows.values.shape[0])) }
+        if quantized[name] != nil { throw RuntimeError("\(origin): tensor \(name) is int8 and only usable as a linear weight") }
         throw RuntimeError("\(origin): missing tensor \(name)")
     }
 
@@ -76,20 +82,20 @@ public struct ModelWeights: Sendable {
     /// Rows `ids` of embedding table `name` [V, C] as [ids.count, C] f32, dequantising only those rows of an int8
     /// table.
     public func embeddingRows(_ name: String, _ ids: [Int]) throws -> Tensor {
-        if let weight = quantized[name] { return Self.dequantize(weight, rows: ids) }
+        if let rows = quantized[name]?.rows { return Self.dequantize(rows, rows: ids) }
         return embeddingLookup(try self(name), [ids])
     }
 
     /// ŵ[row] = Float(q[row]) · s[row, block] for the given rows.
-    private static func dequantize(_ weight: QuantizedWeight, rows: [Int]) -> Tensor {
-        let k = weight.values.shape[1], blocks = weight.scales.elementCount / max(weight.values.shape[0], 1)
+    private static func dequantize(_ table: (values: Tensor, scales: Tensor, blockSize: Int), rows: [Int]) -> Tensor {
+        let k = table.values.shape[1], blocks = table.scales.elementCount / max(table.values.shape[0], 1)
         let out = Tensor(zeros: [rows.count, k], dtype: .f32)
-        let scales = weight.scales.float32Values()
-        weight.values.withUnsafeBytes { raw in
+        let scales = table.scales.float32Values()
+        table.values.withUnsafeBytes { raw in
             let q = raw.bindMemory(to: Int8.self)
             out.withMutableFloat32 { y in
                 for (n, row) in rows.enumerated() {
-                    for i in 0..<k { y[n * k + i] = Float(q[row * k + i]) * scales[row * blocks + i / weight.blockSize] }
+                    for i in 0..<k { y[n * k + i] = Float(q[row * k + i]) * scales[row * blocks + i / table.blockSize] }
                 }
             }
         }
@@ -107,15 +113,14 @@ public struct ModelWeights: Sendable {
 
     /// The weight of a linear layer if present.
     public func optionalLinear(_ name: String) -> LinearWeight? {
-        if let weight = quantized[name] { return .int8(weight.packed) }
+        if let weight = quantized[name] {
+            // An int8 table without a tied head is never multiplied; dequantise it if a model does (a rare path).
+            if let packed = weight.packed { return .int8(packed) }
+            return weight.rows.map { .float(Self.dequantize($0, rows: Array(0..<$0.values.shape[0]))) }
+        }
         return tensors[name].map { .float($0) }
     }
 
-    /// Total bytes held (a tied tensor counted once).
-    public var byteCount: Int {
-        Dictionary(tensors.values.map { (ObjectIdentifier($0.storage), $0.byteCount) }, uniquingKeysWith: { a, _ in a })
-            .values.reduce(0, +)
-    }
 }
 
 /// A linear layer's weight [N, K] as the runtime holds it.

@@ -39,6 +39,19 @@ import Testing
         if trace.component == .decoder { #expect((report.meanKL ?? 1) <= 0.01) }
     }
 
+    /// Quantised embedding tables are read by rows (and a tied Qwen3 head multiplies with the same table).
+    @Test(arguments: ["qwen3-tied-f32", "qwen3-untied-f32", "bert-mlm-f32", "modernbert-mlm-f32"])
+    func quantisedEmbeddingsAndHeadsRun(_ fixture: String) throws {
+        let fp32 = try RuntimeTestSupport.importFixture(fixture)
+        let int8 = RuntimeTestSupport.temporaryDirectory() + "/\(fixture)-all-int8.h5"
+        let rules = try KeepFloatRules(quantizeEmbeddings: true, quantizeHeads: true)
+        _ = try CheckpointQuantizer.run(input: fp32, output: int8, options: .init(rules: rules), overwrite: false, report: { _ in })
+        let trace = try Trace(path: RuntimeTestSupport.trace(fixture))
+        let report = try AgainstVerifier.run(checkpoint: int8, against: fp32, component: trace.component,
+                                             inputs: trace.inputs, tolerances: .fp32, gates: Self.fixtureGates, repeats: 1)
+        #expect(report.pass, "\(fixture): \(report.gateFailures)")
+    }
+
     /// The int8 checkpoint passes integrity, and the binary's --against gate works end to end.
     @Test func verifyBinaryAcceptsAndComparesAnInt8Checkpoint() throws {
         let fp32 = try RuntimeTestSupport.importFixture("qwen3-untied-f32")
