@@ -36,7 +36,12 @@ public enum Inspector {
             config.append((sub, .object(JSONObject(values))))
         }
         var files: [(String, JSONValue)] = []
-        for name in try component.fileNames() { files.append((name, .int(try component.file(name).count))) }
+        let fileNames = try component.fileNames()
+        if !fileNames.isEmpty {
+            let group = try component.subgroup("files")
+            // Sizes from the dataspaces: inspecting need not read a 10 MB tokenizer.json.
+            for name in fileNames { files.append((name, .int(try group.dataset(name).elementCount))) }
+        }
         var tensors: [JSONValue] = []
         var total = 0
         for record in try component.tensorRecords() {
