@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "prima-convert", targets: ["prima-convert"]),
         .executable(name: "prima-verify", targets: ["prima-verify"]),
         .executable(name: "prima-quantize", targets: ["prima-quantize"]),
+        .executable(name: "prima-diagnose", targets: ["prima-diagnose"]),
         .library(name: "PrimaCheckpoint", targets: ["PrimaCheckpoint"]),
         .library(name: "PrimaConvert", targets: ["PrimaConvert"]),
         .library(name: "PrimaQuantize", targets: ["PrimaQuantize"]),
@@ -50,7 +51,7 @@ let package = Package(
             name: "PrimaConvert",
             dependencies: [
                 "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels", "PrimaQuantize",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "PrimaTokenizers", "PrimaMetadata", .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
             name: "PrimaCLI",
@@ -58,6 +59,10 @@ let package = Package(
         .target(name: "PrimaTokenizers", dependencies: ["CJSONC"]),
         // Patient metadata → the text the PRIMA text encoder reads (Docs/prima-model.md, "Metadata to text").
         .target(name: "PrimaMetadata", dependencies: ["PrimaJSON"]),
+        // One PRIMA diagnosis from a checkpoint, PNG and metadata record; batch runs and their metrics.
+        .target(
+            name: "PrimaDiagnose",
+            dependencies: ["PrimaCheckpoint", "PrimaImage", "PrimaJSON", "PrimaMetadata", "PrimaModels", "PrimaTensor", "PrimaTokenizers"]),
         .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
@@ -66,13 +71,18 @@ let package = Package(
             path: "Sources/Tools/prima-verify"),
         .executableTarget(
             name: "prima-convert",
-            dependencies: ["PrimaCLI", "PrimaConvert", "PrimaTokenizers",
+            dependencies: ["PrimaCLI", "PrimaConvert", "PrimaTokenizers", "PrimaMetadata",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-convert"),
         .executableTarget(
             name: "prima-quantize",
             dependencies: ["PrimaCLI", "PrimaConvert", "PrimaQuantize", "PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-quantize"),
+        .executableTarget(
+            name: "prima-diagnose",
+            dependencies: ["PrimaCLI", "PrimaDiagnose", "PrimaJSON", "PrimaMetadata", "PrimaModels", "PrimaTokenizers",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Tools/prima-diagnose"),
         // Measures the int8 kernels against OpenBLAS sgemm (Docs/benchmarks.md); depends on nothing heavier.
         .executableTarget(name: "prima-bench-int8", dependencies: ["PrimaTensor"], path: "Sources/Tools/prima-bench-int8"),
 

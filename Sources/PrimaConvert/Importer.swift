@@ -42,8 +42,9 @@ public enum Importer {
     static let blockBytes = 8 << 20
 
     /// Runs the import; `warn` receives one line per warning (dropped tensors, untied heads).
+    /// With `prima` options, the three components and the PRIMA heads group are assembled into one checkpoint.
     public static func run(_ sources: [ImportSource], output: String, overwrite: Bool, showProgress: Bool,
-                           warn: @escaping (String) -> Void) throws -> ImportSummary {
+                           prima: PrimaAssemblyOptions? = nil, warn: @escaping (String) -> Void) throws -> ImportSummary {
         let start = Date()
         guard !sources.isEmpty else { throw ConvertError.input("nothing to import") }
         var plans: [ImportPlan] = []
@@ -56,6 +57,7 @@ public enum Importer {
             if plans.contains(where: { $0.role == role }) { throw ConvertError.input("\(source.directory): two components for \(role.rawValue)") }
             plans.append(try ImportPlan(source: directory, role: role, warn: warn))
         }
+        let assembly = try prima.map { options in try classify(asInput: true) { try PrimaAssembly(plans: plans, options: options) } }
 
         if FileManager.default.fileExists(atPath: output) && !overwrite {
             throw ConvertError.input("\(output): already exists (use --force to overwrite)")
@@ -67,6 +69,7 @@ public enum Importer {
             summaries.append(try write(plan, into: writer, progress: progress))
         }
         progress.finish()
+        if let assembly { try classify(asInput: false) { try assembly.write(into: writer) } }
         try classify(asInput: false) { try writer.commit() }
         return ImportSummary(output: output, components: summaries, seconds: Date().timeIntervalSince(start))
     }
@@ -129,7 +132,7 @@ public enum Importer {
                                        parameterCount: parameterCount, bytes: storedBytes)
     }
 
-    private static func fileRecord(name: String, size: Int, sha256: SHA256.Digest) -> JSONValue {
+    static func fileRecord(name: String, size: Int, sha256: SHA256.Digest) -> JSONValue {
         let hex = sha256.map { String(format: "%02x", $0) }.joined()
         return .object(JSONObject([("name", .string(name)), ("bytes", .int(size)), ("sha256", .string(hex))]))
     }

@@ -26,8 +26,8 @@ public struct ModelWeights: Sendable {
         let rows: (values: Tensor, scales: Tensor, blockSize: Int)?   // [N, K] i8, [N, blocks] f32
     }
 
-    /// Reads every tensor of `component`.
-    public init(component: ComponentReader) throws {
+    /// Reads every tensor of `component` but those named in `excluding` (non-weight tensors its owner reads itself).
+    public init(component: ComponentReader, excluding: Set<String> = []) throws {
         origin = "\(component.checkpoint.path): \(component.name)"
         var tensors: [String: Tensor] = [:]
         var quantized: [String: QuantizedWeight] = [:]
@@ -35,7 +35,7 @@ public struct ModelWeights: Sendable {
         let int8Names = Set(records.filter { $0.aliasOf == nil && $0.dtype == .i8 }.map(\.name))
         let companions = Set(int8Names.map(QuantizedTensorInfo.scalesName(for:)))
         let aliased = Set(records.compactMap(\.aliasOf))
-        for record in records where record.aliasOf == nil && !companions.contains(record.name) {
+        for record in records where record.aliasOf == nil && !companions.contains(record.name) && !excluding.contains(record.name) {
             if record.dtype == .i8 {
                 let (info, values, scales) = try Int8Dequantizer.read(record.name, in: component)
                 let table = record.name.hasPrefix("embed.")
@@ -220,6 +220,16 @@ func embeddingLookup(_ table: Tensor, _ ids: [[Int]]) -> Tensor {
     let out = Tensor(zeros: [flat.count, c], dtype: .f32)
     table.withFloat32 { rows in out.withMutableFloat32 { dst in
         for (n, id) in flat.enumerated() { (dst.baseAddress! + n * c).update(from: rows.baseAddress! + id * c, count: c) }
+    } }
+    return out
+}
+
+/// Columns `ids` of x [N, C] → [N, ids.count].
+func gatherColumns(_ x: Tensor, _ ids: [Int]) -> Tensor {
+    let c = x.shape[1], n = x.shape[0]
+    let out = Tensor(zeros: [n, ids.count], dtype: .f32)
+    x.withFloat32 { input in out.withMutableFloat32 { dst in
+        for row in 0..<n { for (j, id) in ids.enumerated() { dst[row * ids.count + j] = input[row * c + id] } }
     } }
     return out
 }

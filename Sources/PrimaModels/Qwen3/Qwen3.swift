@@ -26,13 +26,37 @@ public final class Qwen3Model: ComponentModel {
 
     public func forward(_ inputs: ModelInputs, observe: (String, Tensor) throws -> Void) throws -> Tensor {
         guard case .tokens(let ids, let mask) = inputs else { throw RuntimeError("\(weights.origin): Qwen3 takes token ids") }
-        let (batch, length) = try validateTokens(ids, mask, vocabulary: config.vocabSize, maxPositions: config.maxPositionEmbeddings)
+        _ = try validateTokens(ids, mask, vocabulary: config.vocabSize, maxPositions: config.maxPositionEmbeddings)
+        let x = try weights.embeddingRows("embed.tokens", ids.flatMap { $0 })            // [B·T, C]
+        let hidden = try forward(embeddings: x, mask: mask, observe: observe)
+        try observe("logits", Linear.forward(hidden, weight: try lmHead(), bias: nil))
+        return hidden
+    }
+
+    /// Rows `ids` of the input embedding table as [ids.count, C] (dequantised rows of an int8 table).
+    public func inputEmbeddings(_ ids: [Int]) throws -> Tensor {
+        if let bad = ids.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw RuntimeError("\(weights.origin): token id \(bad) is outside the vocabulary of \(config.vocabSize)")
+        }
+        return try weights.embeddingRows("embed.tokens", ids)
+    }
+
+    /// Runs the decoder blocks on input embeddings x [B·T, C] (right-padded rows, `mask` [B][T]) and returns the
+    /// final hidden state [B·T, C]; reports `embeddings`, `layers.N` and `final_norm`, not `logits`.
+    public func forward(embeddings input: Tensor, mask: [[Int]], observe: (String, Tensor) throws -> Void) throws -> Tensor {
+        let batch = mask.count, length = mask.first?.count ?? 0
+        guard batch > 0, length > 0, mask.allSatisfy({ $0.count == length }), input.shape == [batch * length, config.hiddenSize] else {
+            throw RuntimeError("\(weights.origin): input embeddings \(input.shape) do not match a [B·T, \(config.hiddenSize)] batch of \(batch)×\(length)")
+        }
+        guard length <= config.maxPositionEmbeddings else {
+            throw RuntimeError("\(weights.origin): sequence of \(length) tokens exceeds max_position_embeddings \(config.maxPositionEmbeddings)")
+        }
         let h = config.headCount, kv = config.kvHeadCount, d = config.headDim
         let eps = Float(config.rmsNormEps)
         let (cos, sin) = RoPE.tables(positions: length, headDim: d, theta: config.ropeTheta)
         let attentionMask = AttentionMask.causal(padding: mask)
 
-        var x = try weights.embeddingRows("embed.tokens", ids.flatMap { $0 })              // [B·T, C]
+        var x = input
         try observe("embeddings", x)
         for n in 0..<config.layerCount {
             let l = "layers.\(n)."
@@ -56,7 +80,21 @@ public final class Qwen3Model: ComponentModel {
         }
         x = Normalization.rmsNorm(x, weight: try weights("final_norm.weight"), eps: eps)
         try observe("final_norm", x)
-        try observe("logits", Linear.forward(x, weight: try lmHead(), bias: nil))
         return x
+    }
+
+    /// Logits of the vocabulary entries `ids` for each row of a final hidden state [N, C] → [N, ids.count]: only
+    /// those rows of the output projection are used when it is float (the full projection otherwise).
+    public func logits(_ hidden: Tensor, vocabulary ids: [Int]) throws -> Tensor {
+        if let bad = ids.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw RuntimeError("\(weights.origin): token id \(bad) is outside the vocabulary of \(config.vocabSize)")
+        }
+        switch try lmHead() {
+        case .float(let head):
+            return Linear.forward(hidden, weight: embeddingLookup(head, [ids]), bias: nil)
+        case let head:
+            let all = Linear.forward(hidden, weight: head, bias: nil)                   // [N, V]
+            return gatherColumns(all, ids)
+        }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import PrimaCLI
 import PrimaCheckpoint
 import PrimaConvert
+import PrimaMetadata
 import PrimaTokenizers
 
 /// `prima-convert`: Hugging Face safetensors ⇄ PRIMA checkpoint, and inspection.
@@ -34,7 +35,9 @@ struct Import: ParsableCommand {
         abstract: "Import Hugging Face model directories into a PRIMA checkpoint.",
         discussion: """
             With one DIR, its role comes from config.json's model_type. With --image-encoder/--text-encoder/--decoder, \
-            each directory fills that role (any subset).
+            each directory fills that role (any subset). With --labels and all three roles, the PRIMA heads are \
+            added (Formats/prima-checkpoint.md §8): from --heads where given, otherwise with the seeded initialisation, \
+            and the checkpoint records which heads are untrained.
             """)
 
     @Argument(help: "A Hugging Face model directory (config.json + model.safetensors or a sharded index).")
@@ -52,6 +55,25 @@ struct Import: ParsableCommand {
     @Option(name: .shortAndLong, help: "The checkpoint to write (.h5).")
     var output: String
 
+    @Option(help: ArgumentHelp("Assemble a PRIMA checkpoint with these classes, in order: CODE or CODE=Name, comma-separated.",
+                               valueName: "CODES"))
+    var labels: String?
+
+    @Option(help: ArgumentHelp("Trained PRIMA heads under their canonical names (any subset).", valueName: "FILE.safetensors"))
+    var heads: String?
+
+    @Option(help: "The decoder prompt.")
+    var prompt = PrimaAssemblyOptions.defaultPrompt
+
+    @Option(name: .customLong("answer-prefix"), help: "The text after which the decoder scores the classes.")
+    var answerPrefix = PrimaAssemblyOptions.defaultAnswerPrefix
+
+    @Option(name: .customLong("metadata-schema"), help: ArgumentHelp("Metadata schema (default: PAD-UFES-20's).", valueName: "FILE.json"))
+    var metadataSchema: String?
+
+    @Option(name: .customLong("init-seed"), help: "Seed of the initialisation of heads not given by --heads.")
+    var initSeed = 0
+
     @Flag(help: "Overwrite an existing output file.")
     var force = false
 
@@ -59,6 +81,12 @@ struct Import: ParsableCommand {
     var noProgress = false
 
     func validate() throws {
+        if labels == nil {
+            for (flag, given) in [("--heads", heads != nil), ("--metadata-schema", metadataSchema != nil)] where given {
+                throw ValidationError("\(flag) needs --labels (it belongs to a PRIMA checkpoint)")
+            }
+        }
+        if initSeed < 0 { throw ValidationError("--init-seed must be ≥ 0") }
         let roles = [imageEncoder, textEncoder, decoder].compactMap { $0 }
         if directory != nil && !roles.isEmpty {
             throw ValidationError("give either one DIR or --image-encoder/--text-encoder/--decoder, not both")
@@ -72,9 +100,21 @@ struct Import: ParsableCommand {
         if let imageEncoder { sources.append(ImportSource(directory: imageEncoder, role: .imageEncoder)) }
         if let textEncoder { sources.append(ImportSource(directory: textEncoder, role: .textEncoder)) }
         if let decoder { sources.append(ImportSource(directory: decoder, role: .decoder)) }
-        let summary = try Importer.run(sources, output: output, overwrite: force, showProgress: !noProgress, warn: warn)
+        let prima = try labels.map { labels in
+            let schema = try metadataSchema.map { path in
+                do { return try MetadataSchema(jsonText: try String(contentsOfFile: path, encoding: .utf8), source: path) }
+                catch let error as MetadataError { throw ConvertError.input(error.description) }
+                catch { throw ConvertError.input("\(path): cannot read: \(error.localizedDescription)") }
+            } ?? .padUfes20
+            return PrimaAssemblyOptions(labels: try PrimaAssemblyOptions.parseLabels(labels), headsFile: heads, prompt: prompt,
+                                        answerPrefix: answerPrefix, schema: schema, initSeed: initSeed)
+        }
+        let summary = try Importer.run(sources, output: output, overwrite: force, showProgress: !noProgress, prima: prima, warn: warn)
         for component in summary.components {
             print("\(component.role.rawValue): \(component.architecture), \(component.tensorCount) tensors, \(component.parameterCount) parameters, \(Progress.format(component.bytes))")
+        }
+        if let prima {
+            print("prima: \(prima.labels.count) classes (\(prima.labels.map(\.code).joined(separator: ", "))), heads \(prima.headsFile.map { "from \($0)" } ?? "initialised with seed \(prima.initSeed)")")
         }
         print(String(format: "wrote %@ in %.2f s", summary.output, summary.seconds))
     }

@@ -1,0 +1,157 @@
+import Foundation
+import PrimaCheckpoint
+import PrimaImage
+import PrimaJSON
+import PrimaMetadata
+import PrimaModels
+import PrimaTensor
+import PrimaTokenizers
+
+/// A failure of a diagnosis: bad input (exit 2) or a failed run (exit 1), one line naming the file.
+public struct DiagnoseError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public let exitCode: Int32
+    public static func input(_ message: String) -> DiagnoseError { DiagnoseError(description: message, exitCode: 2) }
+    public static func failed(_ message: String) -> DiagnoseError { DiagnoseError(description: message, exitCode: 1) }
+}
+
+/// Runs PRIMA diagnoses from one checkpoint: PNG → pixel values by the image encoder's preprocessing, metadata →
+/// text by the checkpoint's schema → text-encoder tokens, prompt and answer prefix → decoder tokens, then the
+/// model (Docs/prima-model.md). Everything the pipeline needs comes from the checkpoint.
+public final class Diagnoser: Sendable {
+    public let checkpointPath: String
+    public let model: PrimaModel
+    public let schema: MetadataSchema
+    public let preprocessing: ImagePreprocessing
+    public let textTokenizer: Tokenizer
+    /// The classes, in probability order.
+    public var labels: [PrimaLabel] { model.heads.labels }
+    /// False when the checkpoint's heads hold their seeded initialisation: the probabilities mean nothing.
+    public var headsTrained: Bool { model.heads.trained }
+    let promptIds: [Int]
+    let answerPrefixIds: [Int]
+    /// The text encoder's position limit: longer metadata text is truncated to it, keeping [SEP].
+    let textMaxLength: Int
+
+    /// Opens the checkpoint and loads everything; one-line errors name the file and what is wrong.
+    public init(checkpoint path: String) throws {
+        checkpointPath = path
+        do {
+            let checkpoint = try Checkpoint(path: path)
+            model = try PrimaModel(checkpoint: checkpoint)
+            let heads = try checkpoint.group("prima")
+            schema = try MetadataSchema(jsonText: String(decoding: try heads.file("metadata_schema.json"), as: UTF8.self),
+                                        source: "\(path): prima/files/metadata_schema.json")
+            preprocessing = try Self.preprocessing(try checkpoint.component(.imageEncoder), path: path)
+            textTokenizer = try Self.tokenizer(try checkpoint.component(.textEncoder), path: path)
+            let decoderTokenizer = try Self.tokenizer(try checkpoint.component(.decoder), path: path)
+            promptIds = try decoderTokenizer.encode(model.heads.prompt, addSpecialTokens: false).ids
+            answerPrefixIds = try decoderTokenizer.encode(model.heads.answerPrefix, addSpecialTokens: false).ids
+            switch model.textEncoder {
+            case let bert as BERTModel: textMaxLength = bert.config.maxPositionEmbeddings
+            case let modern as ModernBERTModel: textMaxLength = modern.config.maxPositionEmbeddings
+            default: throw DiagnoseError.input("\(path): text_encoder is neither BERT nor ModernBERT")
+            }
+        } catch let error as DiagnoseError {
+            throw error
+        } catch {
+            throw DiagnoseError.input("\(error)")
+        }
+    }
+
+    private static func tokenizer(_ component: ComponentReader, path: String) throws -> Tokenizer {
+        guard try component.fileNames().contains("tokenizer.json") else {
+            throw DiagnoseError.input("\(path): \(component.name) has no files/tokenizer.json")
+        }
+        return try Tokenizer(jsonData: Data(try component.file("tokenizer.json")), source: "\(path): \(component.name)/files/tokenizer.json")
+    }
+
+    /// The image encoder's `preprocessing/` attributes (Formats/prima-checkpoint.md §3.4).
+    private static func preprocessing(_ component: ComponentReader, path: String) throws -> ImagePreprocessing {
+        let group = try component.subgroup("preprocessing")
+        let resampleName = try group.stringAttribute("resample")
+        guard let resample = ImageResample(rawValue: resampleName) else {
+            throw DiagnoseError.input("\(path): image_encoder/preprocessing: unsupported resample \"\(resampleName)\"")
+        }
+        let result = ImagePreprocessing(
+            height: try group.intAttribute("height"), width: try group.intAttribute("width"), resample: resample,
+            doResize: try group.intAttribute("do_resize") != 0, doRescale: try group.intAttribute("do_rescale") != 0,
+            doNormalize: try group.intAttribute("do_normalize") != 0, rescaleFactor: try group.doubleAttribute("rescale_factor"),
+            imageMean: try group.doublesAttribute("image_mean"), imageStd: try group.doublesAttribute("image_std"))
+        do { try result.validate() } catch { throw DiagnoseError.input("\(path): image_encoder/\(error)") }
+        return result
+    }
+
+    /// One case's model inputs and the rendered text.
+    public struct PreparedCase: Sendable {
+        public let inputs: PrimaInputs
+        public let text: String
+    }
+
+    /// Decodes and preprocesses the image and renders and tokenizes the record.
+    public func prepare(imagePath: String, record: MetadataRecord) throws -> PreparedCase {
+        let (text, ids) = try textTokens(record)
+        return PreparedCase(inputs: PrimaInputs(pixelValues: try pixelValues(imagePath), textIds: ids, promptIds: promptIds,
+                                                answerPrefixIds: answerPrefixIds), text: text)
+    }
+
+    /// The PNG at `path` as pixel values [1, 3, H, W].
+    private func pixelValues(_ path: String) throws -> Tensor {
+        do {
+            return try preprocessing.pixelValues(for: try PNGDecoder.decode(contentsOf: path))
+        } catch let error as ImageError {
+            throw DiagnoseError.input(error.description)
+        } catch {
+            throw DiagnoseError.input("\(path): \(error)")
+        }
+    }
+
+    /// The record rendered by the schema and its text-encoder tokens, truncated to the position limit (keeping
+    /// the final [SEP]).
+    private func textTokens(_ record: MetadataRecord) throws -> (text: String, ids: [Int]) {
+        let text = schema.text(for: record)
+        var ids = try textTokenizer.encode(text).ids
+        if ids.count > textMaxLength { ids = Array(ids.prefix(textMaxLength - 1)) + [ids[ids.count - 1]] }
+        return (text, ids)
+    }
+
+    /// The outcome of one diagnosis.
+    public struct Result: Sendable {
+        /// P(y = k | x) in label order.
+        public let probabilities: [Float]
+        /// The labels with their probabilities, most probable first.
+        public let ranked: [(label: PrimaLabel, probability: Float)]
+        /// The metadata as the text encoder read it.
+        public let text: String
+        /// Seconds per stage, in order: image (decode + preprocess), text (render + tokenize), image_encoder,
+        /// text_encoder, fusion, decoder.
+        public let timings: [(stage: String, seconds: Double)]
+        public var totalSeconds: Double { timings.reduce(0) { $0 + $1.seconds } }
+    }
+
+    /// Diagnoses one case.
+    public func diagnose(imagePath: String, record: MetadataRecord) throws -> Result {
+        var timings: [(String, Double)] = []
+        func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let value = try body()
+            timings.append((stage, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+            return value
+        }
+        let pixels = try timed("image") { try pixelValues(imagePath) }
+        let (text, ids) = try timed("text") { try textTokens(record) }
+        let probabilities: [Float]
+        do {
+            let image = try timed("image_encoder") { try model.encodeImage(pixels) }
+            let encoded = try timed("text_encoder") { try model.encodeText(ids) }
+            let embeddings = try timed("fusion") {
+                try model.fuse(image, encoded, promptIds: promptIds, answerPrefixIds: answerPrefixIds)
+            }
+            probabilities = PrimaModel.softmax(try timed("decoder") { try model.decode(embeddings) })
+        } catch let error as RuntimeError {
+            throw DiagnoseError.failed("\(checkpointPath): \(error.description)")
+        }
+        let ranked = zip(labels, probabilities).sorted { $0.1 > $1.1 }.map { (label: $0.0, probability: $0.1) }
+        return Result(probabilities: probabilities, ranked: ranked, text: text, timings: timings)
+    }
+}
