@@ -34,7 +34,31 @@ public enum IntegrityChecker {
                                                problems: ["\(error)"]))
             }
         }
+        if checkpoint.extraGroups.contains("prima") { reports.append(try checkHeads(checkpoint)) }
         return reports
+    }
+
+    /// The `/prima` group (§8): the heads' tensors, shapes and files as PrimaHeads reads them, the class token ids
+    /// inside the decoder's vocabulary, then checksums and finiteness.
+    private static func checkHeads(_ checkpoint: Checkpoint) throws -> ComponentReport {
+        var problems: [String] = []
+        var architecture = "prima heads"
+        do {
+            let heads = try PrimaHeads(checkpoint: checkpoint)
+            architecture += heads.trained ? ", trained" : ", untrained (seeded initialisation)"
+            if checkpoint.roles.contains(.decoder), let json = try JSON.parse(try checkpoint.component(.decoder).file("config.json")).object,
+               let config = try Architecture.qwen3.parseConfig(json) as? Qwen3Config,
+               let bad = heads.classTokenIds.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+                problems.append("tensor \(PrimaHeadsConfig.classTokenIdsName): id \(bad) is outside the decoder's vocabulary of \(config.vocabSize)")
+            }
+        } catch {
+            problems.append("\(error)")
+        }
+        let group = try checkpoint.group("prima")
+        let stored = try group.tensorRecords().filter { $0.aliasOf == nil }
+        problems += try checksumProblems(group, stored, allowed: { $0.dtype == .f32 || $0.name == PrimaHeadsConfig.classTokenIdsName })
+        return ComponentReport(name: "prima", architecture: architecture, tensorCount: stored.count,
+                               bytes: stored.reduce(0) { $0 + $1.byteCount }, problems: problems)
     }
 
     private static func check(_ component: ComponentReader, checkpoint path: String) throws -> ComponentReport {
@@ -90,9 +114,18 @@ public enum IntegrityChecker {
         }
         let declared = (try? component.group.intAttribute("tensor_count")) ?? -1
         if declared != stored.count { problems.append("tensor_count says \(declared), the group holds \(stored.count)") }
-        // Checksums and finiteness, streamed tensor by tensor.
+        problems += try checksumProblems(component, stored, allowed: { $0.dtype.isWeightFloat || quantized.contains($0.name) })
+        return ComponentReport(name: name, architecture: architectureName, tensorCount: stored.count,
+                               bytes: stored.reduce(0) { $0 + $1.byteCount }, problems: problems)
+    }
+
+    /// Checksums and finiteness of `stored`, streamed tensor by tensor; a tensor whose dtype `allowed` rejects is
+    /// reported instead.
+    private static func checksumProblems(_ component: ComponentReader, _ stored: [TensorRecord],
+                                         allowed: (TensorRecord) -> Bool) throws -> [String] {
+        var problems: [String] = []
         for record in stored {
-            if !record.dtype.isWeightFloat && !quantized.contains(record.name) {
+            guard allowed(record) else {
                 problems.append("tensor \(record.name): dtype \(record.dtype.rawValue) is not a weight type")
                 continue
             }
@@ -109,8 +142,7 @@ public enum IntegrityChecker {
             }
             if nonFinite > 0 { problems.append("tensor \(record.name): \(nonFinite) NaN/Inf values") }
         }
-        return ComponentReport(name: name, architecture: architectureName, tensorCount: stored.count,
-                               bytes: stored.reduce(0) { $0 + $1.byteCount }, problems: problems)
+        return problems
     }
 
     /// NaN and Inf values in raw f32/f16/bf16 bytes (an all-ones exponent field).

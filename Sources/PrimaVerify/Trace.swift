@@ -3,27 +3,50 @@ import PrimaCheckpoint
 import PrimaModels
 import PrimaTensor
 
-/// A reference trace (Formats/prima-trace.md): a component's inputs and its named activations in forward order.
+/// What a trace ran: one component on its inputs, or the whole PRIMA pipeline (component `prima`).
+public enum TraceSubject: Sendable {
+    case component(ComponentRole, ModelInputs)
+    case prima(PrimaInputs, classTokenIds: [Int])
+}
+
+/// A reference trace (Formats/prima-trace.md): a component's (or the pipeline's) inputs and its named activations
+/// in forward order.
 public struct Trace: Sendable {
     /// The newest trace version this build reads.
     public static let version = 1
 
-    /// `image_encoder`, `text_encoder` or `decoder`.
-    public let component: ComponentRole
-    /// The inputs the activations were computed from.
-    public let inputs: ModelInputs
+    public let subject: TraceSubject
     /// Activations in forward order (by their `order` attribute), each float32 with its stored shape.
     public let activations: [(name: String, tensor: Tensor)]
 
-    /// The attention mask [B][T] for token inputs, nil for images.
+    /// The `component` attribute: `image_encoder`, `text_encoder`, `decoder` or `prima`.
+    public var componentName: String {
+        switch subject {
+        case .component(let role, _): role.rawValue
+        case .prima: "prima"
+        }
+    }
+
+    /// The component's role; nil for a `prima` trace.
+    public var role: ComponentRole? {
+        if case .component(let role, _) = subject { return role }
+        return nil
+    }
+
+    /// The component's inputs; nil for a `prima` trace.
+    public var inputs: ModelInputs? {
+        if case .component(_, let inputs) = subject { return inputs }
+        return nil
+    }
+
+    /// The attention mask [B][T] of token-level activations, nil for images and for `prima` (batch 1, unpadded).
     public var attentionMask: [[Int]]? {
         if case .tokens(_, let mask) = inputs { return mask }
         return nil
     }
 
-    public init(component: ComponentRole, inputs: ModelInputs, activations: [(name: String, tensor: Tensor)]) {
-        self.component = component
-        self.inputs = inputs
+    public init(subject: TraceSubject, activations: [(name: String, tensor: Tensor)]) {
+        self.subject = subject
         self.activations = activations
     }
 
@@ -41,22 +64,21 @@ public struct Trace: Sendable {
                 throw fail("prima_trace_version \(version) is not supported (this build reads up to \(Trace.version))")
             }
             let componentName = try root.stringAttribute("component")
-            guard let role = ComponentRole(rawValue: componentName) else { throw fail("unknown component \"\(componentName)\"") }
-            component = role
             let inputs = try root.group("inputs")
-            if role == .imageEncoder {
-                let pixels = try Self.readFloat32(inputs, "pixel_values", path: path)
-                guard pixels.shape.count == 4, pixels.shape[1] == 3, pixels.shape[0] > 0 else {
-                    throw fail("inputs/pixel_values must be float32 (B, 3, H, W), found \(ShapeMath.describe(pixels.shape))")
-                }
-                self.inputs = .pixels(pixels)
+            if componentName == "prima" {
+                subject = try Self.readPrimaInputs(inputs, path: path)
             } else {
-                let ids = try Self.readInt64Matrix(inputs, "input_ids", path: path)
-                let mask = try Self.readInt64Matrix(inputs, "attention_mask", path: path)
-                guard ids.count == mask.count, zip(ids, mask).allSatisfy({ $0.count == $1.count }) else {
-                    throw fail("inputs/input_ids and inputs/attention_mask differ in shape")
+                guard let role = ComponentRole(rawValue: componentName) else { throw fail("unknown component \"\(componentName)\"") }
+                if role == .imageEncoder {
+                    subject = .component(role, .pixels(try Self.readPixels(inputs, path: path, batch: nil)))
+                } else {
+                    let ids = try Self.readInt64Matrix(inputs, "input_ids", path: path)
+                    let mask = try Self.readInt64Matrix(inputs, "attention_mask", path: path)
+                    guard ids.count == mask.count, zip(ids, mask).allSatisfy({ $0.count == $1.count }) else {
+                        throw fail("inputs/input_ids and inputs/attention_mask differ in shape")
+                    }
+                    subject = .component(role, .tokens(ids: ids, mask: mask))
                 }
-                self.inputs = .tokens(ids: ids, mask: mask)
             }
             var found: [(order: Int, name: String, tensor: Tensor)] = []
             if root.contains("activations") {
@@ -77,6 +99,38 @@ public struct Trace: Sendable {
         } catch {
             throw fail("\(error)")
         }
+    }
+
+    /// `pixel_values` (B, 3, H, W), with B = `batch` when given.
+    static func readPixels(_ group: HDF5Group, path: String, batch: Int?) throws -> Tensor {
+        let pixels = try readFloat32(group, "pixel_values", path: path)
+        guard pixels.shape.count == 4, pixels.shape[1] == 3, pixels.shape[0] > 0, batch.map({ $0 == pixels.shape[0] }) ?? true else {
+            throw VerifyError.input("\(path): inputs/pixel_values must be float32 (\(batch.map(String.init) ?? "B"), 3, H, W), found \(ShapeMath.describe(pixels.shape))")
+        }
+        return pixels
+    }
+
+    /// The inputs of a `prima` trace (Formats/prima-trace.md §10): one image, one unpadded text, the decoder's
+    /// prompt and answer-prefix tokens and the class token ids.
+    static func readPrimaInputs(_ group: HDF5Group, path: String) throws -> TraceSubject {
+        func row(_ name: String) throws -> [Int] {
+            let matrix = try readInt64Matrix(group, name, path: path)
+            guard matrix.count == 1 else { throw VerifyError.input("\(path): inputs/\(name) must have batch 1 in a prima trace") }
+            return matrix[0]
+        }
+        let pixels = try readPixels(group, path: path, batch: 1)
+        let ids = try row("input_ids")
+        guard try row("attention_mask") == Array(repeating: 1, count: ids.count) else {
+            throw VerifyError.input("\(path): inputs/attention_mask must be all ones (one unpadded text) in a prima trace")
+        }
+        guard group.contains("class_token_ids") else { throw VerifyError.input("\(path): inputs/class_token_ids is missing") }
+        let classDataset = try group.dataset("class_token_ids")
+        guard classDataset.storedTypeMatches(.i64), classDataset.shape.count == 1, classDataset.shape[0] > 0, classDataset.shape[0] < 1 << 20 else {
+            throw VerifyError.input("\(path): inputs/class_token_ids must be a non-empty 1-D int64 array")
+        }
+        let classIds = try classDataset.readAllBytes().withUnsafeBytes { Array($0.bindMemory(to: Int64.self)).map(Int.init) }
+        return .prima(PrimaInputs(pixelValues: pixels, textIds: ids, promptIds: try row("prompt_ids"),
+                                  answerPrefixIds: try row("answer_prefix_ids")), classTokenIds: classIds)
     }
 
     static func readFloat32(_ group: HDF5Group, _ name: String, path: String) throws -> Tensor {
@@ -126,7 +180,7 @@ public struct Trace: Sendable {
     /// Fills a new trace file's root group (kept apart so every group is closed before the file).
     private func writeContents(into root: HDF5Group, source: String) throws {
             try root.setAttribute("prima_trace_version", int: Trace.version)
-            try root.setAttribute("component", string: component.rawValue)
+            try root.setAttribute("component", string: componentName)
             try root.setAttribute("source", string: source)
             try root.setAttribute("torch_version", string: "")
             try root.setAttribute("transformers_version", string: "")
@@ -134,15 +188,25 @@ public struct Trace: Sendable {
             try root.setAttribute("dtype", string: "float32")
             try root.setAttribute("producer", string: CheckpointFormat.tool)
             let inputGroup = try root.createGroup("inputs")
-            switch inputs {
-            case .pixels(let pixels):
+            func writeIds(_ name: String, _ matrix: [[Int]]) throws {
+                let dataset = try inputGroup.createDataset(name, dtype: .i64, shape: [matrix.count, matrix.first?.count ?? 0])
+                let flat = matrix.flatMap { $0.map(Int64.init) }
+                try flat.withUnsafeBytes { try dataset.writeAll($0) }
+            }
+            switch subject {
+            case .component(_, .pixels(let pixels)):
                 try Self.writeTensor(inputGroup, "pixel_values", pixels)
-            case .tokens(let ids, let mask):
-                for (name, matrix) in [("input_ids", ids), ("attention_mask", mask)] {
-                    let dataset = try inputGroup.createDataset(name, dtype: .i64, shape: [matrix.count, matrix.first?.count ?? 0])
-                    let flat = matrix.flatMap { $0.map(Int64.init) }
-                    try flat.withUnsafeBytes { try dataset.writeAll($0) }
-                }
+            case .component(_, .tokens(let ids, let mask)):
+                try writeIds("input_ids", ids)
+                try writeIds("attention_mask", mask)
+            case .prima(let inputs, let classIds):
+                try Self.writeTensor(inputGroup, "pixel_values", inputs.pixelValues)
+                try writeIds("input_ids", [inputs.textIds])
+                try writeIds("attention_mask", [Array(repeating: 1, count: inputs.textIds.count)])
+                try writeIds("prompt_ids", [inputs.promptIds])
+                try writeIds("answer_prefix_ids", [inputs.answerPrefixIds])
+                let dataset = try inputGroup.createDataset("class_token_ids", dtype: .i64, shape: [classIds.count])
+                try classIds.map(Int64.init).withUnsafeBytes { try dataset.writeAll($0) }
             }
             let activationGroup = try root.createGroup("activations")
             for (order, activation) in activations.enumerated() {

@@ -7,7 +7,8 @@ import PrimaTensor
 public enum TraceVerifier {
     /// The outcome of `prima-verify CKPT --trace REF.h5`.
     public struct Report: Sendable {
-        public let component: ComponentRole
+        /// The trace's component name (`prima` for the pipeline).
+        public let component: String
         public let activations: [ActivationComparison]
         public let loadSeconds: Double
         /// Median of the timed forward passes.
@@ -27,11 +28,23 @@ public enum TraceVerifier {
         let checkpoint: Checkpoint
         do { checkpoint = try Checkpoint(path: path) } catch { throw VerifyError.input("\(error)") }
         let loadStart = Date()
-        let model: any ComponentModel
+        let forward: ((String, Tensor) throws -> Void) throws -> Void
         do {
-            model = try loadComponentModel(try checkpoint.component(trace.component))
+            switch trace.subject {
+            case .component(let role, let inputs):
+                let model = try loadComponentModel(try checkpoint.component(role))
+                forward = { observe in _ = try model.forward(inputs, observe: observe) }
+            case .prima(let inputs, let classIds):
+                let model = try PrimaModel(checkpoint: checkpoint)
+                guard model.heads.classTokenIds == classIds else {
+                    throw VerifyError.input("\(path): class token ids \(model.heads.classTokenIds) differ from the trace's \(classIds)")
+                }
+                forward = { observe in _ = try model.forward(inputs, observe: observe) }
+            }
         } catch let error as RuntimeError {
             throw VerifyError.input(error.description)
+        } catch let error as VerifyError {
+            throw error
         } catch {
             throw VerifyError.input("\(error)")
         }
@@ -42,7 +55,7 @@ public enum TraceVerifier {
         for run in 0..<max(1, repeats) {
             let start = Date()
             do {
-                _ = try model.forward(trace.inputs) { name, tensor in
+                try forward { name, tensor in
                     if run == 0 { produced.append((name, tensor)) }
                 }
             } catch let error as RuntimeError {
@@ -55,7 +68,7 @@ public enum TraceVerifier {
         for (name, reference) in trace.activations {
             guard let ours = byName[name] else {
                 let known = produced.map(\.name).joined(separator: ", ")
-                throw VerifyError.input("trace activation \(name) is not one the \(trace.component.rawValue) runtime produces (it produces: \(known))")
+                throw VerifyError.input("trace activation \(name) is not one the \(trace.componentName) runtime produces (it produces: \(known))")
             }
             guard ours.elementCount == reference.elementCount, ours.shape.last == reference.shape.last else {
                 throw VerifyError.input("trace activation \(name) has shape \(ShapeMath.describe(reference.shape)); the runtime produced \(ShapeMath.describe(ours.shape))")
@@ -65,15 +78,18 @@ public enum TraceVerifier {
             comparisons.append(Comparison.compare(name: name, ours: ours, reference: reference,
                                                   mask: tokenLevel ? trace.attentionMask : nil, tolerances: tolerances))
         }
-        // Our activations in the trace layout: (B, T, C) for token-level ones, (B, C) as produced otherwise.
-        let batch = trace.inputs.batch
-        let ours = Trace(component: trace.component, inputs: trace.inputs, activations: produced.map { item in
+        // Our activations in the trace layout: (B, T, C) for token-level ones, (B, C) as produced otherwise. In a
+        // prima trace (batch 1) the token-level ones are those the reference stores with three axes.
+        let referenceRanks = Dictionary(trace.activations.map { ($0.name, $0.tensor.shape.count) }, uniquingKeysWith: { first, _ in first })
+        let batch = trace.inputs?.batch ?? 1
+        let ours = Trace(subject: trace.subject, activations: produced.map { item in
             let rows = item.tensor.shape[0]
-            guard rows != batch, rows % batch == 0, item.tensor.shape.count == 2 else { return item }
+            let tokenLevel = trace.role == nil ? referenceRanks[item.name] == 3 : rows != batch && rows % batch == 0
+            guard tokenLevel, item.tensor.shape.count == 2 else { return item }
             return (item.name, item.tensor.reshaped([batch, rows / batch, item.tensor.shape[1]]))
         })
         let sorted = runs.sorted()
-        return Report(component: trace.component, activations: comparisons, loadSeconds: loadSeconds,
+        return Report(component: trace.componentName, activations: comparisons, loadSeconds: loadSeconds,
                       forwardSeconds: sorted[sorted.count / 2], forwardRuns: runs, ours: ours)
     }
 }

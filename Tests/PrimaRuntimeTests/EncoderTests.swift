@@ -70,11 +70,11 @@ private enum EncoderFixtures {
         let checkpoint = try EncoderFixtures.importModel(name)
         defer { EncoderFixtures.remove(checkpoint) }
         let trace = try Trace(path: EncoderFixtures.trace(name))
-        guard case .tokens(let ids, let mask) = trace.inputs else { Issue.record("not a text trace"); return }
+        guard let inputs = trace.inputs, case .tokens(let ids, let mask) = inputs else { Issue.record("not a text trace"); return }
         let (opened, model) = try EncoderFixtures.load(checkpoint)
         defer { withExtendedLifetime(opened) {} }
         var batched: [String: Tensor] = [:]
-        _ = try model.forward(trace.inputs) { batched[$0] = $1 }
+        _ = try model.forward(inputs) { batched[$0] = $1 }
         let length = ids[0].count
         #expect(mask.contains { $0.contains(0) }, "the fixture batch should be padded")
         for b in ids.indices {

@@ -29,14 +29,14 @@ import Testing
                                                   overwrite: false, report: { _ in })
         #expect(summary.quantizedTensors > 0)
         let trace = try Trace(path: RuntimeTestSupport.trace(fixture))
-        let report = try AgainstVerifier.run(checkpoint: int8, against: fp32, component: trace.component,
+        let report = try AgainstVerifier.run(checkpoint: int8, against: fp32, component: trace.role,
                                              inputs: trace.inputs, tolerances: .fp32, gates: Self.fixtureGates, repeats: 1)
         #expect(report.pass, "\(fixture) \(scheme): \(report.gateFailures)")
         for item in report.activations {
             #expect(item.cosine >= Self.layerCosine, "\(fixture) \(scheme) \(item.name): cosine \(item.cosine)")
             #expect(item.nonFinite == 0)
         }
-        if trace.component == .decoder { #expect((report.meanKL ?? 1) <= 0.01) }
+        if trace.role == .decoder { #expect((report.meanKL ?? 1) <= 0.01) }
     }
 
     /// Quantised embedding tables are read by rows (and a tied Qwen3 head multiplies with the same table).
@@ -47,7 +47,7 @@ import Testing
         let rules = try KeepFloatRules(quantizeEmbeddings: true, quantizeHeads: true)
         _ = try CheckpointQuantizer.run(input: fp32, output: int8, options: .init(rules: rules), overwrite: false, report: { _ in })
         let trace = try Trace(path: RuntimeTestSupport.trace(fixture))
-        let report = try AgainstVerifier.run(checkpoint: int8, against: fp32, component: trace.component,
+        let report = try AgainstVerifier.run(checkpoint: int8, against: fp32, component: trace.role,
                                              inputs: trace.inputs, tolerances: .fp32, gates: Self.fixtureGates, repeats: 1)
         #expect(report.pass, "\(fixture): \(report.gateFailures)")
     }

@@ -65,13 +65,13 @@ import Testing
         let checkpoint = try RuntimeTestSupport.importFixture("qwen3-tied-f32")
         let reference = try Trace(path: RuntimeTestSupport.trace("qwen3-tied-f32"))
         let directory = RuntimeTestSupport.temporaryDirectory()
-        let unknown = Trace(component: .decoder, inputs: reference.inputs,
+        let unknown = Trace(subject: reference.subject,
                             activations: reference.activations + [("attention_probs", reference.activations[0].tensor)])
         try unknown.write(to: directory + "/unknown.h5", source: "test")
         let refused = try RuntimeTestSupport.run(verify, [checkpoint, "--trace", directory + "/unknown.h5"])
         #expect(refused.status == 2 && refused.stderr.contains("attention_probs"))
 
-        let inputsOnly = Trace(component: .decoder, inputs: reference.inputs, activations: [])
+        let inputsOnly = Trace(subject: reference.subject, activations: [])
         try inputsOnly.write(to: directory + "/inputs.h5", source: "test")
         let timed = try RuntimeTestSupport.run(verify, [checkpoint, "--trace", directory + "/inputs.h5", "--json", "--repeat", "2"])
         #expect(timed.status == 0, "\(timed.stderr)")

@@ -133,7 +133,7 @@ struct PrimaVerifyCommand: ParsableCommand {
         if let dump { try report.ours.write(to: dump, source: (checkpoint as NSString).lastPathComponent) }
         if json {
             print(JSONValue.object(JSONObject([
-                ("pass", .bool(report.pass)), ("component", .string(report.component.rawValue)),
+                ("pass", .bool(report.pass)), ("component", .string(report.component)),
                 ("load_seconds", .double(report.loadSeconds)), ("forward_seconds", .double(report.forwardSeconds)),
                 ("forward_runs", .array(report.forwardRuns.map { .double($0) })),
                 ("blas_core", .string(BLAS.info.coreName)), ("blas_threads", .int(BLAS.info.threads)),
@@ -141,7 +141,7 @@ struct PrimaVerifyCommand: ParsableCommand {
                 ("activations", .array(report.activations.map(activationJSON))),
             ])).serialized())
         } else {
-            print("\(report.component.rawValue) against \(tracePath): load \(String(format: "%.3f", report.loadSeconds)) s, forward \(String(format: "%.4f", report.forwardSeconds)) s (median of \(report.forwardRuns.count)), BLAS \(BLAS.info.coreName)")
+            print("\(report.component) against \(tracePath): load \(String(format: "%.3f", report.loadSeconds)) s, forward \(String(format: "%.4f", report.forwardSeconds)) s (median of \(report.forwardRuns.count)), BLAS \(BLAS.info.coreName)")
             printTable(report.activations)
             if report.activations.isEmpty { print("(the trace holds inputs only: ran and timed)") }
             print(report.pass ? "PASS" : "FAIL")
@@ -151,7 +151,10 @@ struct PrimaVerifyCommand: ParsableCommand {
 
     private func verifyAgainst(checkpoint: String, reference: String) throws {
         let traceFile = try trace.map { try Trace(path: $0) }
-        let role = component.flatMap(ComponentRole.init(rawValue:)) ?? traceFile?.component
+        if let traceFile, traceFile.role == nil {
+            throw VerifyError.input("\(traceFile.componentName) trace: --against compares one component; give a component's trace")
+        }
+        let role = component.flatMap(ComponentRole.init(rawValue:)) ?? traceFile?.role
         let tolerances = Tolerances(absoluteScale: atolScale, relative: maxRel, cosine: minCosine, nmse: maxNMSE)
         let gates = AgainstVerifier.Gates(finalCosine: minFinalCosine, meanKL: maxKL, top1Agreement: minTop1)
         let report = try AgainstVerifier.run(checkpoint: checkpoint, against: reference, component: role,
