@@ -81,11 +81,6 @@ struct Import: ParsableCommand {
     var noProgress = false
 
     func validate() throws {
-        if labels == nil {
-            for (flag, given) in [("--heads", heads != nil), ("--metadata-schema", metadataSchema != nil)] where given {
-                throw ValidationError("\(flag) needs --labels (it belongs to a PRIMA checkpoint)")
-            }
-        }
         if initSeed < 0 { throw ValidationError("--init-seed must be ≥ 0") }
         let roles = [imageEncoder, textEncoder, decoder].compactMap { $0 }
         if directory != nil && !roles.isEmpty {
@@ -100,6 +95,11 @@ struct Import: ParsableCommand {
         if let imageEncoder { sources.append(ImportSource(directory: imageEncoder, role: .imageEncoder)) }
         if let textEncoder { sources.append(ImportSource(directory: textEncoder, role: .textEncoder)) }
         if let decoder { sources.append(ImportSource(directory: decoder, role: .decoder)) }
+        if labels == nil {
+            for (flag, given) in [("--heads", heads != nil), ("--metadata-schema", metadataSchema != nil)] where given {
+                throw ConvertError.input("\(flag) needs --labels (it belongs to a PRIMA checkpoint)")
+            }
+        }
         let prima = try labels.map { labels in
             let schema = try metadataSchema.map { path in
                 do { return try MetadataSchema(jsonText: try String(contentsOfFile: path, encoding: .utf8), source: path) }
