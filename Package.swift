@@ -101,7 +101,7 @@ let package = Package(
         .testTarget(
             name: "PrimaRuntimeTests",
             dependencies: ["PrimaModels", "PrimaVerify", "PrimaCheckpoint", "PrimaConvert", "PrimaTensor", "PrimaKernels",
-                           "PrimaJSON", "PrimaTestSupport", "prima-verify"]),
+                           "PrimaJSON", "PrimaSafetensors", "PrimaTestSupport", "prima-verify", "prima-convert", "prima-quantize", "prima-diagnose"]),
         .testTarget(name: "PrimaImageTests", dependencies: ["PrimaImage", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(
             name: "PrimaTokenizersTests", dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
