@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "PrimaConvert",
             dependencies: [
-                "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels", "PrimaQuantize",
+                "PrimaCLI", "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels", "PrimaQuantize",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
