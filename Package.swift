@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "PrimaImage", targets: ["PrimaImage"]),
         .library(name: "PrimaTokenizers", targets: ["PrimaTokenizers"]),
         .library(name: "PrimaMetadata", targets: ["PrimaMetadata"]),
+        .library(name: "PrimaDiagnose", targets: ["PrimaDiagnose"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -58,6 +59,8 @@ let package = Package(
         .target(name: "PrimaTokenizers", dependencies: ["CJSONC"]),
         // Patient metadata → the text the PRIMA text encoder reads (Docs/prima-model.md, "Metadata to text").
         .target(name: "PrimaMetadata", dependencies: ["PrimaJSON"]),
+        // Batch diagnosis around the model: case folders, per-case results, metrics (prima-diagnose).
+        .target(name: "PrimaDiagnose", dependencies: ["PrimaJSON", "PrimaMetadata"]),
         .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
@@ -96,6 +99,7 @@ let package = Package(
         .testTarget(
             name: "PrimaTokenizersTests", dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
         .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON"]),
+        .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]
