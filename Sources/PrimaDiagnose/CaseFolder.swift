@@ -19,7 +19,8 @@ import PrimaMetadata
 ///
 /// Hidden files and folders (names starting with ".") are not searched. File names match exactly (case-sensitive).
 public struct CaseFolder: Sendable {
-    /// The CSV column that holds the true class code.
+    /// The CSV column that holds the true class code. It is read as the schema's field of that name (a category
+    /// in ``MetadataSchema/padUfes20``), so a schema without that field gives no labels.
     public static let labelKey = "diagnostic"
 
     /// One row of `metadata.csv`.
