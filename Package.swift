@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "PrimaImage", targets: ["PrimaImage"]),
         .library(name: "PrimaTokenizers", targets: ["PrimaTokenizers"]),
         .library(name: "PrimaMetadata", targets: ["PrimaMetadata"]),
+        .library(name: "PrimaDiagnose", targets: ["PrimaDiagnose"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -50,7 +51,7 @@ let package = Package(
         .target(
             name: "PrimaConvert",
             dependencies: [
-                "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels", "PrimaQuantize",
+                "PrimaCLI", "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels", "PrimaQuantize",
                 "PrimaTokenizers", "PrimaMetadata", .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
@@ -59,7 +60,7 @@ let package = Package(
         .target(name: "PrimaTokenizers", dependencies: ["CJSONC"]),
         // Patient metadata → the text the PRIMA text encoder reads (Docs/prima-model.md, "Metadata to text").
         .target(name: "PrimaMetadata", dependencies: ["PrimaJSON"]),
-        // One PRIMA diagnosis from a checkpoint, PNG and metadata record; batch runs and their metrics.
+        // One PRIMA diagnosis from a checkpoint, PNG and metadata record; batch runs over case folders and their metrics.
         .target(
             name: "PrimaDiagnose",
             dependencies: ["PrimaCheckpoint", "PrimaImage", "PrimaJSON", "PrimaMetadata", "PrimaModels", "PrimaTensor", "PrimaTokenizers"]),
@@ -106,6 +107,7 @@ let package = Package(
         .testTarget(
             name: "PrimaTokenizersTests", dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
         .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON"]),
+        .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]

@@ -235,12 +235,14 @@ public enum TemporaryFiles {
     nonisolated(unsafe) private static var paths = Set<String>()
     private static let lock = NSLock()
 
-    static func register(_ path: String) {
+    /// Remembers `path` for removal on interruption.
+    public static func register(_ path: String) {
         lock.lock(); defer { lock.unlock() }
         paths.insert(path)
     }
 
-    static func unregister(_ path: String) {
+    /// Forgets `path` (renamed into place, or removed).
+    public static func unregister(_ path: String) {
         lock.lock(); defer { lock.unlock() }
         paths.remove(path)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import PrimaCLI
 import PrimaCheckpoint
 import PrimaJSON
 import PrimaModels

@@ -1,6 +1,7 @@
 import Crypto
 import Dispatch
 import Foundation
+import PrimaCLI
 import PrimaCheckpoint
 import PrimaJSON
 import PrimaModels
@@ -74,7 +75,7 @@ public enum Importer {
         return ImportSummary(output: output, components: summaries, seconds: Date().timeIntervalSince(start))
     }
 
-    private static func write(_ plan: ImportPlan, into writer: CheckpointWriter, progress: Progress) throws -> ImportSummary.Component {
+    private static func write(_ plan: ImportPlan, into writer: CheckpointWriter, progress: PrimaCLI.Progress) throws -> ImportSummary.Component {
         let source = plan.source
         var tensorCount = 0, parameterCount = 0, storedBytes = 0
         var sourceFiles: [JSONValue] = []
@@ -183,7 +184,7 @@ public enum Importer {
     /// Streams `file` from start to end in mapped blocks: a second thread feeds the file's SHA-256 and the
     /// CRC-32 of each stored tensor while this one has the kernel copy the tensor bytes file to file into their
     /// datasets (the two halves take about the same time). `onTensor` is called once per planned tensor.
-    private static func stream(file: SafetensorsFile, plan: ImportPlan, component: ComponentWriter, progress: Progress,
+    private static func stream(file: SafetensorsFile, plan: ImportPlan, component: ComponentWriter, progress: PrimaCLI.Progress,
                                onTensor: (TensorAction, SafetensorsEntry) -> Void) throws -> SHA256.Digest {
         let planned = plan.tensors.filter { $0.file === file }.sorted { $0.entry.begin < $1.entry.begin }
         // Stored tensors in file order, with their absolute byte ranges and writers (datasets created in order).

@@ -7,14 +7,6 @@ import PrimaModels
 import PrimaTensor
 import PrimaTokenizers
 
-/// A failure of a diagnosis: bad input (exit 2) or a failed run (exit 1), one line naming the file.
-public struct DiagnoseError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public let exitCode: Int32
-    public static func input(_ message: String) -> DiagnoseError { DiagnoseError(description: message, exitCode: 2) }
-    public static func failed(_ message: String) -> DiagnoseError { DiagnoseError(description: message, exitCode: 1) }
-}
-
 /// Runs PRIMA diagnoses from one checkpoint: PNG → pixel values by the image encoder's preprocessing, metadata →
 /// text by the checkpoint's schema → text-encoder tokens, prompt and answer prefix → decoder tokens, then the
 /// model (Docs/prima-model.md). Everything the pipeline needs comes from the checkpoint.
@@ -117,10 +109,8 @@ public final class Diagnoser: Sendable {
 
     /// The outcome of one diagnosis.
     public struct Result: Sendable {
-        /// P(y = k | x) in label order.
-        public let probabilities: [Float]
-        /// The labels with their probabilities, most probable first.
-        public let ranked: [(label: PrimaLabel, probability: Float)]
+        /// P(y = k | x) over the checkpoint's classes, ranked.
+        public let diagnosis: Diagnosis
         /// The metadata as the text encoder read it.
         public let text: String
         /// Seconds per stage, in order: image (decode + preprocess), text (render + tokenize), image_encoder,
@@ -151,7 +141,6 @@ public final class Diagnoser: Sendable {
         } catch let error as RuntimeError {
             throw DiagnoseError.failed("\(checkpointPath): \(error.description)")
         }
-        let ranked = zip(labels, probabilities).sorted { $0.1 > $1.1 }.map { (label: $0.0, probability: $0.1) }
-        return Result(probabilities: probabilities, ranked: ranked, text: text, timings: timings)
+        return Result(diagnosis: Diagnosis(classCodes: labels.map(\.code), probabilities: probabilities), text: text, timings: timings)
     }
 }

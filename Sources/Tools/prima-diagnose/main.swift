@@ -15,8 +15,11 @@ struct PrimaDiagnoseCommand: ParsableCommand {
         commandName: "prima-diagnose",
         abstract: "Diagnose a lesion from a clinical image (PNG) and the patient's metadata with a PRIMA checkpoint.",
         discussion: """
-            One case: --image and --metadata (a JSON object with the schema's fields). Exit status: 0 success, \
-            1 the run failed, 2 bad usage or bad input. The model: Docs/prima-model.md.
+            One case: --image and --metadata (a JSON object with the schema's fields). A batch: --folder, a \
+            PAD-UFES-20-style folder (metadata.csv and the images named by its img_id column, in any subfolder); the \
+            per-case results go to -o (CSV or JSON by its extension) and, when the csv has a diagnostic column, \
+            per-class F1, macro F1, accuracy and balanced accuracy are reported. Exit status: 0 success, 1 the run \
+            failed, 2 bad usage or bad input. The model: Docs/prima-model.md.
             """,
         version: "prima-diagnose 1")
 
@@ -24,12 +27,27 @@ struct PrimaDiagnoseCommand: ParsableCommand {
     var checkpoint: String
 
     @Option(help: ArgumentHelp("The clinical image.", valueName: "case.png"))
-    var image: String
+    var image: String?
 
     @Option(help: ArgumentHelp("The patient record: one JSON object.", valueName: "case.json"))
-    var metadata: String
+    var metadata: String?
 
-    @Flag(help: "Print the result as JSON.")
+    @Option(help: ArgumentHelp("A folder of cases: metadata.csv and the images.", valueName: "DIR"))
+    var folder: String?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Batch results, per case (.csv or .json).", valueName: "FILE"))
+    var output: String?
+
+    @Option(help: ArgumentHelp("Batch summary and metrics as JSON.", valueName: "FILE.json"))
+    var summary: String?
+
+    @Flag(help: "Overwrite existing output files.")
+    var force = false
+
+    @Flag(name: .customLong("no-progress"), help: "Do not draw progress on stderr.")
+    var noProgress = false
+
+    @Flag(help: "Print the result (one case) or the summary (batch) as JSON.")
     var json = false
 
     @Option(name: .customLong("repeat"), help: "Run the diagnosis N times and report the median time of each stage (for benchmarks).")
@@ -39,9 +57,21 @@ struct PrimaDiagnoseCommand: ParsableCommand {
 
     func validate() throws {
         if repeats < 1 { throw ValidationError("--repeat must be ≥ 1") }
+        if folder == nil {
+            guard image != nil, metadata != nil else { throw ValidationError("give --image and --metadata, or --folder") }
+            if output != nil || summary != nil { throw ValidationError("-o and --summary belong to a batch (--folder)") }
+        } else {
+            if image != nil || metadata != nil { throw ValidationError("give --image and --metadata, or --folder, not both") }
+            if repeats != 1 { throw ValidationError("--repeat times one case") }
+        }
+        if let output, !(output.hasSuffix(".csv") || output.hasSuffix(".json")) {
+            throw ValidationError("-o must end in .csv or .json")
+        }
     }
 
     func run() throws {
+        if let folder { return try runBatch(folder) }
+        guard let image, let metadata else { return }
         let loadStart = Date()
         let diagnoser = try Diagnoser(checkpoint: checkpoint)
         let loadSeconds = Date().timeIntervalSince(loadStart)
@@ -57,11 +87,49 @@ struct PrimaDiagnoseCommand: ParsableCommand {
             return (stage, values[values.count / 2])
         }
         if json {
-            print(DiagnosisReport.json(result, checkpoint: checkpoint, headsTrained: diagnoser.headsTrained,
+            print(DiagnosisReport.json(result, labels: diagnoser.labels, checkpoint: checkpoint, headsTrained: diagnoser.headsTrained,
                                        loadSeconds: loadSeconds, medians: medians, runs: repeats).serialized(indent: 2))
         } else {
-            print(DiagnosisReport.text(result, loadSeconds: loadSeconds, medians: medians, runs: repeats), terminator: "")
+            print(DiagnosisReport.text(result, labels: diagnoser.labels, loadSeconds: loadSeconds, medians: medians, runs: repeats), terminator: "")
         }
+    }
+
+    /// Diagnoses every case of `folder`; a case that fails (no image, a corrupt one) is reported and skipped.
+    private func runBatch(_ folder: String) throws {
+        let diagnoser = try Diagnoser(checkpoint: checkpoint)
+        let codes = diagnoser.labels.map(\.code)
+        let cases = try CaseFolder(folder: folder, classCodes: codes, schema: diagnoser.schema)
+        for path in [output, summary].compactMap({ $0 }) where !force && FileManager.default.fileExists(atPath: path) {
+            throw DiagnoseError.input("\(path): already exists (use --force to overwrite)")
+        }
+        if !diagnoser.headsTrained {
+            ToolMain.printWarning("prima-diagnose", "\(checkpoint): the PRIMA heads are untrained (seeded initialisation); the predictions mean nothing")
+        }
+        let progress = Progress(label: "diagnose", total: cases.cases.count, unit: .items("cases"), enabled: !noProgress)
+        var results: [CaseResult] = []
+        for item in cases.cases {
+            let outcome: CaseResult.Outcome
+            switch item.image {
+            case .failure(let error):
+                outcome = .failed(error.description)
+            case .success(let path):
+                do {
+                    outcome = .diagnosed(try diagnoser.diagnose(imagePath: path, record: item.record).diagnosis)
+                } catch let error as DiagnoseError where error.exitCode == 2 {
+                    outcome = .failed(error.description)
+                }
+            }
+            if case .failed(let message) = outcome { ToolMain.printWarning("prima-diagnose", "skipped: \(message)") }
+            results.append(CaseResult(imageID: item.imageID, label: item.label, outcome: outcome))
+            progress.advance(1)
+        }
+        progress.finish()
+        let batch = BatchResults(classCodes: codes, cases: results)
+        if let output {
+            try OutputFile.write(output.hasSuffix(".json") ? batch.jsonText() : batch.csvText(), to: output, overwrite: force)
+        }
+        if let summary { try OutputFile.write(batch.summary.jsonText(), to: summary, overwrite: force) }
+        print(json ? batch.summary.jsonText() : batch.summary.table, terminator: "")
     }
 }
 
@@ -83,13 +151,14 @@ extension TokenizerError: ToolFailure {
 
 /// The single-case report, as text and as JSON.
 enum DiagnosisReport {
-    static func text(_ result: Diagnoser.Result, loadSeconds: Double, medians: [(String, Double)], runs: Int) -> String {
+    static func text(_ result: Diagnoser.Result, labels: [PrimaLabel], loadSeconds: Double, medians: [(String, Double)], runs: Int) -> String {
+        let names = Dictionary(uniqueKeysWithValues: labels.map { ($0.code, $0.name) })
         var out = "metadata text: \(result.text.isEmpty ? "(no fields)" : result.text)\n\n"
-        let width = result.ranked.map(\.label.code.count).max() ?? 0
-        let nameWidth = result.ranked.map(\.label.name.count).max() ?? 0
-        for (rank, entry) in result.ranked.enumerated() {
-            let code = entry.label.code.padding(toLength: width, withPad: " ", startingAt: 0)
-            let name = entry.label.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
+        let width = labels.map(\.code.count).max() ?? 0
+        let nameWidth = labels.map(\.name.count).max() ?? 0
+        for (rank, entry) in result.diagnosis.ranked.enumerated() {
+            let code = entry.code.padding(toLength: width, withPad: " ", startingAt: 0)
+            let name = (names[entry.code] ?? "").padding(toLength: nameWidth, withPad: " ", startingAt: 0)
             out += String(format: "%2d. %@  %@  %6.2f %%\n", rank + 1, code, name, Double(entry.probability) * 100)
         }
         let stages = medians.map { String(format: "%@ %.1f ms", $0.0.replacingOccurrences(of: "_", with: " "), $0.1 * 1000) }
@@ -98,15 +167,16 @@ enum DiagnosisReport {
         return out
     }
 
-    static func json(_ result: Diagnoser.Result, checkpoint: String, headsTrained: Bool, loadSeconds: Double,
+    static func json(_ result: Diagnoser.Result, labels: [PrimaLabel], checkpoint: String, headsTrained: Bool, loadSeconds: Double,
                      medians: [(String, Double)], runs: Int) -> JSONValue {
-        .object(JSONObject([
+        let names = Dictionary(uniqueKeysWithValues: labels.map { ($0.code, $0.name) })
+        return .object(JSONObject([
             ("checkpoint", .string(checkpoint)),
             ("heads_trained", .bool(headsTrained)),
             ("text", .string(result.text)),
-            ("prediction", .string(result.ranked[0].label.code)),
-            ("classes", .array(result.ranked.map { entry in
-                .object(JSONObject([("code", .string(entry.label.code)), ("name", .string(entry.label.name)),
+            ("prediction", .string(result.diagnosis.predicted)),
+            ("classes", .array(result.diagnosis.ranked.map { entry in
+                .object(JSONObject([("code", .string(entry.code)), ("name", .string(names[entry.code] ?? "")),
                                     ("probability", .double(Double(entry.probability)))]))
             })),
             ("load_seconds", .double(loadSeconds)),
