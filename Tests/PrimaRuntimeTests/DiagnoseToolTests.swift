@@ -92,4 +92,56 @@ import Testing
             #expect(result.stdout.isEmpty)
         }
     }
+
+    /// A PAD-UFES-20-style folder: two good images in a subfolder, a corrupt one, and a row without an image.
+    static func makeFolder(extraRow: String = "") throws -> String {
+        let folder = RuntimeTestSupport.temporaryDirectory() + "/cases"
+        let part = folder + "/imgs_part_1"
+        try FileManager.default.createDirectory(atPath: part, withIntermediateDirectories: true)
+        let images = RuntimeTestSupport.repositoryRoot + "/Fixtures/images"
+        for (source, name) in [("preprocess/scene_rgb8.png", "PAT_1_1_1.png"), ("preprocess/small_rgb8.png", "PAT_2_2_2.png"),
+                               ("corrupt/truncated.png", "PAT_3_3_3.png")] {
+            try FileManager.default.copyItem(atPath: images + "/" + source, toPath: part + "/" + name)
+        }
+        let csv = """
+            patient_id,lesion_id,smoke,drink,background_father,background_mother,age,pesticide,gender,skin_cancer_history,cancer_history,has_piped_water,has_sewage_system,fitspatrick,region,diameter_1,diameter_2,diagnostic,itch,grew,hurt,changed,bleed,elevation,img_id,biopsed
+            PAT_1,1,False,False,POMERANIA,POMERANIA,62,False,MALE,True,True,True,True,2,FACE,12,8,BCC,True,UNK,False,False,True,True,PAT_1_1_1.png,True
+            PAT_2,2,,,,,55,,,,,,,,BACK,,,ACK,False,False,False,False,False,False,PAT_2_2_2.png,False
+            PAT_3,3,,,,,40,,,,,,,,ARM,,,MEL,False,False,False,False,False,False,PAT_3_3_3.png,True
+            PAT_4,4,,,,,33,,,,,,,,ARM,,,SCC,False,False,False,False,False,False,PAT_4_4_4.png,True
+
+            """ + extraRow
+        try csv.write(toFile: folder + "/metadata.csv", atomically: true, encoding: .utf8)
+        return folder
+    }
+
+    @Test func batchModeWritesResultsAndMetricsAndSkipsBrokenCases() throws {
+        let checkpoint = try PrimaPipelineTests.assemble()
+        let folder = try Self.makeFolder()
+        let out = RuntimeTestSupport.temporaryDirectory()
+        let result = try RuntimeTestSupport.run(Self.tool, ["--checkpoint", checkpoint, "--folder", folder, "-o", out + "/r.csv",
+                                                            "--summary", out + "/s.json", "--no-progress"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("macro F1") && result.stdout.contains("balanced accuracy"))
+        #expect(result.stderr.contains("skipped: ") && result.stderr.contains("PAT_3_3_3.png") && result.stderr.contains("PAT_4_4_4.png"))
+        let rows = try String(contentsOfFile: out + "/r.csv", encoding: .utf8).split(separator: "\r\n")
+        #expect(rows.first == "img_id,predicted,p_ACK,p_BCC,p_MEL,p_SCC,true_label,correct,error")
+        #expect(rows.count == 5)
+        #expect(rows[1].hasPrefix("PAT_1_1_1.png,") && rows[1].contains(",BCC,"))
+        let summary = try JSON.parse(try String(contentsOfFile: out + "/s.json", encoding: .utf8)).object
+        #expect(summary?["cases"]?.int == 4 && summary?["failed"]?.int == 2 && summary?["scored"]?.int == 2)
+
+        // The JSON results agree with the single-case tool on the first case.
+        let json = try RuntimeTestSupport.run(Self.tool, ["--checkpoint", checkpoint, "--folder", folder, "-o", out + "/r.json", "--no-progress"])
+        #expect(json.status == 0)
+        #expect(FileManager.default.fileExists(atPath: out + "/r.json"))
+
+        // Existing outputs need --force; a label outside the checkpoint's classes stops the batch; nothing is written.
+        let again = try RuntimeTestSupport.run(Self.tool, ["--checkpoint", checkpoint, "--folder", folder, "-o", out + "/r.csv", "--no-progress"])
+        #expect(again.status == 2 && again.stderr.contains("already exists"))
+        let foreign = try Self.makeFolder(extraRow: "PAT_5,5,,,,,33,,,,,,,,ARM,,,NEV,False,False,False,False,False,False,PAT_1_1_1.png,True\n")
+        let refused = try RuntimeTestSupport.run(Self.tool, ["--checkpoint", checkpoint, "--folder", foreign, "-o", out + "/n.csv", "--no-progress"])
+        #expect(refused.status == 2, "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/n.csv"))
+    }
 }
