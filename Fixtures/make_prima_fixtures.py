@@ -23,9 +23,9 @@ What it makes (paths relative to the repository root):
   Fixtures/traces/prima-tiny-modernbert.h5     prima trace of the RGBA case of metadata.csv (a blank row) through
                                                heads-modernbert
 
-The heads' values are drawn from one seeded torch.Generator per file in sorted-name order: Linear and Conv weights
-N(0, 1/fan_in) (fan_in = in_features, or in_channels x kernel size), biases N(0, 0.05^2), special tokens N(0, 0.5^2).
-That keeps every head output O(1).
+The heads' values are prima_ref.prima.random_heads: one seeded torch.Generator per file, sorted-name order, Linear and
+Conv weights N(0, 1/fan_in) (fan_in = in_features, or in_channels x kernel size), biases N(0, 0.05^2), special tokens
+N(0, 0.5^2). That keeps every head output O(1).
 
 Image preprocessing uses transformers' DINOv3 image processor, which needs torchvision and Pillow (pinned in
 Fixtures/images/requirements.txt, not in Fixtures/requirements.txt). Give the directory that holds them with
@@ -87,7 +87,7 @@ from safetensors.torch import save_file  # noqa: E402
 
 sys.path.insert(0, str(REPO / "Formats" / "python"))
 from prima_ref.metadata import PAD_UFES_20_COLUMNS, Schema, read_csv  # noqa: E402
-from prima_ref.prima import PrimaReference, head_shapes  # noqa: E402
+from prima_ref.prima import PrimaReference, random_heads  # noqa: E402
 from prima_ref.trace import read_trace  # noqa: E402
 
 setup_torch()
@@ -113,25 +113,6 @@ MODELS = {
 # --------------------------------------------------------------------------------------------------------------------
 # Heads
 # --------------------------------------------------------------------------------------------------------------------
-def make_heads(d_img, d_txt, d_llm, seed, special_tokens):
-    shapes = head_shapes(d_img, d_txt, d_llm, K)
-    if not special_tokens:
-        del shapes["fusion.special_tokens"]
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for name in sorted(shapes):
-        shape = shapes[name]
-        noise = torch.randn(shape, generator=gen, dtype=torch.float32)
-        if name == "fusion.special_tokens":
-            out[name] = 0.5 * noise
-        elif name.endswith(".weight"):
-            fan_in = math.prod(shape[1:])
-            out[name] = noise * fan_in**-0.5
-        else:
-            out[name] = 0.05 * noise
-    return out
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # PNG writer (PNG specification: signature, IHDR, one IDAT, IEND; filter 0 on every row; zlib level 9)
 # --------------------------------------------------------------------------------------------------------------------
@@ -406,7 +387,7 @@ def main():
         cfg = lambda d: json.loads((MODELS_DIR / d / "config.json").read_text())  # noqa: E731
         d_img, d_txt, d_llm = cfg(image_dir)["hidden_size"], cfg(text_dir)["hidden_size"], cfg(decoder_dir)["hidden_size"]
         dims[name] = (d_img, d_txt, d_llm)
-        tensors = make_heads(d_img, d_txt, d_llm, SEED_HEADS[heads_stem], has_special)
+        tensors = random_heads(d_img, d_txt, d_llm, K, SEED_HEADS[heads_stem], special_tokens=has_special)
         save_file(tensors, str(PRIMA_DIR / f"{heads_stem}.safetensors"), metadata={"format": "pt"})
 
     record_of = {r["img_id"]: r for r in rows}

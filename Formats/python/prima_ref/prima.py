@@ -96,6 +96,33 @@ def head_shapes(d_img: int, d_txt: int, d_llm: int, k: int, d_align: int = D_ALI
     return s
 
 
+def random_heads(d_img: int, d_txt: int, d_llm: int, k: int, seed: int, special_tokens: bool = True,
+                 d_align: int = D_ALIGN) -> "Dict[str, Any]":
+    """Seeded heads tensors {canonical name: float32 tensor}, drawn from one torch.Generator(seed) in sorted-name
+    order: Linear and Conv weights N(0, 1/fan_in) (fan_in = in_features, or in_channels x kernel size), biases
+    N(0, 0.05^2), special tokens N(0, 0.5^2), so that every head output is O(1). Without special_tokens the file
+    leaves fusion.special_tokens out (the runtime then initialises it from the decoder embeddings)."""
+    import math
+
+    import torch
+
+    shapes = head_shapes(d_img, d_txt, d_llm, k, d_align)
+    if not special_tokens:
+        del shapes["fusion.special_tokens"]
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in sorted(shapes):
+        shape = shapes[name]
+        noise = torch.randn(shape, generator=gen, dtype=torch.float32)
+        if name == "fusion.special_tokens":
+            out[name] = 0.5 * noise
+        elif name.endswith(".weight"):
+            out[name] = noise * math.prod(shape[1:]) ** -0.5
+        else:
+            out[name] = 0.05 * noise
+    return out
+
+
 def _modules():
     import torch
     from torch import nn
