@@ -41,8 +41,9 @@ Self-checks (the script stops on the first failure): the traces read back throug
 was computed; every head activation is recomputed from the safetensors tensors with numpy in float64 (patch grid,
 conv as patch matmuls, erf GELU) and must agree within HEAD_TOLERANCE; the decoder run on the prompt ids alone must
 give the trace's layers at the prompt positions (causal attention, default positions); the special tokens of
-heads-modernbert are the mean embeddings of " image"/" text"; the class probabilities are clearly non-uniform; the
-metadata texts match literal expectations; everything written stays under MAX_TOTAL_BYTES.
+heads-modernbert are the mean embeddings of " image"/" text"; the class probabilities are clearly non-uniform and
+equal those of the hook-free prima_ref.prima.diagnose (what the pipeline benchmark times); the metadata texts match
+literal expectations; everything written stays under MAX_TOTAL_BYTES.
 """
 
 import os
@@ -87,7 +88,7 @@ from safetensors.torch import save_file  # noqa: E402
 
 sys.path.insert(0, str(REPO / "Formats" / "python"))
 from prima_ref.metadata import PAD_UFES_20_COLUMNS, Schema, read_csv  # noqa: E402
-from prima_ref.prima import PrimaReference, random_heads  # noqa: E402
+from prima_ref.prima import PrimaReference, diagnose, random_heads  # noqa: E402
 from prima_ref.trace import read_trace  # noqa: E402
 
 setup_torch()
@@ -372,6 +373,11 @@ def write_model_trace(name, image_path, record, source_name):
     assert np.allclose(probs, np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum(), atol=1e-6)
     assert probs.max() - probs.min() > 0.15, probs
     assert all(np.abs(a).max() < 50 for a in acts.values())
+    # 5. the hook-free pipeline of the benchmarks (prima_ref.prima.diagnose) gives the same probabilities
+    with torch.inference_mode():
+        fast, _ = diagnose(ref.image.top, ref.text.top, ref.decoder.top, ref.heads,
+                           {k: torch.from_numpy(v) for k, v in inputs.items()}, ref.num_registers, ref.patch_size)
+    assert np.allclose(fast.numpy(), acts["class_probs"], rtol=0, atol=1e-6), (fast, acts["class_probs"])
     return trace, ref, worst_heads, worst_causal, recipe
 
 

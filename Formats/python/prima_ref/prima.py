@@ -552,6 +552,50 @@ class PrimaReference:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# The same pipeline without hooks or copies, timed by stage (benchmarks)
+# ---------------------------------------------------------------------------------------------------------------------
+def diagnose(image_model, text_model, decoder, heads, inputs, num_registers: int, patch_size: int,
+             clock=None) -> Tuple[Any, Dict[str, float]]:
+    """class_probs (1, K) of one case and the seconds spent per stage ({"image_encoder", "text_encoder", "fusion",
+    "decoder", "total"}), with the math of Formats/prima-trace.md §10 and no activation capture.
+
+    image_model / text_model: the base encoders (DINOv3ViTModel, BertModel/ModernBertModel); decoder: a
+    Qwen3ForCausalLM (only the last position's logits are computed: logits_to_keep=1); heads: PrimaHeads (or any
+    module with the same submodules, e.g. after torch dynamic quantisation); inputs: torch tensors of the six
+    prima inputs. Call under torch.inference_mode()."""
+    import time
+
+    import torch
+
+    clock = clock or time.perf_counter
+    t0 = clock()
+    pv = inputs["pixel_values"]
+    img = image_model(pixel_values=pv).last_hidden_state  # (1, 1+R+Np, Ci)
+    t1 = clock()
+    mask = inputs["attention_mask"]
+    txt = text_model(input_ids=inputs["input_ids"], attention_mask=mask).last_hidden_state  # (1, T, Ct)
+    t2 = clock()
+    n = int(mask[0].sum())
+    h, w = pv.shape[2] // patch_size, pv.shape[3] // patch_size
+    cls_i, patches = img[:, 0], img[:, 1 + num_registers:]
+    cls_t, seq_t = txt[:, 0], txt[:, 1:max(1, n - 1)]
+    f = heads.fusion
+    st = f.special_tokens[:, None, :]
+    emb = decoder.get_input_embeddings()
+    parts = [emb(inputs["prompt_ids"]), st[0:1], f.image_cls_projector(cls_i), f.image_seq_projector(patches, h, w),
+             st[1:2], st[2:3], f.text_cls_projector(cls_t), f.text_seq_projector(seq_t), st[3:4],
+             emb(inputs["answer_prefix_ids"])]
+    embeds = torch.cat(parts, dim=1)  # (1, T_dec, D)
+    t3 = clock()
+    ones = torch.ones((1, embeds.shape[1]), dtype=torch.long)
+    logits = decoder(inputs_embeds=embeds, attention_mask=ones, use_cache=False, logits_to_keep=1).logits
+    probs = torch.softmax(logits[:, -1, inputs["class_token_ids"]], dim=-1)
+    t4 = clock()
+    return probs, {"image_encoder": t1 - t0, "text_encoder": t2 - t1, "fusion": t3 - t2, "decoder": t4 - t3,
+                   "total": t4 - t0}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Validation of prima inputs and activation names (shared with trace.read_trace)
 # ---------------------------------------------------------------------------------------------------------------------
 PRIMA_INPUTS = ("pixel_values", "input_ids", "attention_mask", "prompt_ids", "answer_prefix_ids", "class_token_ids")
