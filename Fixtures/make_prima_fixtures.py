@@ -43,7 +43,9 @@ conv as patch matmuls, erf GELU) and must agree within HEAD_TOLERANCE; the decod
 give the trace's layers at the prompt positions (causal attention, default positions); the special tokens of
 heads-modernbert are the mean embeddings of " image"/" text"; the class probabilities are clearly non-uniform and
 equal those of the hook-free prima_ref.prima.diagnose (what the pipeline benchmark times); the metadata texts match
-literal expectations; everything written stays under MAX_TOTAL_BYTES.
+literal expectations; the reference refuses classes sharing a first token (the qwen3 fixture tokenizer) and heads
+files with task.class_token_ids, unknown, missing, mis-shaped or non-float32 tensors; everything written stays under
+MAX_TOTAL_BYTES.
 """
 
 import os
@@ -88,7 +90,7 @@ from safetensors.torch import save_file  # noqa: E402
 
 sys.path.insert(0, str(REPO / "Formats" / "python"))
 from prima_ref.metadata import PAD_UFES_20_COLUMNS, Schema, read_csv  # noqa: E402
-from prima_ref.prima import PrimaReference, diagnose, random_heads  # noqa: E402
+from prima_ref.prima import PrimaReference, class_token_ids, diagnose, load_heads, random_heads  # noqa: E402
 from prima_ref.trace import read_trace  # noqa: E402
 
 setup_torch()
@@ -381,6 +383,39 @@ def write_model_trace(name, image_path, record, source_name):
     return trace, ref, worst_heads, worst_causal, recipe
 
 
+def check_refusals():
+    """The reference refuses what the contract forbids, with messages naming the problem."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    def refused(fn, *words):
+        try:
+            fn()
+        except ValueError as e:
+            assert all(w in str(e) for w in words), (str(e), words)
+            return
+        raise AssertionError(f"not refused: {words}")
+
+    old_tok = AutoTokenizer.from_pretrained(str(MODELS_DIR / "qwen3-tied-f32"))  # " MEL"/" NEV" share "Ġ"
+    refused(lambda: class_token_ids(old_tok, ("ACK", "BCC", "MEL", "NEV", "SCC", "SEK")), "'MEL' and 'NEV'")
+    good = load_file(str(PRIMA_DIR / "heads-bert.safetensors"))
+    scratch = PRIMA_DIR / "scratch.safetensors"
+    try:
+        for change, words in (
+            (lambda t: t.update({"task.class_token_ids": torch.arange(K)}), ("task.class_token_ids",)),
+            (lambda t: t.update({"fusion.extra": torch.zeros(1)}), ("unknown tensors", "fusion.extra")),
+            (lambda t: t.pop("image_classifier.bias"), ("missing tensors", "image_classifier.bias")),
+            (lambda t: t.update({"alignment.text_proj.bias": torch.zeros(128)}), ("alignment.text_proj.bias", "[256]")),
+            (lambda t: t.update({"image_classifier.bias": torch.zeros(K, dtype=torch.float16)}), ("float32",)),
+        ):
+            t = dict(good)
+            change(t)
+            save_file(t, str(scratch))
+            refused(lambda: load_heads(scratch, 32, 32, 48, K), *words)
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
 def main():
     PRIMA_DIR.mkdir(exist_ok=True)
     for stale in [PRIMA_DIR / f"{s}.safetensors" for s in SEED_HEADS] + sorted(TRACES_DIR.glob("prima-*.h5")):
@@ -396,6 +431,7 @@ def main():
         tensors = random_heads(d_img, d_txt, d_llm, K, SEED_HEADS[heads_stem], special_tokens=has_special)
         save_file(tensors, str(PRIMA_DIR / f"{heads_stem}.safetensors"), metadata={"format": "pt"})
 
+    check_refusals()
     record_of = {r["img_id"]: r for r in rows}
     cases = {
         "prima-tiny-bert": (CASES_DIR / "sample.png", SAMPLE, "sample.json"),

@@ -314,6 +314,25 @@ def load_image(path: "os.PathLike | str"):
 # ---------------------------------------------------------------------------------------------------------------------
 # The pipeline
 # ---------------------------------------------------------------------------------------------------------------------
+def class_token_ids(tokenizer, class_codes: Sequence[str]) -> List[int]:
+    """Class k's decoder token: the first id of tokenizer.encode(" " + code, add_special_tokens=False). Refuses
+    two classes sharing a first token (the decoder could not score them apart)."""
+    ids: List[int] = []
+    first_of: Dict[int, str] = {}
+    for code in class_codes:
+        enc = tokenizer.encode(" " + code, add_special_tokens=False)
+        if not enc:
+            raise ValueError(f"class {code!r}: ' {code}' encodes to no token")
+        tid = int(enc[0])
+        if tid in first_of:
+            tok = tokenizer.convert_ids_to_tokens(tid)
+            raise ValueError(f"classes {first_of[tid]!r} and {code!r} share their first decoder token {tid} "
+                             f"({tok!r}); the decoder cannot score them apart")
+        first_of[tid] = code
+        ids.append(tid)
+    return ids
+
+
 class PrimaReference:
     """The three Hugging Face directories + a heads file, with the class codes, prompt and answer prefix."""
 
@@ -355,19 +374,7 @@ class PrimaReference:
         enc = lambda s: list(self.decoder_tokenizer.encode(s, add_special_tokens=False))  # noqa: E731
         self.prompt_ids = enc(prompt)
         self.answer_prefix_ids = enc(answer_prefix)
-        self.class_token_ids = []
-        for code in self.class_codes:
-            ids = enc(" " + code)
-            if not ids:
-                raise ValueError(f"class {code!r}: ' {code}' encodes to no token")
-            self.class_token_ids.append(ids[0])
-        first_of: Dict[int, str] = {}
-        for code, tid in zip(self.class_codes, self.class_token_ids):
-            if tid in first_of:
-                tok = self.decoder_tokenizer.convert_ids_to_tokens(tid)
-                raise ValueError(f"classes {first_of[tid]!r} and {code!r} share their first decoder token {tid} "
-                                 f"({tok!r}); the decoder cannot score them apart")
-            first_of[tid] = code
+        self.class_token_ids = class_token_ids(self.decoder_tokenizer, self.class_codes)
         if not self.special_tokens_in_file:
             with torch.no_grad():
                 self.heads.fusion.special_tokens.copy_(self.initial_special_tokens())
