@@ -11,6 +11,10 @@ What it makes (all paths relative to the repository root):
                                     isolated) + ByteLevel(use_regex=False), ByteLevel post-processor
                                     (trim_offsets=False), <|endoftext|> <|im_start|> <|im_end|> special,
                                     <think> </think> not special; 600 ids in all).
+  Fixtures/tokenizers/qwen3-prima/  the same, trained on CORPUS + PRIMA_CORPUS_EXTRA, so that " ACK", " BCC",
+                                    " MEL", " NEV", " SCC", " SEK" (PAD-UFES-20's classes) are single, distinct
+                                    tokens (the PRIMA decoder scores a class by the first token of " " + code);
+                                    used by the PRIMA decoder fixture qwen3-prima-f32 (hidden 48).
   Fixtures/models/<name>/           one directory per fixture, written with transformers' save_pretrained
                                     (config.json, model.safetensors or shards + model.safetensors.index.json,
                                     generation_config.json for Qwen3, the tokenizer files for text models,
@@ -172,13 +176,23 @@ CORPUS = [
 ]
 
 
-def corpus_iterator():
+# Added to CORPUS for the qwen3-prima tokenizer only: the PRIMA decoder scores each class by the first token of
+# " " + code, and with CORPUS alone " MEL"/" NEV" both start with "Ġ" and " SCC"/" SEK" with "ĠS". Lines in the form
+# of the decoder input's end (prompt, answer prefix, code) make every " CODE" one token of its own.
+PAD_UFES_CODES = ("ACK", "BCC", "MEL", "NEV", "SCC", "SEK")
+PRIMA_CORPUS_EXTRA = [
+    f"Classify the lesion from the clinical image and the patient's risk factors. Diagnosis: {a}; not {b}, {c}."
+    for a, b, c in zip(PAD_UFES_CODES, PAD_UFES_CODES[1:] + PAD_UFES_CODES[:1], PAD_UFES_CODES[2:] + PAD_UFES_CODES[:2])
+] + ["PAD-UFES-20 classes: " + ", ".join(PAD_UFES_CODES) + "; Diagnosis: " + " or ".join(PAD_UFES_CODES) + "."]
+
+
+def corpus_iterator(corpus=CORPUS):
     # A few passes with different joins, so that pair counts are not all tied.
-    for line in CORPUS:
+    for line in corpus:
         yield line
-    for i in range(0, len(CORPUS), 3):
-        yield " ".join(CORPUS[i : i + 3])
-    yield "\n".join(CORPUS)
+    for i in range(0, len(corpus), 3):
+        yield " ".join(corpus[i : i + 3])
+    yield "\n".join(corpus)
 
 
 QWEN2_PRETOKENIZE_REGEX = (
@@ -258,7 +272,7 @@ def build_modernbert_tokenizer(out_dir):
     return fast
 
 
-def build_qwen3_tokenizer(out_dir):
+def build_qwen3_tokenizer(out_dir, corpus=CORPUS):
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -283,7 +297,7 @@ def build_qwen3_tokenizer(out_dir):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[],
     )
-    tok.train_from_iterator(corpus_iterator(), trainer=trainer)
+    tok.train_from_iterator(corpus_iterator(corpus), trainer=trainer)
     assert tok.get_vocab_size() == QWEN3_VOCAB - len(added), tok.get_vocab_size()
     # decoders.ByteLevel() always serializes add_prefix_space/trim_offsets/use_regex = true; Qwen3's
     # tokenizer.json has false for all three (they do not change decoding). Patch through the JSON form.
@@ -404,12 +418,12 @@ def bert_config(tok):
     )
 
 
-def qwen3_config(tok, tied):
+def qwen3_config(tok, tied, hidden_size=32, intermediate_size=64):
     vocab = -(-len(tok) // 64) * 64  # more embedding rows than tokens, like the real model
     return Qwen3Config(
         vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -554,13 +568,17 @@ def main():
     # Only this script's outputs are replaced: Fixtures/tokenizers also holds the tokenizer goldens
     # (corpus.txt, goldens.json, variants/), which Fixtures/tokenizers/make_goldens.py writes from these files.
     mb_tok_dir, qw_tok_dir = TOKENIZERS_DIR / "modernbert", TOKENIZERS_DIR / "qwen3"
-    for d in (mb_tok_dir, qw_tok_dir, MODELS_DIR):
+    qp_tok_dir = TOKENIZERS_DIR / "qwen3-prima"
+    for d in (mb_tok_dir, qw_tok_dir, qp_tok_dir, MODELS_DIR):
         if d.exists():
             shutil.rmtree(d)
         d.mkdir(parents=True)
 
     mb_tok = build_modernbert_tokenizer(mb_tok_dir)
     qw_tok = build_qwen3_tokenizer(qw_tok_dir)
+    qp_tok = build_qwen3_tokenizer(qp_tok_dir, CORPUS + PRIMA_CORPUS_EXTRA)
+    class_ids = [qp_tok.encode(" " + code, add_special_tokens=False)[0] for code in PAD_UFES_CODES]
+    assert len(set(class_ids)) == len(PAD_UFES_CODES), class_ids
 
     dino_mlp = build(DINOv3ViTModel, dinov3_config(gated=False), seed=101)
     dino_gated = build(DINOv3ViTModel, dinov3_config(gated=True), seed=102)
@@ -569,6 +587,9 @@ def main():
     bert_pooler = build(BertModel, bert_config(mb_tok), seed=302)
     qwen_tied = build(Qwen3ForCausalLM, qwen3_config(qw_tok, tied=True), seed=401)
     qwen_untied = build(Qwen3ForCausalLM, qwen3_config(qw_tok, tied=False), seed=402)
+    # The PRIMA decoder: 48 wide, so that the fusion heads map the 32-wide encoders to a different width.
+    qwen_prima = build(Qwen3ForCausalLM, qwen3_config(qp_tok, tied=False, hidden_size=48, intermediate_size=96),
+                       seed=403)
 
     dino_feat = ["patch_size=8", "4 heads x head_dim 8", "no k bias", "layer_scale", "rope_theta=100", "final norm"]
     mb_feat = ["4 layers: full,sliding,sliding,full", "local_attention=8 (|i-j|<=4)", "rope 160000/10000",
@@ -605,6 +626,10 @@ def main():
         ("qwen3-untied-f16-sharded", cast(qwen_untied, torch.float16), "Qwen3ForCausalLM", qw_tok_dir,
          qw_feat + ["untied lm_head", "f16 cast of qwen3-untied-f32", "sharded (max_shard_size 48KB)"],
          {"max_shard_size": "48KB"}),
+        ("qwen3-prima-f32", qwen_prima, "Qwen3ForCausalLM", qp_tok_dir,
+         ["GQA 4q/2kv", "hidden 48 (encoders are 32 wide)", "head_dim=16 (heads*head_dim=64 != hidden 48)",
+          "MLP 96", "q_norm/k_norm", "rope_theta=1e6", "vocab 640 > 600 tokenizer ids", "untied lm_head",
+          "qwen3-prima tokenizer: ' ACK' ' BCC' ' MEL' ' NEV' ' SCC' ' SEK' are single distinct tokens"], {}),
     ]
 
     manifest = []
@@ -639,7 +664,8 @@ def main():
         print(f"{m['name']:32s} {m['dtype']:5s} tensors={len(m['tensor_names']):3d}"
               f" sharded={m['sharded']!s:5s} tied={m['tied_embeddings']!s:5s} lm_head_in_file={m['lm_head_in_file']}")
     digest = hashlib.sha256()
-    for p in sorted(list(mb_tok_dir.rglob("*")) + list(qw_tok_dir.rglob("*")) + list(MODELS_DIR.rglob("*"))):
+    outputs = list(mb_tok_dir.rglob("*")) + list(qw_tok_dir.rglob("*")) + list(qp_tok_dir.rglob("*"))
+    for p in sorted(outputs + list(MODELS_DIR.rglob("*"))):
         if p.is_file():
             digest.update(str(p.relative_to(FIXTURES)).encode() + b"\0" + p.read_bytes())
     print(f"Fixtures/ total size: {total} bytes; sha256 over tokenizers/ and models/: {digest.hexdigest()}")

@@ -36,7 +36,8 @@ script first checks that the installed versions are exactly the pinned ones and 
 single-threaded with deterministic algorithms (the version check, the environment and the torch setup are shared
 with make_fixtures.py in Fixtures/fixture_common.py); two runs give byte-identical files (HDF5 object timestamps are
 off) and it prints one sha256 over all traces so that runs can be compared. *.h5 in Fixtures/traces is deleted and
-rewritten on every run (README.md is kept). It takes a few seconds on CPU.
+rewritten on every run, except the pipeline traces prima-*.h5, which Fixtures/make_prima_fixtures.py writes (README.md
+is kept too). It takes a few seconds on CPU.
 """
 
 import sys
@@ -78,6 +79,12 @@ SQUARE = (32, 32)
 NONSQUARE = {"dinov3-mlp-reg4-f32": (32, 48)}  # fixture -> (H, W) of its extra "<fixture>-nonsquare.h5"
 PADDING_TOLERANCE = 1e-5
 MAX_TOTAL_BYTES = 3 * 1024 * 1024
+# Traces of the whole PRIMA pipeline (component "prima"), written by make_prima_fixtures.py: not this script's.
+PIPELINE_PREFIX = "prima-"
+
+
+def own_traces():
+    return sorted(p for p in TRACES_DIR.glob("*.h5") if not p.name.startswith(PIPELINE_PREFIX))
 
 
 def text_recipe(texts):
@@ -167,7 +174,7 @@ def hidden_states_check(name, ref, inputs, acts):
 def main():
     manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
     TRACES_DIR.mkdir(exist_ok=True)
-    for old in sorted(TRACES_DIR.glob("*.h5")):
+    for old in own_traces():
         old.unlink()
 
     jobs = []  # (trace file stem, fixture name, (H, W) for image fixtures)
@@ -196,6 +203,8 @@ def main():
             lengths = check_text_inputs(stem, ref, inputs)
             recipe = text_recipe(TEXTS)
             shape_note = f"input_ids {tuple(inputs['input_ids'].shape)}, real lengths {lengths}"
+        if stem.startswith(PIPELINE_PREFIX):
+            sys.exit(f"{stem}: fixture names starting with {PIPELINE_PREFIX!r} would clash with the pipeline traces")
         out = TRACES_DIR / f"{stem}.h5"
         trace = write_trace(model_dir, out, inputs, model=ref, input_recipe=recipe)
 
@@ -224,7 +233,7 @@ def main():
 
     digest = hashlib.sha256()
     total = 0
-    for path in sorted(TRACES_DIR.glob("*.h5")):
+    for path in own_traces():
         data = path.read_bytes()
         total += len(data)
         digest.update(path.name.encode() + b"\0" + hashlib.sha256(data).digest())
@@ -232,7 +241,7 @@ def main():
         sys.exit(f"traces total {total} bytes > {MAX_TOTAL_BYTES}")
     print(
         f"{len(rows)} traces, {total} bytes in all; largest padding-check difference {overall_worst:.3g} "
-        f"(tolerance {PADDING_TOLERANCE}); sha256 over Fixtures/traces/*.h5: {digest.hexdigest()}"
+        f"(tolerance {PADDING_TOLERANCE}); sha256 over Fixtures/traces/*.h5 but prima-*.h5: {digest.hexdigest()}"
     )
 
 

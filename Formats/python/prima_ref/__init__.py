@@ -19,6 +19,9 @@ Command line (from ``Formats/python``)::
 
     python -m prima_ref.trace MODEL_DIR -o OUT.h5 [--text "..." ...] [--image-size H W] [--batch B] [--seed S]
 
+The whole PRIMA pipeline on one case (heads included; trace component ``prima``) is in ``prima_ref.prima``
+(``PrimaReference``; ``python -m prima_ref.prima --help``), the metadata-to-text rendering in ``prima_ref.metadata``.
+
 Needs torch, transformers, tokenizers, h5py and numpy (the pins are in ``Fixtures/requirements.txt``).
 """
 

@@ -51,6 +51,9 @@ TRACE_VERSION = 1
 INPUTS_GROUP = "inputs"
 ACTIVATIONS_GROUP = "activations"
 
+# "prima": the whole pipeline of one case (encoders, heads, decoder), Formats/prima-trace.md §10.
+COMPONENTS = ("image_encoder", "text_encoder", "decoder", "prima")
+
 COMPONENT_OF_MODEL_TYPE = {
     "dinov3_vit": "image_encoder",
     "modernbert": "text_encoder",
@@ -467,7 +470,7 @@ def read_trace(path: os.PathLike | str) -> Trace:
         if not isinstance(version, int) or version < 1 or version > TRACE_VERSION:
             raise ValueError(f"{path}: prima_trace_version {version!r} not supported (this reader knows 1..{TRACE_VERSION})")
         component = attrs["component"]
-        if component not in ("image_encoder", "text_encoder", "decoder"):
+        if component not in COMPONENTS:
             raise ValueError(f"{path}: unknown component {component!r}")
         if set(f.keys()) != {INPUTS_GROUP, ACTIVATIONS_GROUP} or any(
             f.get(g, getclass=True) is not h5py.Group for g in (INPUTS_GROUP, ACTIVATIONS_GROUP)
@@ -478,13 +481,19 @@ def read_trace(path: os.PathLike | str) -> Trace:
                 if f[g].get(k, getclass=True) is not h5py.Dataset:
                     raise ValueError(f"{path}: /{g}/{k} is not a dataset")
         raw_inputs = OrderedDict((k, f[INPUTS_GROUP][k][()]) for k in f[INPUTS_GROUP])
-        expected = {"pixel_values"} if component == "image_encoder" else {"input_ids", "attention_mask"}
+        if component == "prima":
+            from .prima import PRIMA_INPUTS, validate_prima_inputs
+
+            expected = set(PRIMA_INPUTS)
+        else:
+            expected = {"pixel_values"} if component == "image_encoder" else {"input_ids", "attention_mask"}
         if set(raw_inputs) != expected:
             raise ValueError(f"{path}: /{INPUTS_GROUP} holds {sorted(raw_inputs)}, expected {sorted(expected)}")
-        for k, want in (("pixel_values", np.float32), ("input_ids", np.int64), ("attention_mask", np.int64)):
-            if k in raw_inputs and raw_inputs[k].dtype != want:
+        for k in raw_inputs:
+            want = np.float32 if k == "pixel_values" else np.int64
+            if raw_inputs[k].dtype != want:
                 raise ValueError(f"{path}: /{INPUTS_GROUP}/{k} is {raw_inputs[k].dtype}, expected {np.dtype(want)}")
-        inputs = validate_inputs(component, raw_inputs)
+        inputs = validate_prima_inputs(raw_inputs) if component == "prima" else validate_inputs(component, raw_inputs)
         entries = []
         origins = {}
         for name in f[ACTIVATIONS_GROUP]:
@@ -504,6 +513,9 @@ def read_trace(path: os.PathLike | str) -> Trace:
     for n in acts:
         if not NAME_RE.fullmatch(n):
             raise ValueError(f"{path}: activation name {n!r} does not match {NAME_RE.pattern}")
+    if component == "prima":
+        _check_prima_names(path, list(acts))
+        return Trace(attrs=attrs, inputs=inputs, activations=acts, origins=origins)
     missing = [n for n in required_names(acts) if n not in acts]
     if missing:
         raise ValueError(f"{path}: missing required activations {missing}")
@@ -514,6 +526,19 @@ def read_trace(path: os.PathLike | str) -> Trace:
     if names[0] != "embeddings" or names.index("final_norm") < names.index(layer_order[-1]):
         raise ValueError(f"{path}: order must start with embeddings and have final_norm after the last layer: {names}")
     return Trace(attrs=attrs, inputs=inputs, activations=acts, origins=origins)
+
+
+def _check_prima_names(path, names: List[str]) -> None:
+    """A prima trace holds every name of prima_expected_names, in that relative order (Formats/prima-trace.md §10)."""
+    from .prima import prima_expected_names
+
+    expected = prima_expected_names(names)
+    missing = [n for n in expected if n not in names]
+    if missing:
+        raise ValueError(f"{path}: missing required activations {missing}")
+    present = [n for n in names if n in expected]
+    if present != expected:
+        raise ValueError(f"{path}: activations are not in the order of Formats/prima-trace.md §10: {present}")
 
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
@@ -561,14 +586,22 @@ def compare_traces(reference: os.PathLike | str | Trace, other: os.PathLike | st
     for k, v in ref.inputs.items():
         if k not in oth.inputs or oth.inputs[k].shape != v.shape or not np.array_equal(oth.inputs[k], v):
             raise ValueError(f"input {k} differs between the traces")
-    if required_names(ref.activations) != required_names(oth.activations):
+    if ref.component == "prima":
+        from .prima import prima_expected_names
+
+        required = prima_expected_names
+    else:
+        required = required_names
+    if required(list(ref.activations)) != required(list(oth.activations)):
         raise ValueError(
-            f"required activations differ: {required_names(ref.activations)} vs {required_names(oth.activations)}"
+            f"required activations differ: {required(list(ref.activations))} vs {required(list(oth.activations))}"
         )
     out: "OrderedDict[str, float]" = OrderedDict()
     for name, a in ref.activations.items():
         if name in oth.activations:
-            out[name] = masked_max_abs_diff(a, oth.activations[name], ref.mask)
+            # In a prima trace only the text encoder's activations have the text's (B, T) token axes.
+            masked = ref.component != "prima" or name.startswith("text_encoder.")
+            out[name] = masked_max_abs_diff(a, oth.activations[name], ref.mask if masked else None)
     return out
 
 
