@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(
             name: "PrimaRuntimeTests",
             dependencies: ["PrimaModels", "PrimaVerify", "PrimaCheckpoint", "PrimaConvert", "PrimaTensor", "PrimaKernels",
-                           "PrimaJSON", "PrimaSafetensors", "PrimaTestSupport", "prima-verify", "prima-convert", "prima-quantize", "prima-diagnose"]),
+                           "PrimaJSON", "PrimaSafetensors", "PrimaDiagnose", "PrimaMetadata", "PrimaTestSupport", "prima-verify", "prima-convert", "prima-quantize", "prima-diagnose"]),
         .testTarget(name: "PrimaImageTests", dependencies: ["PrimaImage", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(
             name: "PrimaTokenizersTests", dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),

@@ -170,23 +170,24 @@ struct PrimaAssembly {
         return values
     }
 
-    /// The mean of the decoder's input-embedding rows `ids`, read from its source file (only those rows), in f32.
+    /// The mean of the decoder's input-embedding rows `ids`, read from its source file (only those rows): the rows
+    /// widened to f32, summed in f32 in id order, divided by their count.
     private static func meanEmbedding(_ decoder: ImportPlan, ids: [Int], width: Int) throws -> [Float] {
         guard let item = decoder.tensors.first(where: {
             if case .store(let canonical) = $0.action { return canonical == "embed.tokens" }
             return false
         }) else { throw ConvertError.input("\(decoder.source.path): no input embedding table") }
         let entry = item.entry, rowBytes = width * entry.dtype.byteSize
-        var sum = [Double](repeating: 0, count: width)
+        var sum = [Float](repeating: 0, count: width)
         for id in ids {
             let row = Tensor(zeros: [1, width], dtype: entry.dtype)
             do {
                 try item.file.read(entry, byteRange: (id * rowBytes)..<((id + 1) * rowBytes),
                                    into: UnsafeMutableRawBufferPointer(rebasing: row.storage.bytes[0..<rowBytes]))
             } catch { throw ConvertError.input("\(error)") }
-            for (i, value) in row.toFloat32().float32Values().enumerated() { sum[i] += Double(value) }
+            for (i, value) in row.toFloat32().float32Values().enumerated() { sum[i] += value }
         }
-        return sum.map { Float($0 / Double(ids.count)) }
+        return sum.map { $0 / Float(ids.count) }
     }
 
     /// Writes the `/prima` group.

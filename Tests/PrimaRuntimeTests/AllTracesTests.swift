@@ -5,7 +5,8 @@ import Testing
 /// Every fixture trace through the `prima-verify` binary: each architecture and variant matches transformers
 /// layer by layer within the default (fp32) tolerances, and integrity passes on every imported fixture.
 @Suite struct AllTracesTests {
-    static let traceFiles = RuntimeTestSupport.traces(prefix: "")
+    /// The single-component traces (the `prima-*` pipeline traces are PrimaTraceTests').
+    static let traceFiles = RuntimeTestSupport.traces(prefix: "").filter { !$0.hasPrefix("prima-") }
 
     @Test func everyFixtureHasATraceAndEveryTraceAFixture() throws {
         #expect(Self.traceFiles.count >= 14)
