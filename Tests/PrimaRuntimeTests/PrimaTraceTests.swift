@@ -95,4 +95,28 @@ import Testing
         let file = try HDF5File.open(path: path)
         return try file.root().stringAttribute("input_recipe")
     }
+
+    /// The README's demo checkpoint (Fixtures/prima/tiny-prima.h5) is what today's assembly writes from the
+    /// fixtures: the same tensors bit for bit and the same files, in every group.
+    @Test func bundledCheckpointIsCurrent() throws {
+        let fresh = RuntimeTestSupport.temporaryDirectory() + "/tiny-prima.h5"
+        let options = PrimaAssemblyOptions(labels: try PrimaAssemblyOptions.parseLabels("ACK,BCC,MEL,NEV,SCC,SEK"))
+        _ = try Importer.run([ImportSource(directory: RuntimeTestSupport.model("dinov3-mlp-reg4-f32"), role: .imageEncoder),
+                              ImportSource(directory: RuntimeTestSupport.model("bert-mlm-f32"), role: .textEncoder),
+                              ImportSource(directory: RuntimeTestSupport.model("qwen3-prima-f32"), role: .decoder)],
+                             output: fresh, overwrite: false, showProgress: false, prima: options, warn: { _ in })
+        let bundled = try Checkpoint(path: Self.prima + "/tiny-prima.h5"), current = try Checkpoint(path: fresh)
+        #expect(bundled.roles == current.roles && bundled.extraGroups == current.extraGroups)
+        let groups = try bundled.roles.map { try ($0.rawValue, bundled.component($0), current.component($0)) }
+            + [("prima", try bundled.group("prima"), try current.group("prima"))]
+        for (name, a, b) in groups {
+            let (x, y) = (try a.tensorRecords(), try b.tensorRecords())
+            #expect(x.map(\.name) == y.map(\.name), "\(name)")
+            for (left, right) in zip(x, y) where left.aliasOf == nil {
+                #expect(left.crc32 == right.crc32 && left.shape == right.shape && left.dtype == right.dtype, "\(name): \(left.name)")
+            }
+            #expect(try a.fileNames() == b.fileNames(), "\(name)")
+            for file in try a.fileNames() { #expect(try a.file(file) == b.file(file), "\(name): \(file)") }
+        }
+    }
 }

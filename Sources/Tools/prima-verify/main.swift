@@ -194,11 +194,12 @@ struct PrimaVerifyCommand: ParsableCommand {
 
     /// The per-activation table, marking the first failure.
     private func printTable(_ activations: [ActivationComparison]) {
-        print("activation".padding(toLength: 14, withPad: " ", startingAt: 0) + "     max_abs     max_rel      cosine        nmse  verdict")
+        let width = max(14, activations.map(\.name.count).max() ?? 0)
+        print("activation".padding(toLength: width, withPad: " ", startingAt: 0) + "     max_abs     max_rel      cosine        nmse  verdict")
         let first = activations.first { !$0.pass }?.name
         for item in activations {
             let verdict = item.pass ? "ok" : "FAIL" + (item.name == first ? " <- first failure: \(item.failure ?? "")" : "")
-            print(item.name.padding(toLength: 14, withPad: " ", startingAt: 0)
+            print(item.name.padding(toLength: width, withPad: " ", startingAt: 0)
                   + String(format: "  %10.3e  %10.3e  %10.8f  %10.3e  ", item.maxAbs, item.maxRel, item.cosine, item.nmse) + verdict)
         }
     }
