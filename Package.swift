@@ -106,7 +106,7 @@ let package = Package(
         .testTarget(name: "PrimaImageTests", dependencies: ["PrimaImage", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(
             name: "PrimaTokenizersTests", dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
-        .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON"]),
+        .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],

@@ -29,20 +29,6 @@ func makeCaseFolder(rows: [String], images: [String]) throws -> String {
     return try makeFolder(files)
 }
 
-/// Expects `body` to throw a one-line error containing every fragment.
-func expectError(_ fragments: String..., sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
-    do {
-        try body()
-        Issue.record("accepted input that should fail with \(fragments)", sourceLocation: sourceLocation)
-    } catch {
-        let message = "\(error)"
-        #expect(!message.contains("\n"), "multi-line error: \(message)", sourceLocation: sourceLocation)
-        for fragment in fragments {
-            #expect(message.contains(fragment), "\(message) lacks \(fragment)", sourceLocation: sourceLocation)
-        }
-    }
-}
-
 @Suite struct CaseFolders {
     @Test func imagesInSubfoldersInCSVOrder() throws {
         let folder = try makeCaseFolder(

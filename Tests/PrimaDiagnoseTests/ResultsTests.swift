@@ -1,6 +1,7 @@
 import Foundation
 import PrimaJSON
 import PrimaMetadata
+import PrimaTestSupport
 import Testing
 @testable import PrimaDiagnose
 

@@ -1,5 +1,6 @@
 import Foundation
 import PrimaJSON
+import PrimaTestSupport
 import Testing
 @testable import PrimaMetadata
 
@@ -9,20 +10,6 @@ let header = "patient_id,lesion_id,smoke,drink,background_father,background_moth
 func renderRow(_ row: String) throws -> String {
     let table = try MetadataTable(csvText: header + "\n" + row + "\n", source: "metadata.csv")
     return table.schema.text(for: table.rows[0].record)
-}
-
-/// Expects `body` to throw a MetadataError whose message contains every fragment.
-func expectError(_ fragments: String..., sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
-    do {
-        try body()
-        Issue.record("accepted input that should fail with \(fragments)", sourceLocation: sourceLocation)
-    } catch {
-        let message = "\(error)"
-        #expect(!message.contains("\n"), "multi-line error: \(message)", sourceLocation: sourceLocation)
-        for fragment in fragments {
-            #expect(message.contains(fragment), "\(message)", sourceLocation: sourceLocation)
-        }
-    }
 }
 
 @Suite struct Rendering {
