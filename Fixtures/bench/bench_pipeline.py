@@ -32,8 +32,8 @@ Our side (run first, so the two pipelines are never in memory together). `swift 
 prima-quantize and prima-diagnose; unless --checkpoint / --checkpoint-int8 are given,
   prima-convert import --image-encoder MODELS_DIR/dinov3-vitb16 --text-encoder WORK/text --decoder WORK/decoder
       --labels ACK,BCC,MEL,NEV,SCC,SEK --heads WORK/heads.safetensors -o WORK/prima.h5
-  prima-quantize --int8 WORK/prima.h5 -o WORK/prima-int8.h5       (default rules: embeddings and lm_head float)
-(each skipped when its output exists and is newer than the heads). Then
+  prima-quantize --int8 WORK/prima.h5 -o WORK/prima-int8.h5   (default rules: embeddings, lm_head and the /prima heads float)
+(each skipped when its output exists and is newer than the heads and, for int8, than prima.h5). Then
 `prima-diagnose --checkpoint C --image WORK/case.png --metadata WORK/case.json --json --repeat N` under
 /usr/bin/time, with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its environment (this machine presets them;
 see bench_forward.py) and OPENBLAS_NUM_THREADS = T. Its JSON gives the median over the N runs of each stage and of
@@ -53,17 +53,20 @@ The prompt, answer-prefix and class-token ids are encoded once with WORK/decoder
 it loads the checkpoint. These are exactly the inputs prima_ref.prima.PrimaReference.case_inputs builds for the
 traces (the script checks its token ids against transformers' AutoTokenizer, as PrimaReference uses). Stages are
 timed with time.perf_counter; the table shows the median of N runs after one warm-up, per stage and of the per-run
-totals (the sum of all six stages, as ours). Peak RSS: the process's VmHWM (loading included); it is reset before
-quantising, so the int8 figure is the peak from the fp32 models onwards (dynamic quantisation starts from them).
+totals (the sum of all six stages, as ours). Peak RSS: the process's VmHWM, reset after loading (transformers maps
+the safetensors files and the copy out of them peaks near twice the weights; the script prints that figure and the
+resident size after loading apart) and again before quantising, so the int8 figure is the peak from the fp32
+models onwards (dynamic quantisation starts from them).
 
 Identical inputs, checked: our rendered text (the JSON's "text") equals prima_ref's; `prima-convert tokenize` on
 WORK/text/tokenizer.json and WORK/decoder/tokenizer.json gives the ids the PyTorch side feeds. Our image
-preprocessing is checked against the reference by the PrimaImage tests; here the class probabilities are compared:
+preprocessing is checked against transformers' pixel_values by Tests/PrimaImageTests; here the class probabilities are compared:
 fp32 max |ours - PyTorch| must be below FP32_PROB_TOLERANCE (exit status 1 otherwise).
 
 int8: PyTorch is torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8) on the three models
 and the heads, in place after the fp32 runs (every nn.Linear, the tied lm_head included; the convolutions, the
-embeddings and the special tokens stay float32). Ours: prima-quantize --int8 with its default rules. The two int8
+embeddings and the special tokens stay float32). Ours: prima-quantize --int8 with its default rules (int8 weights in the three models' linear layers; embeddings,
+lm_head and the PRIMA heads stay float32). The two int8
 schemes differ, so their probabilities are compared for information only (top-1 and max |difference|).
 """
 import argparse
@@ -76,6 +79,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -346,9 +350,9 @@ class TorchPipeline:
         return seen[0], inputs
 
 
-def vm_hwm() -> int:
-    """This process's peak RSS (VmHWM) in bytes."""
-    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+def vm_status(key: str) -> int:
+    """A /proc/self/status size in bytes: VmHWM (peak RSS) or VmRSS (current RSS)."""
+    line = next(line for line in open("/proc/self/status") if line.startswith(key + ":"))
     return int(line.split()[1]) * 1024
 
 
@@ -373,8 +377,8 @@ def table(title: str, ours, theirs) -> str:
         name = f"**{STAGE_NAMES[s]}**" if s == "total" else STAGE_NAMES[s]
         lines.append(f"| {name} | " + " | ".join(f"**{c}**" if s == "total" else c for c in cells) + " |")
     a, b = (ours["peak_rss"] if ours else None), theirs["peak_rss"]
-    lines.append(f"| peak RSS | {a / 2**20:.0f} MB | {b / 2**20:.0f} MB | {a / b:.2f} |" if a else
-                 f"| peak RSS | – | {b / 2**20:.0f} MB | – |")
+    lines.append(f"| peak RSS (note below) | {a / 2**20:.0f} MB | {b / 2**20:.0f} MB | {a / b:.2f} |" if a else
+                 f"| peak RSS (note below) | – | {b / 2**20:.0f} MB | – |")
     return "\n".join(lines)
 
 
@@ -433,6 +437,10 @@ def main():
     pipe = TorchPipeline(dirs, heads, image, text, decoder)
     record = json.loads(meta.read_text())
     text_ids = pipe.check_text_ids(record)
+    # transformers maps the safetensors files and load_models copies every tensor out of them, so loading peaks far
+    # above the resident weights; that is this script's loading, not the diagnosis: reset the peak after it.
+    load_peak, loaded_rss = vm_status("VmHWM"), vm_status("VmRSS")
+    reset = reset_vm_hwm()
     t_dec, inputs = pipe.decoder_length(png, record)
 
     # Identical inputs on both sides.
@@ -452,16 +460,17 @@ def main():
 
     print("timing PyTorch fp32 ...", file=sys.stderr)
     theirs = {"fp32": pipe.timings(png, record, args.repeat)}
-    theirs["fp32"]["peak_rss"] = vm_hwm()
+    theirs["fp32"]["peak_rss"] = vm_status("VmHWM")
     if not args.no_int8:
-        reset = reset_vm_hwm()
+        reset = reset_vm_hwm() and reset
         quantize = torch.ao.quantization.quantize_dynamic
-        for m in (image, text, decoder, pipe.heads):
-            quantize(m, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices
+            warnings.simplefilter("ignore")
+            for m in (image, text, decoder, pipe.heads):
+                quantize(m, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
         print("timing PyTorch dynamic int8 ...", file=sys.stderr)
         theirs["int8"] = pipe.timings(png, record, args.repeat)
-        theirs["int8"]["peak_rss"] = vm_hwm()
-        theirs["int8"]["hwm_reset"] = reset
+        theirs["int8"]["peak_rss"] = vm_status("VmHWM")
 
     cfg = image.config
     grid = (inputs["pixel_values"].shape[2] // cfg.patch_size, inputs["pixel_values"].shape[3] // cfg.patch_size)
@@ -492,9 +501,15 @@ def main():
         print()
         print(table("int8 (ours: prima-quantize --int8; PyTorch: quantize_dynamic qint8)", ours["int8"],
                     theirs["int8"]))
-        note = "since the reset before quantising" if theirs["int8"]["hwm_reset"] else "of the whole process"
-        print(f"\nPeak RSS: ours is GNU time's maximum RSS of prima-diagnose (checkpoint load included); PyTorch's is "
-              f"VmHWM of this process (fp32: loading included; int8: {note}, starting from the fp32 models).")
+    if reset:
+        print(f"\nPeak RSS: ours is GNU time's maximum RSS of the prima-diagnose process (checkpoint load included). "
+              f"PyTorch's is this process's VmHWM from after loading (the models resident: {loaded_rss / 2**20:.0f} "
+              f"MB; loading itself peaked at {load_peak / 2**20:.0f} MB) through the fp32 runs"
+              + ("" if args.no_int8 else "; for int8, from the fp32 models through quantize_dynamic and the int8 runs")
+              + ".")
+    else:
+        print("\nPeak RSS: ours is GNU time's maximum RSS of prima-diagnose; PyTorch's is this process's VmHWM, "
+              "loading included (/proc/self/clear_refs could not reset it).")
     if not ok:
         sys.exit(f"bench_pipeline.py: fp32 probabilities differ by {fp32_diff:.2e} > {FP32_PROB_TOLERANCE:g}")
 
