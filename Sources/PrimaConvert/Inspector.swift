@@ -88,7 +88,12 @@ public enum Inspector {
             let tensors = component["tensors"]?.array ?? []
             let bytes = component["tensor_bytes"]?.int ?? 0
             let parameters = component["parameter_count"]?.int ?? 0
-            lines.append("\(name): \(component["architecture"]?.string ?? "heads") (\(component["hf_model_type"]?.string ?? "-")), \(tensors.count) tensors, \(parameters) parameters, \(Progress.format(bytes))")
+            if let architecture = component["architecture"]?.string {
+                lines.append("\(name): \(architecture) (\(component["hf_model_type"]?.string ?? "-")), \(tensors.count) tensors, \(parameters) parameters, \(Progress.format(bytes))")
+            } else {
+                let trained = component["heads_trained"]?.int == 1 ? "trained" : "untrained (seeded initialisation)"
+                lines.append("\(name): PRIMA heads, \(trained), \(tensors.count) tensors, \(parameters) parameters, \(Progress.format(bytes))")
+            }
             if let files = component["files"]?.object, !files.isEmpty {
                 lines.append("  files: " + files.entries.map { "\($0.key) (\($0.value.int ?? 0) B)" }.joined(separator: ", "))
             }

@@ -208,6 +208,8 @@ struct PrimaAssembly {
             try group.writeTensor(name: PrimaHeadsConfig.classTokenIdsName, dtype: .i64, shape: [ids.count], hfName: nil, bytes: $0)
         }
         let attributes = group.group
+        try attributes.setAttribute("tensor_count", int: tensors.count + 1)
+        try attributes.setAttribute("parameter_count", int: tensors.reduce(0) { $0 + $1.values.count })
         try attributes.setAttribute("heads_trained", int: initialised.isEmpty ? 1 : 0)
         try attributes.setAttribute("init_seed", int: options.initSeed)
         try attributes.setAttribute("initialised_tensors", string: JSONValue.array(initialised.map { .string($0) }).serialized())

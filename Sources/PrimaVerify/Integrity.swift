@@ -56,6 +56,8 @@ public enum IntegrityChecker {
         }
         let group = try checkpoint.group("prima")
         let stored = try group.tensorRecords().filter { $0.aliasOf == nil }
+        let declared = (try? group.group.intAttribute("tensor_count")) ?? -1
+        if declared != stored.count { problems.append("tensor_count says \(declared), the group holds \(stored.count)") }
         problems += try checksumProblems(group, stored, allowed: { $0.dtype == .f32 || $0.name == PrimaHeadsConfig.classTokenIdsName })
         return ComponentReport(name: "prima", architecture: architecture, tensorCount: stored.count,
                                bytes: stored.reduce(0) { $0 + $1.byteCount }, problems: problems)
