@@ -289,11 +289,6 @@ public enum Int8Linear {
         }
     }
 
-    private static func withOptionalFloat32<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
-        guard let tensor else { return body(nil) }
-        return tensor.withFloat32 { body($0.baseAddress!) }
-    }
-
     private static func dimensions(_ x: Tensor, _ weight: Int8Weight, _ bias: Tensor?) -> (Int, Int, Int) {
         precondition(x.shape.count == 2 && x.shape[1] == weight.inputs,
                      "int8 linear: x \(ShapeMath.describe(x.shape)) does not match weight \(ShapeMath.describe(weight.shape))")
