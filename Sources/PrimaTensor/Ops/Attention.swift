@@ -65,7 +65,7 @@ public enum Attention {
         check(q: q, k: k, v: v, batch: batch, heads: heads, kvHeads: kvHeads, headDim: headDim)
         precondition(mask.padding.map { $0.count == batch && $0.allSatisfy { $0.count == t } } ?? true,
                      "attention: padding mask is not [\(batch)][\(t)]")
-        let out = Tensor(zeros: q.shape, dtype: .f32)
+        let out = Tensor(uninitialized: q.shape, dtype: .f32)
         guard t > 0 else { return out }
         // Query i sees keys [lo[i], hi[i]) before padding; keyBias [B·T] is −FLT_MAX where a key is padding.
         var lo = [Int32](repeating: 0, count: t), hi = lo

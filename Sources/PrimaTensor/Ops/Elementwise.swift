@@ -48,7 +48,7 @@ public enum Elementwise {
     /// ``applyReference(_:_:)``. The bound on the difference is in Formats/prima-verify.md §5.
     public static func apply(_ activation: Activation, _ x: Tensor, isa: FloatISA = .best) -> Tensor {
         guard let code = activation.kernelCode else { return applyReference(activation, x) }
-        let y = Tensor(zeros: x.shape, dtype: .f32)
+        let y = Tensor(uninitialized: x.shape, dtype: .f32)
         x.withFloat32 { input in y.withMutableFloat32 { out in
             _ = prima_activation(isa.code, code, input.baseAddress!, out.baseAddress!, Int64(input.count))
         } }
@@ -65,7 +65,7 @@ public enum Elementwise {
     public static func gated(_ activation: Activation, _ x: Tensor, _ gate: Tensor, isa: FloatISA = .best) -> Tensor {
         precondition(x.shape == gate.shape, "gated: shapes \(ShapeMath.describe(x.shape)) and \(ShapeMath.describe(gate.shape)) differ")
         guard let code = activation.kernelCode else { return multiply(applyReference(activation, x), gate) }
-        let y = Tensor(zeros: x.shape, dtype: .f32)
+        let y = Tensor(uninitialized: x.shape, dtype: .f32)
         x.withFloat32 { input in gate.withFloat32 { g in y.withMutableFloat32 { out in
             _ = prima_activation_gated(isa.code, code, input.baseAddress!, g.baseAddress!, out.baseAddress!, Int64(input.count))
         } } }
@@ -80,7 +80,7 @@ public enum Elementwise {
         guard let code = activation.kernelCode else {
             return multiply(applyReference(activation, columns(x, start: 0, count: inner)), columns(x, start: inner, count: inner))
         }
-        let y = Tensor(zeros: [n, inner], dtype: .f32)
+        let y = Tensor(uninitialized: [n, inner], dtype: .f32)
         x.withFloat32 { input in y.withMutableFloat32 { out in
             for row in 0..<n {
                 let base = input.baseAddress! + row * width
@@ -92,7 +92,7 @@ public enum Elementwise {
 
     /// `f(x)` elementwise.
     public static func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
-        let y = Tensor(zeros: x.shape, dtype: .f32)
+        let y = Tensor(uninitialized: x.shape, dtype: .f32)
         x.withFloat32 { input in y.withMutableFloat32 { out in for i in 0..<input.count { out[i] = f(input[i]) } } }
         return y
     }
@@ -108,7 +108,7 @@ public enum Elementwise {
         precondition(a.shape == b.shape, "addScaled: \(a.shape) vs \(b.shape)")
         let c = a.shape.last!, n = a.elementCount / max(c, 1)
         precondition(scale.elementCount == c, "addScaled: scale \(scale.elementCount) for width \(c)")
-        let y = Tensor(zeros: a.shape, dtype: .f32)
+        let y = Tensor(uninitialized: a.shape, dtype: .f32)
         a.withFloat32 { x in b.withFloat32 { z in scale.withFloat32 { s in y.withMutableFloat32 { out in
             for row in 0..<n {
                 for i in row * c..<(row + 1) * c { out[i] = x[i] + s[i - row * c] * z[i] }
@@ -119,7 +119,7 @@ public enum Elementwise {
 
     private static func zip(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
         precondition(a.shape == b.shape, "elementwise: shapes \(ShapeMath.describe(a.shape)) and \(ShapeMath.describe(b.shape)) differ")
-        let y = Tensor(zeros: a.shape, dtype: .f32)
+        let y = Tensor(uninitialized: a.shape, dtype: .f32)
         a.withFloat32 { x in b.withFloat32 { z in y.withMutableFloat32 { out in
             for i in 0..<x.count { out[i] = f(x[i], z[i]) }
         } } }
@@ -130,7 +130,7 @@ public enum Elementwise {
     public static func columns(_ x: Tensor, start: Int, count: Int) -> Tensor {
         let c = x.shape.last!, n = x.elementCount / c
         precondition(start >= 0 && start + count <= c, "columns out of range")
-        let y = Tensor(zeros: [n, count], dtype: .f32)
+        let y = Tensor(uninitialized: [n, count], dtype: .f32)
         x.withFloat32 { input in y.withMutableFloat32 { out in
             for row in 0..<n { for i in 0..<count { out[row * count + i] = input[row * c + start + i] } }
         } }

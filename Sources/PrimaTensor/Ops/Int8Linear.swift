@@ -167,7 +167,7 @@ public enum Int8Linear {
         let (m, k, n) = dimensions(x, weight, bias)
         let kernel = kernel ?? weight.kernel
         precondition(kernel.isAvailable, "int8 kernel \(kernel.rawValue) is not available on this CPU")
-        let y = Tensor(zeros: [m, n], dtype: .f32)
+        let y = Tensor(uninitialized: [m, n], dtype: .f32)
         guard m > 0 else { return y }
         let q = UnsafeMutablePointer<Int8>.allocate(capacity: m * k)
         let s = UnsafeMutablePointer<Float>.allocate(capacity: m)

@@ -10,7 +10,7 @@ public enum Normalization {
         let c = x.shape.last!, n = x.elementCount / max(c, 1)
         precondition(weight.map { $0.elementCount == c } ?? true && bias.map { $0.elementCount == c } ?? true,
                      "layerNorm: weight or bias does not match width \(c)")
-        let y = Tensor(zeros: x.shape, dtype: .f32)
+        let y = Tensor(uninitialized: x.shape, dtype: .f32)
         x.withFloat32 { input in y.withMutableFloat32 { out in
             withOptionalFloat32(weight) { gamma in withOptionalFloat32(bias) { beta in
                 prima_layer_norm(isa.code, input.baseAddress!, Int64(n), Int64(c), gamma, beta, eps, out.baseAddress!)
@@ -55,7 +55,7 @@ public enum Normalization {
     public static func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, isa: FloatISA = .best) -> Tensor {
         let c = x.shape.last!, n = x.elementCount / max(c, 1)
         precondition(weight.elementCount == c, "rmsNorm: weight \(weight.elementCount) for width \(c)")
-        let y = Tensor(zeros: x.shape, dtype: .f32)
+        let y = Tensor(uninitialized: x.shape, dtype: .f32)
         x.withFloat32 { input in y.withMutableFloat32 { out in weight.withFloat32 { w in
             prima_rms_norm(isa.code, input.baseAddress!, Int64(n), Int64(c), w.baseAddress!, eps, out.baseAddress!)
         } } }

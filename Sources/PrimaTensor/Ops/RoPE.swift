@@ -37,7 +37,7 @@ public enum RoPE {
                              tableRow: (Int) -> Int?) -> Tensor {
         precondition(x.shape.count == 2 && x.shape[1] == heads * headDim, "rope: x \(ShapeMath.describe(x.shape))")
         let half = headDim / 2, width = heads * headDim
-        let y = Tensor(zeros: x.shape, dtype: .f32)
+        let y = Tensor(uninitialized: x.shape, dtype: .f32)
         x.withFloat32 { input in y.withMutableFloat32 { out in
             for n in 0..<x.shape[0] {
                 let base = n * width
