@@ -116,17 +116,20 @@ import Testing
         }
     }
 
-    @Test func threadCountDoesNotChangeTheBits() throws {
+    /// Split by rows (37 rows: 4 tiles of 12; a small weight), by columns (11 rows: one tile), and by columns for
+    /// a weight above `rowSplitWeightBytes` (1040 × 1024).
+    @Test(arguments: [(37, 96, 200), (11, 96, 200), (25, 1024, 1040)])
+    func threadCountDoesNotChangeTheBits(_ shape: (Int, Int, Int)) throws {
         var rng = SplitMix64(seed: 3)
-        let (m, k, n) = (37, 96, 200)
+        let (m, k, n) = shape
         let x = Self.activations(m: m, k: k, rng: &rng)
         let (values, scales) = Self.weights(n: n, k: k, blockSize: 32, rng: &rng)
         let weight = try Int8Weight(values: values, scales: scales, blockSize: 32, kernel: Int8Kernel.best)
         let one = Int8Linear.forward(x, weight: weight, threads: 1)
         for threads in [2, 3, 7, 64] {
-            Self.expectIdentical(Int8Linear.forward(x, weight: weight, threads: threads), one, "\(threads) threads")
+            Self.expectIdentical(Int8Linear.forward(x, weight: weight, threads: threads), one, "\(shape) \(threads) threads")
         }
-        Self.expectIdentical(one, Int8Linear.reference(x, values: values, scales: scales, blockSize: 32), "reference")
+        Self.expectIdentical(one, Int8Linear.reference(x, values: values, scales: scales, blockSize: 32), "\(shape) reference")
     }
 
     @Test(arguments: [256, 32])
