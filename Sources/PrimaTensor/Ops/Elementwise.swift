@@ -111,7 +111,8 @@ public enum Elementwise {
         let y = Tensor(uninitialized: a.shape, dtype: .f32)
         a.withFloat32 { x in b.withFloat32 { z in scale.withFloat32 { s in y.withMutableFloat32 { out in
             for row in 0..<n {
-                for i in row * c..<(row + 1) * c { out[i] = x[i] + s[i - row * c] * z[i] }
+                let (xr, zr, yr) = (x.baseAddress! + row * c, z.baseAddress! + row * c, out.baseAddress! + row * c)
+                for i in 0..<c { yr[i] = xr[i] + s[i] * zr[i] }
             }
         } } } }
         return y

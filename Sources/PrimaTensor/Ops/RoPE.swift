@@ -38,24 +38,27 @@ public enum RoPE {
         precondition(x.shape.count == 2 && x.shape[1] == heads * headDim, "rope: x \(ShapeMath.describe(x.shape))")
         let half = headDim / 2, width = heads * headDim
         let y = Tensor(uninitialized: x.shape, dtype: .f32)
-        x.withFloat32 { input in y.withMutableFloat32 { out in
-            for n in 0..<x.shape[0] {
-                let base = n * width
-                guard let row = tableRow(n) else {
-                    for i in 0..<width { out[base + i] = input[base + i] }
-                    continue
-                }
-                let table = row * headDim
-                for h in 0..<heads {
-                    let head = base + h * headDim
-                    for i in 0..<half {
-                        let a = input[head + i], b = input[head + i + half]
-                        out[head + i] = a * cos[table + i] - b * sin[table + i]
-                        out[head + i + half] = b * cos[table + i + half] + a * sin[table + i + half]
+        x.withFloat32 { input in y.withMutableFloat32 { out in cos.withUnsafeBufferPointer { cosTable in
+            sin.withUnsafeBufferPointer { sinTable in
+                for n in 0..<x.shape[0] {
+                    let source = input.baseAddress! + n * width, target = out.baseAddress! + n * width
+                    guard let row = tableRow(n) else {
+                        target.update(from: source, count: width)
+                        continue
+                    }
+                    precondition((row + 1) * headDim <= cosTable.count && (row + 1) * headDim <= sinTable.count,
+                                 "rope: table row \(row) out of range")
+                    let c = cosTable.baseAddress! + row * headDim, s = sinTable.baseAddress! + row * headDim
+                    for h in 0..<heads {
+                        let a = source + h * headDim, b = a + half, ya = target + h * headDim, yb = ya + half
+                        for i in 0..<half {
+                            ya[i] = a[i] * c[i] - b[i] * s[i]
+                            yb[i] = b[i] * c[i + half] + a[i] * s[i + half]
+                        }
                     }
                 }
             }
-        } }
+        } } }
         return y
     }
 }
