@@ -57,8 +57,8 @@ public struct AttentionMask: Sendable {
 public enum Attention {
     /// The fast path, `prima_attention`: per block of 4 query rows, the scores against the keys the block may see, the
     /// mask, the softmax (vector exp) and P·V in one pass, in f32. The (sequence, head) pairs are split over up to
-    /// `threads` threads (default: the active processor count; small problems use one); each output element depends
-    /// only on its own pair, so the bits do not depend on the thread count.
+    /// `threads` threads (default: the active processor count; small problems use one), in up to 4 pieces per
+    /// thread; each output element depends only on its own pair, so the bits do not depend on the thread count.
     public static func forward(q: Tensor, k: Tensor, v: Tensor, batch: Int, heads: Int, kvHeads: Int, headDim: Int,
                                scale: Float, mask: AttentionMask, isa: FloatISA = .best, threads: Int? = nil) -> Tensor {
         let t = q.shape[0] / batch
@@ -76,7 +76,8 @@ public enum Attention {
         let keyBias = mask.padding.map { rows in rows.flatMap { $0.map { $0 == 0 ? -Float.greatestFiniteMagnitude : 0 } } }
         let pairs = batch * heads
         let wanted = threads ?? (pairs * t * t * headDim >= 1 << 20 ? ProcessInfo.processInfo.activeProcessorCount : 1)
-        let chunks = max(1, min(wanted, pairs))
+        // Up to 4 pieces per thread, taken in turn: a thread that wakes late takes fewer.
+        let chunks = wanted > 1 ? max(1, min(4 * wanted, pairs)) : 1
         let status = UnsafeMutableBufferPointer<Int32>.allocate(capacity: chunks)
         defer { status.deallocate() }
         q.withFloat32 { qp in k.withFloat32 { kp in v.withFloat32 { vp in out.withMutableFloat32 { op in

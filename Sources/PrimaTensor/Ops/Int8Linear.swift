@@ -159,11 +159,11 @@ public final class Int8Weight: @unchecked Sendable {
 /// Linear layers with int8 weights, `y = x · Wᵀ + b`, activations quantised per row on the fly.
 public enum Int8Linear {
     /// x [M, K] f32 · weightᵀ + bias [N] → f32 [M, N], with `kernel` (default: the weight's) on up to `threads`
-    /// threads (default: the active processor count; small products use one). With a weight of at most
-    /// ``rowSplitWeightBytes`` each thread takes whole tiles of 12 rows and quantises them itself; a larger weight is
-    /// split in 32-column slices, so that each thread streams only its share of it, after one quantisation of x.
-    /// Each output depends only on its own row and column, so the bits depend on neither the split nor the thread
-    /// count.
+    /// threads (default: the active processor count; small products use one), in up to 4 pieces per thread. With a
+    /// weight of at most ``rowSplitWeightBytes`` the pieces are tiles of 12 rows, each quantised by the thread that
+    /// takes it; a larger weight is split in 32-column slices, so that each thread streams only its share of it,
+    /// after one quantisation of x. Each output depends only on its own row and column, so the bits depend on
+    /// neither the split nor the thread count.
     public static func forward(_ x: Tensor, weight: Int8Weight, bias: Tensor? = nil, kernel: Int8Kernel? = nil,
                                threads: Int? = nil) -> Tensor {
         let (m, k, n) = dimensions(x, weight, bias)
@@ -178,7 +178,9 @@ public enum Int8Linear {
         let tiles = (m + 11) / 12, slices = (n + 31) / 32
         let wanted = threads ?? (m * n * k >= 1 << 22 ? ProcessInfo.processInfo.activeProcessorCount : 1)
         let byRows = wanted > 1 && tiles > 1 && weight.packedByteCount <= rowSplitWeightBytes
-        let chunks = max(1, min(wanted, byRows ? tiles : slices))
+        // Up to 4 pieces per thread, taken in turn: a thread that wakes late takes fewer instead of leaving its
+        // whole half to the caller's thread.
+        let chunks = wanted > 1 ? max(1, min(4 * wanted, byRows ? tiles : slices)) : 1
         let status = UnsafeMutableBufferPointer<Int32>.allocate(capacity: chunks)
         defer { status.deallocate() }
         x.withFloat32 { input in y.withMutableFloat32 { out in
