@@ -491,3 +491,42 @@ int prima_attention(int isa, const float *q, const float *k, const float *v, flo
     free(workspace);
     return 0;
 }
+
+// MARK: - RoPE
+
+static ALWAYS_INLINE void rope_body(const float *x, int64_t ldx, float *y, int64_t n, int64_t heads, int64_t d,
+                                    const float *cos, const float *sin, const int64_t *rows) {
+    const int64_t half = d / 2, width = heads * d;
+    for (int64_t r = 0; r < n; r++) {
+        const float *source = x + r * ldx;
+        float *target = y + r * width;
+        if (rows[r] < 0) {
+            memcpy(target, source, (size_t)width * 4);
+            continue;
+        }
+        const float *c = cos + rows[r] * d, *s = sin + rows[r] * d;
+        for (int64_t h = 0; h < heads; h++) {
+            const float *a = source + h * d, *b = a + half;
+            float *ya = target + h * d, *yb = ya + half;
+            int64_t i = 0;
+            for (; i + 16 <= half; i += 16) {
+                const v16f av = load(a + i), bv = load(b + i);
+                store(ya + i, av * load(c + i) - bv * load(s + i));
+                store(yb + i, bv * load(c + half + i) + av * load(s + half + i));
+            }
+            for (; i < half; i++) {
+                ya[i] = a[i] * c[i] - b[i] * s[i];
+                yb[i] = b[i] * c[half + i] + a[i] * s[half + i];
+            }
+        }
+    }
+}
+INSTANTIATE(rope_body,
+            (const float *x, int64_t ldx, float *y, int64_t n, int64_t heads, int64_t d, const float *cos,
+             const float *sin, const int64_t *rows),
+            (x, ldx, y, n, heads, d, cos, sin, rows))
+
+void prima_rope(int isa, const float *x, int64_t ldx, float *y, int64_t n, int64_t heads, int64_t d, const float *cos,
+                const float *sin, const int64_t *rows) {
+    DISPATCH(isa, rope_body, x, ldx, y, n, heads, d, cos, sin, rows);
+}

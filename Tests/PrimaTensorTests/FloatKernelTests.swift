@@ -5,7 +5,8 @@ import PrimaTestSupport
 import Testing
 
 /// The f32 kernels (float_ops.c) against their plain references, within the named bounds of
-/// Formats/prima-verify.md §5, and the three builds (generic, AVX2, AVX-512) against each other bit for bit.
+/// Formats/prima-verify.md §5 (RoPE: bit for bit), and the three builds (generic, AVX2, AVX-512) against each other
+/// bit for bit.
 @Suite struct FloatKernelTests {
     /// exp: ulps of the exact value (PRIMA_EXP_MAX_ULP; the worst over every float of the range is 1.26).
     static let expMaxULP = Double(PRIMA_EXP_MAX_ULP)
@@ -101,6 +102,26 @@ import Testing
         let outputs = FloatISA.available.map { Normalization.rmsNorm(x, weight: gamma, eps: 1e-6, isa: $0) }
         Self.expectSameBits(outputs, "rmsNorm width \(width)")
         Self.expectClose(outputs[0], reference, Self.normalizationBound, "rmsNorm width \(width)")
+    }
+
+    @Test func ropeEqualsReference() {
+        // Head sizes with and without a whole vector per half, rows left unrotated, and q/k read from inside a
+        // wider qkv row.
+        for (heads, headDim) in [(3, 10), (2, 64), (1, 128)] {
+            var rng = SplitMix64(seed: UInt64(headDim))
+            let width = 3 * heads * headDim, rows = 9
+            let x = Tensor(shape: [rows, width], float32: (0..<rows * width).map { _ in rng.uniform() * 3 })
+            let (cos, sin) = RoPE.tables(positions: rows, headDim: headDim, theta: 10_000)
+            let tableRow: (Int) -> Int? = { $0 % 4 == 1 ? nil : $0 }
+            for start in [0, heads * headDim] {
+                let reference = RoPE.applyReference(x, start: start, heads: heads, headDim: headDim, cos: cos, sin: sin,
+                                                    tableRow: tableRow)
+                let outputs = FloatISA.available.map {
+                    RoPE.apply(x, start: start, heads: heads, headDim: headDim, cos: cos, sin: sin, isa: $0, tableRow: tableRow)
+                }
+                Self.expectSameBits(outputs + [reference], "rope H \(heads) D \(headDim) from \(start)")
+            }
+        }
     }
 
     @Test(arguments: ["none", "padding", "causal", "window"])

@@ -145,7 +145,7 @@ int prima_int8_linear_reference(const float *x, int64_t m, int64_t k, const int8
 
 // MARK: f32 kernels (float_ops.c)
 //
-// The work around the matrix products, vectorised: exp, GELU and SiLU, LayerNorm and RMSNorm, and attention. Each
+// The work around the matrix products, vectorised: exp, GELU and SiLU, LayerNorm and RMSNorm, attention and RoPE. Each
 // kernel is compiled for AVX-512, for AVX2 + FMA and for the plain target, and all three give the same bits (every
 // lane does the same IEEE operations in the same order); `isa` picks one (PRIMA_FLOAT_ISA_*; tests compare them).
 // Unlike the int8 contract these are not bit-equal to a scalar definition: their plain references are the Swift
@@ -210,5 +210,12 @@ void prima_rms_norm(int isa, const float *x, int64_t rows, int64_t c, const floa
 int prima_attention(int isa, const float *q, const float *k, const float *v, float *out, int64_t batch, int64_t t,
                     int64_t heads, int64_t kv_heads, int64_t d, float scale, const int32_t *key_lo,
                     const int32_t *key_hi, const float *key_bias, int64_t pair_begin, int64_t pair_end);
+
+/// Rotate-half RoPE (transformers' convention) of n rows: row r of x (stride ldx, H·D values from its start) goes
+/// to row r of y [n, H·D]; for each head, with c = cos + rows[r]·D and s = sin + rows[r]·D (tables [P, D]),
+/// y[i] = x[i]·c[i] − x[i+D/2]·s[i] and y[i+D/2] = x[i+D/2]·c[i+D/2] + x[i]·s[i+D/2] for i < D/2, each product and
+/// sum rounded (no fused multiply-add). rows[r] < 0 copies the row unrotated.
+void prima_rope(int isa, const float *x, int64_t ldx, float *y, int64_t n, int64_t heads, int64_t d, const float *cos,
+                const float *sin, const int64_t *rows);
 
 #endif

@@ -53,8 +53,8 @@ public final class ModernBERTModel: ComponentModel {
             // Wqkv's output columns are [q | k | v], each C wide with head h at columns h·D..<(h+1)·D.
             let qkv = try linear(hidden, l + "attn.qkv")                                        // [B·T, 3C]
             let (cos, sin) = sliding ? local : global
-            let q = RoPE.apply(Elementwise.columns(qkv, start: 0, count: c), heads: h, headDim: d, cos: cos, sin: sin) { $0 % length }
-            let k = RoPE.apply(Elementwise.columns(qkv, start: c, count: c), heads: h, headDim: d, cos: cos, sin: sin) { $0 % length }
+            let q = RoPE.apply(qkv, start: 0, heads: h, headDim: d, cos: cos, sin: sin) { $0 % length }
+            let k = RoPE.apply(qkv, start: c, heads: h, headDim: d, cos: cos, sin: sin) { $0 % length }
             let v = Elementwise.columns(qkv, start: 2 * c, count: c)
             let attended = Attention.forward(q: q, k: k, v: v, batch: batch, heads: h, kvHeads: h, headDim: d,
                                              scale: scale, mask: sliding ? slidingMask : fullMask)
