@@ -164,8 +164,11 @@ public enum Int8Linear {
     /// takes it; a larger weight is split in 32-column slices, so that each thread streams only its share of it,
     /// after one quantisation of x. Each output depends only on its own row and column, so the bits depend on
     /// neither the split nor the thread count.
+    ///
+    /// `activation`, if given, is applied to y by the thread that computed each piece (as
+    /// ``Elementwise/apply(_:_:isa:)``, the same bits), saving a pass over y on one thread.
     public static func forward(_ x: Tensor, weight: Int8Weight, bias: Tensor? = nil, kernel: Int8Kernel? = nil,
-                               threads: Int? = nil) -> Tensor {
+                               threads: Int? = nil, activation: Elementwise.Activation? = nil) -> Tensor {
         let (m, k, n) = dimensions(x, weight, bias)
         let kernel = kernel ?? weight.kernel
         precondition(kernel.isAvailable, "int8 kernel \(kernel.rawValue) is not available on this CPU")
@@ -187,7 +190,8 @@ public enum Int8Linear {
             withOptionalFloat32(bias) { biasBase in
                 // Every pointer outlives the call; the threads write disjoint rows or columns of y, q, s and `status`.
                 let call = GEMMCall(kernel: kernel.code, x: input.baseAddress!, q: q, s: s, m: m, k: k, n: n,
-                                    weight: weight.packed, bias: biasBase, y: out.baseAddress!, status: status.baseAddress!)
+                                    weight: weight.packed, bias: biasBase, activation: activation?.kernelCode,
+                                    y: out.baseAddress!, status: status.baseAddress!)
                 if !byRows { call.quantize(rows: 0..<m) }
                 let run = { @Sendable (chunk: Int) in
                     if byRows {
@@ -205,6 +209,7 @@ public enum Int8Linear {
         for code in status where code != Int32(PRIMA_INT8_OK) {
             preconditionFailure("prima_int8_gemm (\(kernel.rawValue), [\(m), \(k)] × [\(n), \(k)]ᵀ) failed with code \(code)")
         }
+        if let activation, activation.kernelCode == nil { return Elementwise.apply(activation, y) }
         return y
     }
 
@@ -294,6 +299,7 @@ public enum Int8Linear {
         let m: Int, k: Int, n: Int
         let weight: OpaquePointer
         let bias: UnsafePointer<Float>?
+        let activation: Int32?
         let y: UnsafeMutablePointer<Float>
         let status: UnsafeMutablePointer<Int32>
 
@@ -303,11 +309,21 @@ public enum Int8Linear {
                                 Int64(k), s + rows.lowerBound)
         }
 
-        /// y[rows, begin..<end] from the quantised rows.
+        /// y[rows, begin..<end] from the quantised rows, then the activation on them.
         func run(rows: Range<Int>, begin: Int, end: Int, statusIndex: Int) {
             status[statusIndex] = prima_int8_gemm(kernel, q + rows.lowerBound * k, Int64(k), s + rows.lowerBound,
                                                   Int64(rows.count), weight, bias, y + rows.lowerBound * n, Int64(n),
                                                   Int64(begin), Int64(end))
+            guard let activation else { return }
+            if begin == 0 && end == n {
+                let first = y + rows.lowerBound * n
+                _ = prima_activation(FloatISA.best.code, activation, first, first, Int64(rows.count * n))
+            } else {
+                for row in rows {
+                    let first = y + row * n + begin
+                    _ = prima_activation(FloatISA.best.code, activation, first, first, Int64(end - begin))
+                }
+            }
         }
     }
 
