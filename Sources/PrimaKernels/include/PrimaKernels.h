@@ -218,4 +218,19 @@ int prima_attention(int isa, const float *q, const float *k, const float *v, flo
 void prima_rope(int isa, const float *x, int64_t ldx, float *y, int64_t n, int64_t heads, int64_t d, const float *cos,
                 const float *sin, const int64_t *rows);
 
+// MARK: thread pool (parallel.c)
+
+/// A task of prima_parallel_for: called once for each index.
+typedef void (*prima_task_fn)(void *context, int64_t index);
+
+/// Calls fn(context, i) for every i in [0, count), on the calling thread and the pool's workers (one per further
+/// processor, started at first use; after a loop they poll for the next one for 0.2 ms, then sleep). Returns when
+/// every call has returned. Indices are taken in increasing order, each exactly once, by whichever thread is free.
+/// While another loop is running (from another thread, or from inside a task) the loop runs on the calling thread
+/// alone.
+void prima_parallel_for(int64_t count, prima_task_fn fn, void *context);
+
+/// The pool's worker threads (0 on a single-processor machine), starting them if needed.
+int prima_pool_workers(void);
+
 #endif

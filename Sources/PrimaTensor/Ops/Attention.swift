@@ -91,7 +91,7 @@ public enum Attention {
                     let run = { @Sendable (chunk: Int) in
                         call.run(pairs: pairs * chunk / chunks..<pairs * (chunk + 1) / chunks, statusIndex: chunk)
                     }
-                    if chunks == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: run) }
+                    parallelFor(chunks, run)
                 }
             } }
         } } } }

@@ -34,3 +34,16 @@ func withOptionalFloat32<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -
     guard let tensor else { return body(nil) }
     return tensor.withFloat32 { body($0.baseAddress!) }
 }
+
+/// Runs `body(i)` for every i in 0..<count on the calling thread and the PrimaKernels pool (`prima_parallel_for`:
+/// workers stay awake between the loops of a forward pass), returning when all calls have returned.
+func parallelFor(_ count: Int, _ body: @Sendable (Int) -> Void) {
+    withoutActuallyEscaping(body) { body in
+        var task = body
+        withUnsafeMutablePointer(to: &task) { pointer in
+            prima_parallel_for(Int64(count), { context, index in
+                context!.assumingMemoryBound(to: (@Sendable (Int) -> Void).self).pointee(Int(index))
+            }, pointer)
+        }
+    }
+}

@@ -203,7 +203,7 @@ public enum Int8Linear {
                                  end: min(n, slices * (chunk + 1) / chunks * 32), statusIndex: chunk)
                     }
                 }
-                if chunks == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: run) }
+                parallelFor(chunks, run)
             }
         } }
         for code in status where code != Int32(PRIMA_INT8_OK) {
