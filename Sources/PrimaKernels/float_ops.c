@@ -480,7 +480,7 @@ INSTANTIATE(attention_body,
 int prima_attention(int isa, const float *q, const float *k, const float *v, float *out, int64_t batch, int64_t t,
                     int64_t heads, int64_t kv_heads, int64_t d, float scale, const int32_t *key_lo,
                     const int32_t *key_hi, const float *key_bias, int64_t pair_begin, int64_t pair_end) {
-    (void)batch;
+    if (pair_begin < 0 || pair_end > batch * heads || heads % kv_heads != 0) return -1;
     if (pair_begin >= pair_end || t <= 0) return 0;
     const int64_t tp = (t + 15) & ~(int64_t)15;
     const size_t bytes = ((size_t)((d + ROWS + 1) * tp) * 4 + 63) & ~(size_t)63;

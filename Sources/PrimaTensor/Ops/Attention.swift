@@ -95,7 +95,7 @@ public enum Attention {
                 }
             } }
         } } } }
-        precondition(status.allSatisfy { $0 == 0 }, "attention: cannot allocate the workspace for T = \(t), D = \(headDim)")
+        precondition(status.allSatisfy { $0 == 0 }, "attention: prima_attention failed (workspace for T = \(t), D = \(headDim))")
         return out
     }
 
