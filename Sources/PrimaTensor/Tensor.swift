@@ -31,11 +31,12 @@ public final class TensorStorage: @unchecked Sendable {
 /// Recently freed activation-sized buffers, reused by exact size. A forward pass allocates the same few sizes layer
 /// after layer; given back to malloc, a buffer of a megabyte or so goes back to the kernel (glibc maps such blocks,
 /// or trims its heap), and the next op page-faults on every 4 KiB of the new one (measured: about half the time of
-/// the elementwise ops of an int8 ViT-S forward). Kept: buffers of 64 KiB to 32 MiB, at most 4 per size and 128 MiB
-/// in all, so the pool adds at most that much to the resident size.
+/// the elementwise ops of an int8 ViT-S forward). Kept: buffers of 64 KiB to 128 MiB (a decoder's logits over a
+/// 150k vocabulary are 78 MB at 128 positions), at most 4 per size and 256 MiB in all, so the pool adds at most that
+/// much to the resident size.
 final class StoragePool: @unchecked Sendable {
     static let shared = StoragePool()
-    static let smallest = 64 << 10, largest = 32 << 20, perSize = 4, capacity = 128 << 20
+    static let smallest = 64 << 10, largest = 128 << 20, perSize = 4, capacity = 256 << 20
 
     private let lock = NSLock()
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]   // byte count → buffers

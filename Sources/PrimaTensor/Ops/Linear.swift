@@ -7,7 +7,9 @@ public enum Linear {
     public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
                                activation: Elementwise.Activation? = nil) -> Tensor {
         let (n, k, m) = dimensions(x, weight, bias)
-        let y = Tensor(zeros: [n, m], dtype: .f32)
+        // Every element is written: by the bias copy (then beta = 1), or by sgemm with beta = 0, which BLAS defines
+        // as not reading C (OpenBLAS zeroes it first).
+        let y = Tensor(uninitialized: [n, m], dtype: .f32)
         y.withMutableFloat32 { out in
             x.withFloat32 { input in
                 weight.withFloat32 { w in
