@@ -180,7 +180,7 @@ void prima_exp(int isa, const float *x, float *y, int64_t n);
 
 /// Activations for prima_activation.
 enum {
-    PRIMA_ACTIVATION_GELU = 0,   ///< 0.5·x·(1 + erf(x/√2)), erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), as PyTorch's vectorised CPU erf
+    PRIMA_ACTIVATION_GELU = 0,   ///< 0.5·x·(1 + erf(x/√2)), erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), as ATen's Vectorized<float>::erf
     PRIMA_ACTIVATION_SILU = 1,   ///< x / (1 + exp(−x))
 };
 

@@ -44,7 +44,7 @@ public enum Elementwise {
     }
 
     /// `activation(x)` elementwise: GELU and SiLU vectorised (`prima_activation`: the vector exp, and for GELU the
-    /// erf of Abramowitz & Stegun 7.1.26 that PyTorch's vectorised CPU GELU uses), tanh-GELU as
+    /// erf of Abramowitz & Stegun 7.1.26, as ATen's `Vectorized<float>::erf`), tanh-GELU as
     /// ``applyReference(_:_:)``. The bound on the difference is in Formats/prima-verify.md §5.
     public static func apply(_ activation: Activation, _ x: Tensor, isa: FloatISA = .best) -> Tensor {
         guard let code = activation.kernelCode else { return applyReference(activation, x) }
