@@ -132,11 +132,13 @@ public enum LinearWeight: Sendable {
 }
 
 extension Linear {
-    /// x [M, K] · weight [N, K]ᵀ + bias [N] → [M, N], on the path the weight's storage calls for.
-    public static func forward(_ x: Tensor, weight: LinearWeight, bias: Tensor? = nil) -> Tensor {
+    /// x [M, K] · weight [N, K]ᵀ + bias [N] → [M, N], then `activation` if given (fused into the product's
+    /// threads), on the path the weight's storage calls for.
+    public static func forward(_ x: Tensor, weight: LinearWeight, bias: Tensor? = nil,
+                               activation: Elementwise.Activation? = nil) -> Tensor {
         switch weight {
-        case .float(let tensor): forward(x, weight: tensor, bias: bias)
-        case .int8(let weight): Int8Linear.forward(x, weight: weight, bias: bias)
+        case .float(let tensor): forward(x, weight: tensor, bias: bias, activation: activation)
+        case .int8(let weight): Int8Linear.forward(x, weight: weight, bias: bias, activation: activation)
         }
     }
 }

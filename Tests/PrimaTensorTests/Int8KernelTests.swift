@@ -116,17 +116,42 @@ import Testing
         }
     }
 
-    @Test func threadCountDoesNotChangeTheBits() throws {
+    /// Split by rows (37 rows: 4 tiles of 12; a small weight), by columns (11 rows: one tile), and by columns for
+    /// a weight above `rowSplitWeightBytes` (1040 × 1024).
+    @Test(arguments: [(37, 96, 200), (11, 96, 200), (25, 1024, 1040)])
+    func threadCountDoesNotChangeTheBits(_ shape: (Int, Int, Int)) throws {
         var rng = SplitMix64(seed: 3)
-        let (m, k, n) = (37, 96, 200)
+        let (m, k, n) = shape
         let x = Self.activations(m: m, k: k, rng: &rng)
         let (values, scales) = Self.weights(n: n, k: k, blockSize: 32, rng: &rng)
         let weight = try Int8Weight(values: values, scales: scales, blockSize: 32, kernel: Int8Kernel.best)
         let one = Int8Linear.forward(x, weight: weight, threads: 1)
         for threads in [2, 3, 7, 64] {
-            Self.expectIdentical(Int8Linear.forward(x, weight: weight, threads: threads), one, "\(threads) threads")
+            Self.expectIdentical(Int8Linear.forward(x, weight: weight, threads: threads), one, "\(shape) \(threads) threads")
         }
-        Self.expectIdentical(one, Int8Linear.reference(x, values: values, scales: scales, blockSize: 32), "reference")
+        Self.expectIdentical(one, Int8Linear.reference(x, values: values, scales: scales, blockSize: 32), "\(shape) reference")
+    }
+
+    /// The activation fused into the product's threads gives the bits of a separate pass, for both splits and for
+    /// the float Linear.
+    @Test(arguments: [Elementwise.Activation.gelu, .silu, .geluTanh])
+    func fusedActivationEqualsSeparatePass(_ activation: Elementwise.Activation) throws {
+        for (m, k, n) in [(37, 96, 200), (11, 96, 200), (25, 1024, 1040)] {
+            var rng = SplitMix64(seed: 9)
+            let x = Self.activations(m: m, k: k, rng: &rng)
+            let (values, scales) = Self.weights(n: n, k: k, blockSize: k, rng: &rng)
+            let bias = Tensor(shape: [n], float32: (0..<n).map { _ in rng.float(in: -2...2) })
+            let weight = try Int8Weight(values: values, scales: scales, blockSize: k, kernel: Int8Kernel.best)
+            let separate = Elementwise.apply(activation, Int8Linear.forward(x, weight: weight, bias: bias, threads: 2))
+            for threads in [1, 2] {
+                let fused = Int8Linear.forward(x, weight: weight, bias: bias, threads: threads, activation: activation)
+                Self.expectIdentical(fused, separate, "\(activation) [\(m), \(k)] × [\(n), \(k)]ᵀ, \(threads) threads")
+            }
+            let floatWeight = Tensor(shape: [n, k], float32: (0..<n * k).map { _ in rng.float(in: -1...1) })
+            Self.expectIdentical(Linear.forward(x, weight: floatWeight, bias: bias, activation: activation),
+                                 Elementwise.apply(activation, Linear.forward(x, weight: floatWeight, bias: bias)),
+                                 "\(activation) float [\(m), \(k)] × [\(n), \(k)]ᵀ")
+        }
     }
 
     @Test(arguments: [256, 32])

@@ -143,4 +143,95 @@ int prima_int8_linear(int kernel, const float *x, int64_t m, const prima_int8_we
 int prima_int8_linear_reference(const float *x, int64_t m, int64_t k, const int8_t *q_w, const float *s_w,
                                 int64_t n, int64_t block_size, const float *bias, float *y);
 
+// MARK: f32 kernels (float_ops.c)
+//
+// The work around the matrix products, vectorised: exp, GELU and SiLU, LayerNorm and RMSNorm, attention and RoPE. Each
+// kernel is compiled for AVX-512, for AVX2 + FMA and for the plain target, and all three give the same bits (every
+// lane does the same IEEE operations in the same order); `isa` picks one (PRIMA_FLOAT_ISA_*; tests compare them).
+// Unlike the int8 contract these are not bit-equal to a scalar definition: their plain references are the Swift
+// ops in PrimaTensor (Elementwise, Normalization, Attention), and the tests bound the difference.
+
+/// Builds of the f32 kernels.
+enum {
+    PRIMA_FLOAT_ISA_GENERIC = 0,   ///< plain C on 16-lane vectors; runs everywhere
+    PRIMA_FLOAT_ISA_AVX2 = 1,      ///< AVX2 + FMA
+    PRIMA_FLOAT_ISA_AVX512 = 2,    ///< AVX-512F
+    PRIMA_FLOAT_ISA_COUNT = 3,
+};
+
+/// Bit (1 << isa) set for each build this CPU can run (the generic one always).
+uint32_t prima_float_isas_available(void);
+
+/// The fastest build this CPU can run.
+int prima_float_isa_best(void);
+
+/// A bound on the error of prima_exp and prima_exp_reference, in units in the last place of the exact exp(x), for x
+/// in [ln FLT_MIN, ln FLT_MAX]: every float of that range was measured once (worst 1.26 ulp, at x ≈ −71.03); the
+/// tests check a sample of it.
+#define PRIMA_EXP_MAX_ULP 1.5
+
+/// exp(x) by range reduction and a degree-6 polynomial (float_ops.c), within PRIMA_EXP_MAX_ULP; 0 for
+/// x < ln FLT_MIN (results that would be subnormal are flushed), +inf above ln FLT_MAX, NaN for NaN. The scalar
+/// twin of the vector exp that prima_exp, the activations and attention use: the same operations, the same bits.
+float prima_exp_reference(float x);
+
+/// y[i] = prima_exp_reference(x[i]) for i < n, vectorised (y may equal x).
+void prima_exp(int isa, const float *x, float *y, int64_t n);
+
+/// Activations for prima_activation.
+enum {
+    PRIMA_ACTIVATION_GELU = 0,   ///< 0.5·x·(1 + erf(x/√2)), erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), as ATen's Vectorized<float>::erf
+    PRIMA_ACTIVATION_SILU = 1,   ///< x / (1 + exp(−x))
+};
+
+/// y[i] = act(x[i]) for i < n (y may equal x). Returns 0, or -1 for an unknown activation.
+int prima_activation(int isa, int activation, const float *x, float *y, int64_t n);
+
+/// y = act(x) ⊙ g elementwise for i < n (the gated MLPs; y may equal x or g). Returns 0, or -1 for an unknown
+/// activation.
+int prima_activation_gated(int isa, int activation, const float *x, const float *g, float *y, int64_t n);
+
+/// LayerNorm of each row of x[rows, c] into y (y may equal x): mean and biased variance in f32 (two passes, 16 lane
+/// sums), rstd = 1/sqrt(var + eps), y = (x·rstd − mean·rstd)·gamma + beta (gamma, beta NULL for none).
+void prima_layer_norm(int isa, const float *x, int64_t rows, int64_t c, const float *gamma, const float *beta,
+                      float eps, float *y);
+
+/// RMSNorm of each row of x[rows, c] into y (y may equal x): scale = 1/sqrt(Σx²/c + eps) in f32, y = w·(x·scale).
+void prima_rms_norm(int isa, const float *x, int64_t rows, int64_t c, const float *w, float eps, float *y);
+
+/// Scaled dot-product attention for the (sequence, query head) pairs [pair_begin, pair_end) of the B·H pairs (pair
+/// b·H + h), so that callers can split the pairs over threads. q [B·T, H·D], k and v [B·T, KV·D] (query head h reads
+/// KV head h / (H/KV)), out [B·T, H·D] (only the pairs' columns are written). Scores are (q·k)·scale in f32; then,
+/// as transformers' eager masks do, −FLT_MAX is added to the score of each key j outside [key_lo[i], key_hi[i]) of
+/// query i, and to each key inside it whose key_bias[b·T + j] is −FLT_MAX (key_bias NULL: no padding); softmax with
+/// the vector exp; out = P·V. A query that sees no key averages every value row (as transformers' uniform softmax over
+/// equal scores does). Scores of magnitude ≥ 2^103 are outside the contract (they could survive the mask).
+/// Returns 0, or -1 if the pair range is not inside [0, B·H), H is not a multiple of KV, or a workspace (about
+/// (D + 5)·T floats) cannot be allocated.
+int prima_attention(int isa, const float *q, const float *k, const float *v, float *out, int64_t batch, int64_t t,
+                    int64_t heads, int64_t kv_heads, int64_t d, float scale, const int32_t *key_lo,
+                    const int32_t *key_hi, const float *key_bias, int64_t pair_begin, int64_t pair_end);
+
+/// Rotate-half RoPE (transformers' convention) of n rows: row r of x (stride ldx, H·D values from its start) goes
+/// to row r of y [n, H·D]; for each head, with c = cos + rows[r]·D and s = sin + rows[r]·D (tables [P, D]),
+/// y[i] = x[i]·c[i] − x[i+D/2]·s[i] and y[i+D/2] = x[i+D/2]·c[i+D/2] + x[i]·s[i+D/2] for i < D/2, each product and
+/// sum rounded (no fused multiply-add). rows[r] < 0 copies the row unrotated.
+void prima_rope(int isa, const float *x, int64_t ldx, float *y, int64_t n, int64_t heads, int64_t d, const float *cos,
+                const float *sin, const int64_t *rows);
+
+// MARK: thread pool (parallel.c)
+
+/// A task of prima_parallel_for: called once for each index.
+typedef void (*prima_task_fn)(void *context, int64_t index);
+
+/// Calls fn(context, i) for every i in [0, count), on the calling thread and the pool's workers (one per further
+/// processor, started at first use; after a loop they poll for the next one for 0.2 ms, then sleep). Returns when
+/// every call has returned. Indices are taken in increasing order, each exactly once, by whichever thread is free.
+/// While another loop is running (from another thread, or from inside a task) the loop runs on the calling thread
+/// alone.
+void prima_parallel_for(int64_t count, prima_task_fn fn, void *context);
+
+/// The pool's worker threads (0 on a single-processor machine), starting them if needed.
+int prima_pool_workers(void);
+
 #endif

@@ -39,8 +39,9 @@ public final class BERTModel: ComponentModel {
         func norm(_ x: Tensor, _ name: String) throws -> Tensor {
             Normalization.layerNorm(x, weight: try weights(name + ".weight"), bias: weights.optional(name + ".bias"), eps: eps)
         }
-        func linear(_ x: Tensor, _ name: String) throws -> Tensor {
-            Linear.forward(x, weight: try weights.linear(name + ".weight"), bias: weights.optional(name + ".bias"))
+        func linear(_ x: Tensor, _ name: String, activation: Elementwise.Activation? = nil) throws -> Tensor {
+            Linear.forward(x, weight: try weights.linear(name + ".weight"), bias: weights.optional(name + ".bias"),
+                           activation: activation)
         }
 
         // token_type_ids are all zeros and position_ids arange(T) for every row (Formats/prima-trace.md §3).
@@ -55,7 +56,7 @@ public final class BERTModel: ComponentModel {
             let attended = Attention.forward(q: q, k: k, v: v, batch: batch, heads: h, kvHeads: h, headDim: d,
                                              scale: scale, mask: attentionMask)
             let a = try norm(Elementwise.add(try linear(attended, l + "attn.o"), x), l + "attn_out_norm")
-            let up = Elementwise.apply(activation, try linear(a, l + "mlp.up"))
+            let up = try linear(a, l + "mlp.up", activation: activation)
             x = try norm(Elementwise.add(try linear(up, l + "mlp.down"), a), l + "mlp_out_norm")
             try observe("layers.\(n)", x)
         }

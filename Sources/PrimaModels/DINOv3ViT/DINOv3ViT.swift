@@ -60,14 +60,15 @@ public final class DINOv3ViTModel: ComponentModel {
             x = Elementwise.addScaled(x, projected, scale: try weights(l + "ls1"))
             let normed = Normalization.layerNorm(x, weight: try weights(l + "mlp_norm.weight"),
                                                  bias: try weights(l + "mlp_norm.bias"), eps: eps)
-            let up = Linear.forward(normed, weight: try weights.linear(l + "mlp.up.weight"), bias: weights.optional(l + "mlp.up.bias"))
+            let up = Linear.forward(normed, weight: try weights.linear(l + "mlp.up.weight"), bias: weights.optional(l + "mlp.up.bias"),
+                                    activation: config.useGatedMLP ? nil : activation)
             let inner: Tensor
             if config.useGatedMLP {
                 let gate = Linear.forward(normed, weight: try weights.linear(l + "mlp.gate.weight"),
                                           bias: weights.optional(l + "mlp.gate.bias"))
                 inner = Elementwise.multiply(Elementwise.apply(activation, gate), up)
             } else {
-                inner = Elementwise.apply(activation, up)
+                inner = up
             }
             let mlp = Linear.forward(inner, weight: try weights.linear(l + "mlp.down.weight"), bias: weights.optional(l + "mlp.down.bias"))
             x = Elementwise.addScaled(x, mlp, scale: try weights(l + "ls2"))

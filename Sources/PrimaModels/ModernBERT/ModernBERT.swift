@@ -28,7 +28,7 @@ public final class ModernBERTModel: ComponentModel {
         guard case .tokens(let ids, let mask) = inputs else { throw RuntimeError("\(weights.origin): ModernBERT takes token ids") }
         // No position limit: rotary positions are computed, not looked up (transformers does not check either).
         let (batch, length) = try validateTokens(ids, mask, vocabulary: config.vocabSize)
-        let c = config.hiddenSize, h = config.headCount, d = c / h, inner = config.intermediateSize
+        let c = config.hiddenSize, h = config.headCount, d = c / h
         let eps = Float(config.normEps)
         // torch multiplies the fp32 scores by the Python float head_dim**-0.5, rounded to f32.
         let scale = Float(pow(Double(d), -0.5))
@@ -53,16 +53,14 @@ public final class ModernBERTModel: ComponentModel {
             // Wqkv's output columns are [q | k | v], each C wide with head h at columns h·D..<(h+1)·D.
             let qkv = try linear(hidden, l + "attn.qkv")                                        // [B·T, 3C]
             let (cos, sin) = sliding ? local : global
-            let q = RoPE.apply(Elementwise.columns(qkv, start: 0, count: c), heads: h, headDim: d, cos: cos, sin: sin) { $0 % length }
-            let k = RoPE.apply(Elementwise.columns(qkv, start: c, count: c), heads: h, headDim: d, cos: cos, sin: sin) { $0 % length }
+            let q = RoPE.apply(qkv, start: 0, heads: h, headDim: d, cos: cos, sin: sin) { $0 % length }
+            let k = RoPE.apply(qkv, start: c, heads: h, headDim: d, cos: cos, sin: sin) { $0 % length }
             let v = Elementwise.columns(qkv, start: 2 * c, count: c)
             let attended = Attention.forward(q: q, k: k, v: v, batch: batch, heads: h, kvHeads: h, headDim: d,
                                              scale: scale, mask: sliding ? slidingMask : fullMask)
             x = Elementwise.add(x, try linear(attended, l + "attn.o"))
             let wi = try linear(try norm(x, l + "mlp_norm"), l + "mlp.wi")                      // [B·T, 2I]
-            let input = Elementwise.apply(activation, Elementwise.columns(wi, start: 0, count: inner))
-            let gate = Elementwise.columns(wi, start: inner, count: inner)
-            x = Elementwise.add(x, try linear(Elementwise.multiply(input, gate), l + "mlp.down"))
+            x = Elementwise.add(x, try linear(Elementwise.gatedHalves(activation, wi), l + "mlp.down"))
             try observe("layers.\(n)", x)
         }
         x = try norm(x, "final_norm")

@@ -1,3 +1,6 @@
+import Foundation
+import PrimaKernels
+
 /// Which keys each query may attend to: an optional padding mask per sequence (key j of sequence b is hidden
 /// when `padding[b][j] == 0`) combined with a band of key positions around each query (everything, causal, or a
 /// sliding window). Disallowed scores get `-Float.greatestFiniteMagnitude` added, as transformers' eager masks
@@ -52,37 +55,51 @@ public struct AttentionMask: Sendable {
 /// Layouts: q [B·T, H·D], k and v [B·T, KV·D] (rows are tokens, head h occupies columns h·D..<(h+1)·D); query
 /// head h reads KV head h / (H / KV). Output [B·T, H·D] (heads merged, before the output projection).
 public enum Attention {
-    /// The fast path: two sgemm calls per (sequence, head) on strided head views.
+    /// The fast path, `prima_attention`: per block of 4 query rows, the scores against the keys the block may see, the
+    /// mask, the softmax (vector exp) and P·V in one pass, in f32. The (sequence, head) pairs are split over up to
+    /// `threads` threads (default: the active processor count; small problems use one), in up to 4 pieces per
+    /// thread; each output element depends only on its own pair, so the bits do not depend on the thread count.
     public static func forward(q: Tensor, k: Tensor, v: Tensor, batch: Int, heads: Int, kvHeads: Int, headDim: Int,
-                               scale: Float, mask: AttentionMask) -> Tensor {
+                               scale: Float, mask: AttentionMask, isa: FloatISA = .best, threads: Int? = nil) -> Tensor {
         let t = q.shape[0] / batch
         check(q: q, k: k, v: v, batch: batch, heads: heads, kvHeads: kvHeads, headDim: headDim)
-        let qStride = heads * headDim, kvStride = kvHeads * headDim, group = heads / kvHeads
-        let out = Tensor(zeros: q.shape, dtype: .f32)
-        var scores = [Float](repeating: 0, count: t * t)
+        precondition(mask.padding.map { $0.count == batch && $0.allSatisfy { $0.count == t } } ?? true,
+                     "attention: padding mask is not [\(batch)][\(t)]")
+        let out = Tensor(uninitialized: q.shape, dtype: .f32)
+        guard t > 0 else { return out }
+        // Query i sees keys [lo[i], hi[i]) before padding; keyBias [B·T] is −FLT_MAX where a key is padding.
+        var lo = [Int32](repeating: 0, count: t), hi = lo
+        for i in 0..<t {
+            let visible = mask.keyRange(query: i, count: t)
+            (lo[i], hi[i]) = (Int32(visible.lowerBound), Int32(visible.upperBound))
+        }
+        let keyBias = mask.padding.map { rows in rows.flatMap { $0.map { $0 == 0 ? -Float.greatestFiniteMagnitude : 0 } } }
+        let pairs = batch * heads
+        let wanted = threads ?? (pairs * t * t * headDim >= 1 << 20 ? ProcessInfo.processInfo.activeProcessorCount : 1)
+        // Up to 4 pieces per thread, taken in turn: a thread that wakes late takes fewer.
+        let chunks = wanted > 1 ? max(1, min(4 * wanted, pairs)) : 1
+        let status = UnsafeMutableBufferPointer<Int32>.allocate(capacity: chunks)
+        defer { status.deallocate() }
         q.withFloat32 { qp in k.withFloat32 { kp in v.withFloat32 { vp in out.withMutableFloat32 { op in
-            scores.withUnsafeMutableBufferPointer { sp in
-                for b in 0..<batch {
-                    for h in 0..<heads {
-                        let kvHead = h / group
-                        let qBase = qp.baseAddress! + b * t * qStride + h * headDim
-                        let kBase = kp.baseAddress! + b * t * kvStride + kvHead * headDim
-                        let vBase = vp.baseAddress! + b * t * kvStride + kvHead * headDim
-                        // scores [T, T] = scale · Q_h · K_hᵀ
-                        BLAS.sgemm(transB: true, m: t, n: t, k: headDim, alpha: scale, a: qBase, lda: qStride,
-                                   b: kBase, ldb: kvStride, c: sp.baseAddress!, ldc: t)
-                        softmaxRows(sp, rows: t, columns: t, batchIndex: b, mask: mask)
-                        // out_h [T, D] = P · V_h
-                        BLAS.sgemm(m: t, n: headDim, k: t, a: sp.baseAddress!, lda: t, b: vBase, ldb: kvStride,
-                                   c: op.baseAddress! + b * t * qStride + h * headDim, ldc: qStride)
+            lo.withUnsafeBufferPointer { lp in hi.withUnsafeBufferPointer { hp in
+                withOptionalArray(keyBias) { bp in
+                    // Every pointer outlives the calls; the threads write disjoint (sequence, head) columns of out.
+                    let call = AttentionCall(isa: isa.code, q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!,
+                                             out: op.baseAddress!, batch: batch, t: t, heads: heads, kvHeads: kvHeads,
+                                             headDim: headDim, scale: scale, lo: lp.baseAddress!, hi: hp.baseAddress!,
+                                             keyBias: bp, status: status.baseAddress!)
+                    let run = { @Sendable (chunk: Int) in
+                        call.run(pairs: pairs * chunk / chunks..<pairs * (chunk + 1) / chunks, statusIndex: chunk)
                     }
+                    parallelFor(chunks, run)
                 }
-            }
+            } }
         } } } }
+        precondition(status.allSatisfy { $0 == 0 }, "attention: prima_attention failed (workspace for T = \(t), D = \(headDim))")
         return out
     }
 
-    /// The plain-loop reference for ``forward(q:k:v:batch:heads:kvHeads:headDim:scale:mask:)``.
+    /// The plain-loop reference for ``forward(q:k:v:batch:heads:kvHeads:headDim:scale:mask:isa:threads:)``.
     public static func reference(q: Tensor, k: Tensor, v: Tensor, batch: Int, heads: Int, kvHeads: Int, headDim: Int,
                                  scale: Float, mask: AttentionMask) -> Tensor {
         let t = q.shape[0] / batch
@@ -120,11 +137,6 @@ public enum Attention {
         precondition(k.shape == [q.shape[0], kvHeads * headDim] && v.shape == k.shape, "attention: k/v shape")
     }
 
-    private static func softmaxRows(_ scores: UnsafeMutableBufferPointer<Float>, rows: Int, columns: Int, batchIndex: Int,
-                                    mask: AttentionMask) {
-        for i in 0..<rows { softmaxRow(scores.baseAddress! + i * columns, columns: columns, batchIndex: batchIndex, query: i, mask: mask) }
-    }
-
     /// Masks (additively, as transformers does) and softmaxes one row of scores in place.
     private static func softmaxRow(_ row: UnsafeMutablePointer<Float>, columns: Int, batchIndex: Int, query: Int,
                                    mask: AttentionMask) {
@@ -143,6 +155,29 @@ public enum Attention {
         }
         let inverse = 1 / sum
         for j in 0..<columns { row[j] *= inverse }
+    }
+
+    /// One prima_attention call's arguments, shared by the threads that each take a range of (sequence, head) pairs.
+    private struct AttentionCall: @unchecked Sendable {
+        let isa: Int32
+        let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
+        let out: UnsafeMutablePointer<Float>
+        let batch: Int, t: Int, heads: Int, kvHeads: Int, headDim: Int
+        let scale: Float
+        let lo: UnsafePointer<Int32>, hi: UnsafePointer<Int32>
+        let keyBias: UnsafePointer<Float>?
+        let status: UnsafeMutablePointer<Int32>
+
+        func run(pairs: Range<Int>, statusIndex: Int) {
+            status[statusIndex] = prima_attention(isa, q, k, v, out, Int64(batch), Int64(t), Int64(heads), Int64(kvHeads),
+                                                  Int64(headDim), scale, lo, hi, keyBias, Int64(pairs.lowerBound),
+                                                  Int64(pairs.upperBound))
+        }
+    }
+
+    private static func withOptionalArray<R>(_ values: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let values else { return body(nil) }
+        return values.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 }
 

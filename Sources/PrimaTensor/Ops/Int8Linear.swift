@@ -159,45 +159,63 @@ public final class Int8Weight: @unchecked Sendable {
 /// Linear layers with int8 weights, `y = x · Wᵀ + b`, activations quantised per row on the fly.
 public enum Int8Linear {
     /// x [M, K] f32 · weightᵀ + bias [N] → f32 [M, N], with `kernel` (default: the weight's) on up to `threads`
-    /// threads (default: the active processor count; small products use one). Each thread computes whole
-    /// 32-column slices, and each output depends only on its own row and column, so the bits do not depend on
-    /// the thread count.
+    /// threads (default: the active processor count; small products use one), in up to 4 pieces per thread. With a
+    /// weight of at most ``rowSplitWeightBytes`` the pieces are tiles of 12 rows, each quantised by the thread that
+    /// takes it; a larger weight is split in 32-column slices, so that each thread streams only its share of it,
+    /// after one quantisation of x. Each output depends only on its own row and column, so the bits depend on
+    /// neither the split nor the thread count.
+    ///
+    /// `activation`, if given, is applied to y by the thread that computed each piece (as
+    /// ``Elementwise/apply(_:_:isa:)``, the same bits), saving a pass over y on one thread.
     public static func forward(_ x: Tensor, weight: Int8Weight, bias: Tensor? = nil, kernel: Int8Kernel? = nil,
-                               threads: Int? = nil) -> Tensor {
+                               threads: Int? = nil, activation: Elementwise.Activation? = nil) -> Tensor {
         let (m, k, n) = dimensions(x, weight, bias)
         let kernel = kernel ?? weight.kernel
         precondition(kernel.isAvailable, "int8 kernel \(kernel.rawValue) is not available on this CPU")
-        let y = Tensor(zeros: [m, n], dtype: .f32)
+        let y = Tensor(uninitialized: [m, n], dtype: .f32)
         guard m > 0 else { return y }
         let q = UnsafeMutablePointer<Int8>.allocate(capacity: m * k)
         let s = UnsafeMutablePointer<Float>.allocate(capacity: m)
         defer { q.deallocate(); s.deallocate() }
-        x.withFloat32 { prima_quantize_rows($0.baseAddress!, Int64(m), Int64(k), Int64(k), q, Int64(k), s) }
 
-        // Slices of 32 columns (two panels: the AVX512-VNNI tile width), spread evenly over the threads.
-        let slices = (n + 31) / 32
-        let work = m * n * k
-        let wanted = threads ?? (work >= 1 << 22 ? ProcessInfo.processInfo.activeProcessorCount : 1)
-        let chunks = max(1, min(wanted, slices))
+        let tiles = (m + 11) / 12, slices = (n + 31) / 32
+        let wanted = threads ?? (m * n * k >= 1 << 22 ? ProcessInfo.processInfo.activeProcessorCount : 1)
+        let byRows = wanted > 1 && tiles > 1 && weight.packedByteCount <= rowSplitWeightBytes
+        // Up to 4 pieces per thread, taken in turn: a thread that wakes late takes fewer instead of leaving its
+        // whole half to the caller's thread.
+        let chunks = wanted > 1 ? max(1, min(4 * wanted, byRows ? tiles : slices)) : 1
         let status = UnsafeMutableBufferPointer<Int32>.allocate(capacity: chunks)
         defer { status.deallocate() }
-        y.withMutableFloat32 { out in
+        x.withFloat32 { input in y.withMutableFloat32 { out in
             withOptionalFloat32(bias) { biasBase in
-                // Every pointer outlives the call; the threads write disjoint column ranges of y and of `status`.
-                let call = GEMMCall(kernel: kernel.code, q: q, s: s, m: m, k: k, n: n, weight: weight.packed,
-                                    bias: biasBase, y: out.baseAddress!, status: status.baseAddress!)
+                // Every pointer outlives the call; the threads write disjoint rows or columns of y, q, s and `status`.
+                let call = GEMMCall(kernel: kernel.code, x: input.baseAddress!, q: q, s: s, m: m, k: k, n: n,
+                                    weight: weight.packed, bias: biasBase, activation: activation?.kernelCode,
+                                    y: out.baseAddress!, status: status.baseAddress!)
+                if !byRows { call.quantize(rows: 0..<m) }
                 let run = { @Sendable (chunk: Int) in
-                    call.run(begin: min(n, slices * chunk / chunks * 32), end: min(n, slices * (chunk + 1) / chunks * 32),
-                             statusIndex: chunk)
+                    if byRows {
+                        let rows = min(m, tiles * chunk / chunks * 12)..<min(m, tiles * (chunk + 1) / chunks * 12)
+                        call.quantize(rows: rows)
+                        call.run(rows: rows, begin: 0, end: n, statusIndex: chunk)
+                    } else {
+                        call.run(rows: 0..<m, begin: min(n, slices * chunk / chunks * 32),
+                                 end: min(n, slices * (chunk + 1) / chunks * 32), statusIndex: chunk)
+                    }
                 }
-                if chunks == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: run) }
+                parallelFor(chunks, run)
             }
-        }
+        } }
         for code in status where code != Int32(PRIMA_INT8_OK) {
             preconditionFailure("prima_int8_gemm (\(kernel.rawValue), [\(m), \(k)] × [\(n), \(k)]ᵀ) failed with code \(code)")
         }
+        if let activation, activation.kernelCode == nil { return Elementwise.apply(activation, y) }
         return y
     }
+
+    /// The largest packed weight that ``forward(_:weight:bias:kernel:threads:)`` splits by rows: every thread then
+    /// reads all of it, which costs little while it stays in a core's L2 cache (1-2 MiB on current x86 cores).
+    public static let rowSplitWeightBytes = 1 << 20
 
     /// The plain-loop reference of the contract (PrimaKernels.h), in Swift, on the unpacked weight: `values` i8
     /// [N, K], `scales` f32 [N, nb] (or [N]), `blockSize` as for ``Int8Weight``. Every kernel equals it bit for
@@ -276,22 +294,37 @@ public enum Int8Linear {
     /// One prima_int8_gemm call's arguments, shared by the threads that each compute a range of columns.
     private struct GEMMCall: @unchecked Sendable {
         let kernel: Int32
-        let q: UnsafePointer<Int8>, s: UnsafePointer<Float>
+        let x: UnsafePointer<Float>
+        let q: UnsafeMutablePointer<Int8>, s: UnsafeMutablePointer<Float>
         let m: Int, k: Int, n: Int
         let weight: OpaquePointer
         let bias: UnsafePointer<Float>?
+        let activation: Int32?
         let y: UnsafeMutablePointer<Float>
         let status: UnsafeMutablePointer<Int32>
 
-        func run(begin: Int, end: Int, statusIndex: Int) {
-            status[statusIndex] = prima_int8_gemm(kernel, q, Int64(k), s, Int64(m), weight, bias, y, Int64(n),
-                                                  Int64(begin), Int64(end))
+        /// Step 1 of the contract for `rows` of x, into the same rows of q and s.
+        func quantize(rows: Range<Int>) {
+            prima_quantize_rows(x + rows.lowerBound * k, Int64(rows.count), Int64(k), Int64(k), q + rows.lowerBound * k,
+                                Int64(k), s + rows.lowerBound)
         }
-    }
 
-    private static func withOptionalFloat32<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
-        guard let tensor else { return body(nil) }
-        return tensor.withFloat32 { body($0.baseAddress!) }
+        /// y[rows, begin..<end] from the quantised rows, then the activation on them.
+        func run(rows: Range<Int>, begin: Int, end: Int, statusIndex: Int) {
+            status[statusIndex] = prima_int8_gemm(kernel, q + rows.lowerBound * k, Int64(k), s + rows.lowerBound,
+                                                  Int64(rows.count), weight, bias, y + rows.lowerBound * n, Int64(n),
+                                                  Int64(begin), Int64(end))
+            guard let activation else { return }
+            if begin == 0 && end == n {
+                let first = y + rows.lowerBound * n
+                _ = prima_activation(FloatISA.best.code, activation, first, first, Int64(rows.count * n))
+            } else {
+                for row in rows {
+                    let first = y + row * n + begin
+                    _ = prima_activation(FloatISA.best.code, activation, first, first, Int64(end - begin))
+                }
+            }
+        }
     }
 
     private static func dimensions(_ x: Tensor, _ weight: Int8Weight, _ bias: Tensor?) -> (Int, Int, Int) {

@@ -1,9 +1,15 @@
+import PrimaKernels
+
 /// Linear layers, `y = x · Wᵀ + b`, as `torch.nn.Linear` computes them.
 public enum Linear {
-    /// x [N, K] · weight[M, K]ᵀ + bias [M] → [N, M], through OpenBLAS sgemm.
-    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
+    /// x [N, K] · weight[M, K]ᵀ + bias [M] → [N, M], through OpenBLAS sgemm; then `activation`, if given, on the
+    /// new output in place (as ``Elementwise/apply(_:_:isa:)``, the same bits, without a second tensor).
+    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
+                               activation: Elementwise.Activation? = nil) -> Tensor {
         let (n, k, m) = dimensions(x, weight, bias)
-        let y = Tensor(zeros: [n, m], dtype: .f32)
+        // Every element is written: by the bias copy (then beta = 1), or by sgemm with beta = 0, which BLAS defines
+        // as not reading C (OpenBLAS zeroes it first).
+        let y = Tensor(uninitialized: [n, m], dtype: .f32)
         y.withMutableFloat32 { out in
             x.withFloat32 { input in
                 weight.withFloat32 { w in
@@ -17,7 +23,11 @@ public enum Linear {
                                beta: bias == nil ? 0 : 1, c: out.baseAddress!, ldc: m)
                 }
             }
+            if let code = activation?.kernelCode {
+                _ = prima_activation(FloatISA.best.code, code, out.baseAddress!, out.baseAddress!, Int64(out.count))
+            }
         }
+        if let activation, activation.kernelCode == nil { return Elementwise.apply(activation, y) }
         return y
     }
 

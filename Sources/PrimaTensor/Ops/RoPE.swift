@@ -1,4 +1,5 @@
 import Foundation
+import PrimaKernels
 
 /// Rotary position embeddings in transformers' rotate-half convention: for each head, the pair (i, i + D/2) is
 /// rotated by the angle of frequency i: `out[i] = x[i]·cos − x[i+D/2]·sin`, `out[i+D/2] = x[i+D/2]·cos + x[i]·sin`.
@@ -31,31 +32,56 @@ public enum RoPE {
         return (cosTable, sinTable)
     }
 
-    /// Rotates every head of x [N, H·D]; row n uses table row `tableRow(n)`, or is left as is when that is nil
-    /// (DINOv3's CLS and register tokens).
-    public static func apply(_ x: Tensor, heads: Int, headDim: Int, cos: [Float], sin: [Float],
-                             tableRow: (Int) -> Int?) -> Tensor {
-        precondition(x.shape.count == 2 && x.shape[1] == heads * headDim, "rope: x \(ShapeMath.describe(x.shape))")
-        let half = headDim / 2, width = heads * headDim
-        let y = Tensor(zeros: x.shape, dtype: .f32)
+    /// Rotates every head of x [N, H·D], or of columns `start ..< start + H·D` of a wider x (q and k read straight
+    /// out of a fused qkv projection), into a new [N, H·D]; row n uses table row `tableRow(n)`, or is copied as is
+    /// when that is nil (DINOv3's CLS and register tokens). Vectorised (`prima_rope`); the same bits as
+    /// ``applyReference(_:start:heads:headDim:cos:sin:tableRow:)``.
+    public static func apply(_ x: Tensor, start: Int = 0, heads: Int, headDim: Int, cos: [Float], sin: [Float],
+                             isa: FloatISA = .best, tableRow: (Int) -> Int?) -> Tensor {
+        let (n, stride, rows) = prepare(x, start: start, heads: heads, headDim: headDim, cos: cos, sin: sin, tableRow: tableRow)
+        let y = Tensor(uninitialized: [n, heads * headDim], dtype: .f32)
         x.withFloat32 { input in y.withMutableFloat32 { out in
-            for n in 0..<x.shape[0] {
-                let base = n * width
-                guard let row = tableRow(n) else {
-                    for i in 0..<width { out[base + i] = input[base + i] }
-                    continue
-                }
-                let table = row * headDim
-                for h in 0..<heads {
-                    let head = base + h * headDim
-                    for i in 0..<half {
-                        let a = input[head + i], b = input[head + i + half]
-                        out[head + i] = a * cos[table + i] - b * sin[table + i]
-                        out[head + i + half] = b * cos[table + i + half] + a * sin[table + i + half]
-                    }
-                }
-            }
+            prima_rope(isa.code, input.baseAddress! + start, Int64(stride), out.baseAddress!, Int64(n), Int64(heads),
+                       Int64(headDim), cos, sin, rows)
         } }
         return y
+    }
+
+    /// The plain-loop reference for ``apply(_:start:heads:headDim:cos:sin:isa:tableRow:)``.
+    public static func applyReference(_ x: Tensor, start: Int = 0, heads: Int, headDim: Int, cos: [Float], sin: [Float],
+                                      tableRow: (Int) -> Int?) -> Tensor {
+        let (n, stride, rows) = prepare(x, start: start, heads: heads, headDim: headDim, cos: cos, sin: sin, tableRow: tableRow)
+        let input = x.float32Values(), half = headDim / 2, width = heads * headDim
+        var out = [Float](repeating: 0, count: n * width)
+        for r in 0..<n {
+            let source = r * stride + start
+            guard rows[r] >= 0 else {
+                for i in 0..<width { out[r * width + i] = input[source + i] }
+                continue
+            }
+            let table = Int(rows[r]) * headDim
+            for h in 0..<heads {
+                for i in 0..<half {
+                    let a = input[source + h * headDim + i], b = input[source + h * headDim + half + i]
+                    out[r * width + h * headDim + i] = a * cos[table + i] - b * sin[table + i]
+                    out[r * width + h * headDim + half + i] = b * cos[table + half + i] + a * sin[table + half + i]
+                }
+            }
+        }
+        return Tensor(shape: [n, width], float32: out)
+    }
+
+    /// (N, row stride of x, table row per row or −1) after checking shapes and table rows.
+    private static func prepare(_ x: Tensor, start: Int, heads: Int, headDim: Int, cos: [Float], sin: [Float],
+                                tableRow: (Int) -> Int?) -> (Int, Int, [Int64]) {
+        precondition(x.shape.count == 2 && start >= 0 && start + heads * headDim <= x.shape[1] && headDim % 2 == 0,
+                     "rope: x \(ShapeMath.describe(x.shape)) has no \(heads)×\(headDim) columns from \(start)")
+        let rows = (0..<x.shape[0]).map { n -> Int64 in
+            guard let row = tableRow(n) else { return -1 }
+            precondition(row >= 0 && (row + 1) * headDim <= cos.count && (row + 1) * headDim <= sin.count,
+                         "rope: table row \(row) out of range")
+            return Int64(row)
+        }
+        return (x.shape[0], x.shape[1], rows)
     }
 }
