@@ -25,6 +25,7 @@ enum HDF5 {
     }()
 
     /// Runs `body` holding the process-wide HDF5 lock (HDF5's serial build is not thread-safe).
+    @discardableResult
     static func locked<R>(_ body: () throws -> R) rethrows -> R {
         lock.lock()
         defer { lock.unlock() }
@@ -198,6 +199,7 @@ public class HDF5Object: @unchecked Sendable {
         HDF5Error(file: file.path, message: "\(path): \(what)")
     }
 
+    @discardableResult
     func check<T: BinaryInteger>(_ status: T, _ what: @autoclosure () -> String) throws -> T {
         if status < 0 { throw fail("\(what()): \(HDF5.lastErrorDescription())") }
         return status
@@ -445,7 +447,8 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
                 guard size > 0, size < 1 << 16 else { throw fail("soft link \(name) has a bad value size") }
                 var buffer = [CChar](repeating: 0, count: size + 1)
                 try check(H5Lget_val(handle.id, name, &buffer, size, prima_H5P_DEFAULT()), "cannot read soft link \(name)")
-                return .softLink(target: String(cString: buffer))
+                let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+                return .softLink(target: String(decoding: bytes, as: UTF8.self))
             case H5L_TYPE_HARD:
                 var objectInfo = H5O_info_t()
                 try check(H5Oget_info_by_name2(handle.id, name, &objectInfo, UInt32(H5O_INFO_BASIC), prima_H5P_DEFAULT()),
