@@ -17,9 +17,23 @@ public final class TensorStorage: @unchecked Sendable {
     init(byteCount: Int, zeroed: Bool) {
         precondition(byteCount >= 0, "negative tensor byte count \(byteCount)")
         let count = max(byteCount, 1)
-        let raw = StoragePool.shared.take(count) ?? UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 64)
+        let raw = StoragePool.shared.take(count) ?? Self.allocate(count)
         if zeroed { raw.initializeMemory(as: UInt8.self, repeating: 0, count: count) }
         bytes = UnsafeMutableRawBufferPointer(start: raw, count: byteCount)
+    }
+
+    /// Buffers of at least this size are 2 MiB aligned and asked to be backed by transparent huge pages.
+    static let hugePageBytes = 2 << 20
+
+    /// `count` bytes aligned to 64, or for large buffers (weights, big activations) to 2 MiB with
+    /// `MADV_HUGEPAGE`: streaming a gigabyte of weights through 4 KiB pages costs a page walk every 4 KiB, and
+    /// once a multi-gigabyte model has been touched those walks miss the caches too (measured: a BERT text encoder
+    /// ran 1.5x slower after a 7 GB decoder than alone). Where THP is off, madvise fails harmlessly.
+    private static func allocate(_ count: Int) -> UnsafeMutableRawPointer {
+        guard count >= hugePageBytes else { return UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 64) }
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: hugePageBytes)
+        _ = madvise(raw, (count + hugePageBytes - 1) / hugePageBytes * hugePageBytes, MADV_HUGEPAGE)
+        return raw
     }
 
     deinit {
