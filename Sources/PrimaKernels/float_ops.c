@@ -18,13 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#define PRIMA_X86 1
-#else
-#define PRIMA_X86 0
-#endif
-
-#define ALWAYS_INLINE inline __attribute__((always_inline))
+#include "kernel_common.h"
 
 typedef float v16f __attribute__((vector_size(64), aligned(4)));
 typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));

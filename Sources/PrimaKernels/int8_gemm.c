@@ -13,14 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#define PRIMA_X86 1
-#include <immintrin.h>
-#else
-#define PRIMA_X86 0
-#endif
-
-#define ALWAYS_INLINE inline __attribute__((always_inline))
+#include "kernel_common.h"
 #define UNROLL _Pragma("clang loop unroll(full)")
 
 struct prima_int8_weight {
