@@ -78,17 +78,18 @@ struct PrimaAssembly {
             return plan
         }
         let image = try plan(.imageEncoder), text = try plan(.textEncoder), decoder = try plan(.decoder)
-        guard let imageConfig = image.source.config as? DINOv3ViTConfig,
-              let decoderConfig = decoder.source.config as? Qwen3Config else {
-            throw ConvertError.input("\(image.source.path): PRIMA needs a DINOv3 ViT image encoder and a Qwen3 decoder")
+        // The importer admits only these architectures in these roles; the casts recover the typed configs.
+        guard let imageConfig = image.source.config as? DINOv3ViTConfig else {
+            throw ConvertError.input("\(image.source.path): the PRIMA image encoder must be a DINOv3 ViT")
         }
-        let textWidth: Int
-        switch text.source.config {
-        case let config as BERTConfig: textWidth = config.hiddenSize
-        case let config as ModernBERTConfig: textWidth = config.hiddenSize
-        default: throw ConvertError.input("\(text.source.path): the PRIMA text encoder must be BERT or ModernBERT")
+        guard let textConfig = text.source.config as? any TextEncoderConfig else {
+            throw ConvertError.input("\(text.source.path): the PRIMA text encoder must be BERT or ModernBERT")
         }
-        let config = PrimaHeadsConfig(classCount: options.labels.count, imageWidth: imageConfig.hiddenSize, textWidth: textWidth,
+        guard let decoderConfig = decoder.source.config as? Qwen3Config else {
+            throw ConvertError.input("\(decoder.source.path): the PRIMA decoder must be Qwen3")
+        }
+        let config = PrimaHeadsConfig(classCount: options.labels.count, imageWidth: imageConfig.hiddenSize,
+                                      textWidth: textConfig.hiddenSize,
                                       decoderWidth: decoderConfig.hiddenSize)
         self.config = config
         self.options = options

@@ -23,7 +23,7 @@ public final class Diagnoser: Sendable {
     let promptIds: [Int]
     let answerPrefixIds: [Int]
     /// The text encoder's position limit: longer metadata text is truncated to it, keeping [SEP].
-    let textMaxLength: Int
+    var textMaxLength: Int { model.textEncoder.textConfig.maxPositionEmbeddings }
 
     /// Opens the checkpoint and loads everything; one-line errors name the file and what is wrong.
     public init(checkpoint path: String) throws {
@@ -39,11 +39,6 @@ public final class Diagnoser: Sendable {
             let decoderTokenizer = try Self.tokenizer(try checkpoint.component(.decoder), path: path)
             promptIds = try decoderTokenizer.encode(model.heads.prompt, addSpecialTokens: false).ids
             answerPrefixIds = try decoderTokenizer.encode(model.heads.answerPrefix, addSpecialTokens: false).ids
-            switch model.textEncoder {
-            case let bert as BERTModel: textMaxLength = bert.config.maxPositionEmbeddings
-            case let modern as ModernBERTModel: textMaxLength = modern.config.maxPositionEmbeddings
-            default: throw DiagnoseError.input("\(path): text_encoder is neither BERT nor ModernBERT")
-            }
         } catch let error as DiagnoseError {
             throw error
         } catch {

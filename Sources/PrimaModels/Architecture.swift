@@ -99,6 +99,14 @@ public protocol ArchitectureConfig: Sendable {
     var tiedPairs: [TiedPair] { get }
 }
 
+/// What PRIMA needs of a text encoder's configuration, whichever architecture (BERT or ModernBERT) it is.
+public protocol TextEncoderConfig: ArchitectureConfig {
+    /// d_txt.
+    var hiddenSize: Int { get }
+    /// The longest token sequence the encoder takes.
+    var maxPositionEmbeddings: Int { get }
+}
+
 /// How one Hugging Face tensor name maps into the checkpoint.
 public enum NameMapping: Sendable, Equatable {
     /// Stored under this canonical name; `prefix` is the body prefix the name carried (`model.`, `bert.`, ""),

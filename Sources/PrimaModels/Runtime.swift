@@ -166,6 +166,11 @@ public protocol ComponentModel: Sendable {
     func forward(_ inputs: ModelInputs, observe: (String, Tensor) throws -> Void) throws -> Tensor
 }
 
+/// A runtime text encoder (BERT or ModernBERT), with its configuration as PRIMA sees it.
+public protocol TextEncoderModel: ComponentModel {
+    var textConfig: any TextEncoderConfig { get }
+}
+
 /// Loads the runtime model of a checkpoint component, by its `architecture` attribute.
 public func loadComponentModel(_ component: ComponentReader) throws -> any ComponentModel {
     let name = try component.attribute("architecture")

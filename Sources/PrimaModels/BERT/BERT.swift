@@ -10,8 +10,9 @@ import PrimaTensor
 /// LayerNorm(dense + attention output) (`mlp_out_norm`). Activations: `embeddings`, `layers.N`, `final_norm` (a copy
 /// of the last layer's output: BERT has no separate final norm), and `pooler` = tanh(dense(first token)) [B, C]
 /// only when the checkpoint has `pooler.dense` weights.
-public final class BERTModel: ComponentModel {
+public final class BERTModel: TextEncoderModel {
     public let config: BERTConfig
+    public var textConfig: any TextEncoderConfig { config }
     let weights: ModelWeights
     let activation: Elementwise.Activation
 

@@ -2,7 +2,7 @@ import PrimaJSON
 
 /// BERT's configuration (transformers `BertConfig`) and weight layout (Formats/prima-checkpoint.md §4.4).
 /// Clinical ModernBERT's weights are BERT-shaped: this is the architecture that loads them.
-public struct BERTConfig: ArchitectureConfig, Equatable {
+public struct BERTConfig: TextEncoderConfig, Equatable {
     public static let architecture = Architecture.bert
 
     public let vocabSize: Int

@@ -9,8 +9,9 @@ import PrimaTensor
 /// padded keys masked, and in sliding layers only keys with |i − j| ≤ `sliding_window` (= local_attention / 2)
 /// → Wo and residual; `mlp_norm` → Wi split into [input | gate], `act(input) · gate` (GeGLU: the activation is on
 /// the FIRST half) → Wo and residual. Then `final_norm`. Activations: `embeddings`, `layers.N`, `final_norm`.
-public final class ModernBERTModel: ComponentModel {
+public final class ModernBERTModel: TextEncoderModel {
     public let config: ModernBERTConfig
+    public var textConfig: any TextEncoderConfig { config }
     let weights: ModelWeights
     let activation: Elementwise.Activation
 

@@ -2,7 +2,7 @@ import PrimaJSON
 
 /// ModernBERT's configuration (transformers `ModernBertConfig`, v4 and v5 spellings) and weight layout
 /// (Formats/prima-checkpoint.md §4.3).
-public struct ModernBERTConfig: ArchitectureConfig, Equatable {
+public struct ModernBERTConfig: TextEncoderConfig, Equatable {
     public static let architecture = Architecture.modernBERT
 
     public let vocabSize: Int

@@ -27,7 +27,7 @@ public struct PrimaInputs: Sendable {
 /// activations of Formats/prima-trace.md's `prima` component.
 public final class PrimaModel: Sendable {
     public let imageEncoder: DINOv3ViTModel
-    public let textEncoder: any ComponentModel
+    public let textEncoder: any TextEncoderModel
     public let decoder: Qwen3Model
     public let heads: PrimaHeads
 
@@ -45,16 +45,12 @@ public final class PrimaModel: Sendable {
         guard let decoder = try loadComponentModel(try checkpoint.component(.decoder)) as? Qwen3Model else {
             throw RuntimeError("\(checkpoint.path): decoder is not a Qwen3 model")
         }
-        let text = try loadComponentModel(try checkpoint.component(.textEncoder))
-        let heads = try PrimaHeads(checkpoint: checkpoint)
-        let textWidth: Int
-        switch text {
-        case let bert as BERTModel: textWidth = bert.config.hiddenSize
-        case let modern as ModernBERTModel: textWidth = modern.config.hiddenSize
-        default: throw RuntimeError("\(checkpoint.path): text_encoder is neither BERT nor ModernBERT")
+        guard let text = try loadComponentModel(try checkpoint.component(.textEncoder)) as? any TextEncoderModel else {
+            throw RuntimeError("\(checkpoint.path): text_encoder is neither BERT nor ModernBERT")
         }
+        let heads = try PrimaHeads(checkpoint: checkpoint)
         let widths = [("d_image", heads.config.imageWidth, image.config.hiddenSize),
-                      ("d_text", heads.config.textWidth, textWidth),
+                      ("d_text", heads.config.textWidth, text.textConfig.hiddenSize),
                       ("d_llm", heads.config.decoderWidth, decoder.config.hiddenSize)]
         for (name, stored, actual) in widths where stored != actual {
             throw RuntimeError("\(checkpoint.path): prima: \(name) is \(stored) but the component's hidden size is \(actual)")

@@ -26,7 +26,7 @@ public final class Qwen3Model: ComponentModel {
 
     public func forward(_ inputs: ModelInputs, observe: (String, Tensor) throws -> Void) throws -> Tensor {
         guard case .tokens(let ids, let mask) = inputs else { throw RuntimeError("\(weights.origin): Qwen3 takes token ids") }
-        _ = try validateTokens(ids, mask, vocabulary: config.vocabSize, maxPositions: config.maxPositionEmbeddings)
+        _ = try validateTokens(ids, mask, vocabulary: config.vocabSize)        // forward(embeddings:) checks the length
         let x = try weights.embeddingRows("embed.tokens", ids.flatMap { $0 })            // [B·T, C]
         let hidden = try forward(embeddings: x, mask: mask, observe: observe)
         try observe("logits", Linear.forward(hidden, weight: try lmHead(), bias: nil))
