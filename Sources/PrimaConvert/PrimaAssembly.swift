@@ -41,13 +41,17 @@ public struct PrimaAssemblyOptions: Sendable {
 
     /// Parses `--labels`: comma-separated `CODE` or `CODE=Display name` entries.
     public static func parseLabels(_ text: String) throws -> [PrimaLabel] {
-        let labels = text.split(separator: ",", omittingEmptySubsequences: false).map { entry -> PrimaLabel in
-            let parts = entry.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+        var labels: [PrimaLabel] = []
+        for (index, entry) in text.split(separator: ",", omittingEmptySubsequences: false).enumerated() {
+            let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                .map { $0.trimmingCharacters(in: .whitespaces) }
             let code = parts[0]
-            return PrimaLabel(code: code, name: parts.count > 1 ? parts[1] : padUfes20Names[code] ?? code)
-        }
-        if let bad = labels.first(where: { $0.code.isEmpty || $0.code.contains(where: \.isWhitespace) }) {
-            throw ConvertError.input("--labels: \"\(bad.code)\" is not a class code (non-empty, no spaces)")
+            guard !code.isEmpty else { throw ConvertError.input("--labels: entry \(index + 1) has no class code") }
+            guard !code.contains(where: \.isWhitespace) else {
+                throw ConvertError.input("--labels: \"\(code)\" is not a class code (no spaces)")
+            }
+            if parts.count > 1 && parts[1].isEmpty { throw ConvertError.input("--labels: class \(code) has an empty name after \"=\"") }
+            labels.append(PrimaLabel(code: code, name: parts.count > 1 ? parts[1] : padUfes20Names[code] ?? code))
         }
         guard labels.count >= 2 else { throw ConvertError.input("--labels: give at least two classes") }
         if let duplicate = Dictionary(grouping: labels, by: \.code).first(where: { $0.value.count > 1 })?.key {
