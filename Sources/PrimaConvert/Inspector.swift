@@ -73,9 +73,16 @@ public enum Inspector {
         }
         if let int = try? object.intAttribute(key) { return .int(int) }
         if let doubles = try? object.doublesAttribute(key) {
-            return doubles.count == 1 ? .double(doubles[0]) : .array(doubles.map { .double($0) })
+            return doubles.count == 1 ? number(doubles[0]) : .array(doubles.map(number))
         }
         return .null
+    }
+
+    /// A stored float as JSON: JSON has no NaN or infinity, so those are shown as the strings `"NaN"`,
+    /// `"Infinity"` and `"-Infinity"` (what a crafted or damaged file holds must still be inspectable).
+    private static func number(_ value: Double) -> JSONValue {
+        if value.isFinite { return .double(value) }
+        return .string(value.isNaN ? "NaN" : value > 0 ? "Infinity" : "-Infinity")
     }
 
     /// The checkpoint as an indented text tree for people.
