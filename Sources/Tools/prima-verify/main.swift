@@ -47,8 +47,11 @@ struct PrimaVerifyCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
-    @Option(name: .customLong("repeat"), help: "Timed forward passes (the median is reported).")
-    var repeats: Int = 1
+    @Option(name: .customLong("repeat"), help: "Timed forward passes (the median is reported); with a trace of inputs only, the run is a timing run.")
+    var repeatCount: Int?
+
+    /// Forward passes to time.
+    private var repeats: Int { repeatCount ?? 1 }
 
     @Option(help: "Write the runtime's own trace for the trace's inputs.")
     var dump: String?
@@ -71,7 +74,7 @@ struct PrimaVerifyCommand: ParsableCommand {
     func validate() throws {
         if systemInfo { return }
         guard checkpoint != nil else { throw ValidationError("missing the checkpoint argument") }
-        guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1") }
+        guard repeatCount.map({ $0 >= 1 }) ?? true else { throw ValidationError("--repeat must be at least 1") }
         if dump != nil && (trace == nil || against != nil) {
             throw ValidationError("--dump needs --trace, without --against (it writes the runtime's trace of the trace's inputs)")
         }
@@ -79,6 +82,17 @@ struct PrimaVerifyCommand: ParsableCommand {
             throw ValidationError("--component must be image_encoder, text_encoder or decoder, not \"\(component)\"")
         }
         if component != nil && against == nil { throw ValidationError("--component goes with --against") }
+        // A NaN threshold compares false both ways and would let anything pass: every threshold is finite and in range.
+        let thresholds: [(flag: String, value: Double, range: ClosedRange<Double>)] = [
+            ("--atol-scale", atolScale, 0...Double.greatestFiniteMagnitude), ("--max-rel", maxRel, 0...Double.greatestFiniteMagnitude),
+            ("--min-cosine", minCosine, -1...1), ("--max-nmse", maxNMSE, 0...Double.greatestFiniteMagnitude),
+            ("--min-final-cosine", minFinalCosine, -1...1), ("--max-kl", maxKL, 0...Double.greatestFiniteMagnitude),
+            ("--min-top1", minTop1, 0...1),
+        ]
+        for threshold in thresholds where !threshold.range.contains(threshold.value) {
+            throw ValidationError("\(threshold.flag) must be a finite number in [\(threshold.range.lowerBound), "
+                                  + (threshold.range.upperBound == 1 ? "1" : "∞") + "], not \(threshold.value)")
+        }
     }
 
     func run() throws {
@@ -129,12 +143,18 @@ struct PrimaVerifyCommand: ParsableCommand {
     private func verifyTrace(checkpoint: String, tracePath: String) throws {
         let trace = try Trace(path: tracePath)
         let tolerances = Tolerances(absoluteScale: atolScale, relative: maxRel, cosine: minCosine, nmse: maxNMSE)
+        // A trace of inputs only compares nothing: it is a timing run when --repeat asks for one, and otherwise a
+        // verification that cannot pass.
+        let timingOnly = trace.activations.isEmpty
+        if timingOnly && repeatCount == nil {
+            throw VerifyError.input("\(tracePath): the trace has no activations to compare (give --repeat N to time a trace of inputs only)")
+        }
         let report = try TraceVerifier.run(checkpoint: checkpoint, trace: trace, tolerances: tolerances, repeats: repeats)
         if let dump { try report.ours.write(to: dump, source: (checkpoint as NSString).lastPathComponent) }
         if json {
             print(JSONValue.object(JSONObject([
-                ("pass", .bool(report.pass)), ("component", .string(report.component)),
-                ("load_seconds", .double(report.loadSeconds)), ("forward_seconds", .double(report.forwardSeconds)),
+                ("pass", timingOnly ? .null : .bool(report.pass)), ("component", .string(report.component)),
+                ("timing_only", .bool(timingOnly)), ("load_seconds", .double(report.loadSeconds)), ("forward_seconds", .double(report.forwardSeconds)),
                 ("forward_runs", .array(report.forwardRuns.map { .double($0) })),
                 ("blas_core", .string(BLAS.info.coreName)), ("blas_threads", .int(BLAS.info.threads)),
                 ("first_failure", report.firstFailure.map { .string($0.name) } ?? .null),
@@ -143,8 +163,7 @@ struct PrimaVerifyCommand: ParsableCommand {
         } else {
             print("\(report.component) against \(tracePath): load \(String(format: "%.3f", report.loadSeconds)) s, forward \(String(format: "%.4f", report.forwardSeconds)) s (median of \(report.forwardRuns.count)), BLAS \(BLAS.info.coreName)")
             printTable(report.activations)
-            if report.activations.isEmpty { print("(the trace holds inputs only: ran and timed)") }
-            print(report.pass ? "PASS" : "FAIL")
+            print(timingOnly ? "TIMED (the trace holds inputs only: nothing compared)" : report.pass ? "PASS" : "FAIL")
         }
         if !report.pass { throw ExitCode(1) }
     }
