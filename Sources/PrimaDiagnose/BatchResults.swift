@@ -32,19 +32,22 @@ public struct BatchResults: Sendable {
     /// One `p_<code>` column per class in class order, probabilities in shortest round-trip float32 form.
     /// `true_label` and `correct` (yes/no) are empty for an unlabelled case, `correct` also for a failed one;
     /// `error` is empty unless the case failed, and then `predicted` and the probabilities are empty.
+    /// Text taken from the input (image ids, labels, class codes, error messages) that starts with `=`, `+`, `-`, `@`,
+    /// a tab or a carriage return gets a leading `'`, so that a spreadsheet shows it as text instead of running it
+    /// as a formula (OWASP's CSV-injection rule); numbers are written as they are.
     public func csvText() -> String {
-        var lines = [(["img_id", "predicted"] + classCodes.map { "p_\($0)" } + ["true_label", "correct", "error"]).map(csvField)]
+        var lines = [(["img_id", "predicted"] + classCodes.map { "p_\($0)" } + ["true_label", "correct", "error"]).map { csvField(inert($0)) }]
         for result in cases {
-            var fields = [result.imageID]
+            var fields = [inert(result.imageID)]
             if let diagnosis = result.diagnosis {
-                fields.append(diagnosis.predicted)
+                fields.append(inert(diagnosis.predicted))
                 fields += diagnosis.probabilities.map { String($0) }
             } else {
                 fields += Array(repeating: "", count: 1 + classCodes.count)
             }
-            fields.append(result.label ?? "")
+            fields.append(inert(result.label ?? ""))
             fields.append(result.isCorrect.map { $0 ? "yes" : "no" } ?? "")
-            fields.append(result.error ?? "")
+            fields.append(inert(result.error ?? ""))
             lines.append(fields.map(csvField))
         }
         return lines.map { $0.joined(separator: ",") + "\r\n" }.joined()
@@ -88,6 +91,12 @@ public struct BatchResults: Sendable {
 
 /// A probability as JSON: its shortest float32 form, or null if it is NaN or infinite (JSON has neither).
 private func jsonProbability(_ value: Float) -> JSONValue { value.isFinite ? .number(JSONNumber(value)) : .null }
+
+/// `text` with a leading `'` if a spreadsheet would read it as a formula (it starts with `=`, `+`, `-`, `@`, tab or CR).
+private func inert(_ text: String) -> String {
+    guard let first = text.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) else { return text }
+    return "'" + text
+}
 
 /// One CSV field, quoted (RFC 4180) if it holds a comma, a double quote or a line break.
 private func csvField(_ text: String) -> String {
