@@ -80,25 +80,72 @@ public struct Trace: Sendable {
                     subject = .component(role, .tokens(ids: ids, mask: mask))
                 }
             }
-            var found: [(order: Int, name: String, tensor: Tensor)] = []
+            var found: [(order: Int?, name: String, tensor: Tensor)] = []
             if root.contains("activations") {
                 let group = try root.group("activations")
                 for name in try group.linkNames() {
                     let dataset = try group.dataset(name)
-                    guard dataset.hasAttribute("order"), let order = try? dataset.intAttribute("order") else {
-                        throw fail("activations/\(name) has no integer order attribute")
+                    var order: Int?
+                    if dataset.hasAttribute("order") {
+                        guard let value = try? dataset.intAttribute("order") else { throw fail("activations/\(name): order is not an integer") }
+                        order = value
                     }
                     found.append((order, name, try Self.readFloat32(group, name, path: path)))
                 }
             }
-            let orders = found.map(\.order).sorted()
-            guard orders == Array(0..<found.count) else { throw fail("activation order attributes are not 0..<\(found.count)") }
-            activations = found.sorted { $0.order < $1.order }.map { ($0.name, $0.tensor) }
+            if found.allSatisfy({ $0.order == nil }) {
+                // No `order` attributes: the names alone must fix the order (Formats/prima-trace.md §4.2).
+                let ranked = try found.map { entry -> (rank: [Int], name: String, tensor: Tensor) in
+                    guard let rank = Self.forwardRank(of: entry.name, prima: componentName == "prima") else {
+                        throw fail("activations/\(entry.name) has no order attribute, and its name does not fix its place in the forward pass")
+                    }
+                    return (rank, entry.name, entry.tensor)
+                }
+                activations = ranked.sorted { $0.rank.lexicographicallyPrecedes($1.rank) }.map { ($0.name, $0.tensor) }
+            } else {
+                if let missing = found.first(where: { $0.order == nil }) {
+                    throw fail("activations/\(missing.name) has no order attribute while others have one")
+                }
+                let orders = found.compactMap(\.order).sorted()
+                guard orders == Array(0..<found.count) else { throw fail("activation order attributes are not 0..<\(found.count)") }
+                activations = found.sorted { $0.order! < $1.order! }.map { ($0.name, $0.tensor) }
+            }
         } catch let error as VerifyError {
             throw error
         } catch {
             throw fail("\(error)")
         }
+    }
+
+    /// Where an activation named `name` stands in the forward pass, as a key that sorts in forward order, when the
+    /// name alone fixes it (Formats/prima-trace.md §4.2): `embeddings`, `layers.N` by N (no leading zeros),
+    /// `final_norm`, `pooler`, `logits` for a component; for a `prima` trace the names of §10.3, the encoders' and
+    /// the decoder's names under their prefixes. nil for any other name.
+    public static func forwardRank(of name: String, prima: Bool) -> [Int]? {
+        func componentRank(_ name: String, tail: [String]) -> [Int]? {
+            if name == "embeddings" { return [0, 0] }
+            if name.hasPrefix("layers.") {
+                let digits = name.dropFirst("layers.".count)
+                guard !digits.isEmpty, digits.count <= 9, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
+                      digits == "0" || digits.first != "0", let index = Int(digits) else { return nil }
+                return [1, index]
+            }
+            return tail.firstIndex(of: name).map { [2, $0] }
+        }
+        guard prima else { return componentRank(name, tail: ["final_norm", "pooler", "logits"]) }
+        let heads = ["alignment.image_global", "alignment.text_global", "alignment.image_local", "alignment.text_local",
+                     "image_classifier.logits", "fusion.image_cls", "fusion.image_seq", "fusion.text_cls", "fusion.text_seq"]
+        let prefixes: [(prefix: String, tail: [String])] = [
+            ("image_encoder.", ["final_norm"]), ("text_encoder.", ["final_norm", "pooler"]),
+        ]
+        for (stage, entry) in prefixes.enumerated() where name.hasPrefix(entry.prefix) {
+            return componentRank(String(name.dropFirst(entry.prefix.count)), tail: entry.tail).map { [stage] + $0 }
+        }
+        if let index = heads.firstIndex(of: name) { return [2, index, 0] }
+        if name.hasPrefix("decoder.") {
+            return componentRank(String(name.dropFirst("decoder.".count)), tail: ["final_norm"]).map { [3] + $0 }
+        }
+        return ["class_logits", "class_probs"].firstIndex(of: name).map { [4, $0, 0] }
     }
 
     /// `pixel_values` (B, 3, H, W), with B = `batch` when given.
