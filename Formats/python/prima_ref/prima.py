@@ -54,13 +54,17 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .metadata import Schema
-from .trace import (
+from .trace import (  # trace.py holds the trace contract, prima inputs and names included; it never imports this module
     LIBVER,  # noqa: F401  (re-exported for callers that write traces themselves)
+    PRIMA_HEAD_ACTIVATIONS,  # noqa: F401  (re-exported)
+    PRIMA_INPUTS,  # noqa: F401  (re-exported)
     TRACE_VERSION,
     ReferenceModel,
     Trace,
     _write_h5,
+    prima_expected_names,  # noqa: F401  (re-exported)
     validate_inputs,
+    validate_prima_inputs,
 )
 
 DEFAULT_CLASS_CODES = ("ACK", "BCC", "MEL", "NEV", "SCC", "SEK")
@@ -600,60 +604,6 @@ def diagnose(image_model, text_model, decoder, heads, inputs, num_registers: int
     t4 = clock()
     return probs, {"image_encoder": t1 - t0, "text_encoder": t2 - t1, "fusion": t3 - t2, "decoder": t4 - t3,
                    "total": t4 - t0}
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Validation of prima inputs and activation names (shared with trace.read_trace)
-# ---------------------------------------------------------------------------------------------------------------------
-PRIMA_INPUTS = ("pixel_values", "input_ids", "attention_mask", "prompt_ids", "answer_prefix_ids", "class_token_ids")
-PRIMA_HEAD_ACTIVATIONS = (
-    "alignment.image_global", "alignment.text_global", "alignment.image_local", "alignment.text_local",
-    "image_classifier.logits", "fusion.image_cls", "fusion.image_seq", "fusion.text_cls", "fusion.text_seq",
-)
-
-
-def validate_prima_inputs(inputs: Mapping[str, Any]) -> "OrderedDict[str, np.ndarray]":
-    """The six inputs of a prima trace, checked (batch 1) and in their canonical order and dtypes."""
-    if set(inputs) != set(PRIMA_INPUTS):
-        raise ValueError(f"prima inputs must be exactly {list(PRIMA_INPUTS)}, got {sorted(inputs)}")
-    out: "OrderedDict[str, np.ndarray]" = OrderedDict()
-    out.update(validate_inputs("image_encoder", {"pixel_values": inputs["pixel_values"]}))
-    out.update(validate_inputs("text_encoder", {k: inputs[k] for k in ("input_ids", "attention_mask")}))
-    if out["pixel_values"].shape[0] != 1 or out["input_ids"].shape[0] != 1:
-        raise ValueError("a prima trace is one case: batch 1")
-    for k in ("prompt_ids", "answer_prefix_ids"):
-        a = np.asarray(inputs[k])
-        if a.ndim != 2 or a.shape[0] != 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
-            raise ValueError(f"{k} must be an integer (1, n) array, got {a.dtype} {a.shape}")
-        out[k] = np.ascontiguousarray(a, dtype="<i8")
-    c = np.asarray(inputs["class_token_ids"])
-    if c.ndim != 1 or c.shape[0] < 1 or not np.issubdtype(c.dtype, np.integer):
-        raise ValueError(f"class_token_ids must be an integer (K,) array, K >= 1, got {c.dtype} {c.shape}")
-    if len(set(c.tolist())) != len(c):
-        raise ValueError(f"class_token_ids {c.tolist()} are not distinct")
-    out["class_token_ids"] = np.ascontiguousarray(c, dtype="<i8")
-    return out
-
-
-def prima_expected_names(names: Sequence[str]) -> List[str]:
-    """The activation names a prima trace must hold, in order, given the names present (which fix each part's
-    layer count: 1 + the largest N of its layers.N, at least 1) and whether the text encoder has a pooler."""
-    import re
-
-    out: List[str] = []
-    for part in ("image_encoder", "text_encoder"):
-        rx = re.compile(rf"{part}\.layers\.(0|[1-9][0-9]*)")
-        ns = [int(m.group(1)) for m in map(rx.fullmatch, names) if m]
-        out += [f"{part}.embeddings"] + [f"{part}.layers.{i}" for i in range(max(ns) + 1 if ns else 1)]
-        out += [f"{part}.final_norm"]
-        if part == "text_encoder" and "text_encoder.pooler" in names:
-            out.append("text_encoder.pooler")
-    out += list(PRIMA_HEAD_ACTIVATIONS)
-    rx = re.compile(r"decoder\.layers\.(0|[1-9][0-9]*)")
-    ns = [int(m.group(1)) for m in map(rx.fullmatch, names) if m]
-    out += ["decoder.embeddings"] + [f"decoder.layers.{i}" for i in range(max(ns) + 1 if ns else 1)]
-    out += ["decoder.final_norm", "class_logits", "class_probs"]
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------------

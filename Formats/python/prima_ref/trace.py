@@ -482,8 +482,6 @@ def read_trace(path: os.PathLike | str) -> Trace:
                     raise ValueError(f"{path}: /{g}/{k} is not a dataset")
         raw_inputs = OrderedDict((k, f[INPUTS_GROUP][k][()]) for k in f[INPUTS_GROUP])
         if component == "prima":
-            from .prima import PRIMA_INPUTS, validate_prima_inputs
-
             expected = set(PRIMA_INPUTS)
         else:
             expected = {"pixel_values"} if component == "image_encoder" else {"input_ids", "attention_mask"}
@@ -530,8 +528,6 @@ def read_trace(path: os.PathLike | str) -> Trace:
 
 def _check_prima_names(path, names: List[str]) -> None:
     """A prima trace holds every name of prima_expected_names, in that relative order (Formats/prima-trace.md §10)."""
-    from .prima import prima_expected_names
-
     expected = prima_expected_names(names)
     missing = [n for n in expected if n not in names]
     if missing:
@@ -587,9 +583,7 @@ def compare_traces(reference: os.PathLike | str | Trace, other: os.PathLike | st
         if k not in oth.inputs or oth.inputs[k].shape != v.shape or not np.array_equal(oth.inputs[k], v):
             raise ValueError(f"input {k} differs between the traces")
     if ref.component == "prima":
-        from .prima import prima_expected_names
-
-        required = prima_expected_names
+            required = prima_expected_names
     else:
         required = required_names
     if required(list(ref.activations)) != required(list(oth.activations)):
@@ -602,6 +596,60 @@ def compare_traces(reference: os.PathLike | str | Trace, other: os.PathLike | st
             # In a prima trace only the text encoder's activations have the text's (B, T) token axes.
             masked = ref.component != "prima" or name.startswith("text_encoder.")
             out[name] = masked_max_abs_diff(a, oth.activations[name], ref.mask if masked else None)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Validation of prima inputs and activation names (the prima trace of Formats/prima-trace.md §10)
+# ---------------------------------------------------------------------------------------------------------------------
+PRIMA_INPUTS = ("pixel_values", "input_ids", "attention_mask", "prompt_ids", "answer_prefix_ids", "class_token_ids")
+PRIMA_HEAD_ACTIVATIONS = (
+    "alignment.image_global", "alignment.text_global", "alignment.image_local", "alignment.text_local",
+    "image_classifier.logits", "fusion.image_cls", "fusion.image_seq", "fusion.text_cls", "fusion.text_seq",
+)
+
+
+def validate_prima_inputs(inputs: Mapping[str, Any]) -> "OrderedDict[str, np.ndarray]":
+    """The six inputs of a prima trace, checked (batch 1) and in their canonical order and dtypes."""
+    if set(inputs) != set(PRIMA_INPUTS):
+        raise ValueError(f"prima inputs must be exactly {list(PRIMA_INPUTS)}, got {sorted(inputs)}")
+    out: "OrderedDict[str, np.ndarray]" = OrderedDict()
+    out.update(validate_inputs("image_encoder", {"pixel_values": inputs["pixel_values"]}))
+    out.update(validate_inputs("text_encoder", {k: inputs[k] for k in ("input_ids", "attention_mask")}))
+    if out["pixel_values"].shape[0] != 1 or out["input_ids"].shape[0] != 1:
+        raise ValueError("a prima trace is one case: batch 1")
+    for k in ("prompt_ids", "answer_prefix_ids"):
+        a = np.asarray(inputs[k])
+        if a.ndim != 2 or a.shape[0] != 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
+            raise ValueError(f"{k} must be an integer (1, n) array, got {a.dtype} {a.shape}")
+        out[k] = np.ascontiguousarray(a, dtype="<i8")
+    c = np.asarray(inputs["class_token_ids"])
+    if c.ndim != 1 or c.shape[0] < 1 or not np.issubdtype(c.dtype, np.integer):
+        raise ValueError(f"class_token_ids must be an integer (K,) array, K >= 1, got {c.dtype} {c.shape}")
+    if len(set(c.tolist())) != len(c):
+        raise ValueError(f"class_token_ids {c.tolist()} are not distinct")
+    out["class_token_ids"] = np.ascontiguousarray(c, dtype="<i8")
+    return out
+
+
+def prima_expected_names(names: Sequence[str]) -> List[str]:
+    """The activation names a prima trace must hold, in order, given the names present (which fix each part's
+    layer count: 1 + the largest N of its layers.N, at least 1) and whether the text encoder has a pooler."""
+    import re
+
+    out: List[str] = []
+    for part in ("image_encoder", "text_encoder"):
+        rx = re.compile(rf"{part}\.layers\.(0|[1-9][0-9]*)")
+        ns = [int(m.group(1)) for m in map(rx.fullmatch, names) if m]
+        out += [f"{part}.embeddings"] + [f"{part}.layers.{i}" for i in range(max(ns) + 1 if ns else 1)]
+        out += [f"{part}.final_norm"]
+        if part == "text_encoder" and "text_encoder.pooler" in names:
+            out.append("text_encoder.pooler")
+    out += list(PRIMA_HEAD_ACTIVATIONS)
+    rx = re.compile(r"decoder\.layers\.(0|[1-9][0-9]*)")
+    ns = [int(m.group(1)) for m in map(rx.fullmatch, names) if m]
+    out += ["decoder.embeddings"] + [f"decoder.layers.{i}" for i in range(max(ns) + 1 if ns else 1)]
+    out += ["decoder.final_norm", "class_logits", "class_probs"]
     return out
 
 
