@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "PrimaTokenizers", targets: ["PrimaTokenizers"]),
         .library(name: "PrimaMetadata", targets: ["PrimaMetadata"]),
         .library(name: "PrimaDiagnose", targets: ["PrimaDiagnose"]),
+        .library(name: "PrimaFuzzTargets", targets: ["PrimaFuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -42,7 +43,7 @@ let package = Package(
         .target(name: "PrimaSafetensors", dependencies: ["PrimaJSON", "PrimaKernels", "PrimaTensor"]),
         .target(
             name: "PrimaCheckpoint",
-            dependencies: ["CHDF5", "CZlib", "PrimaJSON", "PrimaKernels", "PrimaTensor", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["CHDF5", "CZlib", "PrimaJSON", "PrimaKernels", "PrimaTensor"]),
         // libpng behind a C shim that keeps its setjmp/longjmp error handling out of Swift frames.
         .target(name: "PrimaPNG", dependencies: ["CPNG"]),
         .target(name: "PrimaImage", dependencies: ["CPNG", "PrimaPNG", "PrimaTensor"]),
@@ -87,6 +88,9 @@ let package = Package(
         // Measures the int8 kernels against OpenBLAS sgemm (Docs/benchmarks.md); depends on nothing heavier.
         .executableTarget(name: "prima-bench-int8", dependencies: ["PrimaTensor"], path: "Sources/Tools/prima-bench-int8"),
 
+        // Every parser a user's file reaches, as entry points over arbitrary bytes: driven by libFuzzer (Tests/Fuzz)
+        // and replayed over the committed corpus and crash inputs by PrimaFuzzRegressionTests.
+        .target(name: "PrimaFuzzTargets", dependencies: ["PrimaImage", "PrimaJSON", "PrimaMetadata", "PrimaSafetensors", "PrimaTokenizers"]),
         .target(name: "PrimaTestSupport", path: "Tests/Support"),
         .testTarget(name: "PrimaJSONTests", dependencies: ["PrimaJSON"]),
         .testTarget(name: "PrimaTensorTests", dependencies: ["PrimaTensor", "PrimaKernels", "PrimaTestSupport"]),
@@ -108,6 +112,7 @@ let package = Package(
             name: "PrimaTokenizersTests", dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
         .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
+        .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]
