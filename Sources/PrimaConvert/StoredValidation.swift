@@ -3,8 +3,8 @@ import PrimaModels
 
 /// The checks every tool that reads a checkpoint's components runs first (Formats/prima-checkpoint.md §3.3–§4,
 /// §8): each component's configuration through `StoredConfig` and its tensors through `TensorValidation`, and the
-/// `/prima` heads' tensors as `PrimaHeads` reads them. `prima-quantize` runs it on its input before writing
-/// anything; `prima-convert export` runs the component part on the component it exports.
+/// `/prima` heads' tensors as `PrimaHeads` reads them. `prima-quantize` runs the component part on its input
+/// before writing anything (it copies the heads unread); `prima-convert export` on the component it exports.
 public enum StoredValidation {
     /// Validates `roles` of `checkpoint` (every role when nil) and, when `heads` is true, its `/prima` group;
     /// throws the first problem as a one-line `ConvertError.input`.
@@ -18,8 +18,8 @@ public enum StoredValidation {
         }
     }
 
-    /// Opens the checkpoint at `path` and validates all of it.
-    public static func validate(path: String) throws {
-        try validate(try classify(asInput: true) { try Checkpoint(path: path) })
+    /// Opens the checkpoint at `path` and validates every component (and the heads when `heads` is true).
+    public static func validate(path: String, heads: Bool = true) throws {
+        try validate(try classify(asInput: true) { try Checkpoint(path: path) }, heads: heads)
     }
 }

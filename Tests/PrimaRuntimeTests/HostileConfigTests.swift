@@ -159,15 +159,9 @@ import Testing
         let directory = RuntimeTestSupport.temporaryDirectory() + "/" + name
         try FileManager.default.copyItem(atPath: RuntimeTestSupport.model(name), toPath: directory)
         let path = directory + "/config.json"
-        var text = try String(contentsOfFile: path, encoding: .utf8)
-        // Replace the key's line if present, else add it after the opening brace (config.json is one key a line).
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        if let index = lines.firstIndex(where: { $0.hasPrefix("  \"\(key)\":") }) {
-            let comma = lines[index].hasSuffix(",") ? "," : ""
-            text = (lines[..<index] + ["  \"\(key)\": \(value)\(comma)"] + lines[(index + 1)...]).joined(separator: "\n")
-        } else {
-            text = "{\n  \"\(key)\": \(value)," + text.dropFirst(1)
-        }
+        let config = try #require(try JSON.parse(try String(contentsOfFile: path, encoding: .utf8)).object)
+        let edited = JSONObject(config.entries.filter { $0.key != key }.map { ($0.key, $0.value) } + [(key, try JSON.parse(value))])
+        let text = JSONValue.object(edited).serialized()
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return directory
     }
