@@ -14,6 +14,9 @@ exactly the refusal it is about):
                                         delete it; "plus2^32" stores the true CRC-32 + 2**32
     huge ROLE TENSOR                    scale an f32 tensor so that its largest magnitude is 3e38 (finite, near
                                         float32's maximum), with a matching CRC-32
+    attr GROUP KEY JSON_VALUE           set attribute KEY of GROUP (e.g. text_encoder, image_encoder/preprocessing):
+                                        a JSON string as a string, a list as float64 [n], a number as float64 or int
+    file GROUP NAME TEXT                replace GROUP/files/NAME by the UTF-8 bytes of TEXT
 
 Needs Debian's python3-h5py (h5py 3.7) and numpy. No randomness except numpy's generator seeded with 0.
 """
@@ -81,6 +84,20 @@ def main(argv):
             assert np.isfinite(values).all()
             dataset[...] = values
             dataset.attrs.create("crc32", crc_of(values), dtype="<i8")
+        elif operation == "attr":
+            group, key, value = f[args[0]], args[1], json.loads(args[2])
+            if isinstance(value, str):
+                group.attrs[key] = value
+            elif isinstance(value, list):
+                group.attrs.create(key, np.array(value, dtype="<f8"))
+            elif isinstance(value, float):
+                group.attrs.create(key, value, dtype="<f8")
+            else:
+                group.attrs.create(key, int(value), dtype="<i8")
+        elif operation == "file":
+            files = f[args[0]]["files"]
+            del files[args[1]]
+            files.create_dataset(args[1], data=np.frombuffer(args[2].encode(), dtype=np.uint8))
         else:
             raise SystemExit(f"unknown operation {operation}")
 

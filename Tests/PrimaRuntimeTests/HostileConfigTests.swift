@@ -128,6 +128,25 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: output))
     }
 
+    @Test(arguments: [
+        (["attr", "text_encoder", "tied", "\"[]\""], "text_encoder: bert: FAILED",
+         "tensor mlm.decoder.weight: a link to embed.tokens that the tied attribute does not list"),
+        (["attr", "decoder", "tied", "\"[{\\\"name\\\": \\\"lm_head.weight\\\"}]\""], "decoder: qwen3: FAILED",
+         "tied entry 0 is not an object with string name, target and hf_name"),
+        (["file", "text_encoder", "tokenizer.json", "{\"model\": 3}"], "text_encoder: bert: FAILED", "files/tokenizer.json:"),
+        (["file", "decoder", "generation_config.json", "{"], "decoder: qwen3: FAILED", "files/generation_config.json:"),
+        (["attr", "image_encoder/preprocessing", "image_std", "[0.0, 0.0, 0.0]"], "image_encoder: dinov3_vit: FAILED", "image_std"),
+        (["file", "prima", "metadata_schema.json", "[]"], "prima: prima heads", "metadata_schema.json"),
+    ])
+    func verifyChecksEveryStoredPart(craft: [String], verdict: String, problem: String) throws {
+        let output = RuntimeTestSupport.temporaryDirectory() + "/crafted.h5"
+        let crafted = try RuntimeTestSupport.run("/usr/bin/python3", [Self.script, Self.fixture, output] + craft)
+        try #require(crafted.status == 0, "\(crafted.stderr)")
+        let verified = try RuntimeTestSupport.run(Self.verify, [output])
+        #expect(verified.status == 1, "\(verified.stdout)\(verified.stderr)")
+        #expect(verified.stdout.contains(verdict) && verified.stdout.contains(problem), "\(verified.stdout)")
+    }
+
     @Test func hugeWeightsMakeDiagnoseFailNamingTheStage() throws {
         let checkpoint = try Self.craft("huge", "image_encoder", "embed.patch.weight")
         // The weights are finite: integrity passes, the arithmetic overflows.
