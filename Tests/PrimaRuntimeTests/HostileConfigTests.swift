@@ -147,6 +147,15 @@ import Testing
         #expect(verified.stdout.contains(verdict) && verified.stdout.contains(problem), "\(verified.stdout)")
     }
 
+    @Test(arguments: [("text_encoder", "embed.norm.weight", "text_encoder"),
+                      ("prima", "fusion.image_cls_projector.fc2.weight", "fusion"),
+                      ("decoder", "final_norm.weight", "decoder")])
+    func hugeWeightsInLaterStagesAreNamedToo(group: String, tensor: String, stage: String) throws {
+        let checkpoint = try Self.craft("huge", group, tensor)
+        Self.expectOneLineError(try Self.diagnoseOne(checkpoint, json: true), status: 2,
+                                ["\(checkpoint): \(stage): ", "non-finite values (NaN or Inf)"])
+    }
+
     @Test func hugeWeightsMakeDiagnoseFailNamingTheStage() throws {
         let checkpoint = try Self.craft("huge", "image_encoder", "embed.patch.weight")
         // The weights are finite: integrity passes, the arithmetic overflows.
