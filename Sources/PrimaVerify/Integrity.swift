@@ -86,6 +86,12 @@ public enum IntegrityChecker {
             problems.append(Self.withoutOrigin("\(error)", component))
         }
         problems += tiedProblems(component, records)
+        // The other JSON attributes of §3.1, when present, are lists.
+        for key in ["hf_architectures", "dropped", "source_files"] where component.group.hasAttribute(key) {
+            if (try? JSON.parse(try component.attribute(key)).array) == nil {
+                problems.append("attribute \(key) is not a JSON list (§3.1)")
+            }
+        }
         problems += try fileProblems(component)
         let quantized = Set(stored.filter { $0.dtype == .i8 }.map(\.name))
         problems += try checksumProblems(component, stored, allowed: { $0.dtype.isWeightFloat || quantized.contains($0.name) })

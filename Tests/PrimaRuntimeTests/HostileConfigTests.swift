@@ -137,6 +137,7 @@ import Testing
         (["file", "decoder", "generation_config.json", "{"], "decoder: qwen3: FAILED", "files/generation_config.json:"),
         (["attr", "image_encoder/preprocessing", "image_std", "[0.0, 0.0, 0.0]"], "image_encoder: dinov3_vit: FAILED", "image_std"),
         (["file", "prima", "metadata_schema.json", "[]"], "prima: prima heads", "metadata_schema.json"),
+        (["attr", "decoder", "source_files", "\"{\""], "decoder: qwen3: FAILED", "attribute source_files is not a JSON list"),
     ])
     func verifyChecksEveryStoredPart(craft: [String], verdict: String, problem: String) throws {
         let output = RuntimeTestSupport.temporaryDirectory() + "/crafted.h5"
