@@ -3,7 +3,6 @@ import PrimaCheckpoint
 import PrimaDiagnose
 import PrimaJSON
 import PrimaModels
-import PrimaQuantize
 import PrimaTensor
 
 /// `prima-verify CKPT`: the format version (checked on open), then per component the configuration (`config/`
@@ -42,8 +41,8 @@ public enum IntegrityChecker {
     }
 
     /// The `/prima` group (§8): the heads' tensors, shapes and files as PrimaHeads reads them, the class token ids
-    /// inside the decoder's vocabulary, the metadata schema and the image encoder's preprocessing as prima-diagnose
-    /// reads them, then checksums and finiteness.
+    /// inside the decoder's vocabulary, the metadata schema as prima-diagnose reads it, then checksums and
+    /// finiteness.
     private static func checkHeads(_ checkpoint: Checkpoint) throws -> ComponentReport {
         var problems: [String] = []
         var architecture = "prima heads"
@@ -120,10 +119,7 @@ public enum IntegrityChecker {
                 continue
             }
             listed[name] = target
-            guard let record = byName[name], record.aliasOf == target else {
-                problems.append("tied entry \(index): tensors/\(name) is not a link to \(target)")
-                continue
-            }
+            if byName[name]?.aliasOf != target { problems.append("tied entry \(index): tensors/\(name) is not a link to \(target)") }
         }
         for record in records where record.aliasOf != nil && listed[record.name] == nil {
             problems.append("tensor \(record.name): a link to \(record.aliasOf!) that the tied attribute does not list")
