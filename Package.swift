@@ -65,7 +65,7 @@ let package = Package(
         .target(
             name: "PrimaDiagnose",
             dependencies: ["PrimaCheckpoint", "PrimaImage", "PrimaJSON", "PrimaMetadata", "PrimaModels", "PrimaTensor", "PrimaTokenizers"]),
-        .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
+        .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
             dependencies: ["PrimaCLI", "PrimaVerify", "PrimaCheckpoint", "PrimaModels", "PrimaTensor",

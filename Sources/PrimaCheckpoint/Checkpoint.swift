@@ -196,8 +196,10 @@ public final class ComponentReader {
         guard dataset.isContiguousUnfiltered else { throw fail("tensor \(tensorName) is not contiguous and unfiltered") }
         guard ShapeMath.byteCount(dataset.shape, dtype) != nil else { throw fail("tensor \(tensorName) has an impossible shape") }
         let hfName = dataset.hasAttribute("hf_name") ? try dataset.stringAttribute("hf_name") : nil
-        let crc = dataset.hasAttribute("crc32") ? UInt32(truncatingIfNeeded: try dataset.intAttribute("crc32")) : nil
-        return TensorRecord(name: tensorName, dtype: dtype, shape: dataset.shape, hfName: hfName, crc32: crc, aliasOf: nil)
+        let crc = dataset.hasAttribute("crc32") ? try dataset.intAttribute("crc32") : nil
+        // Truncating an out-of-range value would let a copy rewrite it as a valid checksum of unchecked bytes.
+        if let crc, crc < 0 || crc > Int(UInt32.max) { throw fail("tensor \(tensorName): crc32 attribute \(crc) is outside 0...\(UInt32.max)") }
+        return TensorRecord(name: tensorName, dtype: dtype, shape: dataset.shape, hfName: hfName, crc32: crc.map { UInt32($0) }, aliasOf: nil)
     }
 
     /// Opens the dataset of a stored (non-alias) tensor for streaming reads.

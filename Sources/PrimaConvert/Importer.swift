@@ -67,7 +67,7 @@ public enum Importer {
         let progress = Progress(label: "import", total: plans.reduce(0) { $0 + $1.sourceBytes }, enabled: showProgress)
         var summaries: [ImportSummary.Component] = []
         for plan in plans {
-            summaries.append(try write(plan, into: writer, progress: progress))
+            summaries.append(try write(plan, into: writer, progress: progress, warn: warn))
         }
         progress.finish()
         if let assembly { try classify(asInput: false) { try assembly.write(into: writer) } }
@@ -75,7 +75,8 @@ public enum Importer {
         return ImportSummary(output: output, components: summaries, seconds: Date().timeIntervalSince(start))
     }
 
-    private static func write(_ plan: ImportPlan, into writer: CheckpointWriter, progress: PrimaCLI.Progress) throws -> ImportSummary.Component {
+    private static func write(_ plan: ImportPlan, into writer: CheckpointWriter, progress: PrimaCLI.Progress,
+                              warn: (String) -> Void) throws -> ImportSummary.Component {
         let source = plan.source
         var tensorCount = 0, parameterCount = 0, storedBytes = 0
         var sourceFiles: [JSONValue] = []
@@ -98,7 +99,7 @@ public enum Importer {
 
             // Stream every weight file once, in order: hash the whole file, store the planned tensors.
             for file in source.weights.files {
-                let digest = try stream(file: file, plan: plan, component: component, progress: progress) { action, entry in
+                let digest = try stream(file: file, plan: plan, component: component, progress: progress, warn: warn) { action, entry in
                     if case .store = action {
                         tensorCount += 1
                         parameterCount += ShapeMath.elementCount(entry.shape) ?? 0
@@ -174,31 +175,38 @@ public enum Importer {
         deinit { munmap(base, count) }
     }
 
-    /// Checksums the hashing thread owns: the file's SHA-256 and each stored tensor's CRC-32.
+    /// Checksums the hashing thread owns: the file's SHA-256, each stored tensor's CRC-32 and its count of NaN
+    /// and Inf values.
     private final class Checksums: @unchecked Sendable {
         var sha256 = SHA256()
         var crcs: [CRC32]
-        init(count: Int) { crcs = Array(repeating: CRC32(), count: count) }
+        var nonFinite: [NonFinite.Counter]
+        init(dtypes: [DType]) {
+            crcs = Array(repeating: CRC32(), count: dtypes.count)
+            nonFinite = dtypes.map(NonFinite.Counter.init(dtype:))
+        }
     }
 
     /// Streams `file` from start to end in mapped blocks: a second thread feeds the file's SHA-256 and the
     /// CRC-32 of each stored tensor while this one has the kernel copy the tensor bytes file to file into their
-    /// datasets (the two halves take about the same time). `onTensor` is called once per planned tensor.
+    /// datasets (the two halves take about the same time). `onTensor` is called once per planned tensor. A tensor
+    /// holding NaN or Inf is stored as it is (import keeps the source's bytes), with a warning and its count in
+    /// the `non_finite` attribute (Formats/prima-checkpoint.md §5.1).
     private static func stream(file: SafetensorsFile, plan: ImportPlan, component: ComponentWriter, progress: PrimaCLI.Progress,
-                               onTensor: (TensorAction, SafetensorsEntry) -> Void) throws -> SHA256.Digest {
+                               warn: (String) -> Void, onTensor: (TensorAction, SafetensorsEntry) -> Void) throws -> SHA256.Digest {
         let planned = plan.tensors.filter { $0.file === file }.sorted { $0.entry.begin < $1.entry.begin }
         // Stored tensors in file order, with their absolute byte ranges and writers (datasets created in order).
-        var stored: [(range: Range<Int>, writer: TensorWriter)] = []
+        var stored: [(range: Range<Int>, writer: TensorWriter, entry: SafetensorsEntry)] = []
         for item in planned {
             if case .store(let canonical) = item.action {
                 let writer = try component.beginTensor(name: canonical, dtype: item.entry.dtype, shape: item.entry.shape,
                                                        hfName: item.entry.name)
-                stored.append(((file.dataStart + item.entry.begin)..<(file.dataStart + item.entry.end), writer))
+                stored.append(((file.dataStart + item.entry.begin)..<(file.dataStart + item.entry.end), writer, item.entry))
             }
         }
         let ranges = stored.map(\.range)
         let hashQueue = DispatchQueue(label: "prima.import.checksums")
-        let checksums = Checksums(count: stored.count)
+        let checksums = Checksums(dtypes: stored.map(\.entry.dtype))
         var inFlight: [MappedBlock] = []
         defer { hashQueue.sync {} }            // no hashing job may outlive its block
 
@@ -213,8 +221,10 @@ public enum Importer {
                 var index = firstInBlock
                 while index < ranges.count, ranges[index].lowerBound < blockRange.upperBound {
                     let part = ranges[index].clamped(to: blockRange)
-                    checksums.crcs[index].update(UnsafeRawBufferPointer(
-                        rebasing: block.bytes[(part.lowerBound - blockRange.lowerBound)..<(part.upperBound - blockRange.lowerBound)]))
+                    let bytes = UnsafeRawBufferPointer(
+                        rebasing: block.bytes[(part.lowerBound - blockRange.lowerBound)..<(part.upperBound - blockRange.lowerBound)])
+                    checksums.crcs[index].update(bytes)
+                    checksums.nonFinite[index].update(bytes)
                     index += 1
                 }
                 block.hashed.signal()
@@ -236,7 +246,14 @@ public enum Importer {
         }
         for block in inFlight { block.hashed.wait() }
         hashQueue.sync {}
-        for (index, tensor) in stored.enumerated() { try tensor.writer.finish(checksum: checksums.crcs[index].value) }
+        for (index, tensor) in stored.enumerated() {
+            try tensor.writer.finish(checksum: checksums.crcs[index].value)
+            let nonFinite = checksums.nonFinite[index].count
+            if nonFinite > 0 {
+                try tensor.writer.dataset.setAttribute(NonFinite.attribute, int: nonFinite)
+                warn("\(file.path): tensor \(tensor.entry.name): \(nonFinite) NaN/Inf values (stored as they are, recorded in its \(NonFinite.attribute) attribute)")
+            }
+        }
         for item in planned { onTensor(item.action, item.entry) }
         return checksums.sha256.finalize()
     }

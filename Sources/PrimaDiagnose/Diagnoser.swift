@@ -31,9 +31,7 @@ public final class Diagnoser: Sendable {
         do {
             let checkpoint = try Checkpoint(path: path)
             model = try PrimaModel(checkpoint: checkpoint)
-            let heads = try checkpoint.group("prima")
-            schema = try MetadataSchema(jsonText: String(decoding: try heads.file("metadata_schema.json"), as: UTF8.self),
-                                        source: "\(path): prima/files/metadata_schema.json")
+            schema = try Self.schema(checkpoint)
             preprocessing = try Self.preprocessing(try checkpoint.component(.imageEncoder), path: path)
             textTokenizer = try Self.tokenizer(try checkpoint.component(.textEncoder), path: path)
             let decoderTokenizer = try Self.tokenizer(try checkpoint.component(.decoder), path: path)
@@ -46,7 +44,14 @@ public final class Diagnoser: Sendable {
         }
     }
 
-    private static func tokenizer(_ component: ComponentReader, path: String) throws -> Tokenizer {
+    /// The metadata schema of the `/prima` group (`prima/files/metadata_schema.json`).
+    public static func schema(_ checkpoint: Checkpoint) throws -> MetadataSchema {
+        try MetadataSchema(jsonText: String(decoding: try checkpoint.group("prima").file("metadata_schema.json"), as: UTF8.self),
+                           source: "\(checkpoint.path): prima/files/metadata_schema.json")
+    }
+
+    /// The component's `files/tokenizer.json`, loaded as diagnosis uses it.
+    public static func tokenizer(_ component: ComponentReader, path: String) throws -> Tokenizer {
         guard try component.fileNames().contains("tokenizer.json") else {
             throw DiagnoseError.input("\(path): \(component.name) has no files/tokenizer.json")
         }
@@ -54,7 +59,7 @@ public final class Diagnoser: Sendable {
     }
 
     /// The image encoder's `preprocessing/` attributes (Formats/prima-checkpoint.md §3.4).
-    private static func preprocessing(_ component: ComponentReader, path: String) throws -> ImagePreprocessing {
+    public static func preprocessing(_ component: ComponentReader, path: String) throws -> ImagePreprocessing {
         let group = try component.subgroup("preprocessing")
         let resampleName = try group.stringAttribute("resample")
         guard let resample = ImageResample(rawValue: resampleName) else {
@@ -114,6 +119,17 @@ public final class Diagnoser: Sendable {
         public var totalSeconds: Double { timings.reduce(0) { $0 + $1.seconds } }
     }
 
+    /// Throws naming `stage` if any of its outputs holds NaN or Inf. The inputs are bounded (pixels preprocessed
+    /// from 8-bit values, token ids checked), so non-finite values come from the checkpoint's weights (finite
+    /// but huge ones overflow float32): bad input, exit status 2, and in a batch a failed case
+    /// (Docs/prima-model.md, "Errors").
+    private func requireFinite(_ stage: String, _ outputs: [Float]...) throws {
+        let bad = outputs.reduce(0) { count, values in count + values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
+        guard bad == 0 else {
+            throw DiagnoseError.input("\(checkpointPath): \(stage): \(bad) non-finite values (NaN or Inf); the checkpoint's weights overflow float32 on this input")
+        }
+    }
+
     /// Diagnoses one case.
     public func diagnose(imagePath: String, record: MetadataRecord) throws -> Result {
         var timings: [(String, Double)] = []
@@ -128,11 +144,17 @@ public final class Diagnoser: Sendable {
         let probabilities: [Float]
         do {
             let image = try timed("image_encoder") { try model.encodeImage(pixels) }
+            try requireFinite("image_encoder", image.cls.float32Values(), image.patches.float32Values())
             let encoded = try timed("text_encoder") { try model.encodeText(ids) }
+            try requireFinite("text_encoder", encoded.cls.float32Values(), encoded.sequence.float32Values())
             let embeddings = try timed("fusion") {
                 try model.fuse(image, encoded, promptIds: promptIds, answerPrefixIds: answerPrefixIds)
             }
-            probabilities = PrimaModel.softmax(try timed("decoder") { try model.decode(embeddings) })
+            try requireFinite("fusion", embeddings.float32Values())
+            let logits = try timed("decoder") { try model.decode(embeddings) }
+            try requireFinite("decoder", logits)
+            probabilities = PrimaModel.softmax(logits)
+            try requireFinite("class_probs", probabilities)
         } catch let error as RuntimeError {
             throw DiagnoseError.failed("\(checkpointPath): \(error.description)")
         }

@@ -198,6 +198,64 @@ public struct NameTable: Sendable {
     }
 }
 
+/// The largest configuration values the toolkit accepts (Formats/prima-checkpoint.md §3.5). They are checked when
+/// config.json is parsed, at import and at every load, before a tensor table or a buffer is sized by them: a
+/// config.json that declares 10⁹ layers is a one-line error, not an allocation. Each limit is far above the
+/// released models of the four architectures (Qwen3-8B: vocabulary 151,936, width 4096, MLP 12,288, 36 layers,
+/// 40,960 positions; DINOv3 ViT-7B: width 4096, 40 layers).
+public enum ConfigLimits {
+    /// `vocab_size`.
+    public static let maxVocabSize = 1 << 21
+    /// `hidden_size`.
+    public static let maxHiddenSize = 1 << 16
+    /// `intermediate_size`.
+    public static let maxIntermediateSize = 1 << 18
+    /// `num_hidden_layers` (and ModernBERT's `global_attn_every_n_layers`).
+    public static let maxLayers = 1024
+    /// `num_attention_heads`, `num_key_value_heads`.
+    public static let maxHeads = 1024
+    /// `head_dim`.
+    public static let maxHeadDim = 4096
+    /// `max_position_embeddings`, ModernBERT's `local_attention` and `sliding_window`.
+    public static let maxPositions = 1 << 20
+    /// `type_vocab_size`.
+    public static let maxTypeVocabSize = 1 << 16
+    /// DINOv3's `image_size`.
+    public static let maxImageSize = 1 << 14
+    /// DINOv3's `patch_size`.
+    public static let maxPatchSize = 1024
+    /// DINOv3's `num_channels`.
+    public static let maxChannels = 64
+    /// DINOv3's `num_register_tokens`.
+    public static let maxRegisterTokens = 1024
+    /// Normalisation epsilons lie in (0, maxEpsilon]: zero or less divides by zero (or takes the root of a negative
+    /// number) on a constant row, and no model uses one near 1.
+    public static let maxEpsilon = 1.0
+    /// RoPE bases lie in [minRopeTheta, maxRopeTheta]: below 1 the frequencies θ^(−2i/D) grow with i and overflow
+    /// float32; released models use 100 to 10⁷.
+    public static let minRopeTheta = 1.0
+    public static let maxRopeTheta = 1e12
+
+    /// The limit of an integer size field, by its config.json key.
+    public static func maximum(for key: String) -> Int {
+        switch key {
+        case "vocab_size": maxVocabSize
+        case "hidden_size": maxHiddenSize
+        case "intermediate_size": maxIntermediateSize
+        case "num_hidden_layers", "global_attn_every_n_layers": maxLayers
+        case "num_attention_heads", "num_key_value_heads": maxHeads
+        case "head_dim": maxHeadDim
+        case "max_position_embeddings", "local_attention", "sliding_window": maxPositions
+        case "type_vocab_size": maxTypeVocabSize
+        case "image_size": maxImageSize
+        case "patch_size": maxPatchSize
+        case "num_channels": maxChannels
+        case "num_register_tokens": maxRegisterTokens
+        default: 1 << 20
+        }
+    }
+}
+
 /// Reads config.json fields with explicit defaults; every error names the field.
 struct ConfigReader {
     let json: JSONObject
@@ -216,11 +274,39 @@ struct ConfigReader {
         return int
     }
 
-    /// A positive integer (a size or a count).
+    /// A positive integer (a size or a count) no larger than `ConfigLimits.maximum(for: key)`, checked before
+    /// anything is sized by it.
     func size(_ key: String, default fallback: Int? = nil) throws(ModelConfigError) -> Int {
         let result = try int(key, default: fallback)
-        guard result > 0, result < 1 << 31 else { throw ModelConfigError("config.json: field \(key) must be a positive size, got \(result)") }
+        let limit = ConfigLimits.maximum(for: key)
+        guard result > 0 else { throw ModelConfigError("config.json: field \(key) must be a positive size, got \(result)") }
+        guard result <= limit else {
+            throw ModelConfigError("config.json: field \(key) is \(result), above the limit of \(limit) (Formats/prima-checkpoint.md §3.5)")
+        }
         return result
+    }
+
+    /// A normalisation epsilon: finite and in (0, `ConfigLimits.maxEpsilon`].
+    func epsilon(_ key: String, default fallback: Double) throws(ModelConfigError) -> Double {
+        let result = try double(key, default: fallback)
+        guard result > 0, result <= ConfigLimits.maxEpsilon else {
+            throw ModelConfigError("config.json: field \(key) must be in (0, \(ConfigLimits.maxEpsilon)], got \(result)")
+        }
+        return result
+    }
+
+    /// A RoPE base: finite and in [`ConfigLimits.minRopeTheta`, `ConfigLimits.maxRopeTheta`].
+    func ropeTheta(_ key: String, default fallback: Double? = nil) throws(ModelConfigError) -> Double {
+        let result = try double(key, default: fallback)
+        try Self.requireRopeTheta(result, key)
+        return result
+    }
+
+    /// Checks a RoPE base read under `key`.
+    static func requireRopeTheta(_ theta: Double, _ key: String) throws(ModelConfigError) {
+        guard theta >= ConfigLimits.minRopeTheta, theta <= ConfigLimits.maxRopeTheta else {
+            throw ModelConfigError("config.json: field \(key) must be in [\(ConfigLimits.minRopeTheta), \(ConfigLimits.maxRopeTheta)], got \(theta)")
+        }
     }
 
     func double(_ key: String, default fallback: Double? = nil) throws(ModelConfigError) -> Double {
@@ -228,9 +314,10 @@ struct ConfigReader {
             guard let fallback else { throw ModelConfigError("config.json: required field \(key) is missing") }
             return fallback
         }
-        guard let double = value.double, double.isFinite else {
+        guard let double = value.double else {
             throw ModelConfigError("config.json: field \(key) must be a number, got \(value.typeName)")
         }
+        guard double.isFinite else { throw ModelConfigError("config.json: field \(key) must be finite, got \(double)") }
         return double
     }
 
@@ -259,6 +346,26 @@ struct ConfigReader {
             throw ModelConfigError("config.json: field \(key): unsupported activation \"\(name)\"")
         }
         return name
+    }
+
+    /// A count that may be zero, no larger than `ConfigLimits.maximum(for: key)`.
+    func count(_ key: String, default fallback: Int) throws(ModelConfigError) -> Int {
+        let result = try int(key, default: fallback)
+        let limit = ConfigLimits.maximum(for: key)
+        guard result >= 0, result <= limit else {
+            throw ModelConfigError("config.json: field \(key) must be in 0...\(limit), got \(result)")
+        }
+        return result
+    }
+
+    /// For an architecture whose head size is `hidden_size / num_attention_heads`: a `head_dim` field, if
+    /// config.json has one, must say the same (transformers ignores it for these classes; a different value
+    /// means the file was written for another model).
+    func requireDerivedHeadDim(hiddenSize: Int, headCount: Int) throws(ModelConfigError) {
+        guard let value = value("head_dim") else { return }
+        guard value.int == hiddenSize / headCount else {
+            throw ModelConfigError("config.json: head_dim \(value.serialized()) contradicts hidden_size / num_attention_heads = \(hiddenSize / headCount)")
+        }
     }
 
     /// A divisibility check between two fields.

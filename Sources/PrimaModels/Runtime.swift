@@ -171,28 +171,19 @@ public protocol TextEncoderModel: ComponentModel {
     var textConfig: any TextEncoderConfig { get }
 }
 
-/// Loads the runtime model of a checkpoint component, by its `architecture` attribute.
+/// Loads the runtime model of a checkpoint component: its configuration through `StoredConfig` (the typed
+/// `config/` checked against files/config.json), every tensor through `TensorValidation` before a weight is read,
+/// then the weights.
 public func loadComponentModel(_ component: ComponentReader) throws -> any ComponentModel {
-    let name = try component.attribute("architecture")
-    guard let architecture = Architecture(rawValue: name) else {
-        throw RuntimeError("\(component.checkpoint.path): \(component.name): unknown architecture \"\(name)\"")
-    }
-    let config: any ArchitectureConfig
-    do {
-        guard let json = try JSON.parse(try component.file("config.json")).object else {
-            throw RuntimeError("\(component.checkpoint.path): \(component.name): files/config.json is not a JSON object")
-        }
-        config = try architecture.parseConfig(json)
-    } catch let error as ModelConfigError {
-        throw RuntimeError("\(component.checkpoint.path): \(component.name): \(error.description)")
-    }
+    let config = try StoredConfig.read(component)
+    try TensorValidation.validate(component, config: config)
     let weights = try ModelWeights(component: component)
     switch config {
     case let config as Qwen3Config: return try Qwen3Model(config: config, weights: weights)
     case let config as ModernBERTConfig: return try ModernBERTModel(config: config, weights: weights)
     case let config as BERTConfig: return try BERTModel(config: config, weights: weights)
     case let config as DINOv3ViTConfig: return try DINOv3ViTModel(config: config, weights: weights)
-    default: throw RuntimeError("\(component.checkpoint.path): \(component.name): no runtime for \(name)")
+    default: throw RuntimeError("\(component.checkpoint.path): \(component.name): no runtime for \(type(of: config).architecture.rawValue)")
     }
 }
 

@@ -233,7 +233,10 @@ public enum CheckpointQuantizer {
             rowsDone += n
         }
         // The bytes quantised are the bytes the importer checksummed: a damaged input is refused, not quantised.
-        if let stored = record.crc32, stored != crc.value {
+        guard let stored = record.crc32 else {
+            throw QuantizeError.input("\(path): \(component.name): tensor \(record.name): no crc32 attribute; its bytes cannot be checked before quantising")
+        }
+        if stored != crc.value {
             throw QuantizeError.input("\(path): \(component.name): tensor \(record.name): CRC-32 \(String(format: "%08x", crc.value)) does not match the stored \(String(format: "%08x", stored)); the input is damaged")
         }
         try classify(asInput: false) {

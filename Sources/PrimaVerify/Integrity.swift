@@ -1,12 +1,14 @@
 import Foundation
 import PrimaCheckpoint
+import PrimaDiagnose
 import PrimaJSON
 import PrimaModels
-import PrimaQuantize
 import PrimaTensor
 
-/// `prima-verify CKPT`: the format version (checked on open), then per component every tensor the
-/// architecture needs present with the right shape and a float dtype, every CRC-32 matching, no NaN or Inf.
+/// `prima-verify CKPT`: the format version (checked on open), then per component the configuration (`config/`
+/// against files/config.json), every tensor the architecture needs present with the right shape and dtype, the
+/// `tied` record, the verbatim files (JSON parses, the tokenizer loads, preprocessing is valid), every CRC-32
+/// present and matching, no NaN or Inf; and the `/prima` heads with their schema.
 public enum IntegrityChecker {
     /// One component's verdict.
     public struct ComponentReport: Sendable {
@@ -39,15 +41,16 @@ public enum IntegrityChecker {
     }
 
     /// The `/prima` group (§8): the heads' tensors, shapes and files as PrimaHeads reads them, the class token ids
-    /// inside the decoder's vocabulary, then checksums and finiteness.
+    /// inside the decoder's vocabulary, the metadata schema as prima-diagnose reads it, then checksums and
+    /// finiteness.
     private static func checkHeads(_ checkpoint: Checkpoint) throws -> ComponentReport {
         var problems: [String] = []
         var architecture = "prima heads"
         do {
             let heads = try PrimaHeads(checkpoint: checkpoint)
             architecture += heads.trained ? ", trained" : ", untrained (seeded initialisation)"
-            if checkpoint.roles.contains(.decoder), let json = try JSON.parse(try checkpoint.component(.decoder).file("config.json")).object,
-               let config = try Architecture.qwen3.parseConfig(json) as? Qwen3Config,
+            if checkpoint.roles.contains(.decoder),
+               let config = try? StoredConfig.read(try checkpoint.component(.decoder)) as? Qwen3Config,
                let bad = heads.classTokenIds.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
                 problems.append("tensor \(PrimaHeadsConfig.classTokenIdsName): id \(bad) is outside the decoder's vocabulary of \(config.vocabSize)")
             }
@@ -55,6 +58,7 @@ public enum IntegrityChecker {
             problems.append("\(error)")
         }
         let group = try checkpoint.group("prima")
+        do { _ = try Diagnoser.schema(checkpoint) } catch { problems.append("\(error)") }
         let stored = try group.tensorRecords().filter { $0.aliasOf == nil }
         let declared = (try? group.group.intAttribute("tensor_count")) ?? -1
         if declared != stored.count { problems.append("tensor_count says \(declared), the group holds \(stored.count)") }
@@ -67,62 +71,95 @@ public enum IntegrityChecker {
         var problems: [String] = []
         let name = component.name
         let architectureName = try component.attribute("architecture")
-        guard let architecture = Architecture(rawValue: architectureName) else {
+        guard Architecture(rawValue: architectureName) != nil else {
             return ComponentReport(name: name, architecture: architectureName, tensorCount: 0, bytes: 0,
                                    problems: ["unknown architecture \"\(architectureName)\""])
         }
         let records = try component.tensorRecords()
         let stored = records.filter { $0.aliasOf == nil }
-        // int8 tensors (§7): valid quantisation attributes and a scales companion of the right shape.
-        var quantized: Set<String> = []
-        for record in stored where record.dtype == .i8 {
-            guard let info = try QuantizedTensorInfo.read(try component.dataset(forTensor: record.name)) else {
-                problems.append("tensor \(record.name): int8 without quantisation attributes (§7)")
-                continue
-            }
-            quantized.insert(record.name)
-            let scalesName = QuantizedTensorInfo.scalesName(for: record.name)
-            guard record.shape.count == 2, let scales = stored.first(where: { $0.name == scalesName }) else {
-                problems.append("tensor \(record.name): int8 without its \(scalesName)")
-                continue
-            }
-            let expected = info.scheme.scalesShape(rows: record.shape[0], columns: record.shape[1])
-            if scales.dtype != .f32 || scales.shape != expected {
-                problems.append("tensor \(scalesName): \(scales.dtype.rawValue) \(ShapeMath.describe(scales.shape)), expected f32 \(ShapeMath.describe(expected))")
-            }
-        }
-        let companions = Set(quantized.map(QuantizedTensorInfo.scalesName(for:)))
-        // The tensors the configuration implies (§4): all required ones present, shapes as the config says.
+        // The configuration (config/ against files/config.json), then every tensor against it, as every tool loads them.
         do {
-            guard let json = try JSON.parse(try component.file("config.json")).object else {
-                throw ModelConfigError("files/config.json is not a JSON object")
-            }
-            let config = try architecture.parseConfig(json)
-            let present = Dictionary(records.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-            for (tensorName, expected) in config.expectedTensors.sorted(by: { $0.key < $1.key }) {
-                if let record = present[tensorName] {
-                    if record.shape != expected.shape {
-                        problems.append("tensor \(tensorName): shape \(ShapeMath.describe(record.shape)), config.json implies \(ShapeMath.describe(expected.shape))")
-                    }
-                } else if expected.required {
-                    problems.append("tensor \(tensorName): missing")
-                }
-            }
-            for record in records where config.expectedTensors[record.name] == nil && !companions.contains(record.name) {
-                problems.append("tensor \(record.name): not a \(architectureName) tensor for this config.json")
-            }
+            let config = try StoredConfig.read(component)
+            problems += try TensorValidation.problems(component, config: config)
         } catch {
-            problems.append("config.json: \(error)")
+            problems.append(Self.withoutOrigin("\(error)", component))
         }
-        let declared = (try? component.group.intAttribute("tensor_count")) ?? -1
-        if declared != stored.count { problems.append("tensor_count says \(declared), the group holds \(stored.count)") }
+        problems += tiedProblems(component, records)
+        // The other JSON attributes of §3.1, when present, are lists.
+        for key in ["hf_architectures", "dropped", "source_files"] where component.group.hasAttribute(key) {
+            if (try? JSON.parse(try component.attribute(key)).array) == nil {
+                problems.append("attribute \(key) is not a JSON list (§3.1)")
+            }
+        }
+        problems += try fileProblems(component)
+        let quantized = Set(stored.filter { $0.dtype == .i8 }.map(\.name))
         problems += try checksumProblems(component, stored, allowed: { $0.dtype.isWeightFloat || quantized.contains($0.name) })
         return ComponentReport(name: name, architecture: architectureName, tensorCount: stored.count,
                                bytes: stored.reduce(0) { $0 + $1.byteCount }, problems: problems)
     }
 
+    /// The `tied` attribute (§5.3): a JSON list of `{"name", "target", "hf_name"}` objects that lists exactly the
+    /// soft links of `tensors/`, each with the target it links to; an entry whose name equals its target (a second
+    /// source name of one parameter) names a stored tensor and has no link.
+    static func tiedProblems(_ component: ComponentReader, _ records: [TensorRecord]) -> [String] {
+        guard let text = try? component.attribute("tied"), let list = try? JSON.parse(text).array else {
+            return ["attribute tied is not a JSON list (§5.3)"]
+        }
+        var problems: [String] = []
+        var listed: [String: String] = [:]
+        let byName = Dictionary(records.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for (index, item) in list.enumerated() {
+            guard let entry = item.object, let name = entry["name"]?.string, let target = entry["target"]?.string,
+                  let hfName = entry["hf_name"], hfName.isNull || hfName.string != nil else {
+                problems.append("tied entry \(index) is not an object with string name, target and hf_name (string or null)")
+                continue
+            }
+            if name == target {
+                if byName[name]?.aliasOf != nil || byName[name] == nil { problems.append("tied entry \(index): \(name) is not a stored tensor") }
+                continue
+            }
+            listed[name] = target
+            if byName[name]?.aliasOf != target { problems.append("tied entry \(index): tensors/\(name) is not a link to \(target)") }
+        }
+        for record in records where record.aliasOf != nil && listed[record.name] == nil {
+            problems.append("tensor \(record.name): a link to \(record.aliasOf!) that the tied attribute does not list")
+        }
+        return problems
+    }
+
+    /// The verbatim files (§3.2): every JSON file parses, a tokenizer.json loads as prima-diagnose loads it, and an
+    /// image encoder's `preprocessing/` attributes are complete and valid.
+    static func fileProblems(_ component: ComponentReader) throws -> [String] {
+        var problems: [String] = []
+        for fileName in try component.fileNames() {
+            do {
+                if fileName == "tokenizer.json" {
+                    _ = try Diagnoser.tokenizer(component, path: component.checkpoint.path)
+                } else if fileName.hasSuffix(".json") {
+                    _ = try JSON.parse(try component.file(fileName))
+                }
+            } catch {
+                problems.append("files/\(fileName): \(withoutOrigin("\(error)", component))")
+            }
+        }
+        if component.name == ComponentRole.imageEncoder.rawValue {
+            do { _ = try Diagnoser.preprocessing(component, path: component.checkpoint.path) } catch {
+                problems.append(withoutOrigin("\(error)", component))
+            }
+        }
+        return problems
+    }
+
+    /// A message without its leading `FILE: ROLE: ` (the report line names the component already).
+    static func withoutOrigin(_ message: String, _ component: ComponentReader) -> String {
+        for prefix in ["\(component.checkpoint.path): \(component.name): ", "\(component.checkpoint.path): "] where message.hasPrefix(prefix) {
+            return String(message.dropFirst(prefix.count))
+        }
+        return message
+    }
+
     /// Checksums and finiteness of `stored`, streamed tensor by tensor; a tensor whose dtype `allowed` rejects is
-    /// reported instead.
+    /// reported instead. A `crc32` attribute that is missing or outside 0…2³²−1 is a problem of its own.
     private static func checksumProblems(_ component: ComponentReader, _ stored: [TensorRecord],
                                          allowed: (TensorRecord) -> Bool) throws -> [String] {
         var problems: [String] = []
@@ -132,34 +169,21 @@ public enum IntegrityChecker {
                 continue
             }
             var crc = CRC32()
-            var nonFinite = 0
+            var nonFinite = NonFinite.Counter(dtype: record.dtype)
             try component.streamTensor(record) { block in
                 crc.update(block)
-                nonFinite += countNonFinite(block, dtype: record.dtype)
+                nonFinite.update(block)
             }
             if let stored = record.crc32, stored != crc.value {
                 problems.append("tensor \(record.name): CRC-32 \(String(format: "%08x", crc.value)) does not match the stored \(String(format: "%08x", stored))")
             } else if record.crc32 == nil {
                 problems.append("tensor \(record.name): no crc32 attribute")
             }
-            if nonFinite > 0 { problems.append("tensor \(record.name): \(nonFinite) NaN/Inf values") }
+            if nonFinite.count > 0 {
+                let recorded = (try? component.dataset(forTensor: record.name))?.hasAttribute(NonFinite.attribute) ?? false
+                problems.append("tensor \(record.name): \(nonFinite.count) NaN/Inf values" + (recorded ? " (recorded at import)" : ""))
+            }
         }
         return problems
-    }
-
-    /// NaN and Inf values in raw f32/f16/bf16 bytes (an all-ones exponent field).
-    static func countNonFinite(_ bytes: UnsafeRawBufferPointer, dtype: DType) -> Int {
-        var count = 0
-        switch dtype {
-        case .f32:
-            for bits in bytes.bindMemory(to: UInt32.self) where bits & 0x7F80_0000 == 0x7F80_0000 { count += 1 }
-        case .f16:
-            for bits in bytes.bindMemory(to: UInt16.self) where bits & 0x7C00 == 0x7C00 { count += 1 }
-        case .bf16:
-            for bits in bytes.bindMemory(to: UInt16.self) where bits & 0x7F80 == 0x7F80 { count += 1 }
-        default:
-            break
-        }
-        return count
     }
 }

@@ -25,18 +25,18 @@ public struct DINOv3ViTConfig: ArchitectureConfig, Equatable {
         layerCount = try config.size("num_hidden_layers")
         headCount = try config.size("num_attention_heads")
         try ConfigReader.requireDivisible(hiddenSize, by: headCount, "hidden_size must be a multiple of num_attention_heads")
+        try config.requireDerivedHeadDim(hiddenSize: hiddenSize, headCount: headCount)
         // 2D RoPE splits each head into four quarter-width frequency bands (y, x, y, x).
         try ConfigReader.requireDivisible(hiddenSize / headCount, by: 4, "head size must be a multiple of 4 for 2D RoPE")
         patchSize = try config.size("patch_size", default: 16)
         channelCount = try config.size("num_channels", default: 3)
-        registerCount = try config.int("num_register_tokens", default: 0)
-        guard registerCount >= 0 else { throw ModelConfigError("config.json: num_register_tokens must not be negative") }
+        registerCount = try config.count("num_register_tokens", default: 0)
         hiddenAct = try config.activation("hidden_act", default: "gelu")
         useGatedMLP = try config.bool("use_gated_mlp", default: false)
-        layerNormEps = try config.double("layer_norm_eps", default: 1e-5)
-        var theta = try config.double("rope_theta", default: 100)
+        layerNormEps = try config.epsilon("layer_norm_eps", default: 1e-5)
+        var theta = try config.ropeTheta("rope_theta", default: 100)
         if let rope = try config.object("rope_parameters"), rope["rope_theta"] != nil {
-            theta = try ConfigReader(json: rope).double("rope_theta")
+            theta = try ConfigReader(json: rope).ropeTheta("rope_theta")
         }
         ropeTheta = theta
         queryBias = try config.bool("query_bias", default: true)
@@ -45,6 +45,9 @@ public struct DINOv3ViTConfig: ArchitectureConfig, Equatable {
         projBias = try config.bool("proj_bias", default: true)
         mlpBias = try config.bool("mlp_bias", default: true)
         imageSize = try config.size("image_size", default: 224)
+        guard patchSize <= imageSize else {
+            throw ModelConfigError("config.json: patch_size \(patchSize) is larger than image_size \(imageSize)")
+        }
     }
 
     public var fields: [(String, ConfigValue)] {

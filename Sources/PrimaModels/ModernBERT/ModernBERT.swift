@@ -19,9 +19,6 @@ public final class ModernBERTModel: TextEncoderModel {
         self.config = config
         self.weights = weights
         activation = try requireActivation(config.hiddenActivation, field: "hidden_activation", weights: weights)
-        guard config.hiddenSize / config.headCount % 2 == 0 else {
-            throw RuntimeError("\(weights.origin): head size \(config.hiddenSize / config.headCount) is odd; rotary embeddings need an even one")
-        }
         try weights.require("embed.tokens")
     }
 

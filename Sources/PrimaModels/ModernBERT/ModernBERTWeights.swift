@@ -31,8 +31,11 @@ public struct ModernBERTConfig: TextEncoderConfig, Equatable {
         layerCount = try config.size("num_hidden_layers")
         headCount = try config.size("num_attention_heads")
         try ConfigReader.requireDivisible(hiddenSize, by: headCount, "hidden_size must be a multiple of num_attention_heads")
+        try config.requireDerivedHeadDim(hiddenSize: hiddenSize, headCount: headCount)
+        // Rotate-half RoPE pairs dimension i with i + D/2.
+        try ConfigReader.requireDivisible(hiddenSize / headCount, by: 2, "head size (hidden_size / num_attention_heads) must be even for rotary embeddings")
         hiddenActivation = try config.activation("hidden_activation", default: "gelu")
-        normEps = try config.double("norm_eps", default: 1e-5)
+        normEps = try config.epsilon("norm_eps", default: 1e-5)
         normBias = try config.bool("norm_bias", default: false)
         attentionBias = try config.bool("attention_bias", default: false)
         mlpBias = try config.bool("mlp_bias", default: false)
@@ -59,16 +62,19 @@ public struct ModernBERTConfig: TextEncoderConfig, Equatable {
         } else {
             slidingWindow = try config.size("local_attention", default: 128) / 2
         }
-        var global = try config.double("global_rope_theta", default: 160_000)
-        var local = try config.double("local_rope_theta", default: 10_000)
+        guard slidingWindow >= 1 else {
+            throw ModelConfigError("config.json: local_attention must be at least 2 (a sliding window of at least one token each side)")
+        }
+        var global = try config.ropeTheta("global_rope_theta", default: 160_000)
+        var local = try config.ropeTheta("local_rope_theta", default: 10_000)
         if let rope = try config.object("rope_parameters") {
             for (key, value) in rope.entries {
                 guard let parameters = value.object else { continue }
                 let reader = ConfigReader(json: parameters)
                 let type = try reader.string("rope_type", default: "default")
                 guard type == "default" else { throw ModelConfigError("config.json: rope_parameters.\(key).rope_type \"\(type)\" is not supported") }
-                if key == "full_attention" { global = try reader.double("rope_theta", default: global) }
-                if key == "sliding_attention" { local = try reader.double("rope_theta", default: local) }
+                if key == "full_attention" { global = try reader.ropeTheta("rope_theta", default: global) }
+                if key == "sliding_attention" { local = try reader.ropeTheta("rope_theta", default: local) }
             }
         }
         globalRopeTheta = global

@@ -68,13 +68,19 @@ public final class PrimaHeads: Sendable {
         guard Set(classTokenIds).count == classTokenIds.count else {
             throw RuntimeError("\(origin): two classes share one token in \(PrimaHeadsConfig.classTokenIdsName)")
         }
-        weights = try ModelWeights(component: group, excluding: [PrimaHeadsConfig.classTokenIdsName])
-        for spec in config.floatTensors {
+        // Every tensor's shape and dtype before any weight is read, as TensorValidation does for the components.
+        let specs = config.floatTensors
+        for spec in specs {
             guard let record = records.first(where: { $0.name == spec.name }) else { throw RuntimeError("\(origin): missing tensor \(spec.name)") }
             guard record.shape == spec.shape, record.dtype == .f32 else {
-                throw RuntimeError("\(origin): tensor \(spec.name) is \(record.dtype.rawValue) \(ShapeMath.describe(record.shape)), expected f32 \(ShapeMath.describe(spec.shape))")
+                throw RuntimeError("\(origin): tensor \(spec.name): \(record.dtype.rawValue) \(ShapeMath.describe(record.shape)) but the heads' attributes imply f32 \(ShapeMath.describe(spec.shape))")
             }
         }
+        let known = Set(specs.map(\.name) + [PrimaHeadsConfig.classTokenIdsName])
+        if let extra = records.first(where: { !known.contains($0.name) }) {
+            throw RuntimeError("\(origin): tensor \(extra.name) is not a PRIMA heads tensor (§8)")
+        }
+        weights = try ModelWeights(component: group, excluding: [PrimaHeadsConfig.classTokenIdsName])
         imageConv = Self.convMatrix(try weights("fusion.image_seq_projector.conv.weight"))
         textConv = Self.convMatrix(try weights("fusion.text_seq_projector.conv.weight"))
     }

@@ -36,7 +36,7 @@ public struct Qwen3Config: ArchitectureConfig, Equatable {
         }
         guard headDim % 2 == 0 else { throw ModelConfigError("config.json: head_dim \(headDim) must be even for RoPE") }
         hiddenAct = try config.activation("hidden_act", default: "silu")
-        rmsNormEps = try config.double("rms_norm_eps", default: 1e-6)
+        rmsNormEps = try config.epsilon("rms_norm_eps", default: 1e-6)
         maxPositionEmbeddings = try config.size("max_position_embeddings", default: 32768)
         attentionBias = try config.bool("attention_bias", default: false)
         tieWordEmbeddings = try config.bool("tie_word_embeddings", default: false)
@@ -44,13 +44,13 @@ public struct Qwen3Config: ArchitectureConfig, Equatable {
             throw ModelConfigError("config.json: use_sliding_window true is not supported")
         }
         // transformers v5 writes rope_parameters {rope_type, rope_theta}; v4 wrote rope_theta and rope_scaling.
-        var theta = try config.double("rope_theta", default: 10000)
+        var theta = try config.ropeTheta("rope_theta", default: 10000)
         for key in ["rope_parameters", "rope_scaling"] {
             guard let rope = try config.object(key) else { continue }
             let ropeReader = ConfigReader(json: rope)
             let type = try ropeReader.string("rope_type", default: try ropeReader.string("type", default: "default"))
             guard type == "default" else { throw ModelConfigError("config.json: \(key).rope_type \"\(type)\" is not supported") }
-            if rope["rope_theta"] != nil { theta = try ropeReader.double("rope_theta") }
+            if rope["rope_theta"] != nil { theta = try ropeReader.ropeTheta("rope_theta") }
         }
         ropeTheta = theta
     }

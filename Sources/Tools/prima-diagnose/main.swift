@@ -124,6 +124,11 @@ struct PrimaDiagnoseCommand: ParsableCommand {
             progress.advance(1)
         }
         progress.finish()
+        // With nothing diagnosed there are no results and no accuracy to report (each case's failure was printed
+        // above): a failed job, and no output files.
+        if !results.isEmpty, !results.contains(where: { if case .diagnosed = $0.outcome { true } else { false } }) {
+            throw DiagnoseError.failed("\(folder): every one of the \(results.count) cases failed")
+        }
         let batch = BatchResults(classCodes: codes, cases: results)
         if let output {
             try OutputFile.write(output.hasSuffix(".json") ? batch.jsonText() : batch.csvText(), to: output, overwrite: force)

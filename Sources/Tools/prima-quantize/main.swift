@@ -59,6 +59,9 @@ struct PrimaQuantizeCommand: ParsableCommand {
     func run() throws {
         let rules = try KeepFloatRules(userPatterns: keepFloat, quantizeEmbeddings: quantizeEmbeddings, quantizeHeads: quantizeHeads)
         let options = CheckpointQuantizer.Options(scheme: Int8Scheme(optionName: scheme)!, rules: rules)
+        // Each component's configuration and every tensor's shape and dtype first, as every tool does before
+        // reading weights. The /prima heads are copied byte for byte, never read, so they are not loaded here.
+        try StoredValidation.validate(path: input, heads: false)
         let summary = try CheckpointQuantizer.run(input: input, output: output, options: options, overwrite: force) { tensor in
             let shape = "[" + tensor.shape.map(String.init).joined(separator: ", ") + "]"
             let name = "\(tensor.component)/\(tensor.name)"
@@ -79,3 +82,4 @@ struct PrimaQuantizeCommand: ParsableCommand {
 }
 
 extension QuantizeError: ToolFailure {}
+extension ConvertError: ToolFailure {}

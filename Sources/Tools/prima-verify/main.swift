@@ -130,7 +130,7 @@ struct PrimaVerifyCommand: ParsableCommand {
         } else {
             for report in reports {
                 if report.pass {
-                    print("\(report.name): \(report.architecture), \(report.tensorCount) tensors, \(report.bytes) bytes: OK (shapes, checksums, finite)")
+                    print("\(report.name): \(report.architecture), \(report.tensorCount) tensors, \(report.bytes) bytes: OK (config, shapes, tied, files, checksums, finite)")
                 } else {
                     print("\(report.name): \(report.architecture): FAILED, \(report.problems.count) problem(s)")
                     for problem in report.problems { print("  \(problem)") }

@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""Writes a modified copy of a PRIMA checkpoint for the hostile-input tests (Tests/PrimaRuntimeTests/HostileConfigTests.swift).
+
+    craft_checkpoint.py IN.h5 OUT.h5 OPERATION ARGS...
+
+Operations (each changes one thing and keeps everything else valid, CRC-32s included, so that the test sees
+exactly the refusal it is about):
+
+    config ROLE KEY JSON_VALUE [both]   set config/KEY (typed as the stored attribute is); with "both", also
+                                        files/config.json's KEY (a consistent but impossible configuration)
+    reshape ROLE TENSOR                 replace tensors/TENSOR by a tensor one column wider (deterministic
+                                        values from a seeded generator), same dtype attribute, its own CRC-32
+    crc ROLE TENSOR VALUE|delete        set the crc32 attribute to VALUE (an int, e.g. -1 or 2**32 + crc) or
+                                        delete it; "plus2^32" stores the true CRC-32 + 2**32
+    huge ROLE TENSOR                    scale an f32 tensor so that its largest magnitude is 3e38 (finite, near
+                                        float32's maximum), with a matching CRC-32
+    attr GROUP KEY JSON_VALUE           set attribute KEY of GROUP (e.g. text_encoder, image_encoder/preprocessing):
+                                        a JSON string as a string, a list as float64 [n], a number as float64 or int
+    file GROUP NAME TEXT                replace GROUP/files/NAME by the UTF-8 bytes of TEXT
+
+Needs Debian's python3-h5py (h5py 3.7) and numpy. No randomness except numpy's generator seeded with 0.
+"""
+import json
+import shutil
+import sys
+import zlib
+
+import h5py
+import numpy as np
+
+
+def crc_of(array):
+    return zlib.crc32(np.ascontiguousarray(array).tobytes())
+
+
+def main(argv):
+    source, output, operation, *args = argv
+    shutil.copyfile(source, output)
+    with h5py.File(output, "r+") as f:
+        if operation == "config":
+            role, key, value = args[0], args[1], json.loads(args[2])
+            group = f[role]["config"]
+            old = group.attrs[key]
+            if isinstance(old, (bytes, str)):
+                group.attrs[key] = value if isinstance(value, str) else json.dumps(value)
+            elif isinstance(old, (float, np.floating)):
+                group.attrs.create(key, float(value), dtype="<f8")
+            else:
+                group.attrs.create(key, int(value), dtype="<i8")
+            if len(args) > 3 and args[3] == "both":
+                files = f[role]["files"]
+                config = json.loads(bytes(files["config.json"][()]).decode())
+                config[key] = value
+                data = np.frombuffer(json.dumps(config, indent=2).encode(), dtype=np.uint8)
+                del files["config.json"]
+                files.create_dataset("config.json", data=data)
+        elif operation == "reshape":
+            role, name = args
+            tensors = f[role]["tensors"]
+            old = tensors[name]
+            attrs = dict(old.attrs)
+            shape = list(old.shape)
+            shape[-1] += 1
+            values = np.random.default_rng(0).standard_normal(shape).astype(old.dtype)
+            del tensors[name]
+            new = tensors.create_dataset(name, data=values)
+            for key, value in attrs.items():
+                new.attrs[key] = value
+            new.attrs.create("crc32", crc_of(values), dtype="<i8")
+        elif operation == "crc":
+            role, name, value = args
+            dataset = f[role]["tensors"][name]
+            if value == "delete":
+                del dataset.attrs["crc32"]
+            elif value == "plus2^32":
+                dataset.attrs.create("crc32", crc_of(dataset[()]) + 2**32, dtype="<i8")
+            else:
+                dataset.attrs.create("crc32", int(value), dtype="<i8")
+        elif operation == "huge":
+            role, name = args
+            dataset = f[role]["tensors"][name]
+            values = dataset[()].astype(np.float64)
+            values = (values * (3e38 / np.abs(values).max())).astype(np.float32)
+            assert np.isfinite(values).all()
+            dataset[...] = values
+            dataset.attrs.create("crc32", crc_of(values), dtype="<i8")
+        elif operation == "attr":
+            group, key, value = f[args[0]], args[1], json.loads(args[2])
+            if isinstance(value, str):
+                group.attrs[key] = value
+            elif isinstance(value, list):
+                group.attrs.create(key, np.array(value, dtype="<f8"))
+            elif isinstance(value, float):
+                group.attrs.create(key, value, dtype="<f8")
+            else:
+                group.attrs.create(key, int(value), dtype="<i8")
+        elif operation == "file":
+            files = f[args[0]]["files"]
+            del files[args[1]]
+            files.create_dataset(args[1], data=np.frombuffer(args[2].encode(), dtype=np.uint8))
+        else:
+            raise SystemExit(f"unknown operation {operation}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
