@@ -1,4 +1,5 @@
 import Foundation
+import PrimaIO
 import PrimaMetadata
 
 /// A PAD-UFES-20-style folder of cases: `metadata.csv` at the top, and image files anywhere below it
@@ -57,6 +58,8 @@ public struct CaseFolder: Sendable {
         guard FileManager.default.fileExists(atPath: csvPath) else {
             throw DiagnoseError("\(csvPath): not found (a case folder holds metadata.csv and the images)")
         }
+        // Only a regular file: a FIFO or a device (/dev/zero) would hang or never end.
+        do { try InputFile.check(csvPath) } catch { throw DiagnoseError(error.description) }
         let table: MetadataTable
         do {
             table = try MetadataTable(csvPath: csvPath, schema: schema)

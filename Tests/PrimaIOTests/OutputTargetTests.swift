@@ -1,0 +1,57 @@
+import Foundation
+import PrimaIO
+import PrimaTestSupport
+import Testing
+
+/// The commit rules of ``OutputTarget`` in process, where the races the tools cannot stage on demand can be:
+/// a destination that appears between the start and the commit is never clobbered without `overwrite`.
+@Suite struct OutputTargetTests {
+    static func write(_ text: String, _ target: OutputTarget) throws {
+        let descriptor = try target.createFile()
+        let written = Array(text.utf8).withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+        close(descriptor)
+        #expect(written == text.utf8.count)
+    }
+
+    @Test func fileThatAppearedMeanwhileIsNotClobbered() throws {
+        let work = IOSupport.work()
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let destination = work + "/out.txt"
+        let first = try OutputTarget(destination: destination, kind: .file, overwrite: false)
+        let second = try OutputTarget(destination: destination, kind: .file, overwrite: false)
+        #expect(first.temporaryPath != second.temporaryPath)
+        try Self.write("first", first)
+        try Self.write("second", second)
+        try first.commit()
+        #expect(throws: FileError.input(destination + ": already exists (use --force to overwrite)")) { try second.commit() }
+        #expect(IOSupport.bytes(destination) == Data("first".utf8))
+        var status = stat()
+        #expect(stat(destination, &status) == 0 && status.st_mode & 0o777 == 0o644)
+
+        let forced = try OutputTarget(destination: destination, kind: .file, overwrite: true)
+        try Self.write("third", forced)
+        try forced.commit()
+        #expect(IOSupport.bytes(destination) == Data("third".utf8))
+        _ = consume second
+        #expect(try FileManager.default.contentsOfDirectory(atPath: work) == ["out.txt"])
+    }
+
+    @Test func directoryThatAppearedMeanwhileIsNotClobbered() throws {
+        let work = IOSupport.work()
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let destination = work + "/out"
+        let staged = try OutputTarget(destination: destination, kind: .directory, overwrite: false)
+        try Data("new".utf8).write(to: URL(fileURLWithPath: staged.temporaryPath + "/a.json"))
+        try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: false)
+        try Data("theirs".utf8).write(to: URL(fileURLWithPath: destination + "/b.json"))
+        #expect(throws: FileError.self) { try staged.commit() }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: destination) == ["b.json"])
+
+        let forced = try OutputTarget(destination: destination, kind: .directory, overwrite: true)
+        try Data("new".utf8).write(to: URL(fileURLWithPath: forced.temporaryPath + "/a.json"))
+        try forced.commit()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: destination) == ["a.json"])
+        _ = consume staged
+        #expect(try FileManager.default.contentsOfDirectory(atPath: work) == ["out"])
+    }
+}
