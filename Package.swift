@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(name: "PrimaJSONTests", dependencies: ["PrimaJSON"]),
         .testTarget(name: "PrimaTensorTests", dependencies: ["PrimaTensor", "PrimaKernels", "PrimaTestSupport"]),
         .testTarget(name: "PrimaSafetensorsTests", dependencies: ["PrimaSafetensors"]),
-        .testTarget(name: "PrimaCheckpointTests", dependencies: ["PrimaCheckpoint"]),
+        .testTarget(name: "PrimaCheckpointTests", dependencies: ["PrimaCheckpoint", "PrimaIO"]),
         .testTarget(
             name: "PrimaConvertTests",
             dependencies: ["PrimaConvert", "PrimaSafetensors", "PrimaCheckpoint", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),

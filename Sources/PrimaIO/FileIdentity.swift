@@ -46,6 +46,9 @@ public struct FileIdentity: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The inputs this process has opened (through ``InputFile``), so that no output replaces or contains one.
+///
+/// An input counts only while its path still names the file it named when opened: a long-lived process (the test
+/// runner) may see an input deleted and its inode number reused by an unrelated new file.
 public enum OpenedInputs {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var inputs: [FileIdentity: String] = [:]
@@ -63,8 +66,11 @@ public enum OpenedInputs {
 
     /// The path of the input that is the file `identity`, if any.
     public static func input(sameAs identity: FileIdentity) -> String? {
-        lock.lock(); defer { lock.unlock() }
-        return inputs[identity]
+        lock.lock()
+        let path = inputs[identity]
+        lock.unlock()
+        guard let path, FileIdentity(path: path) == identity else { return nil }
+        return path
     }
 
     /// The path of an input that lies inside the directory `identity` (at any depth, or is it), if any.
@@ -72,7 +78,7 @@ public enum OpenedInputs {
         lock.lock()
         let all = inputs
         lock.unlock()
-        for (input, path) in all.sorted(by: { $0.value < $1.value }) {
+        for (input, path) in all.sorted(by: { $0.value < $1.value }) where FileIdentity(path: path) == input {
             if input == identity || FileIdentity.ancestors(of: path).contains(identity) { return path }
         }
         return nil

@@ -1,4 +1,5 @@
 import Foundation
+import PrimaIO
 import PrimaTensor
 import Testing
 @testable import PrimaCheckpoint
@@ -81,7 +82,9 @@ func temporaryDirectory() -> String {
     @Test func refusesToOverwriteWithoutForce() throws {
         let path = temporaryDirectory() + "/a.h5"
         _ = try writeSample(to: path)
-        #expect(throws: CheckpointError.self) { _ = try CheckpointWriter(destination: path, overwrite: false) }
+        #expect(throws: FileError.input(path + ": already exists (use --force to overwrite)")) {
+            _ = try CheckpointWriter(destination: path, overwrite: false)
+        }
     }
 
     @Test func abandonedWriterLeavesNothing() throws {
