@@ -97,7 +97,7 @@ public final class OutputTarget {
         case .file:
             try syncFile(temporaryPath, mode: 0o644)
             try install(temporaryPath, isDirectory: false)
-            rmdir(privateDirectory)
+            TemporaryFiles.remove(privateDirectory)
         case .directory:
             let names = (try? FileManager.default.contentsOfDirectory(atPath: privateDirectory)) ?? []
             for name in names { try syncFile((privateDirectory as NSString).appendingPathComponent(name), mode: nil) }

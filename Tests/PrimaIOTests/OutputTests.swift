@@ -75,7 +75,8 @@ import Testing
         #expect(IOSupport.bytes(existing) == Data("keep me".utf8))
 
         IOSupport.symlink(work, work + "/link")
-        for output in [checkpoint, work + "/./trace.h5", work + "/link/m.h5", trace] {
+        IOSupport.hardLink(trace, work + "/hard.h5")
+        for output in [checkpoint, work + "/./trace.h5", work + "/link/m.h5", trace, work + "/hard.h5"] {
             let result = try IOSupport.run("prima-verify", [checkpoint, "--trace", trace, "--dump", output, "--force"], deadline: 60)
             IOSupport.expectRefusal(result, [output + ": the output must differ from the input"])
         }
