@@ -101,4 +101,19 @@ import Testing
         }
         #expect(!FileManager.default.fileExists(atPath: work + "/m.h5"))
     }
+
+    /// A PRIMA import's heads file and metadata schema as FIFOs.
+    @Test func headsFileAndSchemaThatAreFIFOs() throws {
+        let work = IOSupport.work()
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        IOSupport.mkfifo(work + "/heads.safetensors")
+        IOSupport.mkfifo(work + "/schema.json")
+        let prima = ["import", "--image-encoder", IOSupport.models + "/dinov3-mlp-reg4-f32", "--text-encoder", IOSupport.models + "/bert-mlm-f32",
+                     "--decoder", IOSupport.models + "/qwen3-prima-f32", "--labels", "ACK,BCC,MEL,NEV,SCC,SEK", "-o", work + "/p.h5", "--no-progress"]
+        IOSupport.expectRefusal(try IOSupport.run("prima-convert", prima + ["--heads", work + "/heads.safetensors"]),
+                                [work + "/heads.safetensors: is a FIFO, not a regular file"])
+        IOSupport.expectRefusal(try IOSupport.run("prima-convert", prima + ["--metadata-schema", work + "/schema.json"]),
+                                [work + "/schema.json: is a FIFO, not a regular file"])
+        #expect(!FileManager.default.fileExists(atPath: work + "/p.h5"))
+    }
 }
