@@ -52,9 +52,11 @@ public final class OutputTarget {
         self.overwrite = overwrite
         let parent = Self.parentDirectory(of: destination)
         var parentStatus = stat()
-        guard stat(parent, &parentStatus) == 0, parentStatus.st_mode & S_IFMT == S_IFDIR else {
+        guard stat(parent, &parentStatus) == 0 else {
+            if errno == ELOOP { throw .input("\(destination): \(parent): too many levels of symbolic links (a symbolic link loop?)") }
             throw .input("\(destination): directory \(parent) does not exist")
         }
+        guard parentStatus.st_mode & S_IFMT == S_IFDIR else { throw .input("\(destination): \(parent) is not a directory") }
         try Self.checkDestination(destination, kind: kind, overwrite: overwrite)
         Self.reportStaleTemporaries(for: destination)
 
@@ -177,6 +179,7 @@ public final class OutputTarget {
     static func checkDestination(_ destination: String, kind: Kind, overwrite: Bool) throws(FileError) {
         var status = stat()
         guard stat(destination, &status) == 0 else {
+            if errno == ELOOP { throw .input("\(destination): too many levels of symbolic links (a symbolic link loop?)") }
             var linkStatus = stat()
             if lstat(destination, &linkStatus) == 0 {
                 throw .input("\(destination): is a dangling symbolic link; remove it or choose another output")

@@ -54,4 +54,20 @@ import Testing
         _ = consume staged
         #expect(try FileManager.default.contentsOfDirectory(atPath: work) == ["out"])
     }
+
+    @Test func destinationsThatAreLoopsOrMissingDirectories() throws {
+        let work = IOSupport.work()
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        IOSupport.symlink(work + "/loop", work + "/loop")
+        #expect(throws: FileError.input(work + "/loop: too many levels of symbolic links (a symbolic link loop?)")) {
+            _ = try OutputTarget(destination: work + "/loop", kind: .file, overwrite: true)
+        }
+        #expect(throws: FileError.input(work + "/loop/x.h5: " + work + "/loop: too many levels of symbolic links (a symbolic link loop?)")) {
+            _ = try OutputTarget(destination: work + "/loop/x.h5", kind: .file, overwrite: true)
+        }
+        #expect(throws: FileError.input(work + "/absent/x.h5: directory " + work + "/absent does not exist")) {
+            _ = try OutputTarget(destination: work + "/absent/x.h5", kind: .file, overwrite: true)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: work) == ["loop"])
+    }
 }
