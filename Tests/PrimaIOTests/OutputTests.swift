@@ -103,8 +103,11 @@ import Testing
             IOSupport.expectRefusal(try IOSupport.run("prima-diagnose", arguments + ["-o", work + "/r.csv", "--summary", output], deadline: 60),
                                     [output + ": the output must differ from the input"])
         }
+        IOSupport.expectRefusal(try IOSupport.run("prima-diagnose", arguments + ["-o", work + "/r.json", "--summary", work + "/./r.json"],
+                                                  deadline: 60),
+                                [work + "/./r.json: -o and --summary name the same file"])
         #expect(IOSupport.bytes(folder + "/metadata.csv") == csv && IOSupport.bytes(checkpoint) == model)
-        #expect(!FileManager.default.fileExists(atPath: work + "/r.csv"))
+        #expect(!FileManager.default.fileExists(atPath: work + "/r.csv") && !FileManager.default.fileExists(atPath: work + "/r.json"))
     }
 }
 
