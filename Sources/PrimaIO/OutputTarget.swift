@@ -7,8 +7,8 @@ import Foundation
 ///   characters from the system's random generator), created exclusively with `mkdir` mode 0700, so nothing
 ///   else can be planted at or inside it. A directory output is built in it directly; a file output is the file
 ///   `NAME` inside it (created `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, or by libhdf5 under the 0700
-///   directory). At commit the file is `fsync`ed and made mode 0644 (a directory 0755), renamed, and the
-///   destination's directory `fsync`ed.
+///   directory). At commit the file is `fsync`ed and given ``fileMode`` (0644 under the usual umask; a
+///   directory ``directoryMode``, 0755), renamed, and the destination's directory `fsync`ed.
 /// - The final rename never clobbers: without `overwrite`, a destination that appeared meanwhile makes the
 ///   commit fail (`renameat2(RENAME_NOREPLACE)`; `link` + `unlink` for a file where the file system lacks it).
 ///   With `overwrite`, a file is replaced atomically and a directory is exchanged (`RENAME_EXCHANGE`) and the
@@ -97,13 +97,13 @@ public final class OutputTarget {
         try Self.checkDestination(destination, kind: kind, overwrite: overwrite)
         switch kind {
         case .file:
-            try syncFile(temporaryPath, mode: 0o644)
+            try syncFile(temporaryPath, mode: Self.fileMode)
             try install(temporaryPath, isDirectory: false)
             TemporaryFiles.remove(privateDirectory)
         case .directory:
             let names = (try? FileManager.default.contentsOfDirectory(atPath: privateDirectory)) ?? []
             for name in names { try syncFile((privateDirectory as NSString).appendingPathComponent(name), mode: nil) }
-            try syncFile(privateDirectory, mode: 0o755)
+            try syncFile(privateDirectory, mode: Self.directoryMode)
             try install(privateDirectory, isDirectory: true)
         }
         committed = true
@@ -224,6 +224,21 @@ public final class OutputTarget {
     }
 
     // MARK: helpers
+
+    /// The mode a committed file gets: 0666 less the process's umask (0644 under the usual 022), as a file
+    /// created in place would have had; the temporary itself is 0600.
+    public static var fileMode: mode_t { 0o666 & ~umaskValue }
+    /// The mode a committed directory gets: 0777 less the umask (0755 under 022).
+    public static var directoryMode: mode_t { 0o777 & ~umaskValue }
+
+    /// The process's umask, read from /proc/self/status (setting it to read it would race with other threads
+    /// creating files); 022 where that line is missing.
+    static let umaskValue: mode_t = {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
+              let value = mode_t(line.dropFirst("Umask:".count).trimmingCharacters(in: .whitespaces), radix: 8) else { return 0o022 }
+        return value
+    }()
 
     static func parentDirectory(of path: String) -> String {
         let parent = (path as NSString).deletingLastPathComponent

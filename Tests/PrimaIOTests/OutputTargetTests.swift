@@ -5,6 +5,13 @@ import Testing
 
 /// The commit rules of ``OutputTarget`` in process, where the races the tools cannot stage on demand can be:
 /// a destination that appears between the start and the commit is never clobbered without `overwrite`.
+/// The umask, read by setting it (the test process creates no files meanwhile in this suite's thread).
+func umaskNow() -> mode_t {
+    let value = umask(0o022)
+    umask(value)
+    return value
+}
+
 @Suite struct OutputTargetTests {
     static func write(_ text: String, _ target: OutputTarget) throws {
         let descriptor = try target.createFile()
@@ -26,7 +33,8 @@ import Testing
         #expect(throws: FileError.input(destination + ": already exists (use --force to overwrite)")) { try second.commit() }
         #expect(IOSupport.bytes(destination) == Data("first".utf8))
         var status = stat()
-        #expect(stat(destination, &status) == 0 && status.st_mode & 0o777 == 0o644)
+        #expect(stat(destination, &status) == 0 && status.st_mode & 0o777 == OutputTarget.fileMode)
+        #expect(OutputTarget.fileMode == 0o666 & ~umaskNow())
 
         let forced = try OutputTarget(destination: destination, kind: .file, overwrite: true)
         try Self.write("third", forced)
