@@ -80,6 +80,22 @@ import Testing
         IOSupport.expectRefusal(directoryImage, [work + ": ", "is a directory, not a regular file"])
     }
 
+    /// In a batch, a case whose image is a FIFO is skipped with the reason, like any unreadable image.
+    @Test func batchImageThatIsAFIFO() throws {
+        let work = IOSupport.work()
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let folder = work + "/cases"
+        try IOSupport.copy(IOSupport.cases, folder)
+        let image = folder + "/imgs/PAT_1260_1103_421.png"
+        try FileManager.default.removeItem(atPath: image)
+        IOSupport.mkfifo(image)
+        let result = try IOSupport.run("prima-diagnose", ["--checkpoint", IOSupport.tinyPrima, "--folder", folder, "--no-progress",
+                                                          "-o", work + "/r.csv"], deadline: 60)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("skipped: \(image): cannot read the file (is a FIFO, not a regular file)"), "\(result.stderr)")
+        #expect(result.stdout.contains("failed 1"))
+    }
+
     @Test func tokenizerThatIsAFIFOOrALoop() throws {
         let (work, fifo, loop, _) = Self.hostileNames()
         defer { try? FileManager.default.removeItem(atPath: work) }
