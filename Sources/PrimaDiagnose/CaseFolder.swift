@@ -49,6 +49,10 @@ public struct CaseFolder: Sendable {
     /// Reads `folder/metadata.csv` against `schema`, finds each row's image, and checks each label against
     /// `classCodes` (the checkpoint's classes). Throws the errors listed on ``CaseFolder``.
     public init(folder: String, classCodes: [String], schema: MetadataSchema = .padUfes20) throws(DiagnoseError) {
+        var status = stat()
+        if stat(folder, &status) != 0 && errno == ELOOP {
+            throw DiagnoseError("\(folder): too many levels of symbolic links (a symbolic link loop?)")
+        }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) else {
             throw DiagnoseError("\(folder): no such folder")

@@ -61,6 +61,9 @@ import Testing
                                                             "-o", work + "/r.csv", "--no-progress"])
         IOSupport.expectRefusal(zeroRun, [zeroFolder + "/metadata.csv: is a character device, not a regular file"])
         #expect(!FileManager.default.fileExists(atPath: work + "/r.csv"))
+        IOSupport.symlink(work + "/loop", work + "/loop")
+        let loopRun = try IOSupport.run("prima-diagnose", ["--checkpoint", IOSupport.tinyPrima, "--folder", work + "/loop", "--no-progress"])
+        IOSupport.expectRefusal(loopRun, [work + "/loop: too many levels of symbolic links"])
     }
 
     @Test func imageAndMetadataRecordThatAreFIFOs() throws {
