@@ -16,9 +16,9 @@ import Foundation
 /// - No output may be, or (a directory output) contain, an input this process opened (``OpenedInputs``),
 ///   compared by device and inode.
 /// - The temporary is registered with ``TemporaryFiles`` (removed on SIGINT/SIGTERM/SIGHUP or when this object
-///   goes away uncommitted). Temporaries left for the same destination by a killed run (SIGKILL, power loss)
-///   whose process no longer exists are reported as a warning through ``OutputTarget/warn``, never removed:
-///   whether a process id on a shared or network file system is really gone cannot be known from here.
+///   goes away uncommitted). Temporaries left in the destination's directory by a killed run (SIGKILL, power
+///   loss) whose process no longer exists are reported as a warning through ``OutputTarget/warn``, never
+///   removed: whether a process id on a shared or network file system is really gone cannot be known from here.
 public final class OutputTarget {
     /// A file or a directory.
     public enum Kind: Sendable { case file, directory }
@@ -209,18 +209,31 @@ public final class OutputTarget {
         }
     }
 
-    /// Warns about temporaries of `destination` left by runs whose process is gone.
+    /// Warns about temporaries in `destination`'s directory (for any output there) left by runs whose process
+    /// is gone: `.NAME.prima-tmp-PID-RANDOM`, RANDOM 12 characters of [a-z0-9] (with `-old` for a directory moved
+    /// aside).
     static func reportStaleTemporaries(for destination: String) {
         let parent = parentDirectory(of: destination)
-        let prefix = "." + (destination as NSString).lastPathComponent + marker
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: parent) else { return }
-        for name in names.sorted() where name.hasPrefix(prefix) {
-            let rest = name.dropFirst(prefix.count)
-            guard let dash = rest.firstIndex(of: "-"), let pid = pid_t(rest[..<dash]), pid > 0 else { continue }
+        for name in names.sorted() {
+            guard let (output, pid) = parseTemporaryName(name) else { continue }
             if kill(pid, 0) == 0 || errno != ESRCH { continue }  // running (or not ours to signal): in use
             let path = (parent as NSString).appendingPathComponent(name)
-            warn("\(path): stale temporary of \(destination) from an interrupted run (process \(pid) is gone); remove it")
+            warn("\(path): stale temporary of \((parent as NSString).appendingPathComponent(output)) from an interrupted run (process \(pid) is gone); remove it")
         }
+    }
+
+    /// The output name and the writer's process id of a temporary's name, or nil if `name` is not one.
+    static func parseTemporaryName(_ name: String) -> (output: String, pid: pid_t)? {
+        guard name.hasPrefix("."), let markerRange = name.range(of: marker, options: .backwards),
+              markerRange.lowerBound > name.startIndex else { return nil }
+        let output = String(name[name.index(after: name.startIndex)..<markerRange.lowerBound])
+        var rest = name[markerRange.upperBound...]
+        if rest.hasSuffix("-old") { rest = rest.dropLast(4) }
+        let parts = rest.split(separator: "-", omittingEmptySubsequences: false)
+        guard !output.isEmpty, parts.count == 2, let pid = pid_t(parts[0]), pid > 0, parts[1].count == 12,
+              parts[1].allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber) }) else { return nil }
+        return (output, pid)
     }
 
     // MARK: helpers

@@ -1,5 +1,5 @@
 import Foundation
-import PrimaIO
+@testable import PrimaIO
 import PrimaTestSupport
 import Testing
 
@@ -61,6 +61,16 @@ func umaskNow() -> mode_t {
         #expect(try FileManager.default.contentsOfDirectory(atPath: destination) == ["a.json"])
         _ = consume staged
         #expect(try FileManager.default.contentsOfDirectory(atPath: work) == ["out"])
+    }
+
+    @Test func temporaryNamesAreRecognised() {
+        #expect(OutputTarget.parseTemporaryName(".m.h5.prima-tmp-1234-abcdefghij01")! == ("m.h5", 1234))
+        #expect(OutputTarget.parseTemporaryName(".out.prima-tmp-77-abcdefghij01-old")! == ("out", 77))
+        #expect(OutputTarget.parseTemporaryName(".a.prima-tmp-b.prima-tmp-5-abcdefghij01")! == ("a.prima-tmp-b", 5))
+        for name in ["m.h5.prima-tmp-1234-abcdefghij01", ".m.h5.prima-tmp-x-abcdefghij01", ".m.h5.prima-tmp-1234-ABCDEFGHIJ01",
+                     ".m.h5.prima-tmp-1234-short", ".prima-tmp-1234-abcdefghij01", ".m.h5.tmp-1234"] {
+            #expect(OutputTarget.parseTemporaryName(name) == nil, "\(name)")
+        }
     }
 
     @Test func destinationsThatAreLoopsOrMissingDirectories() throws {
