@@ -51,13 +51,7 @@ public final class OutputTarget {
         self.kind = kind
         self.overwrite = overwrite
         let parent = Self.parentDirectory(of: destination)
-        var parentStatus = stat()
-        guard stat(parent, &parentStatus) == 0 else {
-            if errno == ELOOP { throw .input("\(destination): \(parent): too many levels of symbolic links (a symbolic link loop?)") }
-            throw .input("\(destination): directory \(parent) does not exist")
-        }
-        guard parentStatus.st_mode & S_IFMT == S_IFDIR else { throw .input("\(destination): \(parent) is not a directory") }
-        try Self.checkDestination(destination, kind: kind, overwrite: overwrite)
+        try Self.check(destination: destination, kind: kind, overwrite: overwrite)
         Self.reportStaleTemporaries(for: destination)
 
         let name = (destination as NSString).lastPathComponent
@@ -169,10 +163,17 @@ public final class OutputTarget {
 
     // MARK: checks
 
-    /// Refuses (input errors) a destination that is an input of this process or holds one, has the wrong kind,
-    /// or exists without `overwrite`: for tools that check an output before a long job. ``init(destination:kind:overwrite:)``
+    /// Refuses (input errors) a destination whose directory is missing, that is an input of this process or holds
+    /// one, has the wrong kind, or exists without `overwrite`: for tools that check an output before a long job. ``init(destination:kind:overwrite:)``
     /// and ``commit()`` check again.
     public static func check(destination: String, kind: Kind, overwrite: Bool) throws(FileError) {
+        let parent = parentDirectory(of: destination)
+        var parentStatus = stat()
+        guard stat(parent, &parentStatus) == 0 else {
+            if errno == ELOOP { throw .input("\(destination): \(parent): too many levels of symbolic links (a symbolic link loop?)") }
+            throw .input("\(destination): directory \(parent) does not exist")
+        }
+        guard parentStatus.st_mode & S_IFMT == S_IFDIR else { throw .input("\(destination): \(parent) is not a directory") }
         try checkDestination(destination, kind: kind, overwrite: overwrite)
     }
 

@@ -82,6 +82,8 @@ import Testing
         }
         #expect(IOSupport.bytes(checkpoint) == checkpointBytes && IOSupport.bytes(trace) == traceBytes)
 
+        IOSupport.expectRefusal(try IOSupport.run("prima-verify", [checkpoint, "--trace", trace, "--dump", work + "/absent/d.h5"], deadline: 60),
+                                [work + "/absent/d.h5: directory " + work + "/absent does not exist"])
         let forced = try IOSupport.run("prima-verify", [checkpoint, "--trace", trace, "--dump", existing, "--force"], deadline: 60)
         #expect(forced.status == 0, "\(forced.stderr)")
         #expect(IOSupport.bytes(existing) != Data("keep me".utf8))
