@@ -61,7 +61,7 @@ let package = Package(
             dependencies: ["PrimaCheckpoint", "PrimaIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "PrimaTokenizers", dependencies: ["CJSONC", "PrimaIO"]),
         // Patient metadata → the text the PRIMA text encoder reads (Docs/prima-model.md, "Metadata to text").
-        .target(name: "PrimaMetadata", dependencies: ["PrimaIO", "PrimaJSON"]),
+        .target(name: "PrimaMetadata", dependencies: ["PrimaJSON"]),
         // One PRIMA diagnosis from a checkpoint, PNG and metadata record; batch runs over case folders and their metrics.
         .target(
             name: "PrimaDiagnose",
