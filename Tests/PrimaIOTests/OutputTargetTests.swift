@@ -15,7 +15,7 @@ func umaskNow() -> mode_t {
 @Suite struct OutputTargetTests {
     static func write(_ text: String, _ target: OutputTarget) throws {
         let descriptor = try target.createFile()
-        let written = Array(text.utf8).withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+        let written = Array(text.utf8).withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress, $0.count) }
         close(descriptor)
         #expect(written == text.utf8.count)
     }

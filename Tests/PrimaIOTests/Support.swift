@@ -78,12 +78,12 @@ enum IOSupport {
     }
 
     static func mkfifo(_ path: String) {
-        let status = Glibc.mkfifo(path, 0o600)
+        let status = Foundation.mkfifo(path, 0o600)
         precondition(status == 0, "mkfifo \(path): \(String(cString: strerror(errno)))")
     }
 
     static func symlink(_ target: String, _ path: String) {
-        precondition(Glibc.symlink(target, path) == 0, "symlink \(path): \(String(cString: strerror(errno)))")
+        precondition(Foundation.symlink(target, path) == 0, "symlink \(path): \(String(cString: strerror(errno)))")
     }
 
     static func hardLink(_ target: String, _ path: String) {
