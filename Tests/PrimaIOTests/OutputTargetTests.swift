@@ -5,11 +5,13 @@ import Testing
 
 /// The commit rules of ``OutputTarget`` in process, where the races the tools cannot stage on demand can be:
 /// a destination that appears between the start and the commit is never clobbered without `overwrite`.
-/// The umask, read by setting it (the test process creates no files meanwhile in this suite's thread).
-func umaskNow() -> mode_t {
-    let value = umask(0o022)
-    umask(value)
-    return value
+/// The mode a file created in place with 0666 gets under the process's umask (a probe file in `directory`).
+func modeOfANewFile(in directory: String) -> mode_t {
+    let probe = directory + "/probe"
+    let descriptor = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o666)
+    defer { close(descriptor); unlink(probe) }
+    var status = stat()
+    return fstat(descriptor, &status) == 0 ? status.st_mode & 0o777 : 0
 }
 
 @Suite struct OutputTargetTests {
@@ -34,7 +36,7 @@ func umaskNow() -> mode_t {
         #expect(IOSupport.bytes(destination) == Data("first".utf8))
         var status = stat()
         #expect(stat(destination, &status) == 0 && status.st_mode & 0o777 == OutputTarget.fileMode)
-        #expect(OutputTarget.fileMode == 0o666 & ~umaskNow())
+        #expect(OutputTarget.fileMode == modeOfANewFile(in: work))
 
         let forced = try OutputTarget(destination: destination, kind: .file, overwrite: true)
         try Self.write("third", forced)
