@@ -39,41 +39,43 @@ let package = Package(
 
         .target(name: "PrimaKernels"),
         .target(name: "PrimaJSON"),
+        // Input files (regular files only, identity by device + inode) and the one temp-file-and-rename writer.
+        .target(name: "PrimaIO"),
         .target(name: "PrimaTensor", dependencies: ["PrimaKernels"]),
-        .target(name: "PrimaSafetensors", dependencies: ["PrimaJSON", "PrimaKernels", "PrimaTensor"]),
+        .target(name: "PrimaSafetensors", dependencies: ["PrimaIO", "PrimaJSON", "PrimaKernels", "PrimaTensor"]),
         .target(
             name: "PrimaCheckpoint",
-            dependencies: ["CHDF5", "CZlib", "PrimaJSON", "PrimaKernels", "PrimaTensor"]),
+            dependencies: ["CHDF5", "CZlib", "PrimaIO", "PrimaJSON", "PrimaKernels", "PrimaTensor"]),
         // libpng behind a C shim that keeps its setjmp/longjmp error handling out of Swift frames.
         .target(name: "PrimaPNG", dependencies: ["CPNG"]),
-        .target(name: "PrimaImage", dependencies: ["CPNG", "PrimaPNG", "PrimaTensor"]),
+        .target(name: "PrimaImage", dependencies: ["CPNG", "PrimaIO", "PrimaPNG", "PrimaTensor"]),
         .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint", "PrimaQuantize"]),
-        .target(name: "PrimaQuantize", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
+        .target(name: "PrimaQuantize", dependencies: ["PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
         .target(
             name: "PrimaConvert",
             dependencies: [
-                "PrimaCLI", "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels", "PrimaQuantize",
+                "PrimaCLI", "PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels", "PrimaQuantize",
                 "PrimaTokenizers", "PrimaMetadata", .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
             name: "PrimaCLI",
-            dependencies: ["PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "PrimaTokenizers", dependencies: ["CJSONC"]),
+            dependencies: ["PrimaCheckpoint", "PrimaIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .target(name: "PrimaTokenizers", dependencies: ["CJSONC", "PrimaIO"]),
         // Patient metadata → the text the PRIMA text encoder reads (Docs/prima-model.md, "Metadata to text").
         .target(name: "PrimaMetadata", dependencies: ["PrimaJSON"]),
         // One PRIMA diagnosis from a checkpoint, PNG and metadata record; batch runs over case folders and their metrics.
         .target(
             name: "PrimaDiagnose",
-            dependencies: ["PrimaCheckpoint", "PrimaImage", "PrimaJSON", "PrimaMetadata", "PrimaModels", "PrimaTensor", "PrimaTokenizers"]),
-        .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
+            dependencies: ["PrimaCheckpoint", "PrimaImage", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaModels", "PrimaTensor", "PrimaTokenizers"]),
+        .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaIO", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
-            dependencies: ["PrimaCLI", "PrimaVerify", "PrimaCheckpoint", "PrimaModels", "PrimaTensor",
+            dependencies: ["PrimaCLI", "PrimaIO", "PrimaVerify", "PrimaCheckpoint", "PrimaModels", "PrimaTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-verify"),
         .executableTarget(
             name: "prima-convert",
-            dependencies: ["PrimaCLI", "PrimaConvert", "PrimaTokenizers", "PrimaMetadata",
+            dependencies: ["PrimaCLI", "PrimaConvert", "PrimaIO", "PrimaTokenizers", "PrimaMetadata",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-convert"),
         .executableTarget(
@@ -82,7 +84,7 @@ let package = Package(
             path: "Sources/Tools/prima-quantize"),
         .executableTarget(
             name: "prima-diagnose",
-            dependencies: ["PrimaCLI", "PrimaDiagnose", "PrimaJSON", "PrimaMetadata", "PrimaModels", "PrimaTokenizers",
+            dependencies: ["PrimaCLI", "PrimaDiagnose", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaModels", "PrimaTokenizers",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-diagnose"),
         // Measures the int8 kernels against OpenBLAS sgemm (Docs/benchmarks.md); depends on nothing heavier.
@@ -95,7 +97,7 @@ let package = Package(
         .testTarget(name: "PrimaJSONTests", dependencies: ["PrimaJSON"]),
         .testTarget(name: "PrimaTensorTests", dependencies: ["PrimaTensor", "PrimaKernels", "PrimaTestSupport"]),
         .testTarget(name: "PrimaSafetensorsTests", dependencies: ["PrimaSafetensors"]),
-        .testTarget(name: "PrimaCheckpointTests", dependencies: ["PrimaCheckpoint"]),
+        .testTarget(name: "PrimaCheckpointTests", dependencies: ["PrimaCheckpoint", "PrimaIO"]),
         .testTarget(
             name: "PrimaConvertTests",
             dependencies: ["PrimaConvert", "PrimaSafetensors", "PrimaCheckpoint", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
@@ -113,6 +115,11 @@ let package = Package(
         .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport"]),
+        // File-system behaviour of every tool: inputs that are not regular files, outputs that alias inputs,
+        // temporaries under signals, SIGKILL and concurrent runs.
+        .testTarget(
+            name: "PrimaIOTests",
+            dependencies: ["PrimaIO", "PrimaJSON", "PrimaTestSupport", "prima-convert", "prima-quantize", "prima-verify", "prima-diagnose"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,11 +1,14 @@
 import ArgumentParser
 import Foundation
 import PrimaCheckpoint
+import PrimaIO
 
 /// An error that carries the process exit status a tool should end with (2: bad input or usage, 1: failed job).
 public protocol ToolFailure: Error, CustomStringConvertible {
     var exitCode: Int32 { get }
 }
+
+extension FileError: ToolFailure {}
 
 /// The common `main` of the prima tools: parse, run, print any error as one line `TOOL: error: …` on stderr,
 /// and exit with the toolkit's status codes (0 success, 1 the job or check failed, 2 bad usage or bad input).
@@ -13,6 +16,7 @@ public protocol ToolFailure: Error, CustomStringConvertible {
 public enum ToolMain {
     public static func run<Command: ParsableCommand>(_ command: Command.Type, name: String) -> Never {
         TemporaryFiles.installSignalHandlers()
+        OutputTarget.warn = { printWarning(name, $0) }
         do {
             var parsed = try command.parseAsRoot()
             try parsed.run()

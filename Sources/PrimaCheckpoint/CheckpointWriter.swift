@@ -1,4 +1,5 @@
 import Foundation
+import PrimaIO
 import PrimaKernels
 import PrimaTensor
 
@@ -9,8 +10,9 @@ public struct CheckpointError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// Writes a PRIMA checkpoint to a temporary file beside the destination and renames it into place only on
-/// ``commit()``; if the writer is dropped uncommitted (an error was thrown), the temporary file is removed.
+/// Writes a PRIMA checkpoint under a temporary name beside the destination (``OutputTarget``: exclusive,
+/// unpredictable, removed on interruption) and renames it into place only on ``commit()``; if the writer is
+/// dropped uncommitted (an error was thrown), the temporary is removed.
 ///
 /// Usage: `let w = try CheckpointWriter(destination:overwrite:)`, add components with ``addComponent(_:)``,
 /// stream each tensor with ``ComponentWriter/beginTensor(name:dtype:shape:hfName:)``, then ``commit()``.
@@ -18,42 +20,28 @@ public final class CheckpointWriter {
     /// Where the checkpoint will be once committed.
     public let destination: String
     /// The temporary file being written.
-    public let temporaryPath: String
+    public var temporaryPath: String { target.temporaryPath }
+    private let target: OutputTarget
     let file: HDF5File
     /// A second, raw descriptor on the temporary file: tensor bytes are copied straight into their datasets'
     /// allocated space through it (HDF5 never caches raw data it did not read or write itself).
     let rawDescriptor: Int32
-    private var committed = false
 
-    /// Starts a checkpoint. Refuses an existing destination unless `overwrite` is true.
+    /// Starts a checkpoint. Refuses an existing destination unless `overwrite` is true, and always one that is
+    /// an input of this process (``OutputTarget``).
     public init(destination: String, overwrite: Bool) throws {
-        if FileManager.default.fileExists(atPath: destination) && !overwrite {
-            throw CheckpointError("\(destination): already exists (use --force to overwrite)")
-        }
-        let directory = (destination as NSString).deletingLastPathComponent
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory, isDirectory: &isDirectory),
-              isDirectory.boolValue else {
-            throw CheckpointError("\(destination): directory \(directory) does not exist")
-        }
         self.destination = destination
-        self.temporaryPath = destination + ".tmp-\(getpid())"
-        TemporaryFiles.register(temporaryPath)
-        do {
-            file = try HDF5File.create(path: temporaryPath)
-            let root = try file.root()
-            try root.setAttribute("format", string: CheckpointFormat.name)
-            try root.setAttribute("format_version", int: CheckpointFormat.version)
-            try root.setAttribute("tool", string: CheckpointFormat.tool)
-            try root.setAttribute("created", string: iso8601Now())
-        } catch {
-            TemporaryFiles.remove(temporaryPath)
-            throw error
-        }
-        rawDescriptor = Foundation.open(temporaryPath, O_WRONLY | O_CLOEXEC)
+        target = try OutputTarget(destination: destination, kind: .file, overwrite: overwrite)
+        // libhdf5 creates the file by path, inside the target's private 0700 directory.
+        file = try HDF5File.create(path: target.temporaryPath)
+        let root = try file.root()
+        try root.setAttribute("format", string: CheckpointFormat.name)
+        try root.setAttribute("format_version", int: CheckpointFormat.version)
+        try root.setAttribute("tool", string: CheckpointFormat.tool)
+        try root.setAttribute("created", string: iso8601Now())
+        rawDescriptor = Foundation.open(target.temporaryPath, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
         guard rawDescriptor >= 0 else {
-            TemporaryFiles.remove(temporaryPath)
-            throw CheckpointError("\(temporaryPath): cannot open for writing: \(String(cString: strerror(errno)))")
+            throw CheckpointError("\(target.temporaryPath): cannot open for writing: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -72,22 +60,15 @@ public final class CheckpointWriter {
     /// checkpoint (`prima-quantize`). Drop it before ``commit()``.
     public func rootGroup() throws -> HDF5Group { try file.root() }
 
-    /// Closes the file, syncs it to disk and renames it over the destination.
+    /// Closes the file, syncs it and renames it to the destination (refusing one that appeared meanwhile
+    /// unless `overwrite`).
     public func commit() throws {
         try file.close()
-        guard fsync(rawDescriptor) == 0 else {
-            throw CheckpointError("\(destination): cannot sync \(temporaryPath): \(String(cString: strerror(errno)))")
-        }
-        if rename(temporaryPath, destination) != 0 {
-            throw CheckpointError("\(destination): cannot rename \(temporaryPath) into place: \(String(cString: strerror(errno)))")
-        }
-        TemporaryFiles.unregister(temporaryPath)
-        committed = true
+        try target.commit()
     }
 
     deinit {
-        Foundation.close(rawDescriptor)
-        if !committed { TemporaryFiles.remove(temporaryPath) }
+        if rawDescriptor >= 0 { Foundation.close(rawDescriptor) }
     }
 }
 
@@ -227,45 +208,5 @@ public final class TensorWriter {
             throw CheckpointError("\(dataset.file.path): \(dataset.path): tensor incomplete (\(rowsWritten) of \(rowCount) rows)")
         }
         try dataset.setAttribute("crc32", int: Int(checksum ?? crc.value))
-    }
-}
-
-/// Temporary files to remove if the process is interrupted (SIGINT/SIGTERM) or a writer fails.
-public enum TemporaryFiles {
-    nonisolated(unsafe) private static var paths = Set<String>()
-    private static let lock = NSLock()
-
-    /// Remembers `path` for removal on interruption.
-    public static func register(_ path: String) {
-        lock.lock(); defer { lock.unlock() }
-        paths.insert(path)
-    }
-
-    /// Forgets `path` (renamed into place, or removed).
-    public static func unregister(_ path: String) {
-        lock.lock(); defer { lock.unlock() }
-        paths.remove(path)
-    }
-
-    /// Removes `path` (a temporary file) and forgets it.
-    public static func remove(_ path: String) {
-        unregister(path)
-        unlink(path)
-    }
-
-    /// Removes every registered temporary file. Async-signal tolerant enough for a dying process: it takes no
-    /// lock that a signal could interrupt in a way that matters, because the process exits right after.
-    public static func removeAll() {
-        for path in paths { unlink(path) }
-    }
-
-    /// Installs SIGINT and SIGTERM handlers that remove temporary files and exit with status 130/143.
-    public static func installSignalHandlers() {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig) { received in
-                TemporaryFiles.removeAll()
-                _exit(128 + received)
-            }
-        }
     }
 }

@@ -1,5 +1,6 @@
 import CHDF5
 import Foundation
+import PrimaIO
 import PrimaTensor
 
 // The toolkit's only door to libhdf5. Debian's HDF5 is the serial, non-thread-safe build, so every call
@@ -144,9 +145,8 @@ public final class HDF5File: @unchecked Sendable {
     /// Opens an existing file read-only (or read-write). A file that is not HDF5 or is truncated throws.
     public static func open(path: String, writable: Bool = false) throws -> HDF5File {
         try HDF5.locked {
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw HDF5Error(file: path, message: "no such file")
-            }
+            // Only a regular file (a FIFO, device or directory gets a one-line message, never a hang).
+            try InputFile.check(path)
             if H5Fis_hdf5(path) <= 0 {
                 H5Eclear2(prima_H5E_DEFAULT())
                 throw HDF5Error(file: path, message: "not an HDF5 file")

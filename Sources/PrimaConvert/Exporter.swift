@@ -1,6 +1,7 @@
 import Foundation
 import PrimaCLI
 import PrimaCheckpoint
+import PrimaIO
 import PrimaJSON
 import PrimaModels
 import PrimaQuantize
@@ -11,7 +12,8 @@ import PrimaTensor
 /// tokenizer, preprocessing) and the tensors under their source names, bit-identical to what was imported,
 /// as model.safetensors or shards with an index above `maxShardBytes`.
 ///
-/// The directory is assembled under a temporary name beside the destination and renamed into place at the end.
+/// The directory is assembled in an ``OutputTarget`` staging directory beside the destination (removed on
+/// failure or interruption) and renamed into place at the end; the destination may not hold the checkpoint.
 ///
 /// An int8-quantised component (§7) has no bit-identical safetensors form: it is refused unless `dequantize`
 /// is set, and then each quantised tensor is written under its source name as ŵ = Float(q) · s converted to its
@@ -83,9 +85,8 @@ public enum Exporter {
             throw ConvertError.input("\(path): \(role.rawValue): two tensors would be written as \(output.hfName)")
         }
 
-        let staging = try prepareStaging(output: output, overwrite: overwrite)
-        var committed = false
-        defer { if !committed { try? FileManager.default.removeItem(atPath: staging) } }
+        let target = try OutputTarget(destination: output, kind: .directory, overwrite: overwrite)
+        let staging = target.temporaryPath
 
         try classify(asInput: false) {
             for name in try component.fileNames() {
@@ -136,8 +137,7 @@ public enum Exporter {
             }
         }
         progress.finish()
-        try install(staging: staging, output: output)
-        committed = true
+        try target.commit()
         return Summary(directory: output, tensorCount: outputs.count, bytes: outputs.reduce(0) { $0 + $1.record.byteCount },
                        shardCount: plan.shards.count, seconds: Date().timeIntervalSince(start))
     }
@@ -145,17 +145,14 @@ public enum Exporter {
     /// The checkpoint file opened a second time, read-only, for kernel copies out of its datasets.
     private final class CheckpointSource {
         let path: String
-        let descriptor: Int32
-        let size: Int
+        let file: InputFile
+        var descriptor: Int32 { file.descriptor }
+        var size: Int { file.size }
 
         init(path: String) throws {
             self.path = path
-            descriptor = open(path, O_RDONLY | O_CLOEXEC)
-            guard descriptor >= 0 else { throw ConvertError.input("\(path): cannot open: \(String(cString: strerror(errno)))") }
-            size = Int(lseek(descriptor, 0, SEEK_END))
+            file = try InputFile(path)
         }
-
-        deinit { close(descriptor) }
 
         /// Where `record`'s bytes start in the file; nil if the dataset has no contiguous storage. Throws if
         /// the recorded storage does not lie inside the file (a damaged checkpoint).
@@ -179,43 +176,6 @@ public enum Exporter {
                 throw ConvertError.input("\(component.checkpoint.path): \(component.name): malformed tied entry \(item.serialized())")
             }
             return TiedRecord(name: name, target: target, hfName: object["hf_name"]?.string)
-        }
-    }
-
-    /// A fresh staging directory beside `output`, after checking that `output` may be written.
-    private static func prepareStaging(output: String, overwrite: Bool) throws -> String {
-        let manager = FileManager.default
-        var isDirectory: ObjCBool = false
-        if manager.fileExists(atPath: output, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw ConvertError.input("\(output): exists and is not a directory") }
-            let contents = (try? manager.contentsOfDirectory(atPath: output)) ?? []
-            if !contents.isEmpty && !overwrite {
-                throw ConvertError.input("\(output): directory is not empty (use --force to replace it)")
-            }
-        }
-        let staging = output + ".tmp-\(getpid())"
-        try? manager.removeItem(atPath: staging)
-        do {
-            try manager.createDirectory(atPath: staging, withIntermediateDirectories: false)
-        } catch {
-            throw ConvertError.failed("\(staging): cannot create directory: \(error.localizedDescription)")
-        }
-        return staging
-    }
-
-    /// Moves the staging directory to `output`, replacing an existing one.
-    private static func install(staging: String, output: String) throws {
-        let manager = FileManager.default
-        if manager.fileExists(atPath: output) {
-            let old = output + ".old-\(getpid())"
-            guard rename(output, old) == 0 else { throw ConvertError.failed("\(output): cannot replace: \(String(cString: strerror(errno)))") }
-            guard rename(staging, output) == 0 else {
-                _ = rename(old, output)
-                throw ConvertError.failed("\(output): cannot move the export into place: \(String(cString: strerror(errno)))")
-            }
-            try? manager.removeItem(atPath: old)
-        } else if rename(staging, output) != 0 {
-            throw ConvertError.failed("\(output): cannot move the export into place: \(String(cString: strerror(errno)))")
         }
     }
 }

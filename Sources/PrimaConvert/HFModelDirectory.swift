@@ -1,5 +1,6 @@
 import Foundation
 import PrimaCheckpoint
+import PrimaIO
 import PrimaJSON
 import PrimaModels
 import PrimaSafetensors
@@ -23,21 +24,17 @@ func classify<R>(asInput: Bool, _ body: () throws -> R) throws -> R {
         return try body()
     } catch let error as ConvertError {
         throw error
+    } catch let error as FileError {
+        throw error.isInput ? ConvertError.input(error.description) : ConvertError.failed(error.description)
     } catch {
         let message = String(describing: error)
         throw asInput ? ConvertError.input(message) : ConvertError.failed(message)
     }
 }
 
-/// Reads a file of at most `limit` bytes, or throws naming it.
+/// Reads a regular file of at most `limit` bytes, or throws naming it.
 func readSmallFile(_ path: String, limit: Int) throws -> [UInt8] {
-    guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-          let size = (attributes[.size] as? NSNumber)?.intValue else {
-        throw ConvertError.input("\(path): cannot read file")
-    }
-    guard size <= limit else { throw ConvertError.input("\(path): file of \(size) bytes exceeds the \(limit)-byte limit") }
-    guard let data = FileManager.default.contents(atPath: path) else { throw ConvertError.input("\(path): cannot read file") }
-    return [UInt8](data)
+    do { return try InputFile.read(path, limit: limit) } catch { throw ConvertError.input(error.description) }
 }
 
 /// A Hugging Face model directory as the importer sees it: config, architecture, weights and auxiliary files.

@@ -60,9 +60,6 @@ public enum Importer {
         }
         let assembly = try prima.map { options in try classify(asInput: true) { try PrimaAssembly(plans: plans, options: options) } }
 
-        if FileManager.default.fileExists(atPath: output) && !overwrite {
-            throw ConvertError.input("\(output): already exists (use --force to overwrite)")
-        }
         let writer = try classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
         let progress = Progress(label: "import", total: plans.reduce(0) { $0 + $1.sourceBytes }, enabled: showProgress)
         var summaries: [ImportSummary.Component] = []

@@ -1,4 +1,5 @@
 import Foundation
+import PrimaIO
 import PrimaMetadata
 
 /// A PAD-UFES-20-style folder of cases: `metadata.csv` at the top, and image files anywhere below it
@@ -48,6 +49,10 @@ public struct CaseFolder: Sendable {
     /// Reads `folder/metadata.csv` against `schema`, finds each row's image, and checks each label against
     /// `classCodes` (the checkpoint's classes). Throws the errors listed on ``CaseFolder``.
     public init(folder: String, classCodes: [String], schema: MetadataSchema = .padUfes20) throws(DiagnoseError) {
+        var status = stat()
+        if stat(folder, &status) != 0 && errno == ELOOP {
+            throw DiagnoseError("\(folder): too many levels of symbolic links (a symbolic link loop?)")
+        }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) else {
             throw DiagnoseError("\(folder): no such folder")
@@ -57,6 +62,8 @@ public struct CaseFolder: Sendable {
         guard FileManager.default.fileExists(atPath: csvPath) else {
             throw DiagnoseError("\(csvPath): not found (a case folder holds metadata.csv and the images)")
         }
+        // Only a regular file: a FIFO or a device (/dev/zero) would hang or never end.
+        do { try InputFile.check(csvPath) } catch { throw DiagnoseError(error.description) }
         let table: MetadataTable
         do {
             table = try MetadataTable(csvPath: csvPath, schema: schema)

@@ -1,5 +1,6 @@
 import CPNG
 import Foundation
+import PrimaIO
 import PrimaPNG
 
 /// An image file that could not be read or decoded. The description is one line that starts with the file.
@@ -69,11 +70,10 @@ public enum PNGDecoder {
     public static func decodeWithInfo(contentsOf path: String, limits: ImageLimits = .standard)
         throws(ImageError) -> (image: RGBImage, info: PNGHeaderInfo)
     {
+        // Only a regular file: a FIFO, device or directory is refused with a message saying what it is.
         let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        } catch {
-            throw ImageError(file: path, reason: "cannot read the file (\(Self.readFailure(error)))")
+        do { data = Data(try InputFile.read(path)) } catch {
+            throw ImageError(file: path, reason: "cannot read the file (\(error.reason(about: path)))")
         }
         // Data.withUnsafeBytes rethrows untyped errors: carry the typed one out in a Result.
         let result = data.withUnsafeBytes { bytes in
@@ -117,18 +117,5 @@ public enum PNGDecoder {
         let info = PNGHeaderInfo(colorType: Int(decoded.color_type), bitDepth: Int(decoded.bit_depth),
                                  interlaced: decoded.interlaced != 0)
         return (RGBImage(width: width, height: height, samples: samples), info)
-    }
-
-    private static func readFailure(_ error: any Error) -> String {
-        let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain,
-           let code = POSIXErrorCode(rawValue: Int32(underlying.code))
-        {
-            return String(cString: strerror(code.rawValue))
-        }
-        if nsError.domain == NSCocoaErrorDomain && nsError.code == NSFileReadNoSuchFileError {
-            return "no such file"
-        }
-        return nsError.localizedDescription
     }
 }

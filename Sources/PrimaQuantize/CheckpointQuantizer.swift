@@ -1,5 +1,6 @@
 import Foundation
 import PrimaCheckpoint
+import PrimaIO
 import PrimaJSON
 import PrimaTensor
 
@@ -55,17 +56,11 @@ public enum CheckpointQuantizer {
     public static func run(input: String, output: String, options: Options, overwrite: Bool,
                            report: (TensorReport) -> Void) throws -> Summary {
         let start = Date()
-        if (input as NSString).standardizingPath == (output as NSString).standardizingPath {
-            throw QuantizeError.input("\(output): the output must differ from the input")
-        }
         let checkpoint = try classify(asInput: true) { try Checkpoint(path: input) }
         // Plan everything (and refuse bad input) before creating the output.
         var plans: [ComponentPlan] = []
         for role in try classify(asInput: true, { try checkpointOrder(checkpoint) }) {
             plans.append(try classify(asInput: true) { try ComponentPlan(try checkpoint.component(role), options: options) })
-        }
-        if FileManager.default.fileExists(atPath: output) && !overwrite {
-            throw QuantizeError.input("\(output): already exists (use --force to overwrite)")
         }
 
         let writer = try classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
@@ -296,6 +291,8 @@ func classify<R>(asInput: Bool, _ body: () throws -> R) throws -> R {
         return try body()
     } catch let error as QuantizeError {
         throw error
+    } catch let error as FileError {
+        throw error.isInput ? QuantizeError.input(error.description) : QuantizeError.failed(error.description)
     } catch {
         let message = String(describing: error)
         throw asInput ? QuantizeError.input(message) : QuantizeError.failed(message)

@@ -1,3 +1,4 @@
+import PrimaIO
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -40,7 +41,10 @@ final class FileDescriptor: Sendable {
     func regularFileSize() throws(SafetensorsError) -> Int {
         var status = stat()
         guard fstat(descriptor, &status) == 0 else { throw SafetensorsError(path: path, "cannot stat: \(lastSystemError())") }
-        guard (status.st_mode & S_IFMT) == S_IFREG else { throw SafetensorsError(path: path, "not a regular file") }
+        if let kind = InputFile.nonRegularKind(status.st_mode) {
+            throw SafetensorsError(path: path, "is \(kind), not a regular file")
+        }
+        OpenedInputs.record(descriptor: descriptor, path: path)
         return Int(status.st_size)
     }
 

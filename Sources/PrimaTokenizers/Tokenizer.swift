@@ -1,4 +1,5 @@
 import Foundation
+import PrimaIO
 
 /// A Hugging Face tokenizer read from its tokenizer.json, giving the ids the Python `tokenizers` library gives.
 ///
@@ -29,14 +30,9 @@ public struct Tokenizer: Sendable {
 
     /// Reads a tokenizer.json file.
     public init(contentsOfFile path: String) throws {
+        // Only a regular file: a FIFO, device or directory is refused with a message saying what it is.
         let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? "\(error.localizedDescription)"
-                : "no such file"
-            throw TokenizerError.cannotRead(path, reason)
-        }
+        do { data = Data(try InputFile.read(path)) } catch { throw TokenizerError.cannotRead(path, error.reason(about: path)) }
         try self.init(jsonData: data, source: path)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import PrimaCheckpoint
+import PrimaIO
 import PrimaModels
 import PrimaTensor
 
@@ -208,19 +209,22 @@ public struct Trace: Sendable {
         return (0..<dataset.shape[0]).map { row in values[(row * columns)..<((row + 1) * columns)].map { Int($0) } }
     }
 
-    /// Writes this trace to `path` (temporary file, renamed into place) as a non-PyTorch writer.
-    public func write(to path: String, source: String) throws {
-        let temporary = path + ".tmp-\(getpid())"
-        defer { unlink(temporary) }
+    /// Writes this trace to `path` as a non-PyTorch writer, through an ``OutputTarget`` (temporary file beside
+    /// it, renamed into place when complete). Refuses an existing `path` unless `overwrite`, and always an input
+    /// of this run (the checkpoint, the trace read).
+    public func write(to path: String, source: String, overwrite: Bool = false) throws {
         do {
-            let file = try HDF5File.create(path: temporary)
-            try writeContents(into: file.root(), source: source)
-            try file.close()
-        } catch {
-            throw VerifyError.failed("\(path): cannot write trace: \(error)")
-        }
-        guard rename(temporary, path) == 0 else {
-            throw VerifyError.failed("\(path): cannot rename the trace into place: \(String(cString: strerror(errno)))")
+            let target = try OutputTarget(destination: path, kind: .file, overwrite: overwrite)
+            do {
+                let file = try HDF5File.create(path: target.temporaryPath)
+                try writeContents(into: file.root(), source: source)
+                try file.close()
+            } catch {
+                throw VerifyError.failed("\(path): cannot write trace: \(error)")
+            }
+            try target.commit()
+        } catch let error as FileError {
+            throw VerifyError(description: error.description, exitCode: error.exitCode)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import PrimaIO
 import PrimaTensor
 import Testing
 @testable import PrimaCheckpoint
@@ -56,7 +57,7 @@ func temporaryDirectory() -> String {
         let directory = temporaryDirectory()
         let path = directory + "/sample.h5"
         let expected = try writeSample(to: path)
-        #expect(!FileManager.default.fileExists(atPath: path + ".tmp-\(getpid())"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["sample.h5"])  // no temporary left
         let checkpoint = try Checkpoint(path: path)
         #expect(checkpoint.formatVersion == 1)
         #expect(checkpoint.roles == [.decoder])
@@ -81,7 +82,9 @@ func temporaryDirectory() -> String {
     @Test func refusesToOverwriteWithoutForce() throws {
         let path = temporaryDirectory() + "/a.h5"
         _ = try writeSample(to: path)
-        #expect(throws: CheckpointError.self) { _ = try CheckpointWriter(destination: path, overwrite: false) }
+        #expect(throws: FileError.input(path + ": already exists (use --force to overwrite)")) {
+            _ = try CheckpointWriter(destination: path, overwrite: false)
+        }
     }
 
     @Test func abandonedWriterLeavesNothing() throws {

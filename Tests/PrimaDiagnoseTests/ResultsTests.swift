@@ -143,17 +143,19 @@ let sampleResults = BatchResults(classCodes: threeClasses, cases: [
         let folder = try makeFolder([:])
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let path = folder + "/absent/summary.json"
-        expectError(path + ": cannot create " + path + ".tmp-", "No such file or directory") {
+        expectError(path + ": directory " + folder + "/absent does not exist") {
             try OutputFile.write("{}\n", to: path, overwrite: false)
         }
     }
 
-    /// A failed write leaves neither the destination nor the temporary file behind.
-    @Test func failedRenameLeavesNoTemporary() throws {
+    /// A directory in the way is refused before anything is written, and nothing is left behind.
+    @Test func directoryInTheWayLeavesNoTemporary() throws {
         let folder = try makeFolder(["results.json/inside": ""])
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let path = folder + "/results.json"
-        expectError(path + ": cannot rename " + path + ".tmp-") { try OutputFile.write("{}\n", to: path, overwrite: true) }
+        expectError(path + ": exists and is a directory; the output must be a regular file") {
+            try OutputFile.write("{}\n", to: path, overwrite: true)
+        }
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["results.json"])
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PrimaCLI
+import PrimaIO
 import PrimaCheckpoint
 import PrimaConvert
 import PrimaMetadata
@@ -102,9 +103,9 @@ struct Import: ParsableCommand {
         }
         let prima = try labels.map { labels in
             let schema = try metadataSchema.map { path in
-                do { return try MetadataSchema(jsonText: try String(contentsOfFile: path, encoding: .utf8), source: path) }
+                do { return try MetadataSchema(jsonText: try InputFile.readText(path), source: path) }
                 catch let error as MetadataError { throw ConvertError.input(error.description) }
-                catch { throw ConvertError.input("\(path): cannot read: \(error.localizedDescription)") }
+                catch { throw ConvertError.input("\(error)") }
             } ?? .padUfes20
             return PrimaAssemblyOptions(labels: try PrimaAssemblyOptions.parseLabels(labels), headsFile: heads, prompt: prompt,
                                         answerPrefix: answerPrefix, schema: schema, initSeed: initSeed)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PrimaCLI
 import PrimaDiagnose
+import PrimaIO
 import PrimaJSON
 import PrimaMetadata
 import PrimaModels
@@ -99,8 +100,13 @@ struct PrimaDiagnoseCommand: ParsableCommand {
         let diagnoser = try Diagnoser(checkpoint: checkpoint)
         let codes = diagnoser.labels.map(\.code)
         let cases = try CaseFolder(folder: folder, classCodes: codes, schema: diagnoser.schema)
-        for path in [output, summary].compactMap({ $0 }) where !force && FileManager.default.fileExists(atPath: path) {
-            throw DiagnoseError.input("\(path): already exists (use --force to overwrite)")
+        // Refuse the outputs before the run: existing without --force, and always an input (checkpoint, metadata.csv).
+        for path in [output, summary].compactMap({ $0 }) {
+            do { try OutputTarget.check(destination: path, kind: .file, overwrite: force) } catch { throw DiagnoseError(error.description) }
+        }
+        if let output, let summary, FileIdentity(path: output).map({ $0 == FileIdentity(path: summary) })
+            ?? ((output as NSString).standardizingPath == (summary as NSString).standardizingPath) {
+            throw DiagnoseError.input("\(summary): -o and --summary name the same file")
         }
         if !diagnoser.headsTrained {
             ToolMain.printWarning("prima-diagnose", "\(checkpoint): the PRIMA heads are untrained (seeded initialisation); the predictions mean nothing")
@@ -141,9 +147,7 @@ struct PrimaDiagnoseCommand: ParsableCommand {
 /// Reads a patient record (one JSON object) and checks it against the checkpoint's schema.
 func readRecord(_ path: String, schema: MetadataSchema) throws -> MetadataRecord {
     let text: String
-    do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-        throw DiagnoseError.input("\(path): cannot read as UTF-8 text")
-    }
+    do { text = try InputFile.readText(path) } catch { throw DiagnoseError.input(error.description) }
     do { return try schema.record(jsonText: text, source: path) } catch { throw DiagnoseError.input(error.description) }
 }
 
