@@ -49,12 +49,12 @@ let package = Package(
         // libpng behind a C shim that keeps its setjmp/longjmp error handling out of Swift frames.
         .target(name: "PrimaPNG", dependencies: ["CPNG"]),
         .target(name: "PrimaImage", dependencies: ["CPNG", "PrimaIO", "PrimaPNG", "PrimaTensor"]),
-        .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint", "PrimaQuantize"]),
-        .target(name: "PrimaQuantize", dependencies: ["PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
+        .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
+        .target(name: "PrimaQuantize", dependencies: ["PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaCheckpoint", "PrimaModels"]),
         .target(
             name: "PrimaConvert",
             dependencies: [
-                "PrimaCLI", "PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels", "PrimaQuantize",
+                "PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaSafetensors", "PrimaCheckpoint", "PrimaModels", "PrimaQuantize",
                 "PrimaTokenizers", "PrimaMetadata", .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
@@ -80,7 +80,7 @@ let package = Package(
             path: "Sources/Tools/prima-convert"),
         .executableTarget(
             name: "prima-quantize",
-            dependencies: ["PrimaCLI", "PrimaConvert", "PrimaQuantize", "PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["PrimaCLI", "PrimaIO", "PrimaQuantize", "PrimaCheckpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-quantize"),
         .executableTarget(
             name: "prima-diagnose",

@@ -1,10 +1,8 @@
 import Foundation
-import PrimaCLI
 import PrimaCheckpoint
 import PrimaIO
 import PrimaJSON
 import PrimaModels
-import PrimaQuantize
 import PrimaSafetensors
 import PrimaTensor
 
@@ -34,7 +32,7 @@ public enum Exporter {
         let start = Date()
         let checkpoint = try classify(asInput: true) { try Checkpoint(path: path) }
         let component = try classify(asInput: true) { try checkpoint.component(role) }
-        try StoredValidation.validate(checkpoint, roles: [role], heads: false)
+        try classify(asInput: true) { try StoredValidation.validate(checkpoint, roles: [role], heads: false) }
         var records = try classify(asInput: true) { try component.tensorRecords() }
         // Quantised tensors (§7) by stored name; their scales are not exported.
         var quantized: [String: QuantizedTensorInfo] = [:]

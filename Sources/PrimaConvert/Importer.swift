@@ -1,7 +1,7 @@
 import Crypto
 import Dispatch
 import Foundation
-import PrimaCLI
+import PrimaIO
 import PrimaCheckpoint
 import PrimaJSON
 import PrimaModels
@@ -72,7 +72,7 @@ public enum Importer {
         return ImportSummary(output: output, components: summaries, seconds: Date().timeIntervalSince(start))
     }
 
-    private static func write(_ plan: ImportPlan, into writer: CheckpointWriter, progress: PrimaCLI.Progress,
+    private static func write(_ plan: ImportPlan, into writer: CheckpointWriter, progress: PrimaIO.Progress,
                               warn: (String) -> Void) throws -> ImportSummary.Component {
         let source = plan.source
         var tensorCount = 0, parameterCount = 0, storedBytes = 0
@@ -189,7 +189,7 @@ public enum Importer {
     /// datasets (the two halves take about the same time). `onTensor` is called once per planned tensor. A tensor
     /// holding NaN or Inf is stored as it is (import keeps the source's bytes), with a warning and its count in
     /// the `non_finite` attribute (Formats/prima-checkpoint.md §5.1).
-    private static func stream(file: SafetensorsFile, plan: ImportPlan, component: ComponentWriter, progress: PrimaCLI.Progress,
+    private static func stream(file: SafetensorsFile, plan: ImportPlan, component: ComponentWriter, progress: PrimaIO.Progress,
                                warn: (String) -> Void, onTensor: (TensorAction, SafetensorsEntry) -> Void) throws -> SHA256.Digest {
         let planned = plan.tensors.filter { $0.file === file }.sorted { $0.entry.begin < $1.entry.begin }
         // Stored tensors in file order, with their absolute byte ranges and writers (datasets created in order).

@@ -1,8 +1,7 @@
 import Foundation
-import PrimaCLI
+import PrimaIO
 import PrimaCheckpoint
 import PrimaJSON
-import PrimaQuantize
 import PrimaTensor
 
 /// Describes a checkpoint: root attributes, then per component its attributes, config, files and tensors.

@@ -1,6 +1,5 @@
 import PrimaCheckpoint
 import PrimaJSON
-import PrimaQuantize
 import PrimaTensor
 
 /// A runtime failure that names the component and tensor (missing weight, bad input shape, …).

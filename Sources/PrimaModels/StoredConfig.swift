@@ -1,6 +1,5 @@
 import PrimaCheckpoint
 import PrimaJSON
-import PrimaQuantize
 import PrimaTensor
 
 /// A stored component whose configuration or tensors contradict each other or the format: one line naming the

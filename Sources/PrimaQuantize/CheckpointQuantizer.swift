@@ -1,5 +1,6 @@
 import Foundation
 import PrimaCheckpoint
+import PrimaModels
 import PrimaIO
 import PrimaJSON
 import PrimaTensor
@@ -57,6 +58,9 @@ public enum CheckpointQuantizer {
                            report: (TensorReport) -> Void) throws -> Summary {
         let start = Date()
         let checkpoint = try classify(asInput: true) { try Checkpoint(path: input) }
+        // Each component's configuration and every tensor's shape and dtype first, as every tool does before reading
+        // weights. The /prima heads are copied byte for byte, never read, so they are not loaded here.
+        try classify(asInput: true) { try StoredValidation.validate(checkpoint, heads: false) }
         // Plan everything (and refuse bad input) before creating the output.
         var plans: [ComponentPlan] = []
         for role in try classify(asInput: true, { try checkpointOrder(checkpoint) }) {
@@ -218,8 +222,8 @@ public enum CheckpointQuantizer {
             Int8Reference.quantize(rows: n, columns: columns, scheme: scheme, weights: UnsafeBufferPointer(weights),
                                    q: qBlock, scales: sBlock)
             let back = UnsafeMutableBufferPointer(rebasing: scratch.dequantized[0..<count])
-            Int8Reference.dequantize(rows: n, columns: columns, scheme: scheme, q: UnsafeBufferPointer(qBlock),
-                                     scales: UnsafeBufferPointer(sBlock), into: back)
+            scheme.dequantize(rows: n, columns: columns, q: UnsafeBufferPointer(qBlock), scales: UnsafeBufferPointer(sBlock),
+                              into: back)
             sqnr.add(original: UnsafeBufferPointer(weights), dequantized: UnsafeBufferPointer(back))
             try classify(asInput: false) {
                 try values.append(UnsafeRawBufferPointer(qBlock))

@@ -1,53 +1,6 @@
 import Foundation
+import PrimaCheckpoint
 import PrimaTensor
-
-/// The two int8 weight schemes of Formats/prima-checkpoint.md §7.
-///
-/// A weight is a row-major matrix [N, K] (PyTorch's Linear layout: N output rows of K inputs). A group is the
-/// set of weights that share one scale: a whole row (per-channel) or 32 consecutive inputs of a row (block32;
-/// the last block of a row holds K mod 32 inputs when 32 does not divide K).
-public enum Int8Scheme: String, Sendable, CaseIterable {
-    case perChannel = "int8-per-channel"
-    case block32 = "int8-block32"
-
-    /// The spelling on the command line (`--scheme per-channel|block32`).
-    public var optionName: String {
-        switch self {
-        case .perChannel: "per-channel"
-        case .block32: "block32"
-        }
-    }
-
-    /// The scheme for a command-line spelling, nil if unknown.
-    public init?(optionName: String) {
-        guard let match = Int8Scheme.allCases.first(where: { $0.optionName == optionName }) else { return nil }
-        self = match
-    }
-
-    /// Inputs per group for rows of `columns` inputs: the `quant_block_size` attribute (K or 32).
-    public func blockSize(columns: Int) -> Int {
-        switch self {
-        case .perChannel: columns
-        case .block32: 32
-        }
-    }
-
-    /// Scales per row: 1, or ceil(K/32).
-    public func scalesPerRow(columns: Int) -> Int {
-        switch self {
-        case .perChannel: 1
-        case .block32: (columns + 31) / 32
-        }
-    }
-
-    /// The shape of the `.scales` dataset: [N] or [N, ceil(K/32)].
-    public func scalesShape(rows: Int, columns: Int) -> [Int] {
-        switch self {
-        case .perChannel: [rows]
-        case .block32: [rows, scalesPerRow(columns: columns)]
-        }
-    }
-}
 
 /// The scalar reference int8 quantiser of §7, bit-exact: the definition that faster kernels and other readers
 /// are tested against. Plain loops on purpose.
@@ -106,22 +59,6 @@ public enum Int8Reference {
         }
     }
 
-    /// Dequantises: ŵ = Float(q) · s of each element's group.
-    @inlinable
-    public static func dequantize(rows: Int, columns: Int, scheme: Int8Scheme, q: UnsafeBufferPointer<Int8>,
-                                  scales: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) {
-        let block = Swift.max(scheme.blockSize(columns: columns), 1)
-        let perRow = scheme.scalesPerRow(columns: columns)
-        precondition(q.count == rows * columns && output.count == rows * columns && scales.count == rows * perRow,
-                     "buffer sizes do not match [\(rows), \(columns)]")
-        for row in 0..<rows {
-            for column in 0..<columns {
-                let index = row * columns + column
-                output[index] = Float(q[index]) * scales[row * perRow + column / block]
-            }
-        }
-    }
-
     /// Quantises a [rows, columns] float32 matrix (array form, for tests and small tensors).
     public static func quantize(_ weights: [Float], rows: Int, columns: Int, scheme: Int8Scheme) -> Int8Matrix {
         var q = [Int8](repeating: 0, count: rows * columns)
@@ -163,7 +100,7 @@ public struct Int8Matrix: Sendable, Equatable {
         q.withUnsafeBufferPointer { q in
             scales.withUnsafeBufferPointer { s in
                 output.withUnsafeMutableBufferPointer { o in
-                    Int8Reference.dequantize(rows: rows, columns: columns, scheme: scheme, q: q, scales: s, into: o)
+                    scheme.dequantize(rows: rows, columns: columns, q: q, scales: s, into: o)
                 }
             }
         }
@@ -204,41 +141,4 @@ public struct SQNR: Sendable {
     /// The ratio in dB; +inf when the quantisation is exact (no noise), which includes an all-zero tensor
     /// (Σw² = Σ(w − ŵ)² = 0: every scale is 0 and ŵ = w = 0).
     public var decibels: Double { noise == 0 ? .infinity : 10 * log10(signal / noise) }
-}
-
-/// Exact conversions between stored weight bytes and float32, for the three weight dtypes.
-public enum WeightConversion {
-    /// Widens raw little-endian f32/f16/bf16 bytes to float32 (exact). Other dtypes are a programming error.
-    public static func widen(_ bytes: UnsafeRawBufferPointer, dtype: DType, into output: UnsafeMutableBufferPointer<Float>) {
-        precondition(dtype.isWeightFloat, "widen: \(dtype.rawValue) is not a weight dtype")
-        precondition(bytes.count == output.count * dtype.byteSize, "widen: byte count does not match")
-        switch dtype {
-        case .f32:
-            for i in 0..<output.count { output[i] = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
-        case .f16:
-            for i in 0..<output.count { output[i] = HalfPrecision.f16ToFloat(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-        default:
-            for i in 0..<output.count { output[i] = HalfPrecision.bf16ToFloat(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-        }
-    }
-
-    /// Narrows float32 values to raw little-endian bytes of `dtype` (f32 exact; f16 and bf16 round to nearest,
-    /// ties to even).
-    public static func narrow(_ values: UnsafeBufferPointer<Float>, to dtype: DType, into bytes: UnsafeMutableRawBufferPointer) {
-        precondition(dtype.isWeightFloat, "narrow: \(dtype.rawValue) is not a weight dtype")
-        precondition(bytes.count == values.count * dtype.byteSize, "narrow: byte count does not match")
-        switch dtype {
-        case .f32:
-            for i in 0..<values.count { bytes.storeBytes(of: values[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
-        case .f16:
-            for i in 0..<values.count { bytes.storeBytes(of: HalfPrecision.floatToF16(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
-        default:
-            for i in 0..<values.count { bytes.storeBytes(of: HalfPrecision.floatToBF16(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
-        }
-    }
-
-    /// Index of the first NaN or Inf among `values`, nil if all are finite.
-    public static func firstNonFinite(_ values: UnsafeBufferPointer<Float>) -> Int? {
-        values.firstIndex { !$0.isFinite }
-    }
 }

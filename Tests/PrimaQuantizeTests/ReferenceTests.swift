@@ -1,3 +1,4 @@
+import PrimaCheckpoint
 import Foundation
 import PrimaQuantize
 import PrimaTensor

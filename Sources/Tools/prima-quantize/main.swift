@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import PrimaCLI
+import PrimaIO
 import PrimaCheckpoint
-import PrimaConvert
 import PrimaQuantize
 
 /// `prima-quantize`: int8 weight quantisation of a PRIMA checkpoint (Formats/prima-checkpoint.md §7).
@@ -59,9 +59,6 @@ struct PrimaQuantizeCommand: ParsableCommand {
     func run() throws {
         let rules = try KeepFloatRules(userPatterns: keepFloat, quantizeEmbeddings: quantizeEmbeddings, quantizeHeads: quantizeHeads)
         let options = CheckpointQuantizer.Options(scheme: Int8Scheme(optionName: scheme)!, rules: rules)
-        // Each component's configuration and every tensor's shape and dtype first, as every tool does before
-        // reading weights. The /prima heads are copied byte for byte, never read, so they are not loaded here.
-        try StoredValidation.validate(path: input, heads: false)
         let summary = try CheckpointQuantizer.run(input: input, output: output, options: options, overwrite: force) { tensor in
             let shape = "[" + tensor.shape.map(String.init).joined(separator: ", ") + "]"
             let name = "\(tensor.component)/\(tensor.name)"
@@ -78,8 +75,6 @@ struct PrimaQuantizeCommand: ParsableCommand {
                      Double(summary.fileBytesAfter) / Double(max(summary.fileBytesBefore, 1))))
         print(String(format: "wrote %@ in %.2f s", summary.output, summary.seconds))
     }
-
 }
 
 extension QuantizeError: ToolFailure {}
-extension ConvertError: ToolFailure {}

@@ -1,18 +1,72 @@
 import Foundation
-import PrimaCheckpoint
 import PrimaTensor
 
-/// A failure of a quantisation job, as one line for the user, with the exit status it maps to
-/// (2: bad input or usage, 1: the job failed while writing).
-public struct QuantizeError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    /// Process exit status: 2 for bad input, 1 for a failed job.
-    public let exitCode: Int32
+// The int8 layout of Formats/prima-checkpoint.md §7.1 as a reader needs it: the two schemes, the attributes of a
+// quantised dataset, its scales, and dequantisation. Writing (the reference quantiser) is PrimaQuantize's.
 
-    /// A problem with what the user handed us (exit 2).
-    public static func input(_ message: String) -> QuantizeError { QuantizeError(description: message, exitCode: 2) }
-    /// A failure while doing the job (exit 1).
-    public static func failed(_ message: String) -> QuantizeError { QuantizeError(description: message, exitCode: 1) }
+/// The two int8 weight schemes of Formats/prima-checkpoint.md §7.
+///
+/// A weight is a row-major matrix [N, K] (PyTorch's Linear layout: N output rows of K inputs). A group is the
+/// set of weights that share one scale: a whole row (per-channel) or 32 consecutive inputs of a row (block32;
+/// the last block of a row holds K mod 32 inputs when 32 does not divide K).
+public enum Int8Scheme: String, Sendable, CaseIterable {
+    case perChannel = "int8-per-channel"
+    case block32 = "int8-block32"
+
+    /// The spelling on the command line (`--scheme per-channel|block32`).
+    public var optionName: String {
+        switch self {
+        case .perChannel: "per-channel"
+        case .block32: "block32"
+        }
+    }
+
+    /// The scheme for a command-line spelling, nil if unknown.
+    public init?(optionName: String) {
+        guard let match = Int8Scheme.allCases.first(where: { $0.optionName == optionName }) else { return nil }
+        self = match
+    }
+
+    /// Inputs per group for rows of `columns` inputs: the `quant_block_size` attribute (K or 32).
+    public func blockSize(columns: Int) -> Int {
+        switch self {
+        case .perChannel: columns
+        case .block32: 32
+        }
+    }
+
+    /// Scales per row: 1, or ceil(K/32).
+    public func scalesPerRow(columns: Int) -> Int {
+        switch self {
+        case .perChannel: 1
+        case .block32: (columns + 31) / 32
+        }
+    }
+
+    /// The shape of the `.scales` dataset: [N] or [N, ceil(K/32)].
+    public func scalesShape(rows: Int, columns: Int) -> [Int] {
+        switch self {
+        case .perChannel: [rows]
+        case .block32: [rows, scalesPerRow(columns: columns)]
+        }
+    }
+
+    /// Dequantises `rows` rows of `columns` int8 values with their group scales (§7.1): ŵ = Float(q) · s of each
+    /// element's group, float32. The definition every reader and int8 kernel is tested against.
+    @inlinable
+    public func dequantize(rows: Int, columns: Int, q: UnsafeBufferPointer<Int8>,
+                                  scales: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) {
+        let block = Swift.max(blockSize(columns: columns), 1)
+        let perRow = scalesPerRow(columns: columns)
+        precondition(q.count == rows * columns && output.count == rows * columns && scales.count == rows * perRow,
+                     "buffer sizes do not match [\(rows), \(columns)]")
+        for row in 0..<rows {
+            for column in 0..<columns {
+                let index = row * columns + column
+                output[index] = Float(q[index]) * scales[row * perRow + column / block]
+            }
+        }
+    }
 }
 
 /// The §7 attributes of one quantised tensor, and how to read it back.
@@ -48,18 +102,18 @@ public struct QuantizedTensorInfo: Sendable, Equatable {
         let where_ = "\(dataset.file.path): \(dataset.path)"
         let schemeName = try dataset.stringAttribute(schemeAttribute)
         guard let scheme = Int8Scheme(rawValue: schemeName) else {
-            throw QuantizeError.input("\(where_): unknown quant_scheme \"\(schemeName)\"")
+            throw CheckpointError("\(where_): unknown quant_scheme \"\(schemeName)\"")
         }
         guard dataset.shape.count == 2, dataset.storedTypeMatches(.i8) else {
-            throw QuantizeError.input("\(where_): a quantised tensor must be a 2-D int8 dataset")
+            throw CheckpointError("\(where_): a quantised tensor must be a 2-D int8 dataset")
         }
         let blockSize = try dataset.intAttribute(blockSizeAttribute)
         guard blockSize == scheme.blockSize(columns: dataset.shape[1]) else {
-            throw QuantizeError.input("\(where_): quant_block_size \(blockSize) does not fit \(schemeName) with \(dataset.shape[1]) inputs")
+            throw CheckpointError("\(where_): quant_block_size \(blockSize) does not fit \(schemeName) with \(dataset.shape[1]) inputs")
         }
         let sourceName = try dataset.stringAttribute(sourceDTypeAttribute)
         guard let source = DType(rawValue: sourceName), source.isWeightFloat else {
-            throw QuantizeError.input("\(where_): quant_source_dtype \"\(sourceName)\" is not f32, f16 or bf16")
+            throw CheckpointError("\(where_): quant_source_dtype \"\(sourceName)\" is not f32, f16 or bf16")
         }
         let sqnr = dataset.hasAttribute(sqnrAttribute) ? try dataset.doubleAttribute(sqnrAttribute) : .nan
         return QuantizedTensorInfo(scheme: scheme, blockSize: blockSize, sourceDType: source, sqnrDecibels: sqnr)
@@ -111,18 +165,18 @@ public enum Int8Dequantizer {
         let path = component.checkpoint.path
         let dataset = try component.dataset(forTensor: name)
         guard let info = try QuantizedTensorInfo.read(dataset) else {
-            throw QuantizeError.input("\(path): \(component.name): tensor \(name) is not quantised")
+            throw CheckpointError("\(path): \(component.name): tensor \(name) is not quantised")
         }
         let (rows, columns) = (dataset.shape[0], dataset.shape[1])
         let scalesName = QuantizedTensorInfo.scalesName(for: name)
         let tensors = try component.subgroup("tensors")
         guard tensors.contains(scalesName) else {
-            throw QuantizeError.input("\(path): \(component.name): tensor \(name) is quantised but \(scalesName) is missing")
+            throw CheckpointError("\(path): \(component.name): tensor \(name) is quantised but \(scalesName) is missing")
         }
         let scales = try tensors.dataset(scalesName)
         let expected = info.scheme.scalesShape(rows: rows, columns: columns)
         guard scales.shape == expected, scales.storedTypeMatches(.f32) else {
-            throw QuantizeError.input("\(path): \(component.name): \(scalesName) must be f32 \(ShapeMath.describe(expected)), found \(ShapeMath.describe(scales.shape))")
+            throw CheckpointError("\(path): \(component.name): \(scalesName) must be f32 \(ShapeMath.describe(expected)), found \(ShapeMath.describe(scales.shape))")
         }
         return (dataset, info, scales)
     }
@@ -150,9 +204,8 @@ public enum Int8Dequantizer {
             try dataset.readRows(start: start, count: n, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(q)[0..<(n * columns)]))
             try scales.readRows(start: start, count: n, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(s)[0..<(n * perRow)]))
             let values = UnsafeMutableBufferPointer(rebasing: w[0..<(n * columns)])
-            Int8Reference.dequantize(rows: n, columns: columns, scheme: info.scheme,
-                                     q: UnsafeBufferPointer(rebasing: q[0..<(n * columns)]),
-                                     scales: UnsafeBufferPointer(rebasing: s[0..<(n * perRow)]), into: values)
+            info.scheme.dequantize(rows: n, columns: columns, q: UnsafeBufferPointer(rebasing: q[0..<(n * columns)]),
+                                   scales: UnsafeBufferPointer(rebasing: s[0..<(n * perRow)]), into: values)
             let bytes = UnsafeMutableRawBufferPointer(rebasing: out[0..<(n * columns * dtype.byteSize)])
             WeightConversion.narrow(UnsafeBufferPointer(values), to: dtype, into: bytes)
             try body(UnsafeRawBufferPointer(bytes))

@@ -1,5 +1,4 @@
 import PrimaCheckpoint
-import PrimaModels
 
 /// The checks every tool that reads a checkpoint's components runs first (Formats/prima-checkpoint.md §3.3–§4,
 /// §8): each component's configuration through `StoredConfig` and its tensors through `TensorValidation`, and the
@@ -7,19 +6,12 @@ import PrimaModels
 /// before writing anything (it copies the heads unread); `prima-convert export` on the component it exports.
 public enum StoredValidation {
     /// Validates `roles` of `checkpoint` (every role when nil) and, when `heads` is true, its `/prima` group;
-    /// throws the first problem as a one-line `ConvertError.input`.
+    /// throws the first problem as a one-line error (every one of them is bad input).
     public static func validate(_ checkpoint: Checkpoint, roles: [ComponentRole]? = nil, heads: Bool = true) throws {
-        try classify(asInput: true) {
-            for role in roles ?? checkpoint.roles {
-                let component = try checkpoint.component(role)
-                try TensorValidation.validate(component, config: try StoredConfig.read(component))
-            }
-            if heads && checkpoint.extraGroups.contains("prima") { _ = try PrimaHeads(checkpoint: checkpoint) }
+        for role in roles ?? checkpoint.roles {
+            let component = try checkpoint.component(role)
+            try TensorValidation.validate(component, config: try StoredConfig.read(component))
         }
-    }
-
-    /// Opens the checkpoint at `path` and validates every component (and the heads when `heads` is true).
-    public static func validate(path: String, heads: Bool = true) throws {
-        try validate(try classify(asInput: true) { try Checkpoint(path: path) }, heads: heads)
+        if heads && checkpoint.extraGroups.contains("prima") { _ = try PrimaHeads(checkpoint: checkpoint) }
     }
 }
