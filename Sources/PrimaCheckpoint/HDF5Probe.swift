@@ -40,9 +40,9 @@ public enum HDF5Probe {
         var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
         _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore)
         alarm(UInt32(timeoutSeconds + 5))
-        // Reads of uninitialised memory must fault here rather than find stale valid pointers: HDF5's free lists
-        // are off (every block comes from malloc) and malloc fills new blocks with a non-canonical pattern
-        // (MALLOC_PERTURB_, set by the parent).
+        // Reads of uninitialised or out-of-bounds memory must fault here rather than find stale valid pointers:
+        // HDF5's free lists are off (every block comes from malloc), malloc fills new blocks with a pattern and
+        // keeps no slack at the top of the heap (MALLOC_PERTURB_ and GLIBC_TUNABLES, set by the parent).
         HDF5.locked { _ = H5set_free_list_limits(0, 0, 0, 0, 0, 0) }
         do {
             _ = try HDF5File.open(path: path)
@@ -92,6 +92,8 @@ public enum HDF5Probe {
         environment[environmentVariable] = path
         environment["SWIFT_BACKTRACE"] = "enable=no"  // a crash should end the child at once, not symbolicate
         environment["MALLOC_PERTURB_"] = "165"  // new blocks filled with 0x5A, freed ones with 0xA5 (glibc)
+        // No slack above the heap's last block: a read past the end of an HDF5 table there faults in the child.
+        environment["GLIBC_TUNABLES"] = (environment["GLIBC_TUNABLES"].map { $0 + ":" } ?? "") + "glibc.malloc.top_pad=0"
         let executable = FileManager.default.fileExists(atPath: "/proc/self/exe") ? "/proc/self/exe" : CommandLine.arguments[0]
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(CommandLine.arguments.first ?? "prima-tool"), nil]
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]

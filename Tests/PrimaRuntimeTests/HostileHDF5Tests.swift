@@ -108,8 +108,10 @@ import Testing
 
     /// Flipped bits in the metadata (never in dataset data, where HDF5 reads nothing structural) of our own
     /// checkpoint and of a trace in h5py's default format (no metadata checksums): every run ends with status
-    /// 0, 1 or 2 and at most one stderr line. libhdf5 does crash on some of these files; the probe child turns
-    /// that into the "crashed reading it" line, which the seed below reaches.
+    /// 0, 1 or 2 and at most one stderr line, never a signal. libhdf5 does crash on some of these files; the
+    /// probe child turns that into the "crashed reading it" line, which the seed below reaches (34 times).
+    /// Variant 67 of the trace is a corrupted global-heap index whose out-of-bounds read crashed only the tool
+    /// until the child ran with no slack at the top of its malloc heap (HDF5Probe).
     @Test func flippedBytesNeverCrashATool() throws {
         let directory = try Self.cases.get()
         let rangesData = try Data(contentsOf: URL(fileURLWithPath: directory + "/metadata-ranges.json"))
@@ -161,17 +163,10 @@ import Testing
         let contained = all.filter { $0.stderr.contains("corrupted HDF5 metadata (the HDF5 library crashed reading it)") }
         let signalled = all.filter { ![0, 1, 2].contains($0.status) }
         print("flipped bytes: \(all.count) runs, \(contained.count) libhdf5 crashes contained by the probe, \(signalled.count) signals")
-        for outcome in all where !signalled.contains(where: { $0.variant == outcome.variant && $0.run == outcome.run }) {
-            #expect(outcome.stderr.split(separator: "\n").count <= 1, "\(outcome.run): \(outcome.stderr)")
+        for outcome in all {
+            #expect([0, 1, 2].contains(outcome.status), "\(outcome.run): status \(outcome.status) \(outcome.stderr.prefix(300))")
+            #expect(outcome.stderr.split(separator: "\n").count <= 1, "\(outcome.run): \(outcome.stderr.prefix(300))")
         }
-        // Our checkpoints (superblock 2+, checksummed object headers): never a signal. A file without checksums
-        // can hold a corrupted global-heap index whose out-of-bounds read in libhdf5 crashes or not depending on
-        // the memory layout of the process, so the probe child may survive what then crashes the tool: bounded
-        // here, measured and documented in Formats/prima-checkpoint.md ("Untrusted files").
-        for outcome in signalled where outcome.variant.hasSuffix("control.h5") {
-            Issue.record("\(outcome.run): status \(outcome.status) \(outcome.stderr.prefix(300))")
-        }
-        #expect(signalled.count <= 4)
         #expect(!contained.isEmpty)
     }
 }
