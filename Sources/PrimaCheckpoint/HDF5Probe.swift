@@ -58,6 +58,10 @@ public enum HDF5Probe {
         guard enabled else { return }
         var status = stat()
         guard stat(path, &status) == 0 else { return }  // the open that follows reports it
+        // libhdf5 would block opening a FIFO, in the child and then in the tool.
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw HDF5Error(file: path, message: "not a regular file (FIFOs, devices and directories are not read)")
+        }
         let stamp = [Int(status.st_dev), Int(status.st_ino), Int(status.st_size),
                      Int(status.st_mtim.tv_sec), Int(status.st_mtim.tv_nsec)]
         if probed.contains(stamp) { return }
