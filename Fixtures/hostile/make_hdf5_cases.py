@@ -8,7 +8,9 @@ Fixtures/traces/prima-tiny-bert.h5) with exactly one defect, written with Debian
 (/usr/bin/python3). OUTDIR also gets the files outside the checkpoints that the defects point at
 (outside.bin: the marker bytes b"OUTSIDE-SECRET!!" repeated; outside.h5; outside-config.json: a valid copy
 of the component's config.json), an unmodified copy (control.h5), the trace rewritten with h5py's default
-settings (trace-h5py-default.h5: superblock 0, no metadata checksums) and metadata-ranges.json (for each of
+settings (trace-h5py-default.h5: superblock 0, no metadata checksums) with, edited in its layout message, an
+activation whose storage runs past the end of the file (trace-past-eof.h5) or is twice what its shape needs
+(trace-storage-size.h5), and metadata-ranges.json (for each of
 control.h5 and trace-h5py-default.h5, the byte ranges that hold no dataset data, where the byte-flip test
 flips bytes). The output is deterministic: nothing here is random, and no time is stored.
 
@@ -18,6 +20,7 @@ directory, since each case is a full copy of the checkpoint.
 import json
 import os
 import shutil
+import struct
 import sys
 import zlib
 
@@ -137,10 +140,32 @@ def main(checkpoint, trace, out):
             n, shape=data.shape, dtype="<f4", external=[(outside, 0, count)]))
     default_trace = os.path.join(out, "trace-h5py-default.h5")
     with h5py.File(trace, "r") as src, h5py.File(default_trace, "w") as dst:
-        for key, value in src.attrs.items():
-            dst.attrs[key] = value
-        for group in src:
-            src.copy(src[group], dst, name=group)
+        # Rebuilt object by object (H5Ocopy would keep the source's checksummed object headers).
+        def rebuild(source, target):
+            for key, value in source.attrs.items():
+                target.attrs[key] = value
+            if isinstance(source, h5py.Dataset):
+                return
+            for name, item in source.items():
+                if isinstance(item, h5py.Group):
+                    rebuild(item, target.create_group(name))
+                else:
+                    rebuild(item, target.create_dataset(name, data=item[()]))
+        rebuild(src, dst)
+
+    # The h5py-default trace has no metadata checksums, so its layout message can be edited in place: version 3,
+    # class 1 (contiguous), then the data's address and size, 8 bytes each, little-endian.
+    with h5py.File(default_trace, "r") as f:
+        address, size = f[ACTIVATION].id.get_offset(), f[ACTIVATION].id.get_storage_size()
+    data = open(default_trace, "rb").read()
+    at = data.find(b"\x03\x01" + struct.pack("<Q", address) + struct.pack("<Q", size))
+    assert at > 0 and data.count(b"\x03\x01" + struct.pack("<Q", address)) == 1
+    for name, field, value in [("trace-past-eof.h5", 2, len(data) - size // 2),  # storage runs past the end
+                               ("trace-storage-size.h5", 10, size * 2)]:        # more storage than the shape
+        edited = bytearray(data)
+        edited[at + field:at + field + 8] = struct.pack("<Q", value)
+        with open(os.path.join(out, name), "wb") as handle:
+            handle.write(edited)
 
     ranges = {}
     for name in ["control.h5", "trace-h5py-default.h5"]:

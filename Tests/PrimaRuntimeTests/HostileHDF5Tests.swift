@@ -106,6 +106,20 @@ import Testing
         #expect(!result.stdout.contains(Self.marker))
     }
 
+    /// Storage that runs past the end of the file, or does not match the shape, edited into the layout message
+    /// of an h5py-default trace (libhdf5 itself accepts both at open).
+    @Test func aTraceWhoseStorageIsNotWhereItsShapeSaysIsRefused() throws {
+        let directory = try Self.cases.get()
+        for (file, message) in [("trace-past-eof.h5", "/activations/image_encoder.embeddings: data at offset "),
+                                ("trace-storage-size.h5", "/activations/image_encoder.embeddings: stores ")] {
+            let trace = directory + "/" + file
+            let result = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-verify"), [directory + "/control.h5", "--trace", trace])
+            #expect(result.status == 2, "\(file): \(result.stderr)")
+            #expect(result.stderr.hasPrefix("prima-verify: error: \(trace): \(message)") && result.stderr.split(separator: "\n").count == 1,
+                    "\(file): \(result.stderr)")
+        }
+    }
+
     /// Flipped bits in the metadata (never in dataset data, where HDF5 reads nothing structural) of our own
     /// checkpoint and of a trace in h5py's default format (no metadata checksums): every run ends with status
     /// 0, 1 or 2 and at most one stderr line, never a signal. libhdf5 does crash on some of these files; the
@@ -120,8 +134,8 @@ import Testing
         let control = directory + "/control.h5"
         // (base file, variants, the runs of one variant)
         let plans: [(String, Int, (String) -> [(String, [String])])] = [
-            ("control.h5", 80, { [(verify, [$0]), (convert, ["inspect", $0])] }),
-            ("trace-h5py-default.h5", 80, { [(verify, [control, "--trace", $0]), (convert, ["inspect", $0])] }),
+            ("control.h5", 100, { [(verify, [$0]), (convert, ["inspect", $0])] }),
+            ("trace-h5py-default.h5", 140, { [(verify, [control, "--trace", $0]), (convert, ["inspect", $0])] }),
         ]
         struct Outcome: Sendable { let variant: String; let run: String; let status: Int32; let stderr: String }
         var jobs: [(path: String, bytes: Data, runs: [(String, [String])])] = []
