@@ -10,7 +10,7 @@ Fixtures/traces/prima-tiny-bert.h5) with exactly one defect, written with Debian
 of the component's config.json), an unmodified copy (control.h5), the trace rewritten with h5py's default
 settings (trace-h5py-default.h5: superblock 0, no metadata checksums) with, edited in its layout message, an
 activation whose storage runs past the end of the file (trace-past-eof.h5) or is twice what its shape needs
-(trace-storage-size.h5), and metadata-ranges.json (for each of
+(trace-storage-size.h5), one on which libhdf5 never returns (trace-hang.h5), and metadata-ranges.json (for each of
 control.h5 and trace-h5py-default.h5, the byte ranges that hold no dataset data, where the byte-flip test
 flips bytes). The output is deterministic: nothing here is random, and no time is stored.
 
@@ -166,6 +166,12 @@ def main(checkpoint, trace, out):
         edited[at + field:at + field + 8] = struct.pack("<Q", value)
         with open(os.path.join(out, name), "wb") as handle:
             handle.write(edited)
+
+    # One flipped bit (found by the seeded flip search of the tests) on which libhdf5 1.10.8 never returns.
+    hang = bytearray(data)
+    hang[46711] ^= 1 << 5
+    with open(os.path.join(out, "trace-hang.h5"), "wb") as handle:
+        handle.write(hang)
 
     ranges = {}
     for name in ["control.h5", "trace-h5py-default.h5"]:

@@ -18,7 +18,7 @@ public struct HDF5Error: Error, CustomStringConvertible, Sendable {
 /// The bounds every HDF5 file opened for reading is held to before anything in it is trusted
 /// (Formats/prima-checkpoint.md, "Untrusted files"). Checking them is O(number of objects): no data is read.
 public enum HDF5Limits {
-    /// Deepest group nesting below the root (checkpoints use 4: `/role/config/…`).
+    /// Deepest group nesting below the root (checkpoints use 4: `/ROLE/lora/NAME/tensors`, §6).
     public static let maxGroupDepth = 16
     /// Links in the whole file.
     public static let maxLinks = 1 << 20

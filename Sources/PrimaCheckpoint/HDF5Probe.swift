@@ -18,6 +18,16 @@ public enum HDF5Probe {
     /// How long the child may take before the file is called corrupted (the walk of a multi-gigabyte
     /// checkpoint takes well under a second: it reads metadata only).
     public static let timeoutSeconds = 60
+    /// Overrides ``timeoutSeconds`` (whole seconds, 1 to 3600), e.g. for files on a slow network filesystem.
+    public static let timeoutVariable = "PRIMA_HDF5_PROBE_TIMEOUT"
+
+    /// The timeout in force: ``timeoutVariable`` if it holds a valid value, else ``timeoutSeconds``.
+    static var timeout: Int {
+        guard let value = getenv(timeoutVariable).flatMap({ Int(String(cString: $0)) }), (1...3600).contains(value) else {
+            return timeoutSeconds
+        }
+        return value
+    }
     /// The child's exit status when it walked the whole file and found it invalid (the tool then opens the file
     /// itself and reports the same problem: the walk in-process makes the same calls and stops at the same point).
     static let refusedStatus: Int32 = 3
@@ -39,7 +49,7 @@ public enum HDF5Probe {
         // A crash here is the expected outcome on a corrupted file: no core file, and never outliving the parent.
         var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
         _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore)
-        alarm(UInt32(timeoutSeconds + 5))
+        alarm(UInt32(timeout + 5))
         // Reads of uninitialised or out-of-bounds memory must fault here rather than find stale valid pointers:
         // HDF5's free lists are off (every block comes from malloc), malloc fills new blocks with a pattern and
         // keeps no slack at the top of the heap (MALLOC_PERTURB_ and GLIBC_TUNABLES, set by the parent).
@@ -76,7 +86,7 @@ public enum HDF5Probe {
 
     private enum Outcome { case survived, crashed, timedOut }
 
-    /// Starts this executable as a probe of `path` and waits for it, at most ``timeoutSeconds``. The child's
+    /// Starts this executable as a probe of `path` and waits for it, at most ``timeout`` seconds. The child's
     /// stdout is a pipe whose end of file tells the parent that the child is gone, however it ended.
     private static func runProbe(_ path: String) throws -> Outcome {
         var pipeEnds: [Int32] = [-1, -1]
@@ -110,7 +120,7 @@ public enum HDF5Probe {
             throw HDF5Error(file: path, message: "cannot start the HDF5 probe: \(String(cString: strerror(spawned)))")
         }
 
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutSeconds) * 1_000_000_000
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout) * 1_000_000_000
         var timedOut = false
         var buffer = [UInt8](repeating: 0, count: 256)
         while true {

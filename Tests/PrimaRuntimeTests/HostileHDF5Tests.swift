@@ -120,12 +120,27 @@ import Testing
         }
     }
 
+    /// libhdf5 loops forever on this flipped trace: the probe child is killed after the timeout (shortened here
+    /// through PRIMA_HDF5_PROBE_TIMEOUT) and the tool stops with one line.
+    @Test func aTraceOnWhichTheLibraryHangsTimesOut() throws {
+        let directory = try Self.cases.get()
+        let trace = directory + "/trace-hang.h5"
+        let start = Date()
+        var environment = ProcessInfo.processInfo.environment
+        environment["PRIMA_HDF5_PROBE_TIMEOUT"] = "2"
+        let result = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-verify"), [directory + "/control.h5", "--trace", trace],
+                                                environment: environment)
+        #expect(result.status == 2)
+        #expect(result.stderr == "prima-verify: error: \(trace): corrupted HDF5 metadata (the HDF5 library timed out reading it)\n")
+        #expect(Date().timeIntervalSince(start) < 30)
+    }
+
     /// Flipped bits in the metadata (never in dataset data, where HDF5 reads nothing structural) of our own
     /// checkpoint and of a trace in h5py's default format (no metadata checksums): every run ends with status
     /// 0, 1 or 2 and at most one stderr line, never a signal. libhdf5 does crash on some of these files; the
-    /// probe child turns that into the "crashed reading it" line, which the seed below reaches (34 times).
-    /// Variant 67 of the trace is a corrupted global-heap index whose out-of-bounds read crashed only the tool
-    /// until the child ran with no slack at the top of its malloc heap (HDF5Probe).
+    /// probe child turns that into the "crashed reading it" line, which the seed below reaches (24 times).
+    /// A corrupted global-heap index, whose out-of-bounds read crashed only the tool until the child ran with
+    /// no slack at the top of its malloc heap (HDF5Probe), was found this way.
     @Test func flippedBytesNeverCrashATool() throws {
         let directory = try Self.cases.get()
         let rangesData = try Data(contentsOf: URL(fileURLWithPath: directory + "/metadata-ranges.json"))
