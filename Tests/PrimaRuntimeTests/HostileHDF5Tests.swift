@@ -53,14 +53,16 @@ import Testing
 
     static let record = #"{"age": 62, "gender": "MALE", "smoke": false, "region": "FACE", "diameter_1": 12, "bleed": true, "itch": "UNK"}"#
 
-    /// Every tool that opens a checkpoint, on `checkpoint`, writing any output into `work`.
-    static func toolRuns(_ checkpoint: String, component: String, work: String) throws -> [(String, TestProcess.Result)] {
+    /// Every tool that opens a checkpoint, on `checkpoint` (for `--against`, as the reference of `control`),
+    /// writing any output into `work`.
+    static func toolRuns(_ checkpoint: String, control: String, component: String, work: String) throws -> [(String, TestProcess.Result)] {
         let metadata = work + "/case.json"
         try record.write(toFile: metadata, atomically: true, encoding: .utf8)
         let verify = RuntimeTestSupport.binary("prima-verify"), convert = RuntimeTestSupport.binary("prima-convert")
         let runs: [(String, String, [String])] = [
             ("verify", verify, [checkpoint]),
             ("verify --trace", verify, [checkpoint, "--trace", goodTrace]),
+            ("verify --against", verify, [control, "--against", checkpoint, "--component", component == "decoder" ? "decoder" : "text_encoder"]),
             ("inspect", convert, ["inspect", checkpoint]),
             ("export", convert, ["export", checkpoint, "--component", component, "-o", work + "/export", "--no-progress"]),
             ("quantize", RuntimeTestSupport.binary("prima-quantize"), ["--int8", checkpoint, "-o", work + "/int8.h5"]),
@@ -75,7 +77,7 @@ import Testing
         let checkpoint = directory + "/" + item.file
         let work = RuntimeTestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: work) }
-        for (tool, result) in try Self.toolRuns(checkpoint, component: item.component, work: work) {
+        for (tool, result) in try Self.toolRuns(checkpoint, control: directory + "/control.h5", component: item.component, work: work) {
             #expect(result.status == 2, "\(tool): \(result.status) \(result.stderr)")
             let lines = result.stderr.split(separator: "\n")
             #expect(lines.count == 1, "\(tool): \(result.stderr)")
@@ -91,7 +93,7 @@ import Testing
         let control = try Self.cases.get() + "/control.h5"
         let work = RuntimeTestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: work) }
-        for (tool, result) in try Self.toolRuns(control, component: "decoder", work: work) {
+        for (tool, result) in try Self.toolRuns(control, control: control, component: "decoder", work: work) {
             // --trace compares seeded heads with the trace's trained ones: a numerical FAIL (1), not bad input.
             #expect(result.status == (tool == "verify --trace" ? 1 : 0), "\(tool): \(result.stderr)")
         }
