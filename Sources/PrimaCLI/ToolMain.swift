@@ -12,9 +12,11 @@ extension FileError: ToolFailure {}
 
 /// The common `main` of the prima tools: parse, run, print any error as one line `TOOL: error: …` on stderr,
 /// and exit with the toolkit's status codes (0 success, 1 the job or check failed, 2 bad usage or bad input).
-/// Interrupting (SIGINT/SIGTERM) removes temporary outputs.
+/// Interrupting (SIGINT/SIGTERM) removes temporary outputs. Every HDF5 input is walked in a child process first
+/// (``HDF5Probe``), so that libhdf5 crashing on corrupted metadata is an error line, not a crash.
 public enum ToolMain {
     public static func run<Command: ParsableCommand>(_ command: Command.Type, name: String) -> Never {
+        HDF5Probe.startTool()  // first: a probe child of this tool walks its file and exits here
         TemporaryFiles.installSignalHandlers()
         OutputTarget.warn = { printWarning(name, $0) }
         do {

@@ -26,6 +26,12 @@ public final class Checkpoint {
         } catch let error as HDF5Error {
             throw CheckpointError(error.description)
         }
+        // The format's library-version bounds (§1) give superblock version 2 or 3, whose metadata carries
+        // checksums: a flipped byte in an object header, B-tree or heap is then an error, not garbage.
+        let superblock = try file.superblockVersion()
+        guard superblock >= 2 else {
+            throw CheckpointError("\(path): written without the format's HDF5 library-version bounds (superblock version \(superblock); a PRIMA checkpoint has 2 or newer, with checksummed metadata, §1)")
+        }
         let root = try file.root()
         guard root.hasAttribute("format") else {
             throw CheckpointError("\(path): not a PRIMA checkpoint (no root attribute \"format\")")

@@ -16,6 +16,26 @@ public struct HDF5Error: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(file): \(message)" }
 }
 
+/// The bounds every HDF5 file opened for reading is held to before anything in it is trusted
+/// (Formats/prima-checkpoint.md, "Untrusted files"). Checking them is O(number of objects): no data is read.
+public enum HDF5Limits {
+    /// Deepest group nesting below the root (checkpoints use 4: `/ROLE/lora/NAME/tensors`, §6).
+    public static let maxGroupDepth = 16
+    /// Links in the whole file.
+    public static let maxLinks = 1 << 20
+    /// Attributes in the whole file.
+    public static let maxAttributes = 1 << 20
+    /// Bytes of one link or attribute name.
+    public static let maxNameBytes = 1024
+    /// Bytes of one attribute's fixed-size data (a variable-length string counts its pointer; its text lies in
+    /// the file, so the file bounds it).
+    public static let maxAttributeBytes = 16 << 20
+    /// Largest dataset stored compact (inside its object header): HDF5's own bound, 64 KiB.
+    public static let maxCompactBytes = 65_536
+    /// Largest element of a dataset, in bytes (float64/int64 are 8).
+    public static let maxElementBytes = 16
+}
+
 /// The serialising layer and small helpers shared by the HDF5 handle types.
 enum HDF5 {
     private static let lock = NSRecursiveLock()
@@ -54,6 +74,19 @@ enum HDF5 {
     static func check<T: BinaryInteger>(_ status: T, _ file: String, _ what: @autoclosure () -> String) throws -> T {
         if status < 0 { throw HDF5Error(file: file, message: "\(what()): \(lastErrorDescription())") }
         return status
+    }
+
+    /// `name` as it may appear in a one-line message: control characters (newlines, terminal escapes) escaped.
+    static func printable(_ name: String) -> String {
+        var out = ""
+        for scalar in name.unicodeScalars {
+            if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value) {
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 
     /// Creates a property list of `cls`, or throws.
@@ -117,10 +150,14 @@ public final class HDF5File: @unchecked Sendable {
     /// The path it was opened or created with.
     public let path: String
     let handle: HDF5Handle
+    /// For a file opened (not created) by this process: its size on disk when opened, the bound every
+    /// dataset's storage must lie within. Nil for a file this process is writing.
+    let sizeOnDisk: Int?
 
-    private init(path: String, id: hid_t) {
+    private init(path: String, id: hid_t, sizeOnDisk: Int? = nil) {
         self.path = path
         self.handle = HDF5Handle(id, close: H5Fclose)
+        self.sizeOnDisk = sizeOnDisk
     }
 
     /// Creates (truncating) a file with the format's pinned settings: library-version bounds 1.8–1.10,
@@ -143,10 +180,17 @@ public final class HDF5File: @unchecked Sendable {
     }
 
     /// Opens an existing file read-only (or read-write). A file that is not HDF5 or is truncated throws.
+    ///
+    /// Nothing in an opened file is trusted: before returning, the whole object tree is checked
+    /// (``validateTree()``: a tree of plain links within the bounds of ``HDF5Limits``, every dataset stored
+    /// contiguously or compact inside the file with exactly the bytes its shape needs, every attribute
+    /// readable within bounds). In the tools, ``HDF5Probe`` first walks the file the same way in a child
+    /// process, so that libhdf5 crashing on corrupted metadata becomes an error instead of a crash.
     public static func open(path: String, writable: Bool = false) throws -> HDF5File {
-        try HDF5.locked {
+        let file = try HDF5.locked { () throws -> HDF5File in
             // Only a regular file (a FIFO, device or directory gets a one-line message, never a hang).
             try InputFile.check(path)
+            try HDF5Probe.probeIfEnabled(path)
             if H5Fis_hdf5(path) <= 0 {
                 H5Eclear2(prima_H5E_DEFAULT())
                 throw HDF5Error(file: path, message: "not an HDF5 file")
@@ -157,7 +201,31 @@ public final class HDF5File: @unchecked Sendable {
                 throw HDF5Error(file: path, message: "cannot open HDF5 file (truncated or damaged?): "
                                 + HDF5.lastErrorDescription())
             }
-            return HDF5File(path: path, id: id)
+            // The size of the very file HDF5 has open (its descriptor), not of whatever the path names now.
+            var size: Int? = nil
+            var descriptor: UnsafeMutableRawPointer? = nil
+            if H5Fget_vfd_handle(id, prima_H5P_DEFAULT(), &descriptor) >= 0, let descriptor {
+                var status = stat()
+                if fstat(descriptor.load(as: Int32.self), &status) == 0 { size = Int(status.st_size) }
+            }
+            H5Eclear2(prima_H5E_DEFAULT())
+            guard let size else {
+                _ = H5Fclose(id)
+                throw HDF5Error(file: path, message: "cannot determine the size of the file")
+            }
+            return HDF5File(path: path, id: id, sizeOnDisk: size)
+        }
+        try file.validateTree()
+        return file
+    }
+
+    /// The superblock version (0 or 1: written without library-version bounds, no metadata checksums;
+    /// 2 or 3: HDF5 1.8+ bounds, superblock and object headers checksummed).
+    public func superblockVersion() throws -> Int {
+        try HDF5.locked {
+            var info = H5F_info2_t()
+            try HDF5.check(H5Fget_info2(handle.id, &info), path, "cannot read the superblock information")
+            return Int(info.super.version)
         }
     }
 
@@ -173,6 +241,119 @@ public final class HDF5File: @unchecked Sendable {
     /// still referenced (drop them first).
     public func close() throws {
         try HDF5.locked { try HDF5.check(handle.close(), path, "cannot close (objects still open?)") }
+    }
+}
+
+extension HDF5File {
+    /// Checks the file's whole object tree, opening nothing through a soft link and reading no dataset:
+    /// - every object is reached by exactly one chain of hard links from the root (a tree: no cycle, no second
+    ///   link to an object), at most ``HDF5Limits/maxGroupDepth`` groups deep, with at most
+    ///   ``HDF5Limits/maxLinks`` links and ``HDF5Limits/maxAttributes`` attributes in all;
+    /// - names are plain (no `/`, no control characters, at most ``HDF5Limits/maxNameBytes`` bytes);
+    /// - a soft link lies in a group named `tensors` and names a dataset of that group by its absolute path
+    ///   (tied tensors, Formats/prima-checkpoint.md §5.3); external and user-defined links are refused;
+    /// - every object is a group or a dataset, every dataset passes ``HDF5Dataset/validateForReading()``, and
+    ///   every attribute can be read within ``HDF5Limits/maxAttributeBytes``.
+    /// Throws the first problem, naming the object. O(number of objects and attributes).
+    func validateTree() throws {
+        var walk = TreeWalk(file: self)
+        let root = try self.root()
+        try HDF5.locked {
+            var info = H5O_info_t()
+            try root.check(H5Oget_info2(root.handle.id, &info, UInt32(H5O_INFO_BASIC)), "cannot inspect the root group")
+            walk.reached[info.addr] = "/"
+        }
+        try walk.group(root, depth: 0)
+    }
+}
+
+/// The state of one ``HDF5File/validateTree()``.
+private struct TreeWalk {
+    let file: HDF5File
+    /// Object address → the path it was first reached by.
+    var reached: [haddr_t: String] = [:]
+    var links = 0
+    var attributes = 0
+
+    init(file: HDF5File) { self.file = file }
+
+    func fail(_ path: String, _ what: String) -> HDF5Error {
+        HDF5Error(file: file.path, message: "\(HDF5.printable(path)): \(what)")
+    }
+
+    /// Refuses a name that is empty, not UTF-8, holds `/` or a control character, or is too long.
+    func checkName(_ name: String, in path: String, kind: String) throws {
+        let bytes = Array(name.utf8)
+        guard !bytes.isEmpty, bytes.count <= HDF5Limits.maxNameBytes,
+              name.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F && !(0x80..<0xA0).contains($0.value) }),
+              !name.unicodeScalars.contains("\u{FFFD}"), name != ".", !name.contains("/") else {
+            throw fail(path, "\(kind) name \"\(HDF5.printable(String(name.prefix(64))))\" is not a plain name of at most \(HDF5Limits.maxNameBytes) bytes")
+        }
+    }
+
+    /// Reads every attribute of `object` in its stored type.
+    mutating func attributes(of object: HDF5Object) throws {
+        let names = try object.attributeNames()
+        attributes += names.count
+        guard attributes <= HDF5Limits.maxAttributes else {
+            throw fail(object.path, "more than \(HDF5Limits.maxAttributes) attributes in the file")
+        }
+        for name in names {
+            try checkName(name, in: object.path, kind: "attribute")
+            try HDF5.locked { try object.withRawAttribute(name) { _, _, _ in } }
+        }
+    }
+
+    mutating func group(_ group: HDF5Group, depth: Int) throws {
+        try attributes(of: group)
+        let names = try group.linkNames()
+        links += names.count
+        guard links <= HDF5Limits.maxLinks else { throw fail(group.path, "more than \(HDF5Limits.maxLinks) links in the file") }
+        for name in names {
+            try checkName(name, in: group.path, kind: "link")
+            let path = group.childPath(name)
+            let (type, address, objectType) = try HDF5.locked { () throws -> (H5L_type_t, haddr_t, H5O_type_t) in
+                var info = H5L_info_t()
+                try group.check(H5Lget_info(group.handle.id, name, &info, prima_H5P_DEFAULT()), "cannot inspect link \(name)")
+                guard info.type == H5L_TYPE_HARD else { return (info.type, prima_HADDR_UNDEF(), H5O_TYPE_UNKNOWN) }
+                var object = H5O_info_t()
+                try group.check(H5Oget_info_by_name2(group.handle.id, name, &object, UInt32(H5O_INFO_BASIC), prima_H5P_DEFAULT()),
+                                "cannot inspect \(name)")
+                return (info.type, object.addr, object.type)
+            }
+            switch type {
+            case H5L_TYPE_HARD:
+                if let first = reached[address] {
+                    throw fail(path, "a second hard link to \(HDF5.printable(first))\(first == "/" || path.hasPrefix(first + "/") ? " (a cycle)" : ""): the file must be a tree")
+                }
+                reached[address] = path
+                switch objectType {
+                case H5O_TYPE_GROUP:
+                    guard depth < HDF5Limits.maxGroupDepth else {
+                        throw fail(path, "groups nested deeper than \(HDF5Limits.maxGroupDepth)")
+                    }
+                    try self.group(try HDF5Group(file: file, path: path), depth: depth + 1)
+                case H5O_TYPE_DATASET:
+                    let dataset = try HDF5Dataset(file: file, path: path)
+                    try dataset.validateForReading()
+                    try attributes(of: dataset)
+                default:
+                    throw fail(path, "not a group or a dataset (committed datatypes and other objects are not read)")
+                }
+            case H5L_TYPE_SOFT:
+                guard case .softLink(let target) = try group.linkKind(name) else { throw fail(path, "unreadable soft link") }
+                let prefix = group.path + "/"
+                let targetName = target.hasPrefix(prefix) ? String(target.dropFirst(prefix.count)) : ""
+                guard (group.path as NSString).lastPathComponent == "tensors", !targetName.isEmpty, !targetName.contains("/"),
+                      targetName != name, group.contains(targetName), case .dataset = try group.linkKind(targetName) else {
+                    throw fail(path, "soft link to \"\(HDF5.printable(String(target.prefix(256))))\": soft links are allowed only in a tensors/ group, naming a dataset of that group (tied tensors)")
+                }
+            case H5L_TYPE_EXTERNAL:
+                throw fail(path, "external link (to an object in another file)")
+            default:
+                throw fail(path, "user-defined link type \(type.rawValue)")
+            }
+        }
     }
 }
 
@@ -196,7 +377,7 @@ public class HDF5Object: @unchecked Sendable {
     }
 
     func fail(_ what: String) -> HDF5Error {
-        HDF5Error(file: file.path, message: "\(path): \(what)")
+        HDF5Error(file: file.path, message: "\(HDF5.printable(path)): \(what)")
     }
 
     @discardableResult
@@ -280,7 +461,7 @@ public class HDF5Object: @unchecked Sendable {
         }
     }
 
-    fileprivate func openAttribute(_ name: String) throws -> HDF5Handle {
+    func openAttribute(_ name: String) throws -> HDF5Handle {
         guard H5Aexists(handle.id, name) > 0 else {
             H5Eclear2(prima_H5E_DEFAULT())
             throw fail("missing attribute \(name)")
@@ -296,27 +477,38 @@ public class HDF5Object: @unchecked Sendable {
     public func copyAttributes(from source: HDF5Object, excluding: Set<String> = []) throws {
         for name in try source.attributeNames() where !excluding.contains(name) {
             try HDF5.locked {
-                let attribute = try source.openAttribute(name)
-                let type = HDF5Handle(H5Aget_type(attribute.id), close: H5Tclose)
-                let space = HDF5Handle(H5Aget_space(attribute.id), close: H5Sclose)
-                guard H5Tdetect_class(type.id, H5T_REFERENCE) <= 0 else {
-                    throw source.fail("attribute \(name) holds references and cannot be copied")
+                try source.withRawAttribute(name) { type, space, buffer in
+                    guard H5Tdetect_class(type, H5T_REFERENCE) <= 0 else {
+                        throw source.fail("attribute \(HDF5.printable(name)) holds references and cannot be copied")
+                    }
+                    try writeAttribute(name, type: type, space: space, UnsafeRawPointer(buffer.baseAddress!))
                 }
-                let count = Int(H5Sget_simple_extent_npoints(space.id))
-                let size = H5Tget_size(type.id)
-                guard count >= 0, size > 0, count <= (1 << 30) / size else {
-                    throw source.fail("attribute \(name) has an implausible size (\(count) elements of \(size) bytes)")
-                }
-                // Read in the stored type (no conversion): variable-length data comes back as pointers that
-                // H5Dvlen_reclaim frees once the copy is written.
-                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count * size, 1), alignment: 16)
-                defer { buffer.deallocate() }
-                try source.check(H5Aread(attribute.id, type.id, buffer.baseAddress), "cannot read attribute \(name)")
-                let variable = H5Tis_variable_str(type.id) > 0 || H5Tdetect_class(type.id, H5T_VLEN) > 0
-                defer { if variable { H5Dvlen_reclaim(type.id, space.id, prima_H5P_DEFAULT(), buffer.baseAddress) } }
-                try writeAttribute(name, type: type.id, space: space.id, UnsafeRawPointer(buffer.baseAddress!))
             }
         }
+    }
+
+    /// Reads attribute `name` in its stored type (no conversion; at most ``HDF5Limits/maxAttributeBytes``)
+    /// and passes its type, dataspace and bytes to `body`; variable-length data read with it is freed
+    /// afterwards. The caller holds the lock.
+    func withRawAttribute<R>(_ name: String,
+                                         _ body: (hid_t, hid_t, UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
+        let attribute = try openAttribute(name)
+        let type = HDF5Handle(H5Aget_type(attribute.id), close: H5Tclose)
+        let space = HDF5Handle(H5Aget_space(attribute.id), close: H5Sclose)
+        guard type.id >= 0, space.id >= 0 else { throw fail("cannot read attribute \(HDF5.printable(name)): \(HDF5.lastErrorDescription())") }
+        let count = Int(H5Sget_simple_extent_npoints(space.id))
+        let size = H5Tget_size(type.id)
+        guard count >= 0, size > 0, count <= HDF5Limits.maxAttributeBytes / size else {
+            throw fail("attribute \(HDF5.printable(name)) has an implausible size (\(count) elements of \(size) bytes)")
+        }
+        // Variable-length data comes back as pointers that H5Dvlen_reclaim frees once `body` is done.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count * size, 1), alignment: 16)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        try check(H5Aread(attribute.id, type.id, buffer.baseAddress), "cannot read attribute \(HDF5.printable(name))")
+        let variable = H5Tis_variable_str(type.id) > 0 || H5Tdetect_class(type.id, H5T_VLEN) > 0
+        defer { if variable { H5Dvlen_reclaim(type.id, space.id, prima_H5P_DEFAULT(), buffer.baseAddress) } }
+        return try body(type.id, space.id, buffer)
     }
 
     /// Reads a string attribute (variable- or fixed-length). Throws if missing or not a scalar string.
@@ -338,7 +530,7 @@ public class HDF5Object: @unchecked Sendable {
                 return pointer.map { String(cString: $0) } ?? ""
             }
             let size = H5Tget_size(type.id)
-            guard size > 0, size < 1 << 26 else { throw fail("attribute \(name) has an implausible size \(size)") }
+            guard size > 0, size <= HDF5Limits.maxAttributeBytes else { throw fail("attribute \(name) has an implausible size \(size)") }
             var bytes = [UInt8](repeating: 0, count: size + 1)
             try check(H5Aread(attribute.id, type.id, &bytes), "cannot read attribute \(name)")
             let end = bytes.firstIndex(of: 0) ?? size
@@ -394,7 +586,7 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
         super.init(file: file, path: path, handle: HDF5Handle(id, close: H5Gclose))
     }
 
-    fileprivate func childPath(_ name: String) -> String { path == "/" ? "/" + name : path + "/" + name }
+    func childPath(_ name: String) -> String { path == "/" ? "/" + name : path + "/" + name }
 
     /// Creates a child group with link creation order tracked and indexed.
     public func createGroup(_ name: String) throws -> HDF5Group {
@@ -514,9 +706,13 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
     }
 
     /// Copies the attributes of `source/name` onto `destination/destinationName` and, for a group, of every
-    /// group and dataset under it (soft links have no attributes).
+    /// group and dataset under it (soft links have no attributes). An opened source file is a tree
+    /// (``HDF5File/validateTree()``); `depth` bounds the recursion all the same.
     private static func copyAttributesRecursively(from source: HDF5Group, _ name: String, to destination: HDF5Group,
-                                                  _ destinationName: String) throws {
+                                                  _ destinationName: String, depth: Int = 0) throws {
+        guard depth <= HDF5Limits.maxGroupDepth else {
+            throw source.fail("groups nested deeper than \(HDF5Limits.maxGroupDepth) under \(HDF5.printable(name))")
+        }
         switch try source.linkKind(name) {
         case .dataset:
             try destination.dataset(destinationName).copyAttributes(from: try source.dataset(name))
@@ -525,7 +721,8 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
             try destinationGroup.copyAttributes(from: sourceGroup)
             for child in try sourceGroup.linkNames() {
                 switch try sourceGroup.linkKind(child) {
-                case .dataset, .group: try copyAttributesRecursively(from: sourceGroup, child, to: destinationGroup, child)
+                case .dataset, .group:
+                    try copyAttributesRecursively(from: sourceGroup, child, to: destinationGroup, child, depth: depth + 1)
                 default: break
                 }
             }
@@ -569,23 +766,96 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
 public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
     /// The dataset's shape (`[]` for a scalar).
     public let shape: [Int]
+    /// Number of elements (the product of `shape`; checked not to overflow when the dataset was opened).
+    public let elementCount: Int
+    /// Whether the storage has been checked (``validateForReading()``); guarded by the HDF5 lock.
+    private var storageValidated = false
 
     init(file: HDF5File, path: String) throws {
         let (id, shape) = try HDF5.locked { () throws -> (hid_t, [Int]) in
             let id = try HDF5.check(H5Dopen2(file.handle.id, path, prima_H5P_DEFAULT()), file.path,
-                                    "\(path): cannot open dataset")
-            let space = HDF5Handle(H5Dget_space(id), close: H5Sclose)
-            let rank = H5Sget_simple_extent_ndims(space.id)
-            guard rank >= 0, rank <= 32 else {
+                                    "\(HDF5.printable(path)): cannot open dataset")
+            func refuse(_ what: String) -> HDF5Error {
                 _ = H5Dclose(id)
-                throw HDF5Error(file: file.path, message: "\(path): unsupported dataspace")
+                H5Eclear2(prima_H5E_DEFAULT())
+                return HDF5Error(file: file.path, message: "\(HDF5.printable(path)): \(what)")
             }
+            let space = HDF5Handle(H5Dget_space(id), close: H5Sclose)
+            let spaceClass = H5Sget_simple_extent_type(space.id)
+            guard spaceClass == H5S_SCALAR || spaceClass == H5S_SIMPLE else {
+                throw refuse("unsupported dataspace (not a scalar or an array)")
+            }
+            let rank = H5Sget_simple_extent_ndims(space.id)
+            guard rank >= 0, rank <= 32 else { throw refuse("unsupported dataspace") }
             var dims = [hsize_t](repeating: 0, count: Int(rank))
-            H5Sget_simple_extent_dims(space.id, &dims, nil)
-            return (id, dims.map { Int(clamping: $0) })
+            guard H5Sget_simple_extent_dims(space.id, &dims, nil) == rank else { throw refuse("cannot read its shape") }
+            var shape: [Int] = []
+            var count = 1
+            for dim in dims {
+                guard let value = Int(exactly: dim) else { throw refuse("declares an impossible shape \(dims)") }
+                let (product, overflow) = count.multipliedReportingOverflow(by: value)
+                guard !overflow else { throw refuse("declares an impossible shape \(dims) (element count overflows)") }
+                shape.append(value)
+                count = product
+            }
+            return (id, shape)
         }
         self.shape = shape
+        self.elementCount = shape.reduce(1, *)
         super.init(file: file, path: path, handle: HDF5Handle(id, close: H5Dclose))
+    }
+
+    /// Checks, before the first read of a file opened for reading, that the dataset's bytes are where and
+    /// what they may be (Formats/prima-checkpoint.md, "Untrusted files"): a contiguous layout inside the file,
+    /// or compact (inside its object header, at most ``HDF5Limits/maxCompactBytes``); no external storage
+    /// (another file, or a FIFO or device), no virtual layout (other datasets or files), no chunks, no filters;
+    /// an integer or float element type; storage of exactly shape × element size bytes, all of it inside the
+    /// file on disk. Every read path calls it; a file this process created is not checked.
+    public func validateForReading() throws {
+        guard let fileSize = file.sizeOnDisk else { return }
+        try HDF5.locked {
+            if storageValidated { return }
+            let dcpl = HDF5Handle(H5Dget_create_plist(handle.id), close: H5Pclose)
+            guard dcpl.id >= 0 else { throw fail("cannot read its creation properties: \(HDF5.lastErrorDescription())") }
+            let layout = H5Pget_layout(dcpl.id)
+            if layout == H5D_VIRTUAL { throw fail("virtual dataset (its data would come from other datasets or files)") }
+            let external = H5Pget_external_count(dcpl.id)
+            if external != 0 { throw fail("stored outside the file (external storage)") }
+            if H5Pget_nfilters(dcpl.id) != 0 { throw fail("filtered storage (compression or other HDF5 filters) is not read") }
+            guard layout == H5D_CONTIGUOUS || layout == H5D_COMPACT else {
+                throw fail(layout == H5D_CHUNKED ? "chunked storage is not read (datasets must be contiguous)"
+                                                 : "unknown storage layout")
+            }
+            let type = HDF5Handle(H5Dget_type(handle.id), close: H5Tclose)
+            let typeClass = H5Tget_class(type.id)
+            let elementSize = H5Tget_size(type.id)
+            guard typeClass == H5T_INTEGER || typeClass == H5T_FLOAT, elementSize > 0,
+                  elementSize <= HDF5Limits.maxElementBytes else {
+                throw fail("unsupported element type (only integers and floats are read)")
+            }
+            let (needed, overflow) = elementCount.multipliedReportingOverflow(by: elementSize)
+            guard !overflow else { throw fail("declares an impossible shape \(shape)") }
+            guard needed <= fileSize else {
+                throw fail("declares \(needed) bytes (shape \(shape)), more than the whole file (\(fileSize) bytes)")
+            }
+            let stored = H5Dget_storage_size(handle.id)
+            H5Eclear2(prima_H5E_DEFAULT())
+            guard stored == hsize_t(needed) else {
+                if stored == 0 { throw fail("declares \(needed) bytes (shape \(shape)) but has no data in the file") }
+                throw fail("stores \(stored) bytes, but shape \(shape) × \(elementSize)-byte elements needs \(needed)")
+            }
+            if layout == H5D_COMPACT {
+                guard needed <= HDF5Limits.maxCompactBytes else { throw fail("compact dataset larger than 64 KiB") }
+            } else if needed > 0 {
+                let address = H5Dget_offset(handle.id)
+                H5Eclear2(prima_H5E_DEFAULT())
+                guard address != prima_HADDR_UNDEF(), let offset = Int(exactly: address),
+                      offset <= fileSize - needed else {
+                    throw fail("data at offset \(address == prima_HADDR_UNDEF() ? "(undefined)" : String(address)) + \(needed) bytes lies outside the file (\(fileSize) bytes)")
+                }
+            }
+            storageValidated = true
+        }
     }
 
     /// Whether the stored HDF5 type is the spec's type for `dtype` (§5.2).
@@ -638,9 +908,11 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         }
     }
 
-    /// Reads rows `[start, start+count)` of dimension 0 into `bytes` (raw, stored type).
+    /// Reads rows `[start, start+count)` of dimension 0 into `bytes` (raw, stored type), after
+    /// ``validateForReading()``.
     public func readRows(start: Int, count: Int, into bytes: UnsafeMutableRawBufferPointer) throws {
         guard count > 0 else { return }
+        try validateForReading()
         try HDF5.locked {
             let type = HDF5Handle(H5Dget_type(handle.id), close: H5Tclose)
             let (fileSpace, memory) = try rowSelection(start: start, count: count)
@@ -649,13 +921,12 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         }
     }
 
-    /// Number of elements.
-    public var elementCount: Int { shape.reduce(1, *) }
-
     /// The byte offset of the data in the file, for a contiguous dataset whose space is allocated; nil
-    /// otherwise (chunked, compact, or not yet allocated).
+    /// otherwise (chunked, compact, or not yet allocated), and nil for a dataset of an opened file that fails
+    /// ``validateForReading()`` (its reads then throw the reason).
     public var fileOffset: Int? {
-        HDF5.locked {
+        if file.sizeOnDisk != nil, (try? validateForReading()) == nil { return nil }
+        return HDF5.locked {
             let address = H5Dget_offset(handle.id)
             H5Eclear2(prima_H5E_DEFAULT())
             return address == prima_HADDR_UNDEF() ? nil : Int(exactly: address)
@@ -669,8 +940,9 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
 
     /// Reads the whole dataset (raw, stored type). Use for small data: files, attributes-like datasets.
     public func readAllBytes(limit: Int = 1 << 30) throws -> [UInt8] {
-        let byteCount = elementCount * elementSize
-        guard byteCount <= limit else { throw fail("dataset of \(byteCount) bytes exceeds the \(limit)-byte limit") }
+        try validateForReading()
+        let (byteCount, overflow) = elementCount.multipliedReportingOverflow(by: elementSize)
+        guard !overflow, byteCount <= limit else { throw fail("dataset of \(byteCount) bytes exceeds the \(limit)-byte limit") }
         var bytes = [UInt8](repeating: 0, count: byteCount)
         if elementCount > 0 { try bytes.withUnsafeMutableBytes { try readRows(start: 0, count: shape.first ?? 1, into: $0) } }
         return bytes
