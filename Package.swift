@@ -92,7 +92,7 @@ let package = Package(
 
         // Every parser a user's file reaches, as entry points over arbitrary bytes: driven by libFuzzer (Tests/Fuzz)
         // and replayed over the committed corpus and crash inputs by PrimaFuzzRegressionTests.
-        .target(name: "PrimaFuzzTargets", dependencies: ["PrimaImage", "PrimaJSON", "PrimaMetadata", "PrimaSafetensors", "PrimaTokenizers"]),
+        .target(name: "PrimaFuzzTargets", dependencies: ["PrimaImage", "PrimaJSON", "PrimaMetadata", "PrimaSafetensors", "PrimaTokenizers", "PrimaVerify"]),
         .target(name: "PrimaTestSupport", path: "Tests/Support"),
         .testTarget(name: "PrimaJSONTests", dependencies: ["PrimaJSON"]),
         .testTarget(name: "PrimaTensorTests", dependencies: ["PrimaTensor", "PrimaKernels", "PrimaTestSupport"]),
@@ -114,7 +114,7 @@ let package = Package(
             name: "PrimaTokenizersTests", dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
         .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
-        .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport"]),
+        .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport", "prima-verify"]),
         // File-system behaviour of every tool: inputs that are not regular files, outputs that alias inputs,
         // temporaries under signals, SIGKILL and concurrent runs.
         .testTarget(

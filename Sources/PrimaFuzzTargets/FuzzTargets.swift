@@ -4,6 +4,7 @@ import PrimaJSON
 import PrimaMetadata
 import PrimaSafetensors
 import PrimaTokenizers
+import PrimaVerify
 
 /// The parsers a user's file reaches, each as one entry point that takes arbitrary bytes: what libFuzzer drives
 /// (Tests/Fuzz, `bash Tests/Fuzz/run.sh`) and what the regression test replays over the committed corpus and every
@@ -24,6 +25,11 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case metadataSchema = "metadata-schema"
     /// PNG decoding, then the DINOv3 preprocessing of a decoded image.
     case png
+    /// A checkpoint as `prima-verify CKPT` checks it: opened (the whole HDF5 tree validated), every component's
+    /// configuration and tensors checked, every tensor read and its CRC-32 compared. libhdf5 itself can crash on
+    /// corrupted metadata before any check runs; the fuzz driver, like every tool, therefore walks each file in a
+    /// probe child first (`HDF5Probe`), and the regression test replays these inputs through `prima-verify`.
+    case checkpoint
 
     /// What one input did.
     public enum Outcome: Equatable, Sendable {
@@ -52,6 +58,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             case .metadataSchema:
                 _ = try MetadataSchema(jsonText: String(decoding: data, as: UTF8.self)).serialized()
             case .png: try Self.png(data)
+            case .checkpoint: try Self.checkpoint(data, scratch: scratch)
             }
             return .accepted
         } catch {
@@ -61,12 +68,25 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
 
     private static func safetensors(_ data: [UInt8], scratch: String) throws {
         let path = scratch + "/fuzz-\(getpid()).safetensors"
+        try write(data, to: path)
         defer { unlink(path) }
+        let file = try SafetensorsFile(path: path)
+        for entry in file.entries { _ = try file.readTensor(entry) }
+    }
+
+    private static func checkpoint(_ data: [UInt8], scratch: String) throws {
+        let path = scratch + "/fuzz-\(getpid()).h5"
+        try write(data, to: path)
+        defer { unlink(path) }
+        _ = try IntegrityChecker.run(checkpoint: path)
+    }
+
+    /// Writes `data` to the scratch file `path` (a harness failure, not an input's, if it cannot).
+    private static func write(_ data: [UInt8], to path: String) throws {
+        unlink(path)
         guard FileManager.default.createFile(atPath: path, contents: Data(data)) else {
             fatalError("cannot write the scratch file \(path)")
         }
-        let file = try SafetensorsFile(path: path)
-        for entry in file.entries { _ = try file.readTensor(entry) }
     }
 
     private static func tokenizer(_ data: [UInt8]) throws {

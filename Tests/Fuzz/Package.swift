@@ -9,7 +9,8 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "prima-fuzz",
-            dependencies: [.product(name: "PrimaFuzzTargets", package: "PrimaToolkit")],
+            dependencies: [.product(name: "PrimaFuzzTargets", package: "PrimaToolkit"),
+                           .product(name: "PrimaCheckpoint", package: "PrimaToolkit")],
             path: "Sources/prima-fuzz"),
     ],
     swiftLanguageModes: [.v6]

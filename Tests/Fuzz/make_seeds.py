@@ -115,6 +115,18 @@ def main():
     for text in ['{"format": "prima-metadata-schema", "version": 1, "fields": []}', '{}', '[]']:
         write("metadata-schema", text)
 
+    # checkpoint: the bundled PRIMA checkpoint (all three components and /prima), and copies with one attribute or
+    # link removed, so that the fuzzer starts from files that pass and files that fail at different checks.
+    tiny = (FIXTURES / "prima" / "tiny-prima.h5").read_bytes()
+    write("checkpoint", tiny)
+    for victim in ("prima", "decoder/config", "text_encoder/files/config.json"):
+        copy = HERE / "seeds" / "checkpoint.tmp"
+        copy.write_bytes(tiny)
+        with h5py.File(copy, "r+") as checkpoint:
+            del checkpoint[victim]
+        write("checkpoint", copy.read_bytes())
+        copy.unlink()
+
     # png: every small fixture image, corrupt ones included.
     for path in sorted(FIXTURES.glob("images/**/*.png")):
         if path.stat().st_size <= 16384:

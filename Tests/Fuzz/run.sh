@@ -14,7 +14,7 @@ seconds="${1:-300}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(safetensors json tokenizer metadata-csv metadata-json metadata-schema png)
+    targets=(safetensors json tokenizer metadata-csv metadata-json metadata-schema png checkpoint)
 fi
 
 [ -d seeds ] || /usr/bin/python3 make_seeds.py || exit 1
@@ -28,8 +28,11 @@ failed=0
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target" "crashes/$target" "$scratch/new-$target" "$scratch/merged-$target"
     before=$(ls "crashes/$target" | wc -l)
+    # A checkpoint is walked in a probe child first, which may take up to HDF5Probe's 60 s time-out by design.
+    timeout=10 max_len=65536
+    if [ "$target" = checkpoint ]; then timeout=70 max_len=1048576; fi
     PRIMA_FUZZ_TARGET="$target" PRIMA_FUZZ_SCRATCH="$scratch" "$binary" "$scratch/new-$target" "corpus/$target" "seeds/$target" \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -max_len=65536 \
+        -max_total_time="$seconds" -timeout="$timeout" -rss_limit_mb=2048 -malloc_limit_mb=1024 -max_len="$max_len" \
         -artifact_prefix="crashes/$target/" -print_final_stats=1 2> "$scratch/$target.log"
     status=$?
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$scratch/$target.log" | grep -o '[0-9]*$' || echo "?")

@@ -1,4 +1,5 @@
 import Foundation
+import PrimaCheckpoint
 import PrimaFuzzTargets
 
 // The libFuzzer driver. SwiftPM links an executable target's entry point as `<module>_main`, so the driver is
@@ -16,6 +17,9 @@ private func runDriver(_ argc: UnsafeMutablePointer<Int32>,
 
 @_cdecl("prima_fuzz_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    // As in every tool: HDF5 inputs are walked in a probe child (this executable re-run) before libhdf5 reads them
+    // in-process; in the child this walks the file and exits.
+    HDF5Probe.startTool()
     let environment = ProcessInfo.processInfo.environment
     guard let name = environment["PRIMA_FUZZ_TARGET"], let chosen = FuzzTarget(rawValue: name) else {
         let names = FuzzTarget.allCases.map(\.rawValue).joined(separator: ", ")
