@@ -13,15 +13,24 @@
 // with a message naming the construct.
 //
 // Ruby/Oniguruma conventions kept: `^`/`$` are line anchors, `.` does not match "\n" unless (?m), `{` that does not
-// start a valid interval is a literal.
+// start a valid interval is a literal. A look-behind must have a bounded length (Oniguruma refuses unbounded ones
+// too); it is tried only at the start positions its length allows.
+//
+// Bounded time: a search is a backtracking search, exponential in the worst case (`(a+)+$` on "aaaa…b"), so each
+// `matches(in:)` call has a budget of TokenizerLimits.regexStepsPerScalar instructions per scalar of the text plus
+// TokenizerLimits.regexBaseSteps, and fails with an error naming the file and the pattern when it runs out, as
+// Oniguruma's retry limit (ONIG_DEFAULT_RETRY_LIMIT_IN_MATCH) stops the Rust tokenizers.
 
 /// A compiled pattern.
 struct TokenizerRegex: Sendable {
     let pattern: String
+    /// Where the pattern comes from, for errors: `tokenizer.json: pre_tokenizer.pattern.Regex`.
+    let place: String
     private let program: RegexProgram
 
-    init(_ pattern: String) throws {
+    init(_ pattern: String, place: String = "regex") throws {
         self.pattern = pattern
+        self.place = place
         var parser = RegexParser(pattern: pattern)
         let node = try parser.parse()
         program = RegexCompiler.compile(node)
@@ -29,15 +38,16 @@ struct TokenizerRegex: Sendable {
 
     /// The non-overlapping matches from left to right, as the onig crate's `find_iter` gives them: each search
     /// starts where the previous match ended, and an empty match right where the previous match ended is skipped
-    /// (the search moves one scalar on).
-    func matches(in text: [Unicode.Scalar]) -> [Range<Int>] {
-        text.withUnsafeBufferPointer { buffer in
+    /// (the search moves one scalar on). Throws when the search exceeds its step budget.
+    func matches(in text: [Unicode.Scalar]) throws -> [Range<Int>] {
+        try text.withUnsafeBufferPointer { buffer in
             var result: [Range<Int>] = []
             var searchStart = 0
             var lastMatchEnd: Int? = nil
-            var machine = RegexMachine(program: program, text: buffer)
+            var machine = RegexMachine(program: program, text: buffer, budget: Self.budget(buffer.count))
             while searchStart <= buffer.count {
-                guard let (start, end) = machine.search(from: searchStart) else { break }
+                guard let (start, end) = try machine.search(from: searchStart, budgetError: budgetError(buffer.count))
+                else { break }
                 if start == end && lastMatchEnd == end {
                     searchStart += 1
                     continue
@@ -51,11 +61,21 @@ struct TokenizerRegex: Sendable {
     }
 
     /// Whether the pattern matches somewhere in `text` (for tests).
-    func firstMatch(in text: [Unicode.Scalar]) -> Range<Int>? {
-        text.withUnsafeBufferPointer { buffer in
-            var machine = RegexMachine(program: program, text: buffer)
-            return machine.search(from: 0).map { $0.0..<$0.1 }
+    func firstMatch(in text: [Unicode.Scalar]) throws -> Range<Int>? {
+        try text.withUnsafeBufferPointer { buffer in
+            var machine = RegexMachine(program: program, text: buffer, budget: Self.budget(buffer.count))
+            return try machine.search(from: 0, budgetError: budgetError(buffer.count)).map { $0.0..<$0.1 }
         }
+    }
+
+    /// The step budget of one search over `count` scalars.
+    static func budget(_ count: Int) -> Int {
+        TokenizerLimits.regexBaseSteps + TokenizerLimits.regexStepsPerScalar * count
+    }
+
+    private func budgetError(_ count: Int) -> TokenizerError {
+        .invalid(place, "regex \(pattern.debugDescription) takes more than \(Self.budget(count)) steps on a text of "
+                 + "\(count) characters (catastrophic backtracking); the pattern must be rewritten")
     }
 }
 
@@ -138,6 +158,31 @@ indirect enum RegexNode {
     case look(RegexNode, ahead: Bool, negated: Bool)
     case atomic(RegexNode)
     case anchor(RegexAnchor)
+
+    /// The fewest and most scalars the node can match (nil: no bound).
+    var lengthRange: (min: Int, max: Int?) {
+        switch self {
+        case .empty, .look, .anchor: return (0, 0)
+        case .literal, .set, .any: return (1, 1)
+        case let .sequence(nodes):
+            var low = 0, high: Int? = 0
+            for node in nodes {
+                let range = node.lengthRange
+                low += range.min
+                high = high.flatMap { total in range.max.map { total + $0 } }
+            }
+            return (low, high)
+        case let .alternation(nodes):
+            let ranges = nodes.map(\.lengthRange)
+            let high = ranges.allSatisfy { $0.max != nil } ? ranges.compactMap(\.max).max() : nil
+            return (ranges.map(\.min).min() ?? 0, high)
+        case let .repetition(node, minimum, maximum, _, _):
+            let range = node.lengthRange
+            let high: Int? = range.max == 0 ? 0 : maximum.flatMap { count in range.max.map { count * $0 } }
+            return (minimum * range.min, high)
+        case let .atomic(node): return node.lengthRange
+        }
+    }
 
     /// Whether the node can match without consuming anything.
     var canBeEmpty: Bool {
@@ -341,7 +386,12 @@ struct RegexParser {
         let inner = try parseAlternation()
         guard peek() == ")" else { throw error("missing \")\"") }
         index += 1
-        if let kind { return .look(inner, ahead: kind.ahead, negated: kind.negated) }
+        if let kind {
+            if !kind.ahead && inner.lengthRange.max == nil {
+                throw error("look-behind of unbounded length is not supported")
+            }
+            return .look(inner, ahead: kind.ahead, negated: kind.negated)
+        }
         if atomic { return .atomic(inner) }
         return inner
     }
@@ -605,7 +655,8 @@ enum RegexInstruction: Sendable {
     case split(Int, Int)
     case jump(Int)
     case anchor(RegexAnchor)
-    case look(Int, ahead: Bool, negated: Bool)
+    /// A look-around; a look-behind body is tried from the start positions `minLength...maxLength` back.
+    case look(Int, ahead: Bool, negated: Bool, minLength: Int, maxLength: Int)
     case atomic(Int)
     /// Remember the position in a register (restored on backtracking).
     case mark(Int)
@@ -708,7 +759,9 @@ enum RegexCompiler {
                 code[loop] = greedy ? .split(loop + 1, end) : .split(end, loop + 1)
             }
         case let .look(body, ahead, negated):
-            code.append(.look(subprogram(body, &program), ahead: ahead, negated: negated))
+            let range = body.lengthRange
+            code.append(.look(subprogram(body, &program), ahead: ahead, negated: negated, minLength: range.min,
+                              maxLength: range.max ?? 0))
         case let .atomic(body):
             code.append(.atomic(subprogram(body, &program)))
         case let .anchor(anchor):
@@ -727,20 +780,24 @@ struct RegexMachine {
     /// Scratch space reused across searches.
     private var registers: [Int]
     private var stack: [(Int, Int)] = []
+    /// Instructions left before the search gives up.
+    private var budget: Int
 
-    init(program: RegexProgram, text: UnsafeBufferPointer<Unicode.Scalar>) {
+    init(program: RegexProgram, text: UnsafeBufferPointer<Unicode.Scalar>, budget: Int) {
         self.program = program
         self.text = text
+        self.budget = budget
         registers = [Int](repeating: -1, count: program.registerCount)
         stack.reserveCapacity(64)
     }
 
     /// The leftmost match starting at or after `from`: (start, end).
-    mutating func search(from: Int) -> (Int, Int)? {
+    /// Throws `budgetError` when the step budget runs out.
+    mutating func search(from: Int, budgetError: @autoclosure () -> TokenizerError) throws -> (Int, Int)? {
         for start in from...text.count {
-            if let end = run(0, at: start, requiredEnd: nil, registers: &registers, stack: &stack) {
-                return (start, end)
-            }
+            let end = run(0, at: start, requiredEnd: nil, registers: &registers, stack: &stack, budget: &budget)
+            if budget <= 0 { throw budgetError() }
+            if let end { return (start, end) }
         }
         return nil
     }
@@ -763,15 +820,17 @@ struct RegexMachine {
     }
 
     /// Runs programs[index] from `position`; the end of the first match found (which must be `requiredEnd` if
-    /// given), or nil.
+    /// given), or nil. Each instruction costs one step of `budget`; at zero the run stops with nil.
     private func run(_ index: Int, at position: Int, requiredEnd: Int?, registers: inout [Int],
-                     stack: inout [(Int, Int)]) -> Int? {
+                     stack: inout [(Int, Int)], budget: inout Int) -> Int? {
         let code = program.programs[index]
         let n = text.count
         let base = stack.count
         defer { stack.removeSubrange(base...) }
         var pc = 0, pos = position
         while true {
+            budget -= 1
+            if budget <= 0 { return nil }
             var failed = false
             switch code[pc] {
             case let .scalar(value):
@@ -791,22 +850,27 @@ struct RegexMachine {
                 pc = target
             case let .anchor(anchor):
                 if anchorHolds(anchor, pos) { pc += 1 } else { failed = true }
-            case let .look(sub, ahead, negated):
+            case let .look(sub, ahead, negated, minLength, maxLength):
                 var found = false
                 var subRegisters = [Int](repeating: -1, count: program.registerCount)
                 if ahead {
-                    found = run(sub, at: pos, requiredEnd: nil, registers: &subRegisters, stack: &stack) != nil
+                    found = run(sub, at: pos, requiredEnd: nil, registers: &subRegisters, stack: &stack,
+                                budget: &budget) != nil
                 } else {
-                    var start = pos
-                    while start >= 0 && !found {
-                        found = run(sub, at: start, requiredEnd: pos, registers: &subRegisters, stack: &stack) != nil
+                    var start = pos - minLength
+                    while start >= max(0, pos - maxLength) && !found {
+                        found = run(sub, at: start, requiredEnd: pos, registers: &subRegisters, stack: &stack,
+                                    budget: &budget) != nil
                         start -= 1
                     }
                 }
+                if budget <= 0 { return nil }
                 if found != negated { pc += 1 } else { failed = true }
             case let .atomic(sub):
                 var subRegisters = [Int](repeating: -1, count: program.registerCount)
-                if let end = run(sub, at: pos, requiredEnd: nil, registers: &subRegisters, stack: &stack) {
+                let end = run(sub, at: pos, requiredEnd: nil, registers: &subRegisters, stack: &stack, budget: &budget)
+                if budget <= 0 { return nil }
+                if let end {
                     pos = end
                     pc += 1
                 } else {

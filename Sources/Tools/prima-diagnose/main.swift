@@ -135,11 +135,7 @@ struct PrimaDiagnoseCommand: ParsableCommand {
 
 /// Reads a patient record (one JSON object) and checks it against the checkpoint's schema.
 func readRecord(_ path: String, schema: MetadataSchema) throws -> MetadataRecord {
-    let text: String
-    do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-        throw DiagnoseError.input("\(path): cannot read as UTF-8 text")
-    }
-    do { return try schema.record(jsonText: text, source: path) } catch { throw DiagnoseError.input(error.description) }
+    do { return try schema.record(jsonFile: path) } catch { throw DiagnoseError.input(error.description) }
 }
 
 extension DiagnoseError: ToolFailure {}
