@@ -269,14 +269,19 @@ struct CSVParser {
     }
 }
 
-/// Reads `path` in chunks, handing each to `body`; refuses a file longer than `limit` bytes as soon as more than
-/// `limit` bytes have been read (an endless stream is not read to its end).
+/// Reads `path` in chunks, handing each to `body`; refuses a file longer than `limit` bytes before reading it (a
+/// regular file) or as soon as more than `limit` bytes have been read (a stream is not read to its end).
 func readFile(_ path: String, limit: Int, what: String,
               _ body: (UnsafeBufferPointer<UInt8>) throws(MetadataError) -> Void) throws(MetadataError) {
     guard let file = fopen(path, "rb") else {
         throw MetadataError("\(path): cannot read file (\(String(cString: strerror(errno))))")
     }
     defer { fclose(file) }
+    // A regular file's size is known up front: refuse before reading any of it.
+    var status = stat()
+    if fstat(fileno(file), &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, Int(status.st_size) > limit {
+        throw MetadataError("\(path): \(status.st_size) bytes, larger than the limit of \(limit) bytes for \(what)")
+    }
     let chunkSize = 1 << 16
     let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: chunkSize)
     defer { buffer.deallocate() }
