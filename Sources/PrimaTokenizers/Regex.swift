@@ -33,6 +33,12 @@ struct TokenizerRegex: Sendable {
         self.place = place
         var parser = RegexParser(pattern: pattern)
         let node = try parser.parse()
+        // Counted intervals are compiled as copies: `((a{1000}){1000}){1000}` would be 10^9 instructions.
+        let size = node.programSize
+        guard size <= Double(TokenizerLimits.maxRegexInstructions) else {
+            throw TokenizerError.invalidRegex(pattern, "compiles to \(size) instructions, more than the limit of "
+                                              + "\(TokenizerLimits.maxRegexInstructions) (counted repetitions nest too deep)")
+        }
         program = RegexCompiler.compile(node)
     }
 
@@ -158,6 +164,23 @@ indirect enum RegexNode {
     case look(RegexNode, ahead: Bool, negated: Bool)
     case atomic(RegexNode)
     case anchor(RegexAnchor)
+
+    /// The number of instructions RegexCompiler emits for the node, subprograms included (a Double, so that
+    /// nested counted repetitions cannot overflow).
+    var programSize: Double {
+        switch self {
+        case .empty: return 0
+        case .literal, .set, .any, .anchor: return 1
+        case let .sequence(nodes): return nodes.reduce(0) { $0 + $1.programSize }
+        case let .alternation(nodes): return nodes.reduce(0) { $0 + $1.programSize } + 2 * Double(nodes.count - 1)
+        case let .repetition(node, minimum, maximum, _, possessive):
+            let body = node.programSize
+            let copies = Double(minimum) * body
+            let rest = maximum.map { Double($0 - minimum) * (body + 1) } ?? (body + 4)
+            return copies + rest + (possessive ? 2 : 0)
+        case let .look(node, _, _), let .atomic(node): return node.programSize + 2
+        }
+    }
 
     /// The fewest and most scalars the node can match (nil: no bound).
     var lengthRange: (min: Int, max: Int?) {

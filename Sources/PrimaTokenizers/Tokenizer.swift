@@ -106,12 +106,13 @@ public struct Tokenizer: Sendable {
         return encodings
     }
 
-    /// Just the ids of one text, without truncation or padding.
-    public func ids(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+    /// Just the ids of one text, without truncation or padding. Throws as `encode` does for a text over the
+    /// length limit or a regex over its step budget.
+    public func ids(_ text: String, addSpecialTokens: Bool = true) throws -> [Int] {
         var copy = self
         copy.truncation = nil
         copy.padding = nil
-        return (try? copy.encode(text, addSpecialTokens: addSpecialTokens).ids) ?? []
+        return try copy.encode(text, addSpecialTokens: addSpecialTokens).ids
     }
 
     /// The ids of one text before post-processing (encode_single_sequence).

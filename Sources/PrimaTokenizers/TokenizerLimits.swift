@@ -14,6 +14,10 @@ public enum TokenizerLimits {
     /// budget); a pattern with catastrophic backtracking, such as `(a+)+$`, needs exponentially many and is
     /// stopped instead of hanging. At about 7·10^7 steps a second, a 1 MiB text is searched in 4 s at most.
     public static let regexStepsPerScalar = 256
+    /// Most instructions a compiled tokenizer regex may have: 100,000. The Split patterns of real tokenizers
+    /// compile to a few hundred; counted repetitions are compiled as copies, so nested ones
+    /// (`((a{1000}){1000}){1000}`) would otherwise allocate without bound at load.
+    public static let maxRegexInstructions = 100_000
     /// The fixed part of the regex step budget (short texts).
     public static let regexBaseSteps = 1_000_000
 }

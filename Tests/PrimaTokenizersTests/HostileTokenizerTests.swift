@@ -65,9 +65,13 @@ import Testing
                                seconds: 10)
     }
 
-    @Test func unboundedLookBehindIsRefusedAtLoad() throws {
-        let path = try Self.write(Self.tokenizerJSON(pattern: "(?<=a+)b"))
-        try Self.expectRefusal(path, input: "ab\n", contains: [path, "look-behind of unbounded length"], seconds: 10)
+    @Test(arguments: [
+        ("(?<=a+)b", "look-behind of unbounded length"),
+        ("((a{1000}){1000}){1000}", "more than the limit of \(TokenizerLimits.maxRegexInstructions)"),
+    ])
+    func unboundedPatternsAreRefusedAtLoad(_ pattern: String, _ message: String) throws {
+        let path = try Self.write(Self.tokenizerJSON(pattern: pattern))
+        try Self.expectRefusal(path, input: "ab\n", contains: [path, "pre_tokenizer.pattern.Regex", message], seconds: 10)
     }
 
     /// A 50 MB line is refused as soon as the limit is passed, under a 1 GB address-space limit (reading the whole
