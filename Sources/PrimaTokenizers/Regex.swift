@@ -182,8 +182,15 @@ indirect enum RegexNode {
         }
     }
 
-    /// The fewest and most scalars the node can match (nil: no bound).
+    /// The fewest and most scalars the node can match (nil: no bound). Counts saturate at 2^40, so that nested
+    /// counted repetitions cannot overflow (such patterns are refused by their program size anyway).
     var lengthRange: (min: Int, max: Int?) {
+        let cap = 1 << 40
+        func add(_ a: Int, _ b: Int) -> Int { min(a + b, cap) }
+        func multiply(_ a: Int, _ b: Int) -> Int {
+            let (product, overflow) = a.multipliedReportingOverflow(by: b)
+            return overflow ? cap : min(product, cap)
+        }
         switch self {
         case .empty, .look, .anchor: return (0, 0)
         case .literal, .set, .any: return (1, 1)
@@ -191,8 +198,8 @@ indirect enum RegexNode {
             var low = 0, high: Int? = 0
             for node in nodes {
                 let range = node.lengthRange
-                low += range.min
-                high = high.flatMap { total in range.max.map { total + $0 } }
+                low = add(low, range.min)
+                high = high.flatMap { total in range.max.map { add(total, $0) } }
             }
             return (low, high)
         case let .alternation(nodes):
@@ -201,8 +208,8 @@ indirect enum RegexNode {
             return (ranges.map(\.min).min() ?? 0, high)
         case let .repetition(node, minimum, maximum, _, _):
             let range = node.lengthRange
-            let high: Int? = range.max == 0 ? 0 : maximum.flatMap { count in range.max.map { count * $0 } }
-            return (minimum * range.min, high)
+            let high: Int? = range.max == 0 ? 0 : maximum.flatMap { count in range.max.map { multiply(count, $0) } }
+            return (multiply(minimum, range.min), high)
         case let .atomic(node): return node.lengthRange
         }
     }

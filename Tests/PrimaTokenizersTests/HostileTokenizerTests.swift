@@ -68,6 +68,7 @@ import Testing
     @Test(arguments: [
         ("(?<=a+)b", "look-behind of unbounded length"),
         ("((a{1000}){1000}){1000}", "more than the limit of \(TokenizerLimits.maxRegexInstructions)"),
+        ("(?<=((a{1000000}){1000000}){1000000})b", "more than the limit of \(TokenizerLimits.maxRegexInstructions)"),
     ])
     func unboundedPatternsAreRefusedAtLoad(_ pattern: String, _ message: String) throws {
         let path = try Self.write(Self.tokenizerJSON(pattern: pattern))
