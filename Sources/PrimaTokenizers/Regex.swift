@@ -16,10 +16,38 @@
 // start a valid interval is a literal. A look-behind must have a bounded length (Oniguruma refuses unbounded ones
 // too); it is tried only at the start positions its length allows.
 //
-// Bounded time: a search is a backtracking search, exponential in the worst case (`(a+)+$` on "aaaa…b"), so each
-// `matches(in:)` call has a budget of TokenizerLimits.regexStepsPerScalar instructions per scalar of the text plus
-// TokenizerLimits.regexBaseSteps, and fails with an error naming the file and the pattern when it runs out, as
-// Oniguruma's retry limit (ONIG_DEFAULT_RETRY_LIMIT_IN_MATCH) stops the Rust tokenizers.
+// Bounded time: a search is a backtracking search, exponential in the worst case (`(a+)+$` on "aaaa…b"), so the
+// searches have a step budget: TokenizerLimits.regexBaseSteps once per encode (or decode) call, plus
+// TokenizerLimits.regexStepsPerScalar for every scalar searched. One budget (RegexBudget.current) is shared by all
+// the searches of a call, so that splitting a text into many short pieces does not multiply the base. A search
+// that runs out fails with an error naming the file and the pattern, as Oniguruma's retry limit
+// (ONIG_DEFAULT_RETRY_LIMIT_IN_MATCH) stops the Rust tokenizers.
+
+/// The steps left to the regex searches of one encode or decode call.
+final class RegexBudget: @unchecked Sendable {  // one instance per call, used by that call's thread only
+    var remaining: Int
+    /// The steps granted so far (for the error message).
+    var granted: Int
+
+    init() {
+        remaining = TokenizerLimits.regexBaseSteps
+        granted = remaining
+    }
+
+    /// Adds the allowance for searching `count` scalars.
+    func grant(scalars count: Int) {
+        remaining += TokenizerLimits.regexStepsPerScalar * count
+        granted += TokenizerLimits.regexStepsPerScalar * count
+    }
+
+    /// The budget of the current encode or decode call; nil outside one (each search then has its own).
+    @TaskLocal static var current: RegexBudget?
+
+    /// Runs `body` with a fresh budget shared by every search it makes.
+    static func sharing<R>(_ body: () throws -> R) rethrows -> R {
+        try $current.withValue(RegexBudget(), operation: body)
+    }
+}
 
 /// A compiled pattern.
 struct TokenizerRegex: Sendable {
@@ -46,13 +74,16 @@ struct TokenizerRegex: Sendable {
     /// starts where the previous match ended, and an empty match right where the previous match ended is skipped
     /// (the search moves one scalar on). Throws when the search exceeds its step budget.
     func matches(in text: [Unicode.Scalar]) throws -> [Range<Int>] {
-        try text.withUnsafeBufferPointer { buffer in
+        let budget = RegexBudget.current ?? RegexBudget()
+        budget.grant(scalars: text.count)
+        return try text.withUnsafeBufferPointer { buffer in
             var result: [Range<Int>] = []
             var searchStart = 0
             var lastMatchEnd: Int? = nil
-            var machine = RegexMachine(program: program, text: buffer, budget: Self.budget(buffer.count))
+            var machine = RegexMachine(program: program, text: buffer, budget: budget.remaining)
+            defer { budget.remaining = machine.budget }
             while searchStart <= buffer.count {
-                guard let (start, end) = try machine.search(from: searchStart, budgetError: budgetError(buffer.count))
+                guard let (start, end) = try machine.search(from: searchStart, budgetError: budgetError(budget.granted))
                 else { break }
                 if start == end && lastMatchEnd == end {
                     searchStart += 1
@@ -68,20 +99,17 @@ struct TokenizerRegex: Sendable {
 
     /// Whether the pattern matches somewhere in `text` (for tests).
     func firstMatch(in text: [Unicode.Scalar]) throws -> Range<Int>? {
-        try text.withUnsafeBufferPointer { buffer in
-            var machine = RegexMachine(program: program, text: buffer, budget: Self.budget(buffer.count))
-            return try machine.search(from: 0, budgetError: budgetError(buffer.count)).map { $0.0..<$0.1 }
+        let budget = RegexBudget()
+        budget.grant(scalars: text.count)
+        return try text.withUnsafeBufferPointer { buffer in
+            var machine = RegexMachine(program: program, text: buffer, budget: budget.remaining)
+            return try machine.search(from: 0, budgetError: budgetError(budget.granted)).map { $0.0..<$0.1 }
         }
     }
 
-    /// The step budget of one search over `count` scalars.
-    static func budget(_ count: Int) -> Int {
-        TokenizerLimits.regexBaseSteps + TokenizerLimits.regexStepsPerScalar * count
-    }
-
-    private func budgetError(_ count: Int) -> TokenizerError {
-        .invalid(place, "regex \(pattern.debugDescription) takes more than \(Self.budget(count)) steps on a text of "
-                 + "\(count) characters (catastrophic backtracking); the pattern must be rewritten")
+    private func budgetError(_ steps: Int) -> TokenizerError {
+        .invalid(place, "regex \(pattern.debugDescription) needs more than the \(steps) steps allowed for this text "
+                 + "(catastrophic backtracking); the pattern must be rewritten")
     }
 }
 
@@ -811,7 +839,7 @@ struct RegexMachine {
     private var registers: [Int]
     private var stack: [(Int, Int)] = []
     /// Instructions left before the search gives up.
-    private var budget: Int
+    private(set) var budget: Int
 
     init(program: RegexProgram, text: UnsafeBufferPointer<Unicode.Scalar>, budget: Int) {
         self.program = program

@@ -90,13 +90,17 @@ public struct Tokenizer: Sendable {
     /// Throws for a text longer than ``TokenizerLimits/maxInputBytes`` and when a regex of the file exceeds its step
     /// budget (``TokenizerLimits/regexStepsPerScalar``).
     public func encode(_ text: String, addSpecialTokens: Bool = true) throws -> Encoding {
-        try postProcess(encodeSequence(text, typeId: 0), nil, addSpecialTokens: addSpecialTokens)
+        try RegexBudget.sharing {
+            try postProcess(encodeSequence(text, typeId: 0), nil, addSpecialTokens: addSpecialTokens)
+        }
     }
 
     /// Encodes a pair of texts (for example [CLS] A [SEP] B [SEP]).
     public func encode(_ text: String, pair: String, addSpecialTokens: Bool = true) throws -> Encoding {
-        try postProcess(try encodeSequence(text, typeId: 0), try encodeSequence(pair, typeId: 1),
-                        addSpecialTokens: addSpecialTokens)
+        try RegexBudget.sharing {
+            try postProcess(try encodeSequence(text, typeId: 0), try encodeSequence(pair, typeId: 1),
+                            addSpecialTokens: addSpecialTokens)
+        }
     }
 
     /// Encodes several texts; with batch-longest padding they are padded to the longest.
@@ -176,7 +180,7 @@ public struct Tokenizer: Sendable {
             if skipSpecialTokens && added.isSpecial(token) { continue }
             tokens.append(token)
         }
-        return try decoder?.decode(tokens) ?? tokens.joined(separator: " ")
+        return try RegexBudget.sharing { try decoder?.decode(tokens) } ?? tokens.joined(separator: " ")
     }
 
     // MARK: Truncation and padding

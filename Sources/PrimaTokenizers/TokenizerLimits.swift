@@ -8,8 +8,8 @@ public enum TokenizerLimits {
     /// Longest text `encode` accepts, in UTF-8 bytes: 1 MiB (and so the longest line of `prima-convert
     /// tokenize`). Encoding holds a few words per scalar; the metadata texts PRIMA encodes are under 1 kB.
     public static let maxInputBytes = 1 << 20
-    /// Steps (instructions) the regex matcher may take per scalar of the text it searches, plus
-    /// ``regexBaseSteps``, before it stops with an error. The Split patterns of real tokenizers average 10-50
+    /// Steps (instructions) the regex matcher may take per scalar it searches, plus ``regexBaseSteps`` once per
+    /// encode or decode call (one budget shared by all its searches), before it stops with an error. The Split patterns of real tokenizers average 10-50
     /// steps per scalar (Fixtures/bench/regex-bench.sh runs them on 2.8 MB of mixed-script text within this
     /// budget); a pattern with catastrophic backtracking, such as `(a+)+$`, needs exponentially many and is
     /// stopped instead of hanging. At about 7·10^7 steps a second, a 1 MiB text is searched in 4 s at most.
@@ -18,6 +18,6 @@ public enum TokenizerLimits {
     /// compile to a few hundred; counted repetitions are compiled as copies, so nested ones
     /// (`((a{1000}){1000}){1000}`) would otherwise allocate without bound at load.
     public static let maxRegexInstructions = 100_000
-    /// The fixed part of the regex step budget (short texts).
+    /// The fixed part of the regex step budget of one encode or decode call (short texts).
     public static let regexBaseSteps = 1_000_000
 }

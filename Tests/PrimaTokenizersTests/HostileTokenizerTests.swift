@@ -53,6 +53,19 @@ import Testing
         #expect(fine.status == 0, "\(fine.stderr)")
     }
 
+    /// One budget per encode call: 4,000 short pieces, each just under the base budget on its own, are refused
+    /// together instead of taking 4,000 times the base.
+    @Test func theBudgetIsSharedByThePiecesOfOneText() throws {
+        let path = try Self.write("""
+            {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"},
+               {"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated", "invert": false}]},
+             "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}}
+            """)
+        let piece = String(repeating: "a", count: 14) + "!"
+        try Self.expectRefusal(path, input: Array(repeating: piece, count: 4000).joined(separator: " ") + "\n",
+                               contains: [path, "(a+)+$", "catastrophic backtracking"], seconds: 15)
+    }
+
     @Test(arguments: [
         (#""padding": {"strategy": {"Fixed": 1000000000}, "pad_id": 0},"#, "padding.strategy.Fixed: padding length 1000000000"),
         (#""padding": {"strategy": "BatchLongest", "pad_to_multiple_of": 1000000000, "pad_id": 0},"#,
