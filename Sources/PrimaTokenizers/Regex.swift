@@ -10,7 +10,9 @@
 // groups (?:..) (..) (?<name>..), flags (?i) (?-i) (?m) and (?i:..), (?=..) (?!..) (?<=..) (?<!..) (?>..), anchors ^ $
 // \A \z \Z \b \B, quantifiers * + ? {n} {n,} {n,m} {,m} with lazy (?) and possessive (+) forms. Anything else
 // (backreferences, scripts such as \p{Han}, class intersection, \G, \K, \R, extended mode) is refused at compile time
-// with a message naming the construct.
+// with a message naming the construct, and so are a quantifier on a look-around and a loop whose body can match
+// empty (`(a*)*`, `(a|)+`), whose Oniguruma semantics this matcher does not reproduce. A seeded differential test
+// against Oniguruma (OnigurumaDifferentialTests) checks that every pattern both accept matches alike.
 //
 // Ruby/Oniguruma conventions kept: `^`/`$` are line anchors, `.` does not match "\n" unless (?m), `{` that does not
 // start a valid interval is a literal. A look-behind must have a bounded length (Oniguruma refuses unbounded ones
@@ -346,6 +348,13 @@ struct RegexParser {
             return nil
         }
         if case .anchor = atom { throw error("quantifier after an anchor at position \(index - 1)") }
+        if case .look = atom { throw error("quantifier after a look-around at position \(index - 1)") }
+        // Oniguruma ends a loop whose body matched empty by its own rule (an empty check that also compares
+        // captures), which differs from ending it at the first empty iteration: refused rather than matched
+        // differently. Split patterns in real tokenizers never repeat a body that can be empty.
+        if maximum.map({ $0 > 1 }) ?? true, atom.canBeEmpty {
+            throw error("a repeated group that can match empty, before position \(index), is not supported")
+        }
         var greedy = true, possessive = false
         if peek() == "?" {
             greedy = false
@@ -688,13 +697,12 @@ struct RegexParser {
         case "space": return .whitespace(negated: negated)
         case "word": return .word(negated: negated, bare: false)
         case "xdigit": return .hexDigit(negated: negated)
-        case "upper": return .categories(GeneralCategory.Lu.mask, negated: negated)
-        case "lower": return .categories(GeneralCategory.Ll.mask, negated: negated)
         case "alnum":
             var inner = ScalarSet(items: [.alphabetic(negated: false), .categories(GeneralCategory.Nd.mask, negated: false)])
             inner.negated = negated
             inner.finish()
             return .set(inner)
+        // [:upper:] and [:lower:] are Oniguruma's Uppercase/Lowercase properties (Ⅰ and ª included), not Lu/Ll.
         default: throw error("unsupported POSIX class [:\(name):]")
         }
     }
@@ -716,10 +724,6 @@ enum RegexInstruction: Sendable {
     /// A look-around; a look-behind body is tried from the start positions `minLength...maxLength` back.
     case look(Int, ahead: Bool, negated: Bool, minLength: Int, maxLength: Int)
     case atomic(Int)
-    /// Remember the position in a register (restored on backtracking).
-    case mark(Int)
-    /// Fail unless the position moved since the register was marked (ends loops whose body matched empty).
-    case requireProgress(Int)
     case match
 }
 
@@ -727,7 +731,6 @@ struct RegexProgram: Sendable {
     /// programs[0] is the pattern; the others are the bodies of look-arounds and atomic groups.
     var programs: [[RegexInstruction]] = [[]]
     var sets: [ScalarSet] = []
-    var registerCount = 0
 }
 
 enum RegexCompiler {
@@ -805,13 +808,8 @@ enum RegexCompiler {
             } else {
                 let loop = code.count
                 code.append(.split(-1, -1))
-                let register: Int? = body.canBeEmpty ? program.registerCount : nil
-                if let register {
-                    program.registerCount += 1
-                    code.append(.mark(register))
-                }
+                // The body cannot match empty (RegexParser refuses such loops), so every iteration moves on.
                 emit(body, into: &code, program: &program)
-                if let register { code.append(.requireProgress(register)) }
                 code.append(.jump(loop))
                 let end = code.count
                 code[loop] = greedy ? .split(loop + 1, end) : .split(end, loop + 1)
@@ -835,8 +833,7 @@ struct RegexMachine {
     let program: RegexProgram
     let text: UnsafeBufferPointer<Unicode.Scalar>
 
-    /// Scratch space reused across searches.
-    private var registers: [Int]
+    /// Backtracking entries (pc, position), reused across searches.
     private var stack: [(Int, Int)] = []
     /// Instructions left before the search gives up.
     private(set) var budget: Int
@@ -845,7 +842,6 @@ struct RegexMachine {
         self.program = program
         self.text = text
         self.budget = budget
-        registers = [Int](repeating: -1, count: program.registerCount)
         stack.reserveCapacity(64)
     }
 
@@ -853,7 +849,7 @@ struct RegexMachine {
     /// Throws `budgetError` when the step budget runs out.
     mutating func search(from: Int, budgetError: @autoclosure () -> TokenizerError) throws -> (Int, Int)? {
         for start in from...text.count {
-            let end = run(0, at: start, requiredEnd: nil, registers: &registers, stack: &stack, budget: &budget)
+            let end = run(0, at: start, requiredEnd: nil, stack: &stack, budget: &budget)
             if budget <= 0 { throw budgetError() }
             if let end { return (start, end) }
         }
@@ -879,8 +875,8 @@ struct RegexMachine {
 
     /// Runs programs[index] from `position`; the end of the first match found (which must be `requiredEnd` if
     /// given), or nil. Each instruction costs one step of `budget`; at zero the run stops with nil.
-    private func run(_ index: Int, at position: Int, requiredEnd: Int?, registers: inout [Int],
-                     stack: inout [(Int, Int)], budget: inout Int) -> Int? {
+    private func run(_ index: Int, at position: Int, requiredEnd: Int?, stack: inout [(Int, Int)],
+                     budget: inout Int) -> Int? {
         let code = program.programs[index]
         let n = text.count
         let base = stack.count
@@ -910,23 +906,19 @@ struct RegexMachine {
                 if anchorHolds(anchor, pos) { pc += 1 } else { failed = true }
             case let .look(sub, ahead, negated, minLength, maxLength):
                 var found = false
-                var subRegisters = [Int](repeating: -1, count: program.registerCount)
                 if ahead {
-                    found = run(sub, at: pos, requiredEnd: nil, registers: &subRegisters, stack: &stack,
-                                budget: &budget) != nil
+                    found = run(sub, at: pos, requiredEnd: nil, stack: &stack, budget: &budget) != nil
                 } else {
                     var start = pos - minLength
                     while start >= max(0, pos - maxLength) && !found {
-                        found = run(sub, at: start, requiredEnd: pos, registers: &subRegisters, stack: &stack,
-                                    budget: &budget) != nil
+                        found = run(sub, at: start, requiredEnd: pos, stack: &stack, budget: &budget) != nil
                         start -= 1
                     }
                 }
                 if budget <= 0 { return nil }
                 if found != negated { pc += 1 } else { failed = true }
             case let .atomic(sub):
-                var subRegisters = [Int](repeating: -1, count: program.registerCount)
-                let end = run(sub, at: pos, requiredEnd: nil, registers: &subRegisters, stack: &stack, budget: &budget)
+                let end = run(sub, at: pos, requiredEnd: nil, stack: &stack, budget: &budget)
                 if budget <= 0 { return nil }
                 if let end {
                     pos = end
@@ -934,29 +926,15 @@ struct RegexMachine {
                 } else {
                     failed = true
                 }
-            case let .mark(register):
-                // Encode the restore entry as a negative pc: -(register + 1), with the old value as position.
-                stack.append((-(register + 1), registers[register]))
-                registers[register] = pos
-                pc += 1
-            case let .requireProgress(register):
-                if registers[register] != pos { pc += 1 } else { failed = true }
             case .match:
                 if requiredEnd == nil || requiredEnd == pos { return pos }
                 failed = true
             }
             if failed {
-                // Backtrack: restore registers until a choice point.
-                while true {
-                    guard stack.count > base, let (target, saved) = stack.popLast() else { return nil }
-                    if target < 0 {
-                        registers[-target - 1] = saved
-                    } else {
-                        pc = target
-                        pos = saved
-                        break
-                    }
-                }
+                // Backtrack to the last choice point.
+                guard stack.count > base, let (target, saved) = stack.popLast() else { return nil }
+                pc = target
+                pos = saved
             }
         }
     }

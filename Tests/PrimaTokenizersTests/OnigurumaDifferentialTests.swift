@@ -78,4 +78,52 @@ import Testing
         #expect(differences == 0, "\(differences) of \(Self.texts.count) texts differ for \(pattern.debugDescription)")
         #expect(Self.texts.count > 3000 && matched > 0)
     }
+
+    /// Seeded random patterns over the constructs tokenizers use (classes, quantifiers of every kind, groups,
+    /// look-arounds, atomic groups, alternation): every pattern Oniguruma refuses, we refuse; every pattern both
+    /// accept matches alike on every text, unless our search stops at its step budget (Oniguruma has
+    /// optimisations for some nested quantifiers that a plain backtracking matcher lacks; stopping is an error,
+    /// never a different answer).
+    @Test func randomPatternsMatchOniguruma() throws {
+        var random = SplitMix64(seed: 20_261_203)
+        func below(_ n: Int) -> Int { Int(random.next() % UInt64(n)) }
+        let atoms = ["a", "b", #"\s"#, #"\S"#, #"\p{L}"#, #"\p{N}"#, #"[^\s\p{L}]"#, "[a-c]", ".", "'", #"\w"#, #"\W"#,
+                     #"\d"#, #"[\r\n]"#, " ", #"\p{Lu}"#, #"\p{Ll}"#, "(?i:s)", #"\h"#, #"\b"#, #"\p{P}"#]
+        let quantifiers = ["*", "+", "?", "{1,3}", "*?", "++", "", "", ""]
+        func pattern(_ depth: Int) -> String {
+            (0..<(1 + below(3))).map { _ -> String in
+                var atom = atoms[below(atoms.count)]
+                if depth > 0 && below(3) == 0 {
+                    let inner = pattern(depth - 1)
+                    atom = ["(?:\(inner))", "(\(inner))", "(?=\(inner))", "(?!\(inner))", "(?>\(inner))",
+                            "(?:\(inner)|\(pattern(depth - 1)))"][below(6)]
+                }
+                return atom + quantifiers[below(quantifiers.count)]
+            }.joined()
+        }
+        let texts = DifferentialText.strings(count: 60, seed: 99)
+        var compared = 0, stopped = 0
+        for _ in 0..<600 {
+            let candidate = below(4) == 0 ? pattern(2) + "|" + pattern(2) : pattern(2)
+            let reference = try? OnigurumaRegex(candidate)
+            let ours = try? TokenizerRegex(candidate)
+            if reference == nil { #expect(ours == nil, "Oniguruma refuses \(candidate.debugDescription), we accept it") }
+            guard let reference, let ours else { continue }
+            compared += 1
+            for text in texts {
+                guard let found = try? ours.matches(in: text) else {
+                    stopped += 1
+                    break
+                }
+                let expected = reference.matches(in: text)
+                if found != expected {
+                    let shown = String(String.UnicodeScalarView(text)).debugDescription
+                    Issue.record(Comment(rawValue: "\(candidate.debugDescription) on \(shown): Oniguruma \(expected), ours \(found)"))
+                    break
+                }
+            }
+        }
+        #expect(compared > 300)
+        #expect(stopped * 20 < compared, "\(stopped) of \(compared) patterns stopped at the step budget")
+    }
 }
