@@ -36,6 +36,8 @@ let package = Package(
         systemLibrary("CPNG", pkgConfig: "libpng", apt: "libpng-dev"),
         systemLibrary("CJSONC", pkgConfig: "json-c", apt: "libjson-c-dev"),
         systemLibrary("CZlib", pkgConfig: "zlib", apt: "zlib1g-dev"),
+        // Only for the differential test of the tokenizer's regex matcher against Oniguruma.
+        systemLibrary("COniguruma", pkgConfig: "oniguruma", apt: "libonig-dev"),
 
         .target(name: "PrimaKernels"),
         .target(name: "PrimaJSON"),
@@ -111,7 +113,8 @@ let package = Package(
                            "PrimaJSON", "PrimaSafetensors", "PrimaDiagnose", "PrimaMetadata", "PrimaTestSupport", "prima-verify", "prima-convert", "prima-quantize", "prima-diagnose"]),
         .testTarget(name: "PrimaImageTests", dependencies: ["PrimaImage", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(
-            name: "PrimaTokenizersTests", dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert"]),
+            name: "PrimaTokenizersTests",
+            dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert", "COniguruma"]),
         .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport", "prima-verify"]),

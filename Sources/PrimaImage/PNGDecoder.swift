@@ -24,15 +24,22 @@ public struct ImageLimits: Sendable, Equatable {
     public var maxSide: Int
     /// Largest accepted width × height.
     public var maxPixels: Int
+    /// Largest accepted decoded size: width × height × 3 samples × (1 byte, or 2 for 16-bit files).
+    public var maxDecodedBytes: Int
 
-    public init(maxSide: Int = 16_384, maxPixels: Int = 100_000_000) {
-        precondition(maxSide > 0 && maxSide <= Int(UInt32.max) && maxPixels > 0, "bad image limits")
+    public init(maxSide: Int = 16_384, maxPixels: Int = 100_000_000, maxDecodedBytes: Int = 300_000_000) {
+        precondition(maxSide > 0 && maxSide <= Int(UInt32.max) && maxPixels > 0 && maxDecodedBytes > 0,
+                     "bad image limits")
         self.maxSide = maxSide
         self.maxPixels = maxPixels
+        self.maxDecodedBytes = maxDecodedBytes
     }
 
-    /// 16384 pixels per side and 100 Mpixel: far beyond any model input, small enough that a hostile header
-    /// cannot make the decoder allocate more than 600 MB (100 M × 3 samples × 2 bytes).
+    /// 16384 pixels per side, 100 Mpixel and 300 MB decoded (100 Mpixel of 8-bit RGB, 50 Mpixel of 16-bit): far
+    /// beyond any model input (DINOv3 reads 224-1024 pixels a side) and above any camera a clinic uses, small
+    /// enough that a hostile header cannot make decoding and preprocessing hold more than about 2 GB (the
+    /// decoded bytes, 16-bit samples as floats, and the float planes of the resize). Formats/prima-checkpoint.md
+    /// §10.3.
     public static let standard = ImageLimits()
 }
 
@@ -97,7 +104,8 @@ public enum PNGDecoder {
         let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
         let status = withUnsafeBytes(of: 0 as UInt8) { empty in
             prima_png_decode(base ?? empty.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count,
-                             UInt32(limits.maxSide), UInt64(limits.maxPixels), &decoded, &message, message.count)
+                             UInt32(limits.maxSide), UInt64(limits.maxPixels),
+                             UInt64(limits.maxDecodedBytes), &decoded, &message, message.count)
         }
         guard status == 0 else {
             let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

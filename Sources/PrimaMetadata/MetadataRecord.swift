@@ -33,9 +33,30 @@ extension MetadataSchema {
         var values: [(key: String, value: MetadataValue)] = []
         for field in fields {
             guard let raw = object[field.key] else { continue }
+            if case .string(let string) = raw, string.utf8.count > MetadataLimits.maxFieldBytes {
+                throw MetadataError("\(source): field '\(field.key)': \(string.utf8.count) bytes, longer than the limit "
+                                    + "of \(MetadataLimits.maxFieldBytes) bytes")
+            }
             if let value = try Self.parse(raw, for: field, source: source) { values.append((field.key, value)) }
         }
-        return MetadataRecord(values: values)
+        let record = MetadataRecord(values: values)
+        let textBytes = text(for: record).utf8.count
+        guard textBytes <= MetadataLimits.maxTextBytes else {
+            throw MetadataError("\(source): the metadata text would be \(textBytes) bytes, longer than the limit of "
+                                + "\(MetadataLimits.maxTextBytes) bytes")
+        }
+        return record
+    }
+
+    /// Reads a file holding one JSON object (at most ``MetadataLimits/maxRecordFileBytes``, refused as soon as
+    /// more has been read) and checks it against the schema; errors name the file.
+    public func record(jsonFile path: String) throws(MetadataError) -> MetadataRecord {
+        var bytes: [UInt8] = []
+        try readFile(path, limit: MetadataLimits.maxRecordFileBytes, what: "a metadata record") { chunk in
+            bytes.append(contentsOf: chunk)
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw MetadataError("\(path): not UTF-8 text") }
+        return try record(jsonText: text, source: path)
     }
 
     /// Parses the text of one JSON object; `source` names it in errors.

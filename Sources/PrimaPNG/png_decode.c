@@ -66,7 +66,8 @@ static const char *sniff(const uint8_t *data, size_t size) {
 }
 
 /// Signature and IHDR size checks on the raw bytes, before libpng allocates anything for the image.
-static int precheck(const uint8_t *data, size_t size, uint32_t max_side, uint64_t max_pixels, reader *r) {
+static int precheck(const uint8_t *data, size_t size, uint32_t max_side, uint64_t max_pixels, uint64_t max_bytes,
+                    reader *r) {
     static const uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
     if (size == 0) {
         set_message(r, "%s", "not a PNG file: the file is empty");
@@ -96,17 +97,25 @@ static int precheck(const uint8_t *data, size_t size, uint32_t max_side, uint64_
             set_message(r, "image too large: %s", detail);
             return -1;
         }
+        // Decoded to 3 samples per pixel of 1 byte, or 2 for 16-bit files (IHDR byte 8 is the bit depth).
+        uint64_t decoded = (uint64_t)width * height * 3 * (data[24] == 16 ? 2 : 1);
+        if (decoded > max_bytes) {
+            snprintf(detail, sizeof detail, "%u x %u pixels at bit depth %u decode to %llu bytes; the limit is %llu bytes",
+                     width, height, data[24], (unsigned long long)decoded, (unsigned long long)max_bytes);
+            set_message(r, "image too large: %s", detail);
+            return -1;
+        }
     }
     return 0;
 }
 
-int prima_png_decode(const uint8_t *data, size_t size, uint32_t max_side, uint64_t max_pixels,
+int prima_png_decode(const uint8_t *data, size_t size, uint32_t max_side, uint64_t max_pixels, uint64_t max_bytes,
                      prima_png_image *out, char *message, size_t message_size) {
     memset(out, 0, sizeof *out);
     if (message_size == 0) return -1;
     message[0] = 0;
     reader r = {data, size, 0, message, message_size, 0};
-    if (precheck(data, size, max_side, max_pixels, &r) != 0) return -1;
+    if (precheck(data, size, max_side, max_pixels, max_bytes, &r) != 0) return -1;
 
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -154,6 +163,7 @@ int prima_png_decode(const uint8_t *data, size_t size, uint32_t max_side, uint64
     if (png_get_channels(png, info) != 3 || png_get_rowbytes(png, info) != row_bytes) {
         png_error(png, "unexpected layout after the RGB transformations");
     }
+    if ((uint64_t)row_bytes * height > max_bytes) png_error(png, "image too large");  // precheck saw the same IHDR
     pixels = malloc(row_bytes * height);
     rows = malloc(sizeof(png_bytep) * height);
     if (pixels == NULL || rows == NULL) png_error(png, "out of memory for the pixels");

@@ -116,7 +116,7 @@ struct AddedVocabulary: Sendable {
             if token.normalized {
                 var pattern = scalars
                 if let normalizer {
-                    pattern = normalizer.normalize(scalars)
+                    pattern = try normalizer.normalize(scalars)
                     if pattern != scalars { normalizedContent[id] = pattern.string }
                 }
                 normalizedTrie.insert(pattern, id: id)
@@ -186,7 +186,7 @@ struct AddedVocabulary: Sendable {
 
     /// AddedVocabulary::extract_and_normalize: added tokens and normalized stretches of text, in order; empty
     /// stretches are dropped.
-    func extract(_ text: [Unicode.Scalar], normalizer: (any Normalizer)?) -> [Segment] {
+    func extract(_ text: [Unicode.Scalar], normalizer: (any Normalizer)?) throws -> [Segment] {
         var segments: [Segment] = []
         for (range, id) in findMatches(text, rawTrie) {
             if let id {
@@ -195,7 +195,7 @@ struct AddedVocabulary: Sendable {
             }
             if range.isEmpty { continue }
             let piece = Array(text[range])
-            let normalized = normalizer?.normalize(piece) ?? piece
+            let normalized = try normalizer?.normalize(piece) ?? piece
             for (subrange, subId) in findMatches(normalized, normalizedTrie) {
                 if let subId {
                     segments.append(.token(subId))

@@ -2,11 +2,12 @@
 // (decode_chain); the final text is their concatenation.
 
 protocol Decoder: Sendable {
-    func decodeChain(_ tokens: [String]) -> [String]
+    /// Throws only when a regex exceeds its step budget (TokenizerLimits.regexStepsPerScalar).
+    func decodeChain(_ tokens: [String]) throws -> [String]
 }
 
 extension Decoder {
-    func decode(_ tokens: [String]) -> String { decodeChain(tokens).joined() }
+    func decode(_ tokens: [String]) throws -> String { try decodeChain(tokens).joined() }
 }
 
 /// `ByteLevel`: each token's characters back to bytes (a token with a character outside the byte alphabet, such as
@@ -96,8 +97,8 @@ struct WordPieceDecoder: Decoder {
 /// `Replace`: pattern → content in each token.
 struct ReplaceDecoder: Decoder {
     let replace: ReplaceNormalizer
-    func decodeChain(_ tokens: [String]) -> [String] {
-        tokens.map { replace.normalize(Array($0.unicodeScalars)).string }
+    func decodeChain(_ tokens: [String]) throws -> [String] {
+        try tokens.map { try replace.normalize(Array($0.unicodeScalars)).string }
     }
 }
 
@@ -166,15 +167,15 @@ struct StripDecoder: Decoder {
 /// `Sequence`: decoders in order.
 struct SequenceDecoder: Decoder {
     let decoders: [any Decoder]
-    func decodeChain(_ tokens: [String]) -> [String] { decoders.reduce(tokens) { $1.decodeChain($0) } }
+    func decodeChain(_ tokens: [String]) throws -> [String] { try decoders.reduce(tokens) { try $1.decodeChain($0) } }
 }
 
 extension String {
     /// Every non-overlapping occurrence of `target` (scanning left to right) replaced, comparing scalars.
     func replacingAll(_ target: String, with replacement: String) -> String {
-        let pattern = TextPattern.literal(Array(target.unicodeScalars))
-        return ReplaceNormalizer(pattern: pattern, content: Array(replacement.unicodeScalars))
-            .normalize(Array(unicodeScalars)).string
+        let text = Array(unicodeScalars)
+        let matches = TextPattern.matches(of: Array(target.unicodeScalars), in: text)
+        return ReplaceNormalizer.replace(matches, in: text, with: Array(replacement.unicodeScalars)).string
     }
 }
 

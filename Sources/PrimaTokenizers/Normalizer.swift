@@ -4,7 +4,8 @@
 
 /// Transforms text before pre-tokenization.
 protocol Normalizer: Sendable {
-    func normalize(_ text: [Unicode.Scalar]) -> [Unicode.Scalar]
+    /// Throws only when a regex exceeds its step budget (TokenizerLimits.regexStepsPerScalar).
+    func normalize(_ text: [Unicode.Scalar]) throws -> [Unicode.Scalar]
 }
 
 /// NFC, NFD, NFKC, NFKD (tokenizers normalizers/unicode.rs).
@@ -53,12 +54,14 @@ enum TextPattern: Sendable {
         if let literal = try node.member("String") {
             self = .literal(Array(try literal.string().unicodeScalars))
         } else if let regex = try node.member("Regex") {
+            // Where the pattern is, for the error if a search exceeds its step budget.
+            let place = "\(regex.document.source): \(regex.path)"
             let pattern = try regex.string()
             if let known = KnownSplitPattern(pattern: pattern) {
                 self = .known(known)
             } else {
                 do {
-                    self = .regex(try TokenizerRegex(pattern))
+                    self = .regex(try TokenizerRegex(pattern, place: place))
                 } catch let error as TokenizerError {
                     throw regex.error("\(error)")
                 }
@@ -70,24 +73,28 @@ enum TextPattern: Sendable {
 
     /// Non-overlapping matches, left to right. A literal pattern matches like the regex of its escaped text (an
     /// empty literal matches nothing).
-    func matches(in text: [Unicode.Scalar]) -> [Range<Int>] {
+    func matches(in text: [Unicode.Scalar]) throws -> [Range<Int>] {
         switch self {
-        case let .regex(regex): return regex.matches(in: text)
+        case let .regex(regex): return try regex.matches(in: text)
         case let .known(known): return known.matches(in: text)
-        case let .literal(needle):
-            guard !needle.isEmpty, needle.count <= text.count else { return [] }
-            var result: [Range<Int>] = []
-            var i = 0
-            while i + needle.count <= text.count {
-                if text[i] == needle[0] && text[i..<(i + needle.count)].elementsEqual(needle) {
-                    result.append(i..<(i + needle.count))
-                    i += needle.count
-                } else {
-                    i += 1
-                }
-            }
-            return result
+        case let .literal(needle): return Self.matches(of: needle, in: text)
         }
+    }
+
+    /// Non-overlapping occurrences of `needle`, left to right (none for an empty needle).
+    static func matches(of needle: [Unicode.Scalar], in text: [Unicode.Scalar]) -> [Range<Int>] {
+        guard !needle.isEmpty, needle.count <= text.count else { return [] }
+        var result: [Range<Int>] = []
+        var i = 0
+        while i + needle.count <= text.count {
+            if text[i] == needle[0] && text[i..<(i + needle.count)].elementsEqual(needle) {
+                result.append(i..<(i + needle.count))
+                i += needle.count
+            } else {
+                i += 1
+            }
+        }
+        return result
     }
 }
 
@@ -95,8 +102,12 @@ enum TextPattern: Sendable {
 struct ReplaceNormalizer: Normalizer {
     let pattern: TextPattern
     let content: [Unicode.Scalar]
-    func normalize(_ text: [Unicode.Scalar]) -> [Unicode.Scalar] {
-        let matches = pattern.matches(in: text)
+    func normalize(_ text: [Unicode.Scalar]) throws -> [Unicode.Scalar] {
+        Self.replace(try pattern.matches(in: text), in: text, with: content)
+    }
+
+    /// `text` with each of `matches` (non-overlapping, in order) replaced by `content`.
+    static func replace(_ matches: [Range<Int>], in text: [Unicode.Scalar], with content: [Unicode.Scalar]) -> [Unicode.Scalar] {
         if matches.isEmpty { return text }
         var result: [Unicode.Scalar] = []
         result.reserveCapacity(text.count)
@@ -120,8 +131,8 @@ struct PrependNormalizer: Normalizer {
 /// `Sequence`: normalizers in order.
 struct SequenceNormalizer: Normalizer {
     let normalizers: [any Normalizer]
-    func normalize(_ text: [Unicode.Scalar]) -> [Unicode.Scalar] {
-        normalizers.reduce(text) { $1.normalize($0) }
+    func normalize(_ text: [Unicode.Scalar]) throws -> [Unicode.Scalar] {
+        try normalizers.reduce(text) { try $1.normalize($0) }
     }
 }
 

@@ -10,7 +10,8 @@ struct PreToken: Sendable {
 }
 
 protocol PreTokenizer: Sendable {
-    func preTokenize(_ pieces: [PreToken]) -> [PreToken]
+    /// Throws only when a regex exceeds its step budget (TokenizerLimits.regexStepsPerScalar).
+    func preTokenize(_ pieces: [PreToken]) throws -> [PreToken]
 }
 
 /// How a split treats the matched delimiters (tokenizers SplitDelimiterBehavior).
@@ -115,7 +116,7 @@ struct SplitPreTokenizer: PreTokenizer {
     let behavior: SplitBehavior
     let invert: Bool
 
-    func preTokenize(_ pieces: [PreToken]) -> [PreToken] {
+    func preTokenize(_ pieces: [PreToken]) throws -> [PreToken] {
         var output: [PreToken] = []
         output.reserveCapacity(pieces.count * 4)
         for piece in pieces {
@@ -127,7 +128,7 @@ struct SplitPreTokenizer: PreTokenizer {
                 }
                 continue
             }
-            var segments = regexSegments(pattern.matches(in: piece.text), count: piece.text.count)
+            var segments = regexSegments(try pattern.matches(in: piece.text), count: piece.text.count)
             if invert { segments = segments.map { ($0.range, !$0.isMatch) } }
             behavior.split(piece, segments, into: &output)
         }
@@ -278,7 +279,7 @@ struct SequencePreTokenizer: PreTokenizer {
         fusedSplit = fused
     }
 
-    func preTokenize(_ pieces: [PreToken]) -> [PreToken] {
+    func preTokenize(_ pieces: [PreToken]) throws -> [PreToken] {
         if let fusedSplit {
             var output: [PreToken] = []
             output.reserveCapacity(pieces.count * 8)
@@ -290,7 +291,7 @@ struct SequencePreTokenizer: PreTokenizer {
             }
             return output
         }
-        return preTokenizers.reduce(pieces) { $1.preTokenize($0) }
+        return try preTokenizers.reduce(pieces) { try $1.preTokenize($0) }
     }
 }
 

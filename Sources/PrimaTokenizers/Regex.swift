@@ -10,34 +10,83 @@
 // groups (?:..) (..) (?<name>..), flags (?i) (?-i) (?m) and (?i:..), (?=..) (?!..) (?<=..) (?<!..) (?>..), anchors ^ $
 // \A \z \Z \b \B, quantifiers * + ? {n} {n,} {n,m} {,m} with lazy (?) and possessive (+) forms. Anything else
 // (backreferences, scripts such as \p{Han}, class intersection, \G, \K, \R, extended mode) is refused at compile time
-// with a message naming the construct.
+// with a message naming the construct, and so are a quantifier on a look-around and a loop whose body can match
+// empty (`(a*)*`, `(a|)+`), whose Oniguruma semantics this matcher does not reproduce. A seeded differential test
+// against Oniguruma (OnigurumaDifferentialTests) checks that every pattern both accept matches alike.
 //
 // Ruby/Oniguruma conventions kept: `^`/`$` are line anchors, `.` does not match "\n" unless (?m), `{` that does not
-// start a valid interval is a literal.
+// start a valid interval is a literal. A look-behind must have a bounded length (Oniguruma refuses unbounded ones
+// too); it is tried only at the start positions its length allows.
+//
+// Bounded time: a search is a backtracking search, exponential in the worst case (`(a+)+$` on "aaaa…b"), so the
+// searches have a step budget: TokenizerLimits.regexBaseSteps once per encode (or decode) call, plus
+// TokenizerLimits.regexStepsPerScalar for every scalar searched. One budget (RegexBudget.current) is shared by all
+// the searches of a call, so that splitting a text into many short pieces does not multiply the base. A search
+// that runs out fails with an error naming the file and the pattern, as Oniguruma's retry limit
+// (ONIG_DEFAULT_RETRY_LIMIT_IN_MATCH) stops the Rust tokenizers.
+
+/// The steps left to the regex searches of one encode or decode call.
+final class RegexBudget: @unchecked Sendable {  // one instance per call, used by that call's thread only
+    var remaining: Int
+    /// The steps granted so far (for the error message).
+    var granted: Int
+
+    init() {
+        remaining = TokenizerLimits.regexBaseSteps
+        granted = remaining
+    }
+
+    /// Adds the allowance for searching `count` scalars.
+    func grant(scalars count: Int) {
+        remaining += TokenizerLimits.regexStepsPerScalar * count
+        granted += TokenizerLimits.regexStepsPerScalar * count
+    }
+
+    /// The budget of the current encode or decode call; nil outside one (each search then has its own).
+    @TaskLocal static var current: RegexBudget?
+
+    /// Runs `body` with a fresh budget shared by every search it makes.
+    static func sharing<R>(_ body: () throws -> R) rethrows -> R {
+        try $current.withValue(RegexBudget(), operation: body)
+    }
+}
 
 /// A compiled pattern.
 struct TokenizerRegex: Sendable {
     let pattern: String
+    /// Where the pattern comes from, for errors: `tokenizer.json: pre_tokenizer.pattern.Regex`.
+    let place: String
     private let program: RegexProgram
 
-    init(_ pattern: String) throws {
+    init(_ pattern: String, place: String = "regex") throws {
         self.pattern = pattern
+        self.place = place
         var parser = RegexParser(pattern: pattern)
         let node = try parser.parse()
+        // Counted intervals are compiled as copies: `((a{1000}){1000}){1000}` would be 10^9 instructions.
+        let size = node.programSize
+        guard size <= Double(TokenizerLimits.maxRegexInstructions) else {
+            throw TokenizerError.invalidRegex(pattern, "compiles to \(size) instructions, more than the limit of "
+                                              + "\(TokenizerLimits.maxRegexInstructions) (counted repetitions nest too deep)")
+        }
         program = RegexCompiler.compile(node)
     }
 
     /// The non-overlapping matches from left to right, as the onig crate's `find_iter` gives them: each search
     /// starts where the previous match ended, and an empty match right where the previous match ended is skipped
-    /// (the search moves one scalar on).
-    func matches(in text: [Unicode.Scalar]) -> [Range<Int>] {
-        text.withUnsafeBufferPointer { buffer in
+    /// (the search moves one scalar on). Throws when the search exceeds its step budget.
+    func matches(in text: [Unicode.Scalar]) throws -> [Range<Int>] {
+        let budget = RegexBudget.current ?? RegexBudget()
+        budget.grant(scalars: text.count)
+        return try text.withUnsafeBufferPointer { buffer in
             var result: [Range<Int>] = []
             var searchStart = 0
             var lastMatchEnd: Int? = nil
-            var machine = RegexMachine(program: program, text: buffer)
+            var machine = RegexMachine(program: program, text: buffer, budget: budget.remaining)
+            defer { budget.remaining = machine.budget }
             while searchStart <= buffer.count {
-                guard let (start, end) = machine.search(from: searchStart) else { break }
+                guard let (start, end) = try machine.search(from: searchStart, budgetError: budgetError(budget.granted))
+                else { break }
                 if start == end && lastMatchEnd == end {
                     searchStart += 1
                     continue
@@ -51,11 +100,18 @@ struct TokenizerRegex: Sendable {
     }
 
     /// Whether the pattern matches somewhere in `text` (for tests).
-    func firstMatch(in text: [Unicode.Scalar]) -> Range<Int>? {
-        text.withUnsafeBufferPointer { buffer in
-            var machine = RegexMachine(program: program, text: buffer)
-            return machine.search(from: 0).map { $0.0..<$0.1 }
+    func firstMatch(in text: [Unicode.Scalar]) throws -> Range<Int>? {
+        let budget = RegexBudget()
+        budget.grant(scalars: text.count)
+        return try text.withUnsafeBufferPointer { buffer in
+            var machine = RegexMachine(program: program, text: buffer, budget: budget.remaining)
+            return try machine.search(from: 0, budgetError: budgetError(budget.granted)).map { $0.0..<$0.1 }
         }
+    }
+
+    private func budgetError(_ steps: Int) -> TokenizerError {
+        .invalid(place, "regex \(pattern.debugDescription) needs more than the \(steps) steps allowed for this text "
+                 + "(catastrophic backtracking); the pattern must be rewritten")
     }
 }
 
@@ -138,6 +194,55 @@ indirect enum RegexNode {
     case look(RegexNode, ahead: Bool, negated: Bool)
     case atomic(RegexNode)
     case anchor(RegexAnchor)
+
+    /// The number of instructions RegexCompiler emits for the node, subprograms included (a Double, so that
+    /// nested counted repetitions cannot overflow).
+    var programSize: Double {
+        switch self {
+        case .empty: return 0
+        case .literal, .set, .any, .anchor: return 1
+        case let .sequence(nodes): return nodes.reduce(0) { $0 + $1.programSize }
+        case let .alternation(nodes): return nodes.reduce(0) { $0 + $1.programSize } + 2 * Double(nodes.count - 1)
+        case let .repetition(node, minimum, maximum, _, possessive):
+            let body = node.programSize
+            let copies = Double(minimum) * body
+            let rest = maximum.map { Double($0 - minimum) * (body + 1) } ?? (body + 4)
+            return copies + rest + (possessive ? 2 : 0)
+        case let .look(node, _, _), let .atomic(node): return node.programSize + 2
+        }
+    }
+
+    /// The fewest and most scalars the node can match (nil: no bound). Counts saturate at 2^40, so that nested
+    /// counted repetitions cannot overflow (such patterns are refused by their program size anyway).
+    var lengthRange: (min: Int, max: Int?) {
+        let cap = 1 << 40
+        func add(_ a: Int, _ b: Int) -> Int { min(a + b, cap) }
+        func multiply(_ a: Int, _ b: Int) -> Int {
+            let (product, overflow) = a.multipliedReportingOverflow(by: b)
+            return overflow ? cap : min(product, cap)
+        }
+        switch self {
+        case .empty, .look, .anchor: return (0, 0)
+        case .literal, .set, .any: return (1, 1)
+        case let .sequence(nodes):
+            var low = 0, high: Int? = 0
+            for node in nodes {
+                let range = node.lengthRange
+                low = add(low, range.min)
+                high = high.flatMap { total in range.max.map { add(total, $0) } }
+            }
+            return (low, high)
+        case let .alternation(nodes):
+            let ranges = nodes.map(\.lengthRange)
+            let high = ranges.allSatisfy { $0.max != nil } ? ranges.compactMap(\.max).max() : nil
+            return (ranges.map(\.min).min() ?? 0, high)
+        case let .repetition(node, minimum, maximum, _, _):
+            let range = node.lengthRange
+            let high: Int? = range.max == 0 ? 0 : maximum.flatMap { count in range.max.map { multiply(count, $0) } }
+            return (multiply(minimum, range.min), high)
+        case let .atomic(node): return node.lengthRange
+        }
+    }
 
     /// Whether the node can match without consuming anything.
     var canBeEmpty: Bool {
@@ -243,6 +348,13 @@ struct RegexParser {
             return nil
         }
         if case .anchor = atom { throw error("quantifier after an anchor at position \(index - 1)") }
+        if case .look = atom { throw error("quantifier after a look-around at position \(index - 1)") }
+        // Oniguruma ends a loop whose body matched empty by its own rule (an empty check that also compares
+        // captures), which differs from ending it at the first empty iteration: refused rather than matched
+        // differently. Split patterns in real tokenizers never repeat a body that can be empty.
+        if maximum.map({ $0 > 1 }) ?? true, atom.canBeEmpty {
+            throw error("a repeated group that can match empty, before position \(index), is not supported")
+        }
         var greedy = true, possessive = false
         if peek() == "?" {
             greedy = false
@@ -341,7 +453,12 @@ struct RegexParser {
         let inner = try parseAlternation()
         guard peek() == ")" else { throw error("missing \")\"") }
         index += 1
-        if let kind { return .look(inner, ahead: kind.ahead, negated: kind.negated) }
+        if let kind {
+            if !kind.ahead && inner.lengthRange.max == nil {
+                throw error("look-behind of unbounded length is not supported")
+            }
+            return .look(inner, ahead: kind.ahead, negated: kind.negated)
+        }
         if atomic { return .atomic(inner) }
         return inner
     }
@@ -580,13 +697,12 @@ struct RegexParser {
         case "space": return .whitespace(negated: negated)
         case "word": return .word(negated: negated, bare: false)
         case "xdigit": return .hexDigit(negated: negated)
-        case "upper": return .categories(GeneralCategory.Lu.mask, negated: negated)
-        case "lower": return .categories(GeneralCategory.Ll.mask, negated: negated)
         case "alnum":
             var inner = ScalarSet(items: [.alphabetic(negated: false), .categories(GeneralCategory.Nd.mask, negated: false)])
             inner.negated = negated
             inner.finish()
             return .set(inner)
+        // [:upper:] and [:lower:] are Oniguruma's Uppercase/Lowercase properties (Ⅰ and ª included), not Lu/Ll.
         default: throw error("unsupported POSIX class [:\(name):]")
         }
     }
@@ -605,12 +721,9 @@ enum RegexInstruction: Sendable {
     case split(Int, Int)
     case jump(Int)
     case anchor(RegexAnchor)
-    case look(Int, ahead: Bool, negated: Bool)
+    /// A look-around; a look-behind body is tried from the start positions `minLength...maxLength` back.
+    case look(Int, ahead: Bool, negated: Bool, minLength: Int, maxLength: Int)
     case atomic(Int)
-    /// Remember the position in a register (restored on backtracking).
-    case mark(Int)
-    /// Fail unless the position moved since the register was marked (ends loops whose body matched empty).
-    case requireProgress(Int)
     case match
 }
 
@@ -618,7 +731,6 @@ struct RegexProgram: Sendable {
     /// programs[0] is the pattern; the others are the bodies of look-arounds and atomic groups.
     var programs: [[RegexInstruction]] = [[]]
     var sets: [ScalarSet] = []
-    var registerCount = 0
 }
 
 enum RegexCompiler {
@@ -696,19 +808,16 @@ enum RegexCompiler {
             } else {
                 let loop = code.count
                 code.append(.split(-1, -1))
-                let register: Int? = body.canBeEmpty ? program.registerCount : nil
-                if let register {
-                    program.registerCount += 1
-                    code.append(.mark(register))
-                }
+                // The body cannot match empty (RegexParser refuses such loops), so every iteration moves on.
                 emit(body, into: &code, program: &program)
-                if let register { code.append(.requireProgress(register)) }
                 code.append(.jump(loop))
                 let end = code.count
                 code[loop] = greedy ? .split(loop + 1, end) : .split(end, loop + 1)
             }
         case let .look(body, ahead, negated):
-            code.append(.look(subprogram(body, &program), ahead: ahead, negated: negated))
+            let range = body.lengthRange
+            code.append(.look(subprogram(body, &program), ahead: ahead, negated: negated, minLength: range.min,
+                              maxLength: range.max ?? 0))
         case let .atomic(body):
             code.append(.atomic(subprogram(body, &program)))
         case let .anchor(anchor):
@@ -724,23 +833,25 @@ struct RegexMachine {
     let program: RegexProgram
     let text: UnsafeBufferPointer<Unicode.Scalar>
 
-    /// Scratch space reused across searches.
-    private var registers: [Int]
+    /// Backtracking entries (pc, position), reused across searches.
     private var stack: [(Int, Int)] = []
+    /// Instructions left before the search gives up.
+    private(set) var budget: Int
 
-    init(program: RegexProgram, text: UnsafeBufferPointer<Unicode.Scalar>) {
+    init(program: RegexProgram, text: UnsafeBufferPointer<Unicode.Scalar>, budget: Int) {
         self.program = program
         self.text = text
-        registers = [Int](repeating: -1, count: program.registerCount)
+        self.budget = budget
         stack.reserveCapacity(64)
     }
 
     /// The leftmost match starting at or after `from`: (start, end).
-    mutating func search(from: Int) -> (Int, Int)? {
+    /// Throws `budgetError` when the step budget runs out.
+    mutating func search(from: Int, budgetError: @autoclosure () -> TokenizerError) throws -> (Int, Int)? {
         for start in from...text.count {
-            if let end = run(0, at: start, requiredEnd: nil, registers: &registers, stack: &stack) {
-                return (start, end)
-            }
+            let end = run(0, at: start, requiredEnd: nil, stack: &stack, budget: &budget)
+            if budget <= 0 { throw budgetError() }
+            if let end { return (start, end) }
         }
         return nil
     }
@@ -763,15 +874,17 @@ struct RegexMachine {
     }
 
     /// Runs programs[index] from `position`; the end of the first match found (which must be `requiredEnd` if
-    /// given), or nil.
-    private func run(_ index: Int, at position: Int, requiredEnd: Int?, registers: inout [Int],
-                     stack: inout [(Int, Int)]) -> Int? {
+    /// given), or nil. Each instruction costs one step of `budget`; at zero the run stops with nil.
+    private func run(_ index: Int, at position: Int, requiredEnd: Int?, stack: inout [(Int, Int)],
+                     budget: inout Int) -> Int? {
         let code = program.programs[index]
         let n = text.count
         let base = stack.count
         defer { stack.removeSubrange(base...) }
         var pc = 0, pos = position
         while true {
+            budget -= 1
+            if budget <= 0 { return nil }
             var failed = false
             switch code[pc] {
             case let .scalar(value):
@@ -791,50 +904,37 @@ struct RegexMachine {
                 pc = target
             case let .anchor(anchor):
                 if anchorHolds(anchor, pos) { pc += 1 } else { failed = true }
-            case let .look(sub, ahead, negated):
+            case let .look(sub, ahead, negated, minLength, maxLength):
                 var found = false
-                var subRegisters = [Int](repeating: -1, count: program.registerCount)
                 if ahead {
-                    found = run(sub, at: pos, requiredEnd: nil, registers: &subRegisters, stack: &stack) != nil
+                    found = run(sub, at: pos, requiredEnd: nil, stack: &stack, budget: &budget) != nil
                 } else {
-                    var start = pos
-                    while start >= 0 && !found {
-                        found = run(sub, at: start, requiredEnd: pos, registers: &subRegisters, stack: &stack) != nil
+                    var start = pos - minLength
+                    while start >= max(0, pos - maxLength) && !found {
+                        found = run(sub, at: start, requiredEnd: pos, stack: &stack, budget: &budget) != nil
                         start -= 1
                     }
                 }
+                if budget <= 0 { return nil }
                 if found != negated { pc += 1 } else { failed = true }
             case let .atomic(sub):
-                var subRegisters = [Int](repeating: -1, count: program.registerCount)
-                if let end = run(sub, at: pos, requiredEnd: nil, registers: &subRegisters, stack: &stack) {
+                let end = run(sub, at: pos, requiredEnd: nil, stack: &stack, budget: &budget)
+                if budget <= 0 { return nil }
+                if let end {
                     pos = end
                     pc += 1
                 } else {
                     failed = true
                 }
-            case let .mark(register):
-                // Encode the restore entry as a negative pc: -(register + 1), with the old value as position.
-                stack.append((-(register + 1), registers[register]))
-                registers[register] = pos
-                pc += 1
-            case let .requireProgress(register):
-                if registers[register] != pos { pc += 1 } else { failed = true }
             case .match:
                 if requiredEnd == nil || requiredEnd == pos { return pos }
                 failed = true
             }
             if failed {
-                // Backtrack: restore registers until a choice point.
-                while true {
-                    guard stack.count > base, let (target, saved) = stack.popLast() else { return nil }
-                    if target < 0 {
-                        registers[-target - 1] = saved
-                    } else {
-                        pc = target
-                        pos = saved
-                        break
-                    }
-                }
+                // Backtrack to the last choice point.
+                guard stack.count > base, let (target, saved) = stack.popLast() else { return nil }
+                pc = target
+                pos = saved
             }
         }
     }

@@ -83,14 +83,20 @@ public struct Tokenizer: Sendable {
 
     /// Encodes one text. With `addSpecialTokens`, the post-processor adds the model's special tokens (for example
     /// [CLS] … [SEP]). Throws only when the truncation settings cannot be met (only_first/only_second strategies).
+    /// Throws for a text longer than ``TokenizerLimits/maxInputBytes`` and when a regex of the file exceeds its step
+    /// budget (``TokenizerLimits/regexStepsPerScalar``).
     public func encode(_ text: String, addSpecialTokens: Bool = true) throws -> Encoding {
-        try postProcess(encodeSequence(text, typeId: 0), nil, addSpecialTokens: addSpecialTokens)
+        try RegexBudget.sharing {
+            try postProcess(encodeSequence(text, typeId: 0), nil, addSpecialTokens: addSpecialTokens)
+        }
     }
 
     /// Encodes a pair of texts (for example [CLS] A [SEP] B [SEP]).
     public func encode(_ text: String, pair: String, addSpecialTokens: Bool = true) throws -> Encoding {
-        try postProcess(encodeSequence(text, typeId: 0), encodeSequence(pair, typeId: 1),
-                        addSpecialTokens: addSpecialTokens)
+        try RegexBudget.sharing {
+            try postProcess(try encodeSequence(text, typeId: 0), try encodeSequence(pair, typeId: 1),
+                            addSpecialTokens: addSpecialTokens)
+        }
     }
 
     /// Encodes several texts; with batch-longest padding they are padded to the longest.
@@ -100,26 +106,32 @@ public struct Tokenizer: Sendable {
         return encodings
     }
 
-    /// Just the ids of one text, without truncation or padding.
-    public func ids(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+    /// Just the ids of one text, without truncation or padding. Throws as `encode` does for a text over the
+    /// length limit or a regex over its step budget.
+    public func ids(_ text: String, addSpecialTokens: Bool = true) throws -> [Int] {
         var copy = self
         copy.truncation = nil
         copy.padding = nil
-        return (try? copy.encode(text, addSpecialTokens: addSpecialTokens).ids) ?? []
+        return try copy.encode(text, addSpecialTokens: addSpecialTokens).ids
     }
 
     /// The ids of one text before post-processing (encode_single_sequence).
-    func encodeSequence(_ text: String, typeId: Int) -> Encoding {
+    func encodeSequence(_ text: String, typeId: Int) throws -> Encoding {
+        let bytes = text.utf8.count
+        guard bytes <= TokenizerLimits.maxInputBytes else {
+            throw TokenizerError.invalid(source, "a text of \(bytes) bytes is longer than the limit of "
+                                         + "\(TokenizerLimits.maxInputBytes) bytes")
+        }
         let scalars = Array(text.unicodeScalars)
         var ids: [Int] = []
         ids.reserveCapacity(scalars.count / 3 + 4)
-        for segment in added.extract(scalars, normalizer: normalizer) {
+        for segment in try added.extract(scalars, normalizer: normalizer) {
             switch segment {
             case let .token(id):
                 ids.append(id)
             case let .text(text, atStart):
                 let piece = PreToken(text: text, atStart: atStart)
-                for preToken in preTokenizer?.preTokenize([piece]) ?? [piece] {
+                for preToken in try preTokenizer?.preTokenize([piece]) ?? [piece] {
                     model.tokenize(preToken.text, into: &ids)
                 }
             }
@@ -155,7 +167,8 @@ public struct Tokenizer: Sendable {
 
     /// Decodes ids to text through the file's decoder (tokens joined with spaces if it has none). Ids that are not
     /// in the vocabulary are skipped; with `skipSpecialTokens`, so are special tokens.
-    public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
+    /// Throws only when a Replace decoder's regex exceeds its step budget (``TokenizerLimits/regexStepsPerScalar``).
+    public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) throws -> String {
         var tokens: [String] = []
         tokens.reserveCapacity(ids.count)
         for id in ids {
@@ -163,7 +176,7 @@ public struct Tokenizer: Sendable {
             if skipSpecialTokens && added.isSpecial(token) { continue }
             tokens.append(token)
         }
-        return decoder?.decode(tokens) ?? tokens.joined(separator: " ")
+        return try RegexBudget.sharing { try decoder?.decode(tokens) } ?? tokens.joined(separator: " ")
     }
 
     // MARK: Truncation and padding
@@ -171,7 +184,8 @@ public struct Tokenizer: Sendable {
     /// Truncates encodings to `maxLength` tokens, special tokens included.
     public mutating func enableTruncation(maxLength: Int, strategy: Truncation.Strategy = .longestFirst,
                                           direction: Truncation.Direction = .right) {
-        precondition(maxLength >= 0, "maxLength must not be negative")
+        precondition(maxLength >= 0 && maxLength <= TokenizerLimits.maxSequenceLength,
+                     "maxLength must be in 0...TokenizerLimits.maxSequenceLength")
         truncation = Truncation(maxLength: maxLength, strategy: strategy, direction: direction)
     }
 
@@ -179,6 +193,10 @@ public struct Tokenizer: Sendable {
     /// one of the file's padding section; throws if there is neither.
     public mutating func enablePadding(length: Int?, padId: Int? = nil, direction: Padding.Direction = .right,
                                        padToMultipleOf: Int? = nil) throws {
+        for value in [length, padToMultipleOf].compactMap({ $0 }) where value < 0 || value > TokenizerLimits.maxSequenceLength {
+            throw TokenizerError.invalidSettings("\(source): padding to \(value) tokens is outside 0..."
+                                                 + "\(TokenizerLimits.maxSequenceLength)")
+        }
         guard let id = padId ?? padding?.padId else {
             throw TokenizerError.invalidSettings("\(source): padding needs a pad id (the file has no padding section)")
         }
@@ -195,7 +213,9 @@ public struct Tokenizer: Sendable {
         guard let parsedStrategy = strategies[strategy] else { throw node.error("unknown strategy \"\(strategy)\"") }
         guard direction == "Right" || direction == "Left" else { throw node.error("unknown direction \"\(direction)\"") }
         let maxLength = try node.required("max_length").int()
-        guard maxLength >= 0 else { throw node.error("max_length must not be negative") }
+        guard maxLength >= 0, maxLength <= TokenizerLimits.maxSequenceLength else {
+            throw node.error("max_length \(maxLength) is outside 0...\(TokenizerLimits.maxSequenceLength)")
+        }
         return Truncation(maxLength: maxLength, strategy: parsedStrategy, direction: direction == "Left" ? .left : .right)
     }
 
@@ -205,14 +225,23 @@ public struct Tokenizer: Sendable {
         if strategyNode.isString, try strategyNode.string() == "BatchLongest" {
             strategy = .batchLongest
         } else if let fixed = try? strategyNode.member("Fixed") {
-            strategy = .fixed(try fixed.int())
+            let length = try fixed.int()
+            guard length >= 0, length <= TokenizerLimits.maxSequenceLength else {
+                throw fixed.error("padding length \(length) is outside 0...\(TokenizerLimits.maxSequenceLength)")
+            }
+            strategy = .fixed(length)
         } else {
             throw strategyNode.error("expected \"BatchLongest\" or {\"Fixed\": n}")
         }
         let direction = try node.optional("direction")?.string() ?? "Right"
         guard direction == "Right" || direction == "Left" else { throw node.error("unknown direction \"\(direction)\"") }
+        let multipleNode = try node.optional("pad_to_multiple_of")
+        let multiple = try multipleNode?.int()
+        if let multipleNode, let multiple, multiple < 0 || multiple > TokenizerLimits.maxSequenceLength {
+            throw multipleNode.error("pad_to_multiple_of \(multiple) is outside 0...\(TokenizerLimits.maxSequenceLength)")
+        }
         return Padding(strategy: strategy, direction: direction == "Left" ? .left : .right,
-                       padToMultipleOf: try node.optional("pad_to_multiple_of")?.int(),
+                       padToMultipleOf: multiple,
                        padId: try node.optional("pad_id")?.int() ?? 0,
                        padTypeId: try node.optional("pad_type_id")?.int() ?? 0,
                        padToken: try node.optional("pad_token")?.string() ?? "[PAD]")

@@ -4,6 +4,23 @@ import PrimaIO
 import PrimaModels
 import PrimaTensor
 
+/// Sizes beyond which a trace is refused (Formats/prima-trace.md §1.2), checked from the dataset shapes before
+/// anything is read. A trace records a model run on a few small inputs; these bounds are far above that and keep
+/// what a hostile file can make a tool allocate to a few GB.
+public enum TraceLimits {
+    /// Largest batch B of the inputs: 256 (the reference traces use 1-3).
+    public static let maxBatch = 256
+    /// Longest sequence T of the token inputs: 65,536 (Qwen3 takes at most 40,960 positions).
+    public static let maxSequenceLength = 65_536
+    /// Largest height or width of `pixel_values`: 4096 (DINOv3 is run at 224-1024).
+    public static let maxImageSide = 4096
+    /// Largest activation dataset: 1 GiB of float32 (the largest real one, Qwen3-8B logits for B = 2, T = 512,
+    /// is 0.6 GB).
+    public static let maxActivationBytes = 1 << 30
+    /// Largest sum of all activation datasets: 4 GiB.
+    public static let maxTotalActivationBytes = 4 << 30
+}
+
 /// What a trace ran: one component on its inputs, or the whole PRIMA pipeline (component `prima`).
 public enum TraceSubject: Sendable {
     case component(ComponentRole, ModelInputs)
@@ -84,12 +101,22 @@ public struct Trace: Sendable {
             var found: [(order: Int?, name: String, tensor: Tensor)] = []
             if root.contains("activations") {
                 let group = try root.group("activations")
+                var totalBytes = 0
                 for name in try group.linkNames() {
                     let dataset = try group.dataset(name)
                     var order: Int?
                     if dataset.hasAttribute("order") {
                         guard let value = try? dataset.intAttribute("order") else { throw fail("activations/\(name): order is not an integer") }
                         order = value
+                    }
+                    let bytes = ShapeMath.byteCount(dataset.shape, .f32) ?? Int.max
+                    guard bytes <= TraceLimits.maxActivationBytes else {
+                        throw fail("activations/\(name): shape \(ShapeMath.describe(dataset.shape)) is more than the "
+                                   + "limit of \(TraceLimits.maxActivationBytes) bytes per activation")
+                    }
+                    totalBytes += bytes
+                    guard totalBytes <= TraceLimits.maxTotalActivationBytes else {
+                        throw fail("activations: more than the limit of \(TraceLimits.maxTotalActivationBytes) bytes in all")
                     }
                     found.append((order, name, try Self.readFloat32(group, name, path: path)))
                 }
@@ -151,11 +178,16 @@ public struct Trace: Sendable {
 
     /// `pixel_values` (B, 3, H, W), with B = `batch` when given.
     static func readPixels(_ group: HDF5Group, path: String, batch: Int?) throws -> Tensor {
-        let pixels = try readFloat32(group, "pixel_values", path: path)
-        guard pixels.shape.count == 4, pixels.shape[1] == 3, pixels.shape[0] > 0, batch.map({ $0 == pixels.shape[0] }) ?? true else {
-            throw VerifyError.input("\(path): inputs/pixel_values must be float32 (\(batch.map(String.init) ?? "B"), 3, H, W), found \(ShapeMath.describe(pixels.shape))")
+        guard group.contains("pixel_values") else { throw VerifyError.input("\(path): \(group.path)/pixel_values is missing") }
+        let shape = try group.dataset("pixel_values").shape
+        guard shape.count == 4, shape[1] == 3, shape[0] > 0, batch.map({ $0 == shape[0] }) ?? true else {
+            throw VerifyError.input("\(path): inputs/pixel_values must be float32 (\(batch.map(String.init) ?? "B"), 3, H, W), found \(ShapeMath.describe(shape))")
         }
-        return pixels
+        guard shape[0] <= TraceLimits.maxBatch, shape[2] <= TraceLimits.maxImageSide, shape[3] <= TraceLimits.maxImageSide else {
+            throw VerifyError.input("\(path): inputs/pixel_values shape \(ShapeMath.describe(shape)) is over the limits "
+                                    + "(batch \(TraceLimits.maxBatch), \(TraceLimits.maxImageSide) pixels a side)")
+        }
+        return try readFloat32(group, "pixel_values", path: path)
     }
 
     /// The inputs of a `prima` trace (Formats/prima-trace.md §10): one image, one unpadded text, the decoder's
@@ -202,6 +234,10 @@ public struct Trace: Sendable {
         guard dataset.storedTypeMatches(.i64), dataset.shape.count == 2, dataset.shape.allSatisfy({ $0 > 0 }),
               dataset.elementCount < 1 << 26 else {
             throw VerifyError.input("\(path): \(group.path)/\(name) must be a non-empty int64 (B, T) array")
+        }
+        guard dataset.shape[0] <= TraceLimits.maxBatch, dataset.shape[1] <= TraceLimits.maxSequenceLength else {
+            throw VerifyError.input("\(path): \(group.path)/\(name) shape \(ShapeMath.describe(dataset.shape)) is over the "
+                                    + "limits (batch \(TraceLimits.maxBatch), sequence \(TraceLimits.maxSequenceLength))")
         }
         let bytes = try dataset.readAllBytes()
         let values = bytes.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) }

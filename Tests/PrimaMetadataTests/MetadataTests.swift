@@ -204,3 +204,57 @@ func renderRow(_ row: String) throws -> String {
         }
     }
 }
+
+@Suite struct Limits {
+    /// The streaming parser gives the same records whatever the chunk boundaries (BOM, CRLF and "" split across
+    /// chunks), here one byte at a time against the whole text.
+    @Test func chunkBoundariesDoNotMatter() throws {
+        let text = "\u{FEFF}a,b,c\r\n\"x, y\",\"say \"\"hi\"\"\",\r\n\"multi\nline\",2,\"\"\r\nlast,row,end\r"
+        let whole = try CSVReader.parse(text, source: "t.csv")
+        var parser = CSVParser()
+        var records: [(line: Int, fields: [String])] = []
+        for byte in Array(text.utf8) {
+            try [byte].withUnsafeBufferPointer { (buffer) throws(MetadataError) in
+                try parser.feed(buffer, source: "t.csv") { line, fields in records.append((line, fields)) }
+            }
+        }
+        try parser.finish(source: "t.csv") { line, fields in records.append((line, fields)) }
+        #expect(records.map(\.line) == whole.map(\.line))
+        #expect(records.map(\.fields) == whole.map(\.fields))
+        #expect(whole[0].fields == ["a", "b", "c"] && whole[3].fields == ["last", "row", "end\r"])
+    }
+
+    @Test func fieldAndColumnLimits() {
+        let long = String(repeating: "x", count: MetadataLimits.maxFieldBytes + 1)
+        expectError("m.csv line 2", "field 2", "longer than the limit") { _ = try CSVReader.parse("a,b\n1,\(long)\n", source: "m.csv") }
+        expectError("m.csv line 2", "field 1", "longer than the limit") { _ = try CSVReader.parse("a\n\"\(long)\"\n", source: "m.csv") }
+        let wide = String(repeating: ",", count: MetadataLimits.maxColumns)
+        expectError("m.csv line 1", "more than the limit of \(MetadataLimits.maxColumns) columns") {
+            _ = try CSVReader.parse(wide + "\n", source: "m.csv")
+        }
+        expectError("m.csv line 1", "column 'age' appears more than once") {
+            _ = try MetadataTable(csvText: "img_id,age,age\na.png,5,6\n", source: "m.csv")
+        }
+    }
+
+    /// A JSON field over the field limit, and a record whose rendered text would pass the text limit.
+    @Test func recordLimits() {
+        let long = String(repeating: "x", count: MetadataLimits.maxFieldBytes + 1)
+        expectError("p.json", "field 'background_father'", "longer than the limit") {
+            _ = try MetadataSchema.padUfes20.record(jsonText: #"{"background_father": "\#(long)"}"#, source: "p.json")
+        }
+        let half = String(repeating: "y", count: MetadataLimits.maxTextBytes / 2)
+        expectError("p.json", "the metadata text would be", "limit of \(MetadataLimits.maxTextBytes) bytes") {
+            _ = try MetadataSchema.padUfes20.record(
+                jsonText: #"{"background_father": "\#(half)", "background_mother": "\#(half)"}"#, source: "p.json")
+        }
+    }
+
+    /// An endless stream is not read to its end: /dev/zero is refused (by the field limit, or as not a regular
+    /// file) at once.
+    @Test func endlessStreamIsRefusedQuickly() {
+        let start = Date()
+        expectError("/dev/zero") { _ = try MetadataTable(csvPath: "/dev/zero") }
+        #expect(Date().timeIntervalSince(start) < 5)
+    }
+}

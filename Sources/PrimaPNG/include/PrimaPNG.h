@@ -22,13 +22,13 @@ typedef struct {
 
 /// Decodes the PNG file held in `data[0..<size]` to RGB: palette entries looked up, grey replicated, 1/2/4-bit
 /// grey scaled to 8 bits, alpha and tRNS discarded (not composited), no gamma correction, Adam7 de-interlaced.
-/// Refuses before allocating any pixel memory an image wider or taller than `max_side` or with more than
-/// `max_pixels` pixels. Every CRC (critical and ancillary chunks) and the zlib checksum are verified, and the
+/// Refuses before allocating any pixel memory an image wider or taller than `max_side`, with more than
+/// `max_pixels` pixels, or whose decoded RGB samples (width × height × 3 × 1 or 2 bytes) exceed `max_bytes`. Every CRC (critical and ancillary chunks) and the zlib checksum are verified, and the
 /// whole file up to IEND is read.
 ///
 /// Returns 0 and fills `out`, or returns -1 and writes a one-line, NUL-terminated reason (without the file name)
 /// into `message[0..<message_size]`; `out` is then left empty.
-int prima_png_decode(const uint8_t *data, size_t size, uint32_t max_side, uint64_t max_pixels,
+int prima_png_decode(const uint8_t *data, size_t size, uint32_t max_side, uint64_t max_pixels, uint64_t max_bytes,
                      prima_png_image *out, char *message, size_t message_size);
 
 /// Releases the pixels of an image filled by prima_png_decode (safe on an empty image).

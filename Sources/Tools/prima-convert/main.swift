@@ -196,6 +196,58 @@ func parseByteSize(_ text: String) -> Int? {
     return value
 }
 
+/// Lines of a file descriptor without their "\n" or "\r\n" (invalid UTF-8 repaired with U+FFFD, as `readLine`
+/// does), refusing a line longer than `maxLineBytes` as soon as that many bytes are buffered: a 50 MB line is
+/// never held whole.
+struct BoundedLineReader {
+    let fileDescriptor: Int32
+    let maxLineBytes: Int
+    private var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    private var start = 0, end = 0
+    private var atEOF = false
+    private var lineNumber = 0
+
+    init(fileDescriptor: Int32, maxLineBytes: Int) {
+        self.fileDescriptor = fileDescriptor
+        self.maxLineBytes = maxLineBytes
+    }
+
+    /// The next line; nil at the end of input.
+    mutating func nextLine() throws -> String? {
+        var line: [UInt8] = []
+        lineNumber += 1
+        while true {
+            if start == end {
+                if atEOF { return line.isEmpty ? nil : Self.text(line) }
+                let count = buffer.withUnsafeMutableBytes { read(fileDescriptor, $0.baseAddress, $0.count) }
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw ConvertError.input("stdin: cannot read: \(String(cString: strerror(errno)))")
+                }
+                if count == 0 { atEOF = true; continue }
+                start = 0
+                end = count
+            }
+            let newline = buffer[start..<end].firstIndex(of: UInt8(ascii: "\n"))
+            let chunkEnd = newline ?? end
+            // One more byte than the limit is allowed for the "\r" of a "\r\n" line end.
+            guard line.count + (chunkEnd - start) <= maxLineBytes + 1 else {
+                throw ConvertError.input("stdin line \(lineNumber): longer than the limit of \(maxLineBytes) bytes")
+            }
+            line.append(contentsOf: buffer[start..<chunkEnd])
+            start = chunkEnd
+            if newline != nil {
+                start += 1
+                return Self.text(line)
+            }
+        }
+    }
+
+    private static func text(_ line: [UInt8]) -> String {
+        String(decoding: line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...], as: UTF8.self)
+    }
+}
+
 struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Encode lines of UTF-8 text from stdin with a Hugging Face tokenizer.json.",
@@ -229,7 +281,8 @@ struct Tokenize: ParsableCommand {
         }
         var lines = 0, tokens = 0, bytes = 0
         var encodeTime = Duration.zero
-        while let line = readLine(strippingNewline: true) {
+        var reader = BoundedLineReader(fileDescriptor: 0, maxLineBytes: TokenizerLimits.maxInputBytes)
+        while let line = try reader.nextLine() {
             let start = clock.now
             let ids = try model.encode(line, addSpecialTokens: !noSpecial).ids
             encodeTime += clock.now - start

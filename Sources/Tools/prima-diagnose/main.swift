@@ -146,9 +146,9 @@ struct PrimaDiagnoseCommand: ParsableCommand {
 
 /// Reads a patient record (one JSON object) and checks it against the checkpoint's schema.
 func readRecord(_ path: String, schema: MetadataSchema) throws -> MetadataRecord {
-    let text: String
-    do { text = try InputFile.readText(path) } catch { throw DiagnoseError.input(error.description) }
-    do { return try schema.record(jsonText: text, source: path) } catch { throw DiagnoseError.input(error.description) }
+    // A regular file (never a FIFO or device), then read with the metadata reader's size limit.
+    do { _ = try InputFile.check(path) } catch { throw DiagnoseError.input(error.description) }
+    do { return try schema.record(jsonFile: path) } catch { throw DiagnoseError.input(error.description) }
 }
 
 extension DiagnoseError: ToolFailure {}
