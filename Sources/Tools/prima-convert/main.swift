@@ -75,11 +75,8 @@ struct Import: ParsableCommand {
     @Option(name: .customLong("init-seed"), help: "Seed of the initialisation of heads not given by --heads.")
     var initSeed = 0
 
-    @Flag(help: "Overwrite an existing output file.")
-    var force = false
-
-    @Flag(name: .customLong("no-progress"), help: "Do not draw progress on stderr.")
-    var noProgress = false
+    @OptionGroup var overwrite: OverwriteOptions
+    @OptionGroup var progress: ProgressOptions
 
     func validate() throws {
         if initSeed < 0 { throw ValidationError("--init-seed must be ≥ 0") }
@@ -110,7 +107,7 @@ struct Import: ParsableCommand {
             return PrimaAssemblyOptions(labels: try PrimaAssemblyOptions.parseLabels(labels), headsFile: heads, prompt: prompt,
                                         answerPrefix: answerPrefix, schema: schema, initSeed: initSeed)
         }
-        let summary = try Importer.run(sources, output: output, overwrite: force, showProgress: !noProgress, prima: prima, warn: warn)
+        let summary = try Importer.run(sources, output: output, overwrite: overwrite.force, showProgress: progress.showProgress, prima: prima, warn: warn)
         for component in summary.components {
             print("\(component.role.rawValue): \(component.architecture), \(component.tensorCount) tensors, \(component.parameterCount) parameters, \(Progress.format(component.bytes))")
         }
@@ -137,14 +134,12 @@ struct Export: ParsableCommand {
     @Option(name: .customLong("max-shard-size"), help: "Shard model.safetensors above this size (e.g. 5GB, 500MB, 2GiB).")
     var maxShardSize = "5GB"
 
-    @Flag(help: "Replace a non-empty output directory.")
-    var force = false
+    @OptionGroup var overwrite: OverwriteOptions
 
     @Flag(help: "Export an int8-quantised component as dequantised weights in their recorded source dtype (not bit-identical to the original).")
     var dequantize = false
 
-    @Flag(name: .customLong("no-progress"), help: "Do not draw progress on stderr.")
-    var noProgress = false
+    @OptionGroup var progress: ProgressOptions
 
     func validate() throws {
         guard ComponentRole(rawValue: component) != nil else {
@@ -155,8 +150,8 @@ struct Export: ParsableCommand {
 
     func run() throws {
         let summary = try Exporter.run(checkpoint: checkpoint, role: ComponentRole(rawValue: component)!, output: output,
-                                       maxShardBytes: parseByteSize(maxShardSize)!, overwrite: force,
-                                       showProgress: !noProgress, dequantize: dequantize)
+                                       maxShardBytes: parseByteSize(maxShardSize)!, overwrite: overwrite.force,
+                                       showProgress: progress.showProgress, dequantize: dequantize)
         print(String(format: "wrote %@: %d tensors, %@ in %d file(s), %.2f s", summary.directory, summary.tensorCount,
                      Progress.format(summary.bytes), summary.shardCount, summary.seconds))
     }

@@ -42,11 +42,8 @@ struct PrimaDiagnoseCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Batch summary and metrics as JSON.", valueName: "FILE.json"))
     var summary: String?
 
-    @Flag(help: "Overwrite existing output files.")
-    var force = false
-
-    @Flag(name: .customLong("no-progress"), help: "Do not draw progress on stderr.")
-    var noProgress = false
+    @OptionGroup var overwrite: OverwriteOptions
+    @OptionGroup var progress: ProgressOptions
 
     @Flag(help: "Print the result (one case) or the summary (batch) as JSON.")
     var json = false
@@ -102,7 +99,7 @@ struct PrimaDiagnoseCommand: ParsableCommand {
         let cases = try CaseFolder(folder: folder, classCodes: codes, schema: diagnoser.schema)
         // Refuse the outputs before the run: existing without --force, and always an input (checkpoint, metadata.csv).
         for path in [output, summary].compactMap({ $0 }) {
-            do { try OutputTarget.check(destination: path, kind: .file, overwrite: force) } catch { throw DiagnoseError(error.description) }
+            do { try OutputTarget.check(destination: path, kind: .file, overwrite: overwrite.force) } catch { throw DiagnoseError(error.description) }
         }
         if let output, let summary, FileIdentity(path: output).map({ $0 == FileIdentity(path: summary) })
             ?? ((output as NSString).standardizingPath == (summary as NSString).standardizingPath) {
@@ -111,7 +108,7 @@ struct PrimaDiagnoseCommand: ParsableCommand {
         if !diagnoser.headsTrained {
             ToolMain.printWarning("prima-diagnose", "\(checkpoint): the PRIMA heads are untrained (seeded initialisation); the predictions mean nothing")
         }
-        let progress = Progress(label: "diagnose", total: cases.cases.count, unit: .items("cases"), enabled: !noProgress)
+        let progress = Progress(label: "diagnose", total: cases.cases.count, unit: .items("cases"), enabled: progress.showProgress)
         var results: [CaseResult] = []
         for item in cases.cases {
             let outcome: CaseResult.Outcome
@@ -137,9 +134,9 @@ struct PrimaDiagnoseCommand: ParsableCommand {
         }
         let batch = BatchResults(classCodes: codes, cases: results)
         if let output {
-            try OutputFile.write(output.hasSuffix(".json") ? batch.jsonText() : batch.csvText(), to: output, overwrite: force)
+            try OutputFile.write(output.hasSuffix(".json") ? batch.jsonText() : batch.csvText(), to: output, overwrite: overwrite.force)
         }
-        if let summary { try OutputFile.write(batch.summary.jsonText(), to: summary, overwrite: force) }
+        if let summary { try OutputFile.write(batch.summary.jsonText(), to: summary, overwrite: overwrite.force) }
         print(json ? batch.summary.jsonText() : batch.summary.table, terminator: "")
     }
 }

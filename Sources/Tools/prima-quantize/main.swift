@@ -46,8 +46,7 @@ struct PrimaQuantizeCommand: ParsableCommand {
     @Flag(name: .customLong("quantize-heads"), help: "Also quantise the output heads (lm_head, mlm.*, pooler.*).")
     var quantizeHeads = false
 
-    @Flag(help: "Overwrite an existing output file.")
-    var force = false
+    @OptionGroup var overwrite: OverwriteOptions
 
     func validate() throws {
         guard int8 else { throw ValidationError("say --int8 (the only quantisation this build does)") }
@@ -59,7 +58,7 @@ struct PrimaQuantizeCommand: ParsableCommand {
     func run() throws {
         let rules = try KeepFloatRules(userPatterns: keepFloat, quantizeEmbeddings: quantizeEmbeddings, quantizeHeads: quantizeHeads)
         let options = CheckpointQuantizer.Options(scheme: Int8Scheme(optionName: scheme)!, rules: rules)
-        let summary = try CheckpointQuantizer.run(input: input, output: output, options: options, overwrite: force) { tensor in
+        let summary = try CheckpointQuantizer.run(input: input, output: output, options: options, overwrite: overwrite.force) { tensor in
             let shape = "[" + tensor.shape.map(String.init).joined(separator: ", ") + "]"
             let name = "\(tensor.component)/\(tensor.name)"
             if let sqnr = tensor.sqnrDecibels {

@@ -57,8 +57,7 @@ struct PrimaVerifyCommand: ParsableCommand {
     @Option(help: "Write the runtime's own trace for the trace's inputs (a new file; see --force).")
     var dump: String?
 
-    @Flag(help: "With --dump, overwrite an existing file (never the checkpoint or the trace).")
-    var force = false
+    @OptionGroup var overwrite: OverwriteOptions
 
     @Option(name: .customLong("atol-scale"), help: "Max absolute error, as a multiple of (1 + max |reference|).")
     var atolScale = Tolerances.fp32.absoluteScale
@@ -82,7 +81,7 @@ struct PrimaVerifyCommand: ParsableCommand {
         if dump != nil && (trace == nil || against != nil) {
             throw ValidationError("--dump needs --trace, without --against (it writes the runtime's trace of the trace's inputs)")
         }
-        if force && dump == nil { throw ValidationError("--force goes with --dump") }
+        if overwrite.force && dump == nil { throw ValidationError("--force goes with --dump") }
         if let component, ComponentRole(rawValue: component) == nil {
             throw ValidationError("--component must be image_encoder, text_encoder or decoder, not \"\(component)\"")
         }
@@ -150,7 +149,7 @@ struct PrimaVerifyCommand: ParsableCommand {
         if let dump {
             // Refuse the dump's destination before the run: an existing file without --force, and always an input.
             try InputFile.check(checkpoint)
-            try OutputTarget.check(destination: dump, kind: .file, overwrite: force)
+            try OutputTarget.check(destination: dump, kind: .file, overwrite: overwrite.force)
         }
         let tolerances = Tolerances(absoluteScale: atolScale, relative: maxRel, cosine: minCosine, nmse: maxNMSE)
         // A trace of inputs only compares nothing: it is a timing run when --repeat asks for one, and otherwise a
@@ -160,7 +159,7 @@ struct PrimaVerifyCommand: ParsableCommand {
             throw VerifyError.input("\(tracePath): the trace has no activations to compare (give --repeat N to time a trace of inputs only)")
         }
         let report = try TraceVerifier.run(checkpoint: checkpoint, trace: trace, tolerances: tolerances, repeats: repeats)
-        if let dump { try report.ours.write(to: dump, source: (checkpoint as NSString).lastPathComponent, overwrite: force) }
+        if let dump { try report.ours.write(to: dump, source: (checkpoint as NSString).lastPathComponent, overwrite: overwrite.force) }
         if json {
             print(JSONValue.object(JSONObject([
                 ("pass", timingOnly ? .null : .bool(report.pass)), ("component", .string(report.component)),
