@@ -36,9 +36,9 @@ for target in "${targets[@]}"; do
         -artifact_prefix="crashes/$target/" -print_final_stats=1 2> "$scratch/$target.log"
     status=$?
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$scratch/$target.log" | grep -o '[0-9]*$' || echo "?")
-    # Keep the smallest set of inputs that covers what the old corpus and this run reached.
+    # Keep the smallest set of inputs that covers what the seeds, the old corpus and this run reached.
     PRIMA_FUZZ_TARGET="$target" PRIMA_FUZZ_SCRATCH="$scratch" "$binary" -merge=1 "$scratch/merged-$target" \
-        "corpus/$target" "$scratch/new-$target" > /dev/null 2>&1
+        "corpus/$target" "$scratch/new-$target" "seeds/$target" > /dev/null 2>&1
     rm -f "corpus/$target"/* && cp "$scratch/merged-$target"/* "corpus/$target"/ 2> /dev/null
     after=$(ls "crashes/$target" | wc -l)
     line="$(date -u +%FT%TZ) $target: ${seconds} s, $runs runs, exit $status, corpus $(ls "corpus/$target" | wc -l), new crash inputs $((after - before))"

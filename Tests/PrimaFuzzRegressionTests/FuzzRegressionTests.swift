@@ -25,6 +25,7 @@ import Testing
         let scratch = TestProcess.temporaryDirectory("prima-fuzz-replay")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         var accepted = 0
+        var firstRefusal: String?
         if target == .checkpoint {
             // libhdf5 may crash on these in-process before any check runs; a tool contains that with its probe child.
             for path in corpus + crashes {
@@ -48,10 +49,11 @@ import Testing
             switch outcome {
             case .accepted: accepted += 1
             case .refused(let message):
+                firstRefusal = firstRefusal ?? "\(path): \(message)"
                 #expect(!message.isEmpty, "\(path): refused without a message")
             }
         }
         // The corpus keeps inputs that reach past the first checks, so some of them parse.
-        #expect(accepted > 0, "no input of \(target.rawValue) was accepted")
+        #expect(accepted > 0, "no input of \(target.rawValue) was accepted; the first refusal: \(firstRefusal ?? "-")")
     }
 }
