@@ -8,7 +8,7 @@ public protocol ToolFailure: Error, CustomStringConvertible {
     var exitCode: Int32 { get }
 }
 
-extension FileError: ToolFailure {}
+extension ToolError: ToolFailure {}
 
 /// The common `main` of the prima tools: parse, run, print any error as one line `TOOL: error: …` on stderr,
 /// and exit with the toolkit's status codes (0 success, 1 the job or check failed, 2 bad usage or bad input).

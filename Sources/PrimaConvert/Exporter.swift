@@ -30,18 +30,18 @@ public enum Exporter {
     public static func run(checkpoint path: String, role: ComponentRole, output: String, maxShardBytes: Int,
                            overwrite: Bool, showProgress: Bool, dequantize: Bool = false) throws -> Summary {
         let start = Date()
-        let checkpoint = try classify(asInput: true) { try Checkpoint(path: path) }
-        let component = try classify(asInput: true) { try checkpoint.component(role) }
-        try classify(asInput: true) { try StoredValidation.validate(checkpoint, roles: [role], heads: false) }
-        var records = try classify(asInput: true) { try component.tensorRecords() }
+        let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: path) }
+        let component = try ToolError.classify(asInput: true) { try checkpoint.component(role) }
+        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint, roles: [role], heads: false) }
+        var records = try ToolError.classify(asInput: true) { try component.tensorRecords() }
         // Quantised tensors (§7) by stored name; their scales are not exported.
         var quantized: [String: QuantizedTensorInfo] = [:]
         for record in records where record.aliasOf == nil && record.dtype == .i8 {
-            guard let info = try classify(asInput: true, { try Int8Dequantizer.info(of: record.name, in: component) }) else {
-                throw ConvertError.input("\(path): \(role.rawValue): tensor \(record.name) is int8 without quantisation attributes; safetensors export needs float weights")
+            guard let info = try ToolError.classify(asInput: true, { try Int8Dequantizer.info(of: record.name, in: component) }) else {
+                throw ToolError.input("\(path): \(role.rawValue): tensor \(record.name) is int8 without quantisation attributes; safetensors export needs float weights")
             }
             guard dequantize else {
-                throw ConvertError.input("\(path): \(role.rawValue): tensor \(record.name) is int8-quantised (\(info.scheme.rawValue)); pass --dequantize to export dequantised \(info.sourceDType.rawValue) weights")
+                throw ToolError.input("\(path): \(role.rawValue): tensor \(record.name) is int8-quantised (\(info.scheme.rawValue)); pass --dequantize to export dequantised \(info.sourceDType.rawValue) weights")
             }
             quantized[record.name] = info
         }
@@ -54,12 +54,12 @@ public enum Exporter {
                                     crc32: nil, aliasOf: record.aliasOf)
             }
         }
-        let architectureName = try classify(asInput: true) { try component.attribute("architecture") }
+        let architectureName = try ToolError.classify(asInput: true) { try component.attribute("architecture") }
         guard let architecture = Architecture(rawValue: architectureName) else {
-            throw ConvertError.input("\(path): \(role.rawValue): unknown architecture \"\(architectureName)\"")
+            throw ToolError.input("\(path): \(role.rawValue): unknown architecture \"\(architectureName)\"")
         }
-        let prefix = component.group.hasAttribute("hf_prefix") ? try classify(asInput: true) { try component.attribute("hf_prefix") } : ""
-        let tied = try classify(asInput: true) { try tiedRecords(component) }
+        let prefix = component.group.hasAttribute("hf_prefix") ? try ToolError.classify(asInput: true) { try component.attribute("hf_prefix") } : ""
+        let tied = try ToolError.classify(asInput: true) { try tiedRecords(component) }
 
         // Tensors to write, in stored order: datasets by their source name, and aliases the source stored.
         var outputs: [(hfName: String, record: TensorRecord)] = []
@@ -69,7 +69,7 @@ public enum Exporter {
                 continue
             }
             guard let hfName = record.hfName ?? architecture.names.hfName(forCanonical: record.name, prefix: prefix) else {
-                throw ConvertError.input("\(path): \(role.rawValue): tensor \(record.name) has no Hugging Face name")
+                throw ToolError.input("\(path): \(role.rawValue): tensor \(record.name) has no Hugging Face name")
             }
             outputs.append((hfName, record))
         }
@@ -80,17 +80,17 @@ public enum Exporter {
         }
         var seen = Set<String>()
         for output in outputs where !seen.insert(output.hfName).inserted {
-            throw ConvertError.input("\(path): \(role.rawValue): two tensors would be written as \(output.hfName)")
+            throw ToolError.input("\(path): \(role.rawValue): two tensors would be written as \(output.hfName)")
         }
 
         let target = try OutputTarget(destination: output, kind: .directory, overwrite: overwrite)
         let staging = target.temporaryPath
 
-        try classify(asInput: false) {
+        try ToolError.classify(asInput: false) {
             for name in try component.fileNames() {
                 let bytes = try component.file(name)
                 guard FileManager.default.createFile(atPath: staging + "/" + name, contents: Data(bytes)) else {
-                    throw ConvertError.failed("\(staging)/\(name): cannot write")
+                    throw ToolError.failed("\(staging)/\(name): cannot write")
                 }
             }
         }
@@ -101,7 +101,7 @@ public enum Exporter {
         // the file); a dataset without allocated storage (zero-size) goes through HDF5.
         let source = try CheckpointSource(path: path)
         let recordByName = Dictionary(outputs.map { ($0.hfName, $0.record) }, uniquingKeysWith: { first, _ in first })
-        try classify(asInput: false) {
+        try ToolError.classify(asInput: false) {
             for shard in plan.shards {
                 let writer = try SafetensorsWriter(path: staging + "/" + shard.fileName,
                                                    tensors: shard.tensors, metadata: ["format": "pt"])
@@ -130,7 +130,7 @@ public enum Exporter {
             if let index = plan.indexJSON() {
                 guard FileManager.default.createFile(atPath: staging + "/" + SafetensorsModel.indexFileName,
                                                      contents: Data(index.utf8)) else {
-                    throw ConvertError.failed("\(staging): cannot write the shard index")
+                    throw ToolError.failed("\(staging): cannot write the shard index")
                 }
             }
         }
@@ -155,10 +155,10 @@ public enum Exporter {
         /// Where `record`'s bytes start in the file; nil if the dataset has no contiguous storage. Throws if
         /// the recorded storage does not lie inside the file (a damaged checkpoint).
         func dataOffset(of record: TensorRecord, in component: ComponentReader) throws -> Int? {
-            let dataset = try classify(asInput: true) { try component.dataset(forTensor: record.aliasOf ?? record.name) }
+            let dataset = try ToolError.classify(asInput: true) { try component.dataset(forTensor: record.aliasOf ?? record.name) }
             guard let offset = dataset.fileOffset else { return nil }
             guard offset >= 0, offset <= size - record.byteCount else {
-                throw ConvertError.input("\(path): tensor \(record.name): data at offset \(offset) extends past the end of the file")
+                throw ToolError.input("\(path): tensor \(record.name): data at offset \(offset) extends past the end of the file")
             }
             return offset
         }
@@ -168,10 +168,10 @@ public enum Exporter {
     static func tiedRecords(_ component: ComponentReader) throws -> [TiedRecord] {
         guard component.group.hasAttribute("tied") else { return [] }
         let text = try component.attribute("tied")
-        guard let list = try JSON.parse(text).array else { throw ConvertError.input("attribute tied is not a JSON list") }
+        guard let list = try JSON.parse(text).array else { throw ToolError.input("attribute tied is not a JSON list") }
         return try list.map { item in
             guard let object = item.object, let name = object["name"]?.string, let target = object["target"]?.string else {
-                throw ConvertError.input("\(component.checkpoint.path): \(component.name): malformed tied entry \(item.serialized())")
+                throw ToolError.input("\(component.checkpoint.path): \(component.name): malformed tied entry \(item.serialized())")
             }
             return TiedRecord(name: name, target: target, hfName: object["hf_name"]?.string)
         }

@@ -5,36 +5,9 @@ import PrimaJSON
 import PrimaModels
 import PrimaSafetensors
 
-/// A failure of a conversion, as one line for the user, with the exit status it maps to
-/// (2: bad input or usage, 1: the job failed while writing).
-public struct ConvertError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    /// Process exit status: 2 for bad input, 1 for a failed job.
-    public let exitCode: Int32
-
-    /// A problem with what the user handed us (exit 2).
-    public static func input(_ message: String) -> ConvertError { ConvertError(description: message, exitCode: 2) }
-    /// A failure while doing the job (exit 1).
-    public static func failed(_ message: String) -> ConvertError { ConvertError(description: message, exitCode: 1) }
-}
-
-/// Runs `body`, turning any error into a ``ConvertError`` of the given kind (keeping ``ConvertError``s as they are).
-func classify<R>(asInput: Bool, _ body: () throws -> R) throws -> R {
-    do {
-        return try body()
-    } catch let error as ConvertError {
-        throw error
-    } catch let error as FileError {
-        throw error.isInput ? ConvertError.input(error.description) : ConvertError.failed(error.description)
-    } catch {
-        let message = String(describing: error)
-        throw asInput ? ConvertError.input(message) : ConvertError.failed(message)
-    }
-}
-
 /// Reads a regular file of at most `limit` bytes, or throws naming it.
 func readSmallFile(_ path: String, limit: Int) throws -> [UInt8] {
-    do { return try InputFile.read(path, limit: limit) } catch { throw ConvertError.input(error.description) }
+    do { return try InputFile.read(path, limit: limit) } catch { throw ToolError.input(error.description) }
 }
 
 /// A Hugging Face model directory as the importer sees it: config, architecture, weights and auxiliary files.
@@ -51,11 +24,11 @@ struct HFModelDirectory {
     init(path: String) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ConvertError.input("\(path): not a directory")
+            throw ToolError.input("\(path): not a directory")
         }
         self.path = path
         let configPath = path + "/config.json"
-        guard FileManager.default.fileExists(atPath: configPath) else { throw ConvertError.input("\(configPath): missing") }
+        guard FileManager.default.fileExists(atPath: configPath) else { throw ToolError.input("\(configPath): missing") }
         var files: [(String, [UInt8])] = []
         for name in CheckpointFormat.auxiliaryFileNames {
             let filePath = path + "/" + name
@@ -68,18 +41,18 @@ struct HFModelDirectory {
         let json: JSONObject
         do {
             guard let object = try JSON.parse(configBytes).object else {
-                throw ConvertError.input("\(configPath): not a JSON object")
+                throw ToolError.input("\(configPath): not a JSON object")
             }
             json = object
         } catch let error as JSONError {
-            throw ConvertError.input("\(configPath): malformed JSON: \(error)")
+            throw ToolError.input("\(configPath): malformed JSON: \(error)")
         }
         guard let modelType = json["model_type"]?.string else {
-            throw ConvertError.input("\(configPath): no model_type string")
+            throw ToolError.input("\(configPath): no model_type string")
         }
         guard let architecture = Architecture(modelType: modelType) else {
             let known = Architecture.allCases.map(\.rawValue).joined(separator: ", ")
-            throw ConvertError.input("\(configPath): unknown model_type \"\(modelType)\" (supported: \(known))")
+            throw ToolError.input("\(configPath): unknown model_type \"\(modelType)\" (supported: \(known))")
         }
         self.modelType = modelType
         self.architecture = architecture
@@ -87,13 +60,13 @@ struct HFModelDirectory {
         do {
             config = try architecture.parseConfig(json)
         } catch {
-            throw ConvertError.input("\(path)/\(error.description)")
+            throw ToolError.input("\(path)/\(error.description)")
         }
         for name in CheckpointFormat.auxiliaryFileNames where name.hasSuffix(".json") && name != "config.json" {
             guard let bytes = files.first(where: { $0.0 == name })?.1 else { continue }
-            do { _ = try JSON.parse(bytes) } catch { throw ConvertError.input("\(path)/\(name): malformed JSON: \(error)") }
+            do { _ = try JSON.parse(bytes) } catch { throw ToolError.input("\(path)/\(name): malformed JSON: \(error)") }
         }
-        weights = try classify(asInput: true) { try SafetensorsModel(directory: path) }
+        weights = try ToolError.classify(asInput: true) { try SafetensorsModel(directory: path) }
     }
 
     /// The image preprocessing attributes (§3.4), from preprocessor_config.json or the DINOv3 defaults.
@@ -105,16 +78,16 @@ struct HFModelDirectory {
         let name = "preprocessor_config.json"
         if let bytes = auxiliaryFiles.first(where: { $0.name == name })?.bytes {
             let where_ = "\(path)/\(name)"
-            guard let json = try? JSON.parse(bytes).object else { throw ConvertError.input("\(where_): not a JSON object") }
+            guard let json = try? JSON.parse(bytes).object else { throw ToolError.input("\(where_): not a JSON object") }
             func flag(_ key: String, _ current: Bool) throws -> Bool {
                 guard let value = json[key], !value.isNull else { return current }
-                guard let bool = value.bool else { throw ConvertError.input("\(where_): field \(key) must be true or false") }
+                guard let bool = value.bool else { throw ToolError.input("\(where_): field \(key) must be true or false") }
                 return bool
             }
             func triple(_ key: String, _ current: [Double]) throws -> [Double] {
                 guard let value = json[key], !value.isNull else { return current }
                 guard let list = value.array?.compactMap(\.double), list.count == 3 else {
-                    throw ConvertError.input("\(where_): field \(key) must be a list of 3 numbers")
+                    throw ToolError.input("\(where_): field \(key) must be a list of 3 numbers")
                 }
                 return list
             }
@@ -123,9 +96,9 @@ struct HFModelDirectory {
             doNormalize = try flag("do_normalize", doNormalize)
             mean = try triple("image_mean", mean)
             std = try triple("image_std", std)
-            guard std.allSatisfy({ $0 > 0 }) else { throw ConvertError.input("\(where_): image_std must be positive") }
+            guard std.allSatisfy({ $0 > 0 }) else { throw ToolError.input("\(where_): image_std must be positive") }
             if let value = json["rescale_factor"], !value.isNull {
-                guard let factor = value.double, factor > 0 else { throw ConvertError.input("\(where_): bad rescale_factor") }
+                guard let factor = value.double, factor > 0 else { throw ToolError.input("\(where_): bad rescale_factor") }
                 rescaleFactor = factor
             }
             if let size = json["size"]?.object {
@@ -134,7 +107,7 @@ struct HFModelDirectory {
                 } else if let edge = size["shortest_edge"]?.int, edge > 0 {
                     height = edge; width = edge
                 } else {
-                    throw ConvertError.input("\(where_): size must have positive height and width (or shortest_edge)")
+                    throw ToolError.input("\(where_): size must have positive height and width (or shortest_edge)")
                 }
             }
             if let value = json["resample"], !value.isNull {
@@ -143,7 +116,7 @@ struct HFModelDirectory {
                 case 0: resample = "nearest"
                 case 2: resample = "bilinear"
                 case 3: resample = "bicubic"
-                default: throw ConvertError.input("\(where_): unsupported resample \(value.serialized())")
+                default: throw ToolError.input("\(where_): unsupported resample \(value.serialized())")
                 }
             }
         }

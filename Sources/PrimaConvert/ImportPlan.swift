@@ -1,5 +1,6 @@
 import Foundation
 import PrimaCheckpoint
+import PrimaIO
 import PrimaModels
 import PrimaSafetensors
 import PrimaTensor
@@ -59,7 +60,7 @@ struct ImportPlan {
             let context = "\(file.path): tensor \(entry.name)"
             switch names.map(entry.name) {
             case .unknown:
-                throw ConvertError.input("\(context): not a known \(arch) tensor name (see Formats/prima-checkpoint.md §4)")
+                throw ToolError.input("\(context): not a known \(arch) tensor name (see Formats/prima-checkpoint.md §4)")
             case .dropped(let reason):
                 warn("\(context): dropped (\(reason))")
                 dropped.append((entry.name, reason))
@@ -67,26 +68,26 @@ struct ImportPlan {
             case .tensor(let canonical, let bodyPrefix):
                 if let bodyPrefix {
                     if let prefix, prefix != bodyPrefix {
-                        throw ConvertError.input("\(context): prefix \"\(bodyPrefix)\" differs from the \"\(prefix)\" of the other tensors")
+                        throw ToolError.input("\(context): prefix \"\(bodyPrefix)\" differs from the \"\(prefix)\" of the other tensors")
                     }
                     prefix = bodyPrefix
                 }
                 guard entry.dtype.isWeightFloat else {
-                    throw ConvertError.input("\(context): dtype \(entry.dtype.safetensorsName) is not a weight type (F32, F16, BF16)")
+                    throw ToolError.input("\(context): dtype \(entry.dtype.safetensorsName) is not a weight type (F32, F16, BF16)")
                 }
                 guard let expectation = expected[canonical] else {
-                    throw ConvertError.input("\(context): \(canonical) is not expected by config.json (a layer beyond num_hidden_layers, or a bias or head the config disables)")
+                    throw ToolError.input("\(context): \(canonical) is not expected by config.json (a layer beyond num_hidden_layers, or a bias or head the config disables)")
                 }
                 guard entry.shape == expectation.shape else {
-                    throw ConvertError.input("\(context): shape \(ShapeMath.describe(entry.shape)) contradicts config.json, which implies \(ShapeMath.describe(expectation.shape)) for \(canonical)")
+                    throw ToolError.input("\(context): shape \(ShapeMath.describe(entry.shape)) contradicts config.json, which implies \(ShapeMath.describe(expectation.shape)) for \(canonical)")
                 }
                 if let owner = canonicalOwner[canonical] {
                     // A second name of one parameter (BERT's decoder bias): allowed only if bit-identical.
                     guard names.duplicateNames[entry.name] != nil || names.duplicateNames[owner.entry.name] != nil else {
-                        throw ConvertError.input("\(context): maps to \(canonical), as does \(owner.entry.name)")
+                        throw ToolError.input("\(context): maps to \(canonical), as does \(owner.entry.name)")
                     }
                     guard try Self.identical(owner, (entry, file)) else {
-                        throw ConvertError.input("\(context): differs from \(owner.entry.name), which is the same parameter")
+                        throw ToolError.input("\(context): differs from \(owner.entry.name), which is the same parameter")
                     }
                     tied.append(TiedRecord(name: canonical, target: canonical, hfName: entry.name))
                     actions.append((entry, file, .tiedAlias(canonical: canonical, target: canonical)))
@@ -124,7 +125,7 @@ struct ImportPlan {
         if let first = missing.first {
             let hf = names.hfName(forCanonical: first, prefix: hfPrefix) ?? first
             let more = missing.count > 1 ? " (and \(missing.count - 1) more)" : ""
-            throw ConvertError.input("\(source.path): missing tensor \(hf) (\(first)), required by config.json\(more)")
+            throw ToolError.input("\(source.path): missing tensor \(hf) (\(first)), required by config.json\(more)")
         }
         self.tensors = actions.map { PlannedTensor(entry: $0.0, file: $0.1, action: $0.2) }
         self.tied = tied
@@ -146,7 +147,7 @@ struct ImportPlan {
             let count = min(block, a.entry.byteCount - offset)
             let sliceA = UnsafeMutableRawBufferPointer(rebasing: bufferA[0..<count])
             let sliceB = UnsafeMutableRawBufferPointer(rebasing: bufferB[0..<count])
-            try classify(asInput: true) {
+            try ToolError.classify(asInput: true) {
                 try a.file.read(a.entry, byteRange: offset..<(offset + count), into: sliceA)
                 try b.file.read(b.entry, byteRange: offset..<(offset + count), into: sliceB)
             }

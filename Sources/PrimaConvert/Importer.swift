@@ -47,28 +47,28 @@ public enum Importer {
     public static func run(_ sources: [ImportSource], output: String, overwrite: Bool, showProgress: Bool,
                            prima: PrimaAssemblyOptions? = nil, warn: @escaping (String) -> Void) throws -> ImportSummary {
         let start = Date()
-        guard !sources.isEmpty else { throw ConvertError.input("nothing to import") }
+        guard !sources.isEmpty else { throw ToolError.input("nothing to import") }
         var plans: [ImportPlan] = []
         for source in sources {
             let directory = try HFModelDirectory(path: source.directory)
             let role = source.role ?? directory.architecture.defaultRole
             guard directory.architecture.allowedRoles.contains(role) else {
-                throw ConvertError.input("\(source.directory): a \(directory.architecture.rawValue) model cannot be the \(role.rawValue)")
+                throw ToolError.input("\(source.directory): a \(directory.architecture.rawValue) model cannot be the \(role.rawValue)")
             }
-            if plans.contains(where: { $0.role == role }) { throw ConvertError.input("\(source.directory): two components for \(role.rawValue)") }
+            if plans.contains(where: { $0.role == role }) { throw ToolError.input("\(source.directory): two components for \(role.rawValue)") }
             plans.append(try ImportPlan(source: directory, role: role, warn: warn))
         }
-        let assembly = try prima.map { options in try classify(asInput: true) { try PrimaAssembly(plans: plans, options: options) } }
+        let assembly = try prima.map { options in try ToolError.classify(asInput: true) { try PrimaAssembly(plans: plans, options: options) } }
 
-        let writer = try classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
+        let writer = try ToolError.classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
         let progress = Progress(label: "import", total: plans.reduce(0) { $0 + $1.sourceBytes }, enabled: showProgress)
         var summaries: [ImportSummary.Component] = []
         for plan in plans {
             summaries.append(try write(plan, into: writer, progress: progress, warn: warn))
         }
         progress.finish()
-        if let assembly { try classify(asInput: false) { try assembly.write(into: writer) } }
-        try classify(asInput: false) { try writer.commit() }
+        if let assembly { try ToolError.classify(asInput: false) { try assembly.write(into: writer) } }
+        try ToolError.classify(asInput: false) { try writer.commit() }
         return ImportSummary(output: output, components: summaries, seconds: Date().timeIntervalSince(start))
     }
 
@@ -77,7 +77,7 @@ public enum Importer {
         let source = plan.source
         var tensorCount = 0, parameterCount = 0, storedBytes = 0
         var sourceFiles: [JSONValue] = []
-        try classify(asInput: false) {
+        try ToolError.classify(asInput: false) {
             let component = try writer.addComponent(plan.role)
             let group = component.group
             for (name, bytes) in source.auxiliaryFiles {
@@ -161,7 +161,7 @@ public enum Importer {
         init(file: SafetensorsFile, offset: Int, count: Int) throws {
             guard let address = mmap(nil, count, PROT_READ, MAP_SHARED | MAP_POPULATE, file.descriptor, off_t(offset)),
                   address != MAP_FAILED else {
-                throw ConvertError.input("\(file.path): cannot map bytes \(offset)..<\(offset + count): \(String(cString: strerror(errno)))")
+                throw ToolError.input("\(file.path): cannot map bytes \(offset)..<\(offset + count): \(String(cString: strerror(errno)))")
             }
             self.base = address
             self.count = count

@@ -8,7 +8,7 @@ import PrimaTensor
 public enum Inspector {
     /// The checkpoint as one JSON object (the `--json` output of `prima-convert inspect`).
     public static func json(checkpoint path: String) throws -> JSONValue {
-        try classify(asInput: true) {
+        try ToolError.classify(asInput: true) {
             let checkpoint = try Checkpoint(path: path)
             var components: [(String, JSONValue)] = []
             for name in checkpoint.roles.map(\.rawValue) + checkpoint.extraGroups {

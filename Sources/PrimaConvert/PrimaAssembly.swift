@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import PrimaCheckpoint
+import PrimaIO
 import PrimaJSON
 import PrimaMetadata
 import PrimaModels
@@ -46,16 +47,16 @@ public struct PrimaAssemblyOptions: Sendable {
             let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 .map { $0.trimmingCharacters(in: .whitespaces) }
             let code = parts[0]
-            guard !code.isEmpty else { throw ConvertError.input("--labels: entry \(index + 1) has no class code") }
+            guard !code.isEmpty else { throw ToolError.input("--labels: entry \(index + 1) has no class code") }
             guard !code.contains(where: \.isWhitespace) else {
-                throw ConvertError.input("--labels: \"\(code)\" is not a class code (no spaces)")
+                throw ToolError.input("--labels: \"\(code)\" is not a class code (no spaces)")
             }
-            if parts.count > 1 && parts[1].isEmpty { throw ConvertError.input("--labels: class \(code) has an empty name after \"=\"") }
+            if parts.count > 1 && parts[1].isEmpty { throw ToolError.input("--labels: class \(code) has an empty name after \"=\"") }
             labels.append(PrimaLabel(code: code, name: parts.count > 1 ? parts[1] : padUfes20Names[code] ?? code))
         }
-        guard labels.count >= 2 else { throw ConvertError.input("--labels: give at least two classes") }
+        guard labels.count >= 2 else { throw ToolError.input("--labels: give at least two classes") }
         if let duplicate = Dictionary(grouping: labels, by: \.code).first(where: { $0.value.count > 1 })?.key {
-            throw ConvertError.input("--labels: class \(duplicate) is given twice")
+            throw ToolError.input("--labels: class \(duplicate) is given twice")
         }
         return labels
     }
@@ -77,20 +78,20 @@ struct PrimaAssembly {
     init(plans: [ImportPlan], options: PrimaAssemblyOptions) throws {
         func plan(_ role: ComponentRole) throws -> ImportPlan {
             guard let plan = plans.first(where: { $0.role == role }) else {
-                throw ConvertError.input("--labels assembles a PRIMA checkpoint: give --image-encoder, --text-encoder and --decoder")
+                throw ToolError.input("--labels assembles a PRIMA checkpoint: give --image-encoder, --text-encoder and --decoder")
             }
             return plan
         }
         let image = try plan(.imageEncoder), text = try plan(.textEncoder), decoder = try plan(.decoder)
         // The importer admits only these architectures in these roles; the casts recover the typed configs.
         guard let imageConfig = image.source.config as? DINOv3ViTConfig else {
-            throw ConvertError.input("\(image.source.path): the PRIMA image encoder must be a DINOv3 ViT")
+            throw ToolError.input("\(image.source.path): the PRIMA image encoder must be a DINOv3 ViT")
         }
         guard let textConfig = text.source.config as? any TextEncoderConfig else {
-            throw ConvertError.input("\(text.source.path): the PRIMA text encoder must be BERT or ModernBERT")
+            throw ToolError.input("\(text.source.path): the PRIMA text encoder must be BERT or ModernBERT")
         }
         guard let decoderConfig = decoder.source.config as? Qwen3Config else {
-            throw ConvertError.input("\(decoder.source.path): the PRIMA decoder must be Qwen3")
+            throw ToolError.input("\(decoder.source.path): the PRIMA decoder must be Qwen3")
         }
         let config = PrimaHeadsConfig(classCount: options.labels.count, imageWidth: imageConfig.hiddenSize,
                                       textWidth: textConfig.hiddenSize,
@@ -100,12 +101,12 @@ struct PrimaAssembly {
 
         // The decoder's tokenizer gives the class tokens and the words the special tokens start from.
         guard let tokenizerBytes = decoder.source.auxiliaryFiles.first(where: { $0.name == "tokenizer.json" })?.bytes else {
-            throw ConvertError.input("\(decoder.source.path): no tokenizer.json; PRIMA needs the decoder's tokenizer for the class tokens")
+            throw ToolError.input("\(decoder.source.path): no tokenizer.json; PRIMA needs the decoder's tokenizer for the class tokens")
         }
         let tokenizer = try Tokenizer(jsonData: Data(tokenizerBytes), source: decoder.source.path + "/tokenizer.json")
         func tokens(_ text: String) throws -> [Int] {
             let ids = try tokenizer.encode(text, addSpecialTokens: false).ids
-            guard !ids.isEmpty else { throw ConvertError.input("\(decoder.source.path)/tokenizer.json: \"\(text)\" encodes to no tokens") }
+            guard !ids.isEmpty else { throw ToolError.input("\(decoder.source.path)/tokenizer.json: \"\(text)\" encodes to no tokens") }
             return ids
         }
         var owner: [Int: String] = [:]
@@ -113,13 +114,13 @@ struct PrimaAssembly {
             let id = try tokens(" " + label.code)[0]
             if let other = owner[id] {
                 let piece = tokenizer.idToToken(id) ?? "\(id)"
-                throw ConvertError.input("\(decoder.source.path)/tokenizer.json: classes \(other) and \(label.code) share their first token \(id) (\"\(piece)\"); choose codes whose \" CODE\" starts with different tokens")
+                throw ToolError.input("\(decoder.source.path)/tokenizer.json: classes \(other) and \(label.code) share their first token \(id) (\"\(piece)\"); choose codes whose \" CODE\" starts with different tokens")
             }
             owner[id] = label.code
             return id
         }
         for (name, text) in [("prompt", options.prompt), ("answer prefix", options.answerPrefix)] where text.isEmpty {
-            throw ConvertError.input("the \(name) must not be empty")
+            throw ToolError.input("the \(name) must not be empty")
         }
 
         let given = try options.headsFile.map { try Self.readHeads($0, config: config) } ?? [:]
@@ -153,23 +154,23 @@ struct PrimaAssembly {
     /// The tensors of a heads file as f32, each checked against its §8 name, shape and a float dtype.
     private static func readHeads(_ path: String, config: PrimaHeadsConfig) throws -> [String: [Float]] {
         let file: SafetensorsFile
-        do { file = try SafetensorsFile(path: path) } catch { throw ConvertError.input("\(error)") }
+        do { file = try SafetensorsFile(path: path) } catch { throw ToolError.input("\(error)") }
         let specs = Dictionary(uniqueKeysWithValues: config.floatTensors.map { ($0.name, $0) })
         var values: [String: [Float]] = [:]
         for entry in file.entries {
             guard let spec = specs[entry.name] else {
-                throw ConvertError.input("\(path): tensor \(entry.name) is not a PRIMA head (Formats/prima-checkpoint.md §8)")
+                throw ToolError.input("\(path): tensor \(entry.name) is not a PRIMA head (Formats/prima-checkpoint.md §8)")
             }
             guard entry.dtype.isWeightFloat else {
-                throw ConvertError.input("\(path): tensor \(entry.name): dtype \(entry.dtype.safetensorsName) is not F32, F16 or BF16")
+                throw ToolError.input("\(path): tensor \(entry.name): dtype \(entry.dtype.safetensorsName) is not F32, F16 or BF16")
             }
             guard entry.shape == spec.shape else {
-                throw ConvertError.input("\(path): tensor \(entry.name) has shape \(ShapeMath.describe(entry.shape)), expected \(ShapeMath.describe(spec.shape)) for these components and labels")
+                throw ToolError.input("\(path): tensor \(entry.name) has shape \(ShapeMath.describe(entry.shape)), expected \(ShapeMath.describe(spec.shape)) for these components and labels")
             }
             let tensor: Tensor
-            do { tensor = try file.readTensor(entry).toFloat32() } catch { throw ConvertError.input("\(error)") }
+            do { tensor = try file.readTensor(entry).toFloat32() } catch { throw ToolError.input("\(error)") }
             let floats = tensor.float32Values()
-            if floats.contains(where: { !$0.isFinite }) { throw ConvertError.input("\(path): tensor \(entry.name) holds NaN or Inf") }
+            if floats.contains(where: { !$0.isFinite }) { throw ToolError.input("\(path): tensor \(entry.name) holds NaN or Inf") }
             values[entry.name] = floats
         }
         return values
@@ -181,7 +182,7 @@ struct PrimaAssembly {
         guard let item = decoder.tensors.first(where: {
             if case .store(let canonical) = $0.action { return canonical == "embed.tokens" }
             return false
-        }) else { throw ConvertError.input("\(decoder.source.path): no input embedding table") }
+        }) else { throw ToolError.input("\(decoder.source.path): no input embedding table") }
         let entry = item.entry, rowBytes = width * entry.dtype.byteSize
         var sum = [Float](repeating: 0, count: width)
         for id in ids {
@@ -189,7 +190,7 @@ struct PrimaAssembly {
             do {
                 try item.file.read(entry, byteRange: (id * rowBytes)..<((id + 1) * rowBytes),
                                    into: UnsafeMutableRawBufferPointer(rebasing: row.storage.bytes[0..<rowBytes]))
-            } catch { throw ConvertError.input("\(error)") }
+            } catch { throw ToolError.input("\(error)") }
             for (i, value) in row.toFloat32().float32Values().enumerated() { sum[i] += value }
         }
         return sum.map { $0 / Float(ids.count) }

@@ -31,7 +31,7 @@ public struct CaseFolder: Sendable {
         /// The `img_id` cell: the image's file name.
         public let imageID: String
         /// The absolute path of the image file, or the one-line reason there is none (the case is skipped).
-        public let image: Result<String, DiagnoseError>
+        public let image: Result<String, ToolError>
         /// The row's metadata, validated against the schema. It holds the label field too, which the schema never
         /// renders into the metadata text.
         public let record: MetadataRecord
@@ -48,36 +48,36 @@ public struct CaseFolder: Sendable {
 
     /// Reads `folder/metadata.csv` against `schema`, finds each row's image, and checks each label against
     /// `classCodes` (the checkpoint's classes). Throws the errors listed on ``CaseFolder``.
-    public init(folder: String, classCodes: [String], schema: MetadataSchema = .padUfes20) throws(DiagnoseError) {
+    public init(folder: String, classCodes: [String], schema: MetadataSchema = .padUfes20) throws(ToolError) {
         var status = stat()
         if stat(folder, &status) != 0 && errno == ELOOP {
-            throw DiagnoseError("\(folder): too many levels of symbolic links (a symbolic link loop?)")
+            throw ToolError.input("\(folder): too many levels of symbolic links (a symbolic link loop?)")
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) else {
-            throw DiagnoseError("\(folder): no such folder")
+            throw ToolError.input("\(folder): no such folder")
         }
-        guard isDirectory.boolValue else { throw DiagnoseError("\(folder): not a folder (expected metadata.csv and images)") }
+        guard isDirectory.boolValue else { throw ToolError.input("\(folder): not a folder (expected metadata.csv and images)") }
         let csvPath = (folder as NSString).appendingPathComponent("metadata.csv")
         guard FileManager.default.fileExists(atPath: csvPath) else {
-            throw DiagnoseError("\(csvPath): not found (a case folder holds metadata.csv and the images)")
+            throw ToolError.input("\(csvPath): not found (a case folder holds metadata.csv and the images)")
         }
         // Only a regular file: a FIFO or a device (/dev/zero) would hang or never end.
-        do { try InputFile.check(csvPath) } catch { throw DiagnoseError(error.description) }
+        do { try InputFile.check(csvPath) } catch { throw ToolError.input(error.description) }
         let table: MetadataTable
         do {
             table = try MetadataTable(csvPath: csvPath, schema: schema)
         } catch {
-            throw DiagnoseError(error.message)
+            throw ToolError.input(error.message)
         }
-        guard !table.rows.isEmpty else { throw DiagnoseError("\(csvPath): no cases (only a header)") }
+        guard !table.rows.isEmpty else { throw ToolError.input("\(csvPath): no cases (only a header)") }
 
         var wanted = Set<String>()
         for (position, row) in table.rows.enumerated() {
             let place = "\(csvPath): row \(position + 1): field 'img_id'"
-            guard !row.imageID.isEmpty else { throw DiagnoseError("\(place): empty") }
+            guard !row.imageID.isEmpty else { throw ToolError.input("\(place): empty") }
             guard !row.imageID.contains("/"), row.imageID != ".", row.imageID != ".." else {
-                throw DiagnoseError("\(place): '\(row.imageID)' is a path; expected a file name")
+                throw ToolError.input("\(place): '\(row.imageID)' is a path; expected a file name")
             }
             wanted.insert(row.imageID)
         }
@@ -89,10 +89,10 @@ public struct CaseFolder: Sendable {
             let label = try Self.label(of: row.record, classCodes: classCodes, place: place)
             let paths = found[row.imageID] ?? []
             guard paths.count <= 1 else {
-                throw DiagnoseError("\(place): \(paths.count) files have that name: \(paths.joined(separator: ", "))")
+                throw ToolError.input("\(place): \(paths.count) files have that name: \(paths.joined(separator: ", "))")
             }
-            let image: Result<String, DiagnoseError> = paths.first.map { .success($0) }
-                ?? .failure(DiagnoseError("\(place): no image file of that name in \(folder) or its subfolders"))
+            let image: Result<String, ToolError> = paths.first.map { .success($0) }
+                ?? .failure(ToolError.input("\(place): no image file of that name in \(folder) or its subfolders"))
             cases.append(Case(row: position + 1, imageID: row.imageID, image: image, record: row.record, label: label))
         }
         self.folder = folder
@@ -104,7 +104,7 @@ public struct CaseFolder: Sendable {
     public var labelledCount: Int { cases.reduce(0) { $0 + ($1.label == nil ? 0 : 1) } }
 
     /// The label field of `record` as a class code; an error if it is not one of `classCodes`.
-    private static func label(of record: MetadataRecord, classCodes: [String], place: String) throws(DiagnoseError) -> String? {
+    private static func label(of record: MetadataRecord, classCodes: [String], place: String) throws(ToolError) -> String? {
         let code: String
         switch record[labelKey] {
         case nil: return nil
@@ -113,14 +113,14 @@ public struct CaseFolder: Sendable {
         case .boolean(let flag)?: code = flag ? "True" : "False"
         }
         guard classCodes.contains(code) else {
-            throw DiagnoseError("\(place): field '\(labelKey)': '\(code)' is not one of the model's classes (\(classCodes.joined(separator: ", ")))")
+            throw ToolError.input("\(place): field '\(labelKey)': '\(code)' is not one of the model's classes (\(classCodes.joined(separator: ", ")))")
         }
         return code
     }
 
     /// Absolute paths (sorted) of the non-directory entries below `folder` whose names are in `names`, by name;
     /// hidden entries are skipped.
-    private static func findFiles(named names: Set<String>, below folder: String) throws(DiagnoseError) -> [String: [String]] {
+    private static func findFiles(named names: Set<String>, below folder: String) throws(ToolError) -> [String: [String]] {
         let root = URL(fileURLWithPath: folder, isDirectory: true)
         var listingError: (url: URL, error: Error)?
         guard let walk = FileManager.default.enumerator(
@@ -129,7 +129,7 @@ public struct CaseFolder: Sendable {
                 listingError = (url, error)
                 return false
             }) else {
-            throw DiagnoseError("\(folder): cannot list the folder")
+            throw ToolError.input("\(folder): cannot list the folder")
         }
         var found: [String: [String]] = [:]
         while let url = walk.nextObject() as? URL {
@@ -138,7 +138,7 @@ public struct CaseFolder: Sendable {
             found[name, default: []].append(url.path)
         }
         if let listingError {
-            throw DiagnoseError("\(listingError.url.path): cannot list the folder: \(listingError.error.localizedDescription)")
+            throw ToolError.input("\(listingError.url.path): cannot list the folder: \(listingError.error.localizedDescription)")
         }
         return found.mapValues { $0.sorted() }
     }

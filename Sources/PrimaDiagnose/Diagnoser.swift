@@ -1,5 +1,6 @@
 import Foundation
 import PrimaCheckpoint
+import PrimaIO
 import PrimaImage
 import PrimaJSON
 import PrimaMetadata
@@ -37,10 +38,10 @@ public final class Diagnoser: Sendable {
             let decoderTokenizer = try Self.tokenizer(try checkpoint.component(.decoder), path: path)
             promptIds = try decoderTokenizer.encode(model.heads.prompt, addSpecialTokens: false).ids
             answerPrefixIds = try decoderTokenizer.encode(model.heads.answerPrefix, addSpecialTokens: false).ids
-        } catch let error as DiagnoseError {
+        } catch let error as ToolError {
             throw error
         } catch {
-            throw DiagnoseError.input("\(error)")
+            throw ToolError.input("\(error)")
         }
     }
 
@@ -53,7 +54,7 @@ public final class Diagnoser: Sendable {
     /// The component's `files/tokenizer.json`, loaded as diagnosis uses it.
     public static func tokenizer(_ component: ComponentReader, path: String) throws -> Tokenizer {
         guard try component.fileNames().contains("tokenizer.json") else {
-            throw DiagnoseError.input("\(path): \(component.name) has no files/tokenizer.json")
+            throw ToolError.input("\(path): \(component.name) has no files/tokenizer.json")
         }
         return try Tokenizer(jsonData: Data(try component.file("tokenizer.json")), source: "\(path): \(component.name)/files/tokenizer.json")
     }
@@ -63,14 +64,14 @@ public final class Diagnoser: Sendable {
         let group = try component.subgroup("preprocessing")
         let resampleName = try group.stringAttribute("resample")
         guard let resample = ImageResample(rawValue: resampleName) else {
-            throw DiagnoseError.input("\(path): image_encoder/preprocessing: unsupported resample \"\(resampleName)\"")
+            throw ToolError.input("\(path): image_encoder/preprocessing: unsupported resample \"\(resampleName)\"")
         }
         let result = ImagePreprocessing(
             height: try group.intAttribute("height"), width: try group.intAttribute("width"), resample: resample,
             doResize: try group.intAttribute("do_resize") != 0, doRescale: try group.intAttribute("do_rescale") != 0,
             doNormalize: try group.intAttribute("do_normalize") != 0, rescaleFactor: try group.doubleAttribute("rescale_factor"),
             imageMean: try group.doublesAttribute("image_mean"), imageStd: try group.doublesAttribute("image_std"))
-        do { try result.validate() } catch { throw DiagnoseError.input("\(path): image_encoder/\(error)") }
+        do { try result.validate() } catch { throw ToolError.input("\(path): image_encoder/\(error)") }
         return result
     }
 
@@ -92,9 +93,9 @@ public final class Diagnoser: Sendable {
         do {
             return try preprocessing.pixelValues(for: try PNGDecoder.decode(contentsOf: path))
         } catch let error as ImageError {
-            throw DiagnoseError.input(error.description)
+            throw ToolError.input(error.description)
         } catch {
-            throw DiagnoseError.input("\(path): \(error)")
+            throw ToolError.input("\(path): \(error)")
         }
     }
 
@@ -126,7 +127,7 @@ public final class Diagnoser: Sendable {
     private func requireFinite(_ stage: String, _ outputs: [Float]...) throws {
         let bad = outputs.reduce(0) { count, values in count + values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
         guard bad == 0 else {
-            throw DiagnoseError.input("\(checkpointPath): \(stage): \(bad) non-finite values (NaN or Inf); the checkpoint's weights overflow float32 on this input")
+            throw ToolError.input("\(checkpointPath): \(stage): \(bad) non-finite values (NaN or Inf); the checkpoint's weights overflow float32 on this input")
         }
     }
 
@@ -156,7 +157,7 @@ public final class Diagnoser: Sendable {
             probabilities = PrimaModel.softmax(logits)
             try requireFinite("class_probs", probabilities)
         } catch let error as RuntimeError {
-            throw DiagnoseError.failed("\(checkpointPath): \(error.description)")
+            throw ToolError.failed("\(checkpointPath): \(error.description)")
         }
         return Result(diagnosis: Diagnosis(classCodes: labels.map(\.code), probabilities: probabilities), text: text, timings: timings)
     }

@@ -1,19 +1,3 @@
-/// Why a diagnosis or a batch could not be run, read or written: one line naming the file (and the row and
-/// field), with the exit status it calls for (2: bad input, 1: a failed run).
-public struct DiagnoseError: Error, CustomStringConvertible, Equatable, Sendable {
-    /// The line to show the user.
-    public let description: String
-    public let exitCode: Int32
-    public init(_ description: String, exitCode: Int32 = 2) {
-        self.description = description
-        self.exitCode = exitCode
-    }
-    /// Bad input (exit 2).
-    public static func input(_ message: String) -> DiagnoseError { DiagnoseError(message) }
-    /// A failed run (exit 1).
-    public static func failed(_ message: String) -> DiagnoseError { DiagnoseError(message, exitCode: 1) }
-}
-
 /// The model's answer for one case: P(y = k | x) over the checkpoint's classes (Docs/prima-model.md, "Heads").
 public struct Diagnosis: Sendable {
     /// The class codes, in the checkpoint's order.

@@ -7,8 +7,8 @@ public enum OutputFile {
     /// removed on failure or interruption), synced and renamed into place, so a reader never sees a half-written
     /// file and an existing file is only ever replaced by a complete one. Refuses an existing `path` unless
     /// `overwrite` is true, and always an input of this run (for example the metadata file).
-    public static func write(_ text: String, to path: String, overwrite: Bool) throws(DiagnoseError) {
-        do throws(FileError) {
+    public static func write(_ text: String, to path: String, overwrite: Bool) throws(ToolError) {
+        do throws(ToolError) {
             let target = try OutputTarget(destination: path, kind: .file, overwrite: overwrite)
             let descriptor = try target.createFile()
             var remaining = Array(text.utf8)[...]
@@ -18,16 +18,16 @@ public enum OutputFile {
                 guard written > 0 else {
                     let reason = String(cString: strerror(errno))
                     close(descriptor)
-                    throw FileError.failed("\(path): cannot write \(target.temporaryPath): \(reason)")
+                    throw ToolError.failed("\(path): cannot write \(target.temporaryPath): \(reason)")
                 }
                 remaining = remaining.dropFirst(written)
             }
             guard close(descriptor) == 0 else {
-                throw FileError.failed("\(path): cannot close \(target.temporaryPath): \(String(cString: strerror(errno)))")
+                throw ToolError.failed("\(path): cannot close \(target.temporaryPath): \(String(cString: strerror(errno)))")
             }
             try target.commit()
         } catch {
-            throw DiagnoseError(error.description, exitCode: error.exitCode)
+            throw error
         }
     }
 }

@@ -17,8 +17,8 @@ public final class InputFile {
     /// Its size in bytes when opened.
     public let size: Int
 
-    /// Opens `path` as an input, or throws a one-line ``FileError`` (input) saying what is wrong.
-    public init(_ path: String) throws(FileError) {
+    /// Opens `path` as an input, or throws a one-line ``ToolError`` (input) saying what is wrong.
+    public init(_ path: String) throws(ToolError) {
         self.path = path
         try Self.requireRegular(path)
         let descriptor = retryingOnInterrupt { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
@@ -46,12 +46,12 @@ public final class InputFile {
     /// Checks that `path` names a regular file (symbolic links followed) and records it as an input, without
     /// keeping it open: for readers that must open the path themselves (libhdf5). Returns its identity.
     @discardableResult
-    public static func check(_ path: String) throws(FileError) -> FileIdentity {
+    public static func check(_ path: String) throws(ToolError) -> FileIdentity {
         try InputFile(path).identity
     }
 
     /// The whole file, refused if it is larger than `limit` bytes.
-    public func readAll(limit: Int = .max) throws(FileError) -> [UInt8] {
+    public func readAll(limit: Int = .max) throws(ToolError) -> [UInt8] {
         guard size <= limit else { throw .input("\(path): file of \(size) bytes exceeds the \(limit)-byte limit") }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(size)
@@ -70,19 +70,19 @@ public final class InputFile {
     }
 
     /// Reads the whole regular file at `path` (at most `limit` bytes).
-    public static func read(_ path: String, limit: Int = .max) throws(FileError) -> [UInt8] {
+    public static func read(_ path: String, limit: Int = .max) throws(ToolError) -> [UInt8] {
         try InputFile(path).readAll(limit: limit)
     }
 
     /// Reads the regular file at `path` as UTF-8 text (at most `limit` bytes).
-    public static func readText(_ path: String, limit: Int = .max) throws(FileError) -> String {
+    public static func readText(_ path: String, limit: Int = .max) throws(ToolError) -> String {
         let bytes = try read(path, limit: limit)
         guard let text = String(validating: bytes, as: UTF8.self) else { throw .input("\(path): not valid UTF-8 text") }
         return text
     }
 
     /// Throws unless `path` (symbolic links followed) is a regular file.
-    static func requireRegular(_ path: String) throws(FileError) {
+    static func requireRegular(_ path: String) throws(ToolError) {
         var status = stat()
         guard stat(path, &status) == 0 else { throw openError(path, errno) }
         if let kind = nonRegularKind(status.st_mode) { throw .input("\(path): is \(kind), not a regular file") }
@@ -102,7 +102,7 @@ public final class InputFile {
     }
 
     /// The message for a failed `stat` or `open` of an input.
-    static func openError(_ path: String, _ code: Int32) -> FileError {
+    static func openError(_ path: String, _ code: Int32) -> ToolError {
         switch code {
         case ENOENT: .input("\(path): no such file")
         case ELOOP: .input("\(path): too many levels of symbolic links (a symbolic link loop?)")

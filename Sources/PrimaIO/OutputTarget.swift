@@ -46,7 +46,7 @@ public final class OutputTarget {
     /// Refuses (input errors) a destination whose directory does not exist, one that is an input of this run or
     /// (for a directory) holds one, one of the wrong kind, and an existing one unless `overwrite` (an empty
     /// directory counts as absent).
-    public init(destination: String, kind: Kind, overwrite: Bool) throws(FileError) {
+    public init(destination: String, kind: Kind, overwrite: Bool) throws(ToolError) {
         self.destination = destination
         self.kind = kind
         self.overwrite = overwrite
@@ -74,7 +74,7 @@ public final class OutputTarget {
 
     /// Creates the temporary file (``Kind/file`` only) exclusively, mode 0600, and returns a descriptor open for
     /// writing that the caller closes.
-    public func createFile() throws(FileError) -> Int32 {
+    public func createFile() throws(ToolError) -> Int32 {
         precondition(kind == .file, "createFile() is for file outputs")
         let descriptor = retryingOnInterrupt {
             open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
@@ -86,7 +86,7 @@ public final class OutputTarget {
     /// Syncs the temporary, renames it to the destination (refusing to clobber what appeared meanwhile unless
     /// `overwrite`), and syncs the destination's directory. The writer must have closed its files (HDF5) or at
     /// least finished writing.
-    public func commit() throws(FileError) {
+    public func commit() throws(ToolError) {
         precondition(!committed, "committed twice")
         try Self.checkDestination(destination, kind: kind, overwrite: overwrite)
         switch kind {
@@ -110,7 +110,7 @@ public final class OutputTarget {
     }
 
     /// `fsync`s `path` (not following a symbolic link) and sets its mode.
-    private func syncFile(_ path: String, mode: mode_t?) throws(FileError) {
+    private func syncFile(_ path: String, mode: mode_t?) throws(ToolError) {
         let descriptor = retryingOnInterrupt { open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
         guard descriptor >= 0 else { throw .failed("\(destination): cannot open \(path) to sync it: \(errnoText())") }
         defer { close(descriptor) }
@@ -121,7 +121,7 @@ public final class OutputTarget {
     }
 
     /// Renames `source` to the destination.
-    private func install(_ source: String, isDirectory: Bool) throws(FileError) {
+    private func install(_ source: String, isDirectory: Bool) throws(ToolError) {
         var status = stat()
         let exists = lstat(destination, &status) == 0
         if !exists || !overwrite {
@@ -166,7 +166,7 @@ public final class OutputTarget {
     /// Refuses (input errors) a destination whose directory is missing, that is an input of this process or holds
     /// one, has the wrong kind, or exists without `overwrite`: for tools that check an output before a long job. ``init(destination:kind:overwrite:)``
     /// and ``commit()`` check again.
-    public static func check(destination: String, kind: Kind, overwrite: Bool) throws(FileError) {
+    public static func check(destination: String, kind: Kind, overwrite: Bool) throws(ToolError) {
         let parent = parentDirectory(of: destination)
         var parentStatus = stat()
         guard stat(parent, &parentStatus) == 0 else {
@@ -177,7 +177,7 @@ public final class OutputTarget {
         try checkDestination(destination, kind: kind, overwrite: overwrite)
     }
 
-    static func checkDestination(_ destination: String, kind: Kind, overwrite: Bool) throws(FileError) {
+    static func checkDestination(_ destination: String, kind: Kind, overwrite: Bool) throws(ToolError) {
         var status = stat()
         guard stat(destination, &status) == 0 else {
             if errno == ELOOP { throw .input("\(destination): too many levels of symbolic links (a symbolic link loop?)") }

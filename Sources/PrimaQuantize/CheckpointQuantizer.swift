@@ -57,17 +57,17 @@ public enum CheckpointQuantizer {
     public static func run(input: String, output: String, options: Options, overwrite: Bool,
                            report: (TensorReport) -> Void) throws -> Summary {
         let start = Date()
-        let checkpoint = try classify(asInput: true) { try Checkpoint(path: input) }
+        let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: input) }
         // Each component's configuration and every tensor's shape and dtype first, as every tool does before reading
         // weights. The /prima heads are copied byte for byte, never read, so they are not loaded here.
-        try classify(asInput: true) { try StoredValidation.validate(checkpoint, heads: false) }
+        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint, heads: false) }
         // Plan everything (and refuse bad input) before creating the output.
         var plans: [ComponentPlan] = []
-        for role in try classify(asInput: true, { try checkpointOrder(checkpoint) }) {
-            plans.append(try classify(asInput: true) { try ComponentPlan(try checkpoint.component(role), options: options) })
+        for role in try ToolError.classify(asInput: true, { try checkpointOrder(checkpoint) }) {
+            plans.append(try ToolError.classify(asInput: true) { try ComponentPlan(try checkpoint.component(role), options: options) })
         }
 
-        let writer = try classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
+        let writer = try ToolError.classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
         var counts = (quantized: 0, before: 0, after: 0)
         let scratch = Scratch()
         for plan in plans {
@@ -76,7 +76,7 @@ public enum CheckpointQuantizer {
             counts.before += written.before
             counts.after += written.after
         }
-        try classify(asInput: false) {
+        try ToolError.classify(asInput: false) {
             let root = try writer.rootGroup()
             let source = try HDF5File.open(path: input).root()
             try root.copyAttributes(from: source, excluding: ["format", "format_version", "tool", "created", "quantization"])
@@ -92,7 +92,7 @@ public enum CheckpointQuantizer {
                 ("tool", .string("prima-quantize (\(CheckpointFormat.tool))")),
             ])).serialized())
         }
-        try classify(asInput: false) { try writer.commit() }
+        try ToolError.classify(asInput: false) { try writer.commit() }
         return Summary(output: output, quantizedTensors: counts.quantized, tensorBytesBefore: counts.before,
                        tensorBytesAfter: counts.after, fileBytesBefore: fileSize(input), fileBytesAfter: fileSize(output),
                        seconds: Date().timeIntervalSince(start))
@@ -124,12 +124,12 @@ public enum CheckpointQuantizer {
             var decisions: [String: KeepFloatRules.Decision] = [:]
             for record in records where record.aliasOf == nil {
                 if record.dtype == .i8 || record.name.hasSuffix(".scales") {
-                    throw QuantizeError.input("\(path): \(component.name): already quantised (tensor \(record.name)); quantise the float checkpoint instead")
+                    throw ToolError.input("\(path): \(component.name): already quantised (tensor \(record.name)); quantise the float checkpoint instead")
                 }
                 guard KeepFloatRules.isCandidate(dtype: record.dtype, shape: record.shape) else { continue }
                 let decision = options.rules.decision(for: record.name, aliases: aliases[record.name] ?? [])
                 if decision == .quantize, records.contains(where: { $0.name == QuantizedTensorInfo.scalesName(for: record.name) }) {
-                    throw QuantizeError.input("\(path): \(component.name): tensor \(record.name): a tensor named \(QuantizedTensorInfo.scalesName(for: record.name)) already exists")
+                    throw ToolError.input("\(path): \(component.name): tensor \(record.name): a tensor named \(QuantizedTensorInfo.scalesName(for: record.name)) already exists")
                 }
                 decisions[record.name] = decision
             }
@@ -141,9 +141,9 @@ public enum CheckpointQuantizer {
                               report: (TensorReport) -> Void) throws -> (quantized: Int, before: Int, after: Int) {
         let component = plan.component
         var quantized = 0, before = 0, after = 0, datasets = 0, elements = 0
-        let output = try classify(asInput: false) { try writer.addComponent(plan.role) }
-        let sourceTensors = try classify(asInput: true) { try component.subgroup("tensors") }
-        try classify(asInput: false) {
+        let output = try ToolError.classify(asInput: false) { try writer.addComponent(plan.role) }
+        let sourceTensors = try ToolError.classify(asInput: true) { try component.subgroup("tensors") }
+        try ToolError.classify(asInput: false) {
             // Children other than tensors/ (files, config, preprocessing, lora, ...), whole, in stored order.
             for child in try component.group.linkNames() where child != "tensors" {
                 try output.group.copyObject(child, from: component.group)
@@ -152,7 +152,7 @@ public enum CheckpointQuantizer {
         for record in plan.records {
             if let target = record.aliasOf {
                 // Same role, same path: the soft link's value is copied unchanged.
-                try classify(asInput: false) { try output.tensors.createSoftLink(record.name, target: sourceTensors.path + "/" + target) }
+                try ToolError.classify(asInput: false) { try output.tensors.createSoftLink(record.name, target: sourceTensors.path + "/" + target) }
                 continue
             }
             before += record.byteCount
@@ -162,7 +162,7 @@ public enum CheckpointQuantizer {
                                     sourceDType: record.dtype, sqnrDecibels: nil, keptFloatReason: reason))
             }
             guard decision == .quantize else {
-                try classify(asInput: false) { try output.tensors.copyObject(record.name, from: sourceTensors) }
+                try ToolError.classify(asInput: false) { try output.tensors.copyObject(record.name, from: sourceTensors) }
                 datasets += 1
                 elements += record.shape.reduce(1, *)
                 after += record.byteCount
@@ -178,7 +178,7 @@ public enum CheckpointQuantizer {
             report(TensorReport(component: component.name, name: record.name, shape: record.shape,
                                 sourceDType: record.dtype, sqnrDecibels: sqnr, keptFloatReason: nil))
         }
-        try classify(asInput: false) {
+        try ToolError.classify(asInput: false) {
             try output.group.copyAttributes(from: component.group)
             try output.group.setAttribute("tensor_count", int: datasets)
             try output.group.setAttribute("parameter_count", int: elements)
@@ -195,11 +195,11 @@ public enum CheckpointQuantizer {
         let scheme = options.scheme
         let perRow = scheme.scalesPerRow(columns: columns)
         let scalesName = QuantizedTensorInfo.scalesName(for: record.name)
-        let (values, scales) = try classify(asInput: false) {
+        let (values, scales) = try ToolError.classify(asInput: false) {
             (try output.beginTensor(name: record.name, dtype: .i8, shape: record.shape, hfName: record.hfName),
              try output.beginTensor(name: scalesName, dtype: .f32, shape: scheme.scalesShape(rows: rows, columns: columns), hfName: nil))
         }
-        let dataset = try classify(asInput: true) { try component.dataset(forTensor: record.name) }
+        let dataset = try ToolError.classify(asInput: true) { try component.dataset(forTensor: record.name) }
         scratch.reserve(elements: max(options.blockBytes / 4, columns))
         let blockRows = max(1, scratch.elements / max(columns, 1))
         var sqnr = SQNR()
@@ -209,13 +209,13 @@ public enum CheckpointQuantizer {
             let n = min(blockRows, rows - rowsDone)
             let count = n * columns
             let raw = UnsafeMutableRawBufferPointer(rebasing: scratch.raw[0..<(count * record.dtype.byteSize)])
-            try classify(asInput: true) { try dataset.readRows(start: rowsDone, count: n, into: raw) }
+            try ToolError.classify(asInput: true) { try dataset.readRows(start: rowsDone, count: n, into: raw) }
             crc.update(UnsafeRawBufferPointer(raw))
             let weights = UnsafeMutableBufferPointer(rebasing: scratch.w[0..<count])
             WeightConversion.widen(UnsafeRawBufferPointer(raw), dtype: record.dtype, into: weights)
             if let bad = WeightConversion.firstNonFinite(UnsafeBufferPointer(weights)) {
                 let element = rowsDone * columns + bad
-                throw QuantizeError.input("\(path): \(component.name): tensor \(record.name): value \(weights[bad]) at row \(element / columns), column \(element % columns) is not finite; cannot quantise")
+                throw ToolError.input("\(path): \(component.name): tensor \(record.name): value \(weights[bad]) at row \(element / columns), column \(element % columns) is not finite; cannot quantise")
             }
             let qBlock = UnsafeMutableBufferPointer(rebasing: scratch.q[0..<count])
             let sBlock = UnsafeMutableBufferPointer(rebasing: scratch.scales[0..<(n * perRow)])
@@ -225,7 +225,7 @@ public enum CheckpointQuantizer {
             scheme.dequantize(rows: n, columns: columns, q: UnsafeBufferPointer(qBlock), scales: UnsafeBufferPointer(sBlock),
                               into: back)
             sqnr.add(original: UnsafeBufferPointer(weights), dequantized: UnsafeBufferPointer(back))
-            try classify(asInput: false) {
+            try ToolError.classify(asInput: false) {
                 try values.append(UnsafeRawBufferPointer(qBlock))
                 try scales.append(UnsafeRawBufferPointer(sBlock))
             }
@@ -233,12 +233,12 @@ public enum CheckpointQuantizer {
         }
         // The bytes quantised are the bytes the importer checksummed: a damaged input is refused, not quantised.
         guard let stored = record.crc32 else {
-            throw QuantizeError.input("\(path): \(component.name): tensor \(record.name): no crc32 attribute; its bytes cannot be checked before quantising")
+            throw ToolError.input("\(path): \(component.name): tensor \(record.name): no crc32 attribute; its bytes cannot be checked before quantising")
         }
         if stored != crc.value {
-            throw QuantizeError.input("\(path): \(component.name): tensor \(record.name): CRC-32 \(String(format: "%08x", crc.value)) does not match the stored \(String(format: "%08x", stored)); the input is damaged")
+            throw ToolError.input("\(path): \(component.name): tensor \(record.name): CRC-32 \(String(format: "%08x", crc.value)) does not match the stored \(String(format: "%08x", stored)); the input is damaged")
         }
-        try classify(asInput: false) {
+        try ToolError.classify(asInput: false) {
             // A tensor with no elements never reaches the block loop: its scales are all zero (§7, all-zero group).
             if rows > 0 && columns == 0 {
                 let zeros = [Float](repeating: 0, count: rows * perRow)
@@ -286,19 +286,5 @@ public enum CheckpointQuantizer {
 
     private static func fileSize(_ path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
-    }
-}
-
-/// Runs `body`, turning any error into a ``QuantizeError`` of the given kind (keeping ``QuantizeError``s as they are).
-func classify<R>(asInput: Bool, _ body: () throws -> R) throws -> R {
-    do {
-        return try body()
-    } catch let error as QuantizeError {
-        throw error
-    } catch let error as FileError {
-        throw error.isInput ? QuantizeError.input(error.description) : QuantizeError.failed(error.description)
-    } catch {
-        let message = String(describing: error)
-        throw asInput ? QuantizeError.input(message) : QuantizeError.failed(message)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import PrimaIO
 import PrimaTensor
 
 /// Which tensors of a component stay float when a checkpoint is quantised (Formats/prima-checkpoint.md §7.2).
@@ -43,7 +44,7 @@ public struct KeepFloatRules: Sendable {
     public let quantizeHeads: Bool
     private let labels: [String]
 
-    /// The rules for these options; throws `QuantizeError.input` naming a user pattern that is not a valid
+    /// The rules for these options; throws `ToolError.input` naming a user pattern that is not a valid
     /// regular expression.
     public init(userPatterns: [String] = [], quantizeEmbeddings: Bool = false, quantizeHeads: Bool = false) throws {
         var patterns: [String] = [], labels: [String] = []
@@ -57,7 +58,7 @@ public struct KeepFloatRules: Sendable {
             do {
                 _ = try Regex(pattern)
             } catch {
-                throw QuantizeError.input("--keep-float: \"\(pattern)\" is not a valid regular expression: \(error)")
+                throw ToolError.input("--keep-float: \"\(pattern)\" is not a valid regular expression: \(error)")
             }
             patterns.append(pattern)
             labels.append("--keep-float \(pattern)")

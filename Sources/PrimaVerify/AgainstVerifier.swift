@@ -1,5 +1,6 @@
 import Foundation
 import PrimaCheckpoint
+import PrimaIO
 import PrimaModels
 import PrimaTensor
 
@@ -55,7 +56,7 @@ public enum AgainstVerifier {
         var comparisons: [ActivationComparison] = []
         for (name, tensor) in referenceActivations {
             guard let mine = oursActivations.first(where: { $0.name == name })?.tensor, mine.shape == tensor.shape else {
-                throw VerifyError.input("\(path): the runtime did not produce \(name) as \(referencePath) did")
+                throw ToolError.input("\(path): the runtime did not produce \(name) as \(referencePath) did")
             }
             let tokenLevel = tensor.shape.count == 2 && tensor.shape[0] != inputs.batch
             comparisons.append(Comparison.compare(name: name, ours: mine, reference: tensor, mask: tokenLevel ? mask : nil,
@@ -91,13 +92,13 @@ public enum AgainstVerifier {
         do {
             let checkpoint = try Checkpoint(path: path)
             guard let chosen = role ?? (checkpoint.roles.count == 1 ? checkpoint.roles[0] : nil) else {
-                throw VerifyError.input("\(path): holds several components; choose one with --component")
+                throw ToolError.input("\(path): holds several components; choose one with --component")
             }
             return (Loaded(model: try loadComponentModel(try checkpoint.component(chosen))), chosen)
-        } catch let error as VerifyError {
+        } catch let error as ToolError {
             throw error
         } catch {
-            throw VerifyError.input("\(error)")
+            throw ToolError.input("\(error)")
         }
     }
 
@@ -111,7 +112,7 @@ public enum AgainstVerifier {
             do {
                 _ = try model.forward(inputs) { name, tensor in if run == 0 { produced.append((name, tensor)) } }
             } catch let error as RuntimeError {
-                throw VerifyError.input("\(origin): \(error.description)")
+                throw ToolError.input("\(origin): \(error.description)")
             }
             times.append(Date().timeIntervalSince(start))
         }
@@ -155,7 +156,7 @@ public enum AgainstVerifier {
         }
         if role == .imageEncoder {
             guard let size = (model as? DINOv3ViTModel).map({ $0.config.imageSize }) else {
-                throw VerifyError.input("cannot generate images for this encoder; give --trace")
+                throw ToolError.input("cannot generate images for this encoder; give --trace")
             }
             let count = 2 * 3 * size * size
             // Box-Muller over the seeded generator: standard-normal pixels.

@@ -1,6 +1,7 @@
 import Foundation
 import PrimaCheckpoint
 import PrimaDiagnose
+import PrimaIO
 import PrimaJSON
 import PrimaModels
 import PrimaTensor
@@ -24,12 +25,12 @@ public enum IntegrityChecker {
     /// Checks every component of the checkpoint at `path`.
     public static func run(checkpoint path: String) throws -> [ComponentReport] {
         let checkpoint: Checkpoint
-        do { checkpoint = try Checkpoint(path: path) } catch { throw VerifyError.input("\(error)") }
+        do { checkpoint = try Checkpoint(path: path) } catch { throw ToolError.input("\(error)") }
         var reports: [ComponentReport] = []
         for role in checkpoint.roles {
             do {
                 reports.append(try check(try checkpoint.component(role), checkpoint: path))
-            } catch let error as VerifyError {
+            } catch let error as ToolError {
                 throw error
             } catch {
                 reports.append(ComponentReport(name: role.rawValue, architecture: "?", tensorCount: 0, bytes: 0,

@@ -71,8 +71,8 @@ public struct Trace: Sendable {
     /// Reads and validates a trace file; every problem is an error naming the file and the object.
     public init(path: String) throws {
         let file: HDF5File
-        do { file = try HDF5File.open(path: path) } catch { throw VerifyError.input("\(error)") }
-        func fail(_ what: String) -> VerifyError { .input("\(path): \(what)") }
+        do { file = try HDF5File.open(path: path) } catch { throw ToolError.input("\(error)") }
+        func fail(_ what: String) -> ToolError { .input("\(path): \(what)") }
         do {
             let root = try file.root()
             guard root.hasAttribute("prima_trace_version"), let version = try? root.intAttribute("prima_trace_version") else {
@@ -138,7 +138,7 @@ public struct Trace: Sendable {
                 guard orders == Array(0..<found.count) else { throw fail("activation order attributes are not 0..<\(found.count)") }
                 activations = found.sorted { $0.order! < $1.order! }.map { ($0.name, $0.tensor) }
             }
-        } catch let error as VerifyError {
+        } catch let error as ToolError {
             throw error
         } catch {
             throw fail("\(error)")
@@ -178,13 +178,13 @@ public struct Trace: Sendable {
 
     /// `pixel_values` (B, 3, H, W), with B = `batch` when given.
     static func readPixels(_ group: HDF5Group, path: String, batch: Int?) throws -> Tensor {
-        guard group.contains("pixel_values") else { throw VerifyError.input("\(path): \(group.path)/pixel_values is missing") }
+        guard group.contains("pixel_values") else { throw ToolError.input("\(path): \(group.path)/pixel_values is missing") }
         let shape = try group.dataset("pixel_values").shape
         guard shape.count == 4, shape[1] == 3, shape[0] > 0, batch.map({ $0 == shape[0] }) ?? true else {
-            throw VerifyError.input("\(path): inputs/pixel_values must be float32 (\(batch.map(String.init) ?? "B"), 3, H, W), found \(ShapeMath.describe(shape))")
+            throw ToolError.input("\(path): inputs/pixel_values must be float32 (\(batch.map(String.init) ?? "B"), 3, H, W), found \(ShapeMath.describe(shape))")
         }
         guard shape[0] <= TraceLimits.maxBatch, shape[2] <= TraceLimits.maxImageSide, shape[3] <= TraceLimits.maxImageSide else {
-            throw VerifyError.input("\(path): inputs/pixel_values shape \(ShapeMath.describe(shape)) is over the limits "
+            throw ToolError.input("\(path): inputs/pixel_values shape \(ShapeMath.describe(shape)) is over the limits "
                                     + "(batch \(TraceLimits.maxBatch), \(TraceLimits.maxImageSide) pixels a side)")
         }
         return try readFloat32(group, "pixel_values", path: path)
@@ -195,18 +195,18 @@ public struct Trace: Sendable {
     static func readPrimaInputs(_ group: HDF5Group, path: String) throws -> TraceSubject {
         func row(_ name: String) throws -> [Int] {
             let matrix = try readInt64Matrix(group, name, path: path)
-            guard matrix.count == 1 else { throw VerifyError.input("\(path): inputs/\(name) must have batch 1 in a prima trace") }
+            guard matrix.count == 1 else { throw ToolError.input("\(path): inputs/\(name) must have batch 1 in a prima trace") }
             return matrix[0]
         }
         let pixels = try readPixels(group, path: path, batch: 1)
         let ids = try row("input_ids")
         guard try row("attention_mask") == Array(repeating: 1, count: ids.count) else {
-            throw VerifyError.input("\(path): inputs/attention_mask must be all ones (one unpadded text) in a prima trace")
+            throw ToolError.input("\(path): inputs/attention_mask must be all ones (one unpadded text) in a prima trace")
         }
-        guard group.contains("class_token_ids") else { throw VerifyError.input("\(path): inputs/class_token_ids is missing") }
+        guard group.contains("class_token_ids") else { throw ToolError.input("\(path): inputs/class_token_ids is missing") }
         let classDataset = try group.dataset("class_token_ids")
         guard classDataset.storedTypeMatches(.i64), classDataset.shape.count == 1, classDataset.shape[0] > 0, classDataset.shape[0] < 1 << 20 else {
-            throw VerifyError.input("\(path): inputs/class_token_ids must be a non-empty 1-D int64 array")
+            throw ToolError.input("\(path): inputs/class_token_ids must be a non-empty 1-D int64 array")
         }
         let classIds = try classDataset.readAllBytes().withUnsafeBytes { Array($0.bindMemory(to: Int64.self)).map(Int.init) }
         return .prima(PrimaInputs(pixelValues: pixels, textIds: ids, promptIds: try row("prompt_ids"),
@@ -214,11 +214,11 @@ public struct Trace: Sendable {
     }
 
     static func readFloat32(_ group: HDF5Group, _ name: String, path: String) throws -> Tensor {
-        guard group.contains(name) else { throw VerifyError.input("\(path): \(group.path)/\(name) is missing") }
+        guard group.contains(name) else { throw ToolError.input("\(path): \(group.path)/\(name) is missing") }
         let dataset = try group.dataset(name)
-        guard dataset.storedTypeMatches(.f32) else { throw VerifyError.input("\(path): \(group.path)/\(name) is not float32") }
+        guard dataset.storedTypeMatches(.f32) else { throw ToolError.input("\(path): \(group.path)/\(name) is not float32") }
         guard let bytes = ShapeMath.byteCount(dataset.shape, .f32), bytes < 1 << 34 else {
-            throw VerifyError.input("\(path): \(group.path)/\(name) has an impossible shape")
+            throw ToolError.input("\(path): \(group.path)/\(name) has an impossible shape")
         }
         let tensor = Tensor(zeros: dataset.shape, dtype: .f32)
         if bytes > 0 {
@@ -229,14 +229,14 @@ public struct Trace: Sendable {
     }
 
     static func readInt64Matrix(_ group: HDF5Group, _ name: String, path: String) throws -> [[Int]] {
-        guard group.contains(name) else { throw VerifyError.input("\(path): \(group.path)/\(name) is missing") }
+        guard group.contains(name) else { throw ToolError.input("\(path): \(group.path)/\(name) is missing") }
         let dataset = try group.dataset(name)
         guard dataset.storedTypeMatches(.i64), dataset.shape.count == 2, dataset.shape.allSatisfy({ $0 > 0 }),
               dataset.elementCount < 1 << 26 else {
-            throw VerifyError.input("\(path): \(group.path)/\(name) must be a non-empty int64 (B, T) array")
+            throw ToolError.input("\(path): \(group.path)/\(name) must be a non-empty int64 (B, T) array")
         }
         guard dataset.shape[0] <= TraceLimits.maxBatch, dataset.shape[1] <= TraceLimits.maxSequenceLength else {
-            throw VerifyError.input("\(path): \(group.path)/\(name) shape \(ShapeMath.describe(dataset.shape)) is over the "
+            throw ToolError.input("\(path): \(group.path)/\(name) shape \(ShapeMath.describe(dataset.shape)) is over the "
                                     + "limits (batch \(TraceLimits.maxBatch), sequence \(TraceLimits.maxSequenceLength))")
         }
         let bytes = try dataset.readAllBytes()
@@ -249,19 +249,15 @@ public struct Trace: Sendable {
     /// it, renamed into place when complete). Refuses an existing `path` unless `overwrite`, and always an input
     /// of this run (the checkpoint, the trace read).
     public func write(to path: String, source: String, overwrite: Bool = false) throws {
+        let target = try OutputTarget(destination: path, kind: .file, overwrite: overwrite)
         do {
-            let target = try OutputTarget(destination: path, kind: .file, overwrite: overwrite)
-            do {
-                let file = try HDF5File.create(path: target.temporaryPath)
-                try writeContents(into: file.root(), source: source)
-                try file.close()
-            } catch {
-                throw VerifyError.failed("\(path): cannot write trace: \(error)")
-            }
-            try target.commit()
-        } catch let error as FileError {
-            throw VerifyError(description: error.description, exitCode: error.exitCode)
+            let file = try HDF5File.create(path: target.temporaryPath)
+            try writeContents(into: file.root(), source: source)
+            try file.close()
+        } catch {
+            throw ToolError.failed("\(path): cannot write trace: \(error)")
         }
+        try target.commit()
     }
 
     /// Fills a new trace file's root group (kept apart so every group is closed before the file).
@@ -308,13 +304,3 @@ public struct Trace: Sendable {
     }
 }
 
-/// A verification failure, as one line, with its exit status (2: bad input or usage, 1: the check failed).
-public struct VerifyError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public let exitCode: Int32
-
-    /// Bad input (exit 2).
-    public static func input(_ message: String) -> VerifyError { VerifyError(description: message, exitCode: 2) }
-    /// A failed job (exit 1).
-    public static func failed(_ message: String) -> VerifyError { VerifyError(description: message, exitCode: 1) }
-}

@@ -1,5 +1,6 @@
 import Foundation
 import PrimaCheckpoint
+import PrimaIO
 import PrimaModels
 import PrimaTensor
 
@@ -26,7 +27,7 @@ public enum TraceVerifier {
     /// an error; activations the runtime produces beyond the trace's are kept for `--dump` only.
     public static func run(checkpoint path: String, trace: Trace, tolerances: Tolerances, repeats: Int) throws -> Report {
         let checkpoint: Checkpoint
-        do { checkpoint = try Checkpoint(path: path) } catch { throw VerifyError.input("\(error)") }
+        do { checkpoint = try Checkpoint(path: path) } catch { throw ToolError.input("\(error)") }
         let loadStart = Date()
         let forward: ((String, Tensor) throws -> Void) throws -> Void
         do {
@@ -37,16 +38,16 @@ public enum TraceVerifier {
             case .prima(let inputs, let classIds):
                 let model = try PrimaModel(checkpoint: checkpoint)
                 guard model.heads.classTokenIds == classIds else {
-                    throw VerifyError.input("\(path): class token ids \(model.heads.classTokenIds) differ from the trace's \(classIds)")
+                    throw ToolError.input("\(path): class token ids \(model.heads.classTokenIds) differ from the trace's \(classIds)")
                 }
                 forward = { observe in _ = try model.forward(inputs, observe: observe) }
             }
         } catch let error as RuntimeError {
-            throw VerifyError.input(error.description)
-        } catch let error as VerifyError {
+            throw ToolError.input(error.description)
+        } catch let error as ToolError {
             throw error
         } catch {
-            throw VerifyError.input("\(error)")
+            throw ToolError.input("\(error)")
         }
         let loadSeconds = Date().timeIntervalSince(loadStart)
 
@@ -59,7 +60,7 @@ public enum TraceVerifier {
                     if run == 0 { produced.append((name, tensor)) }
                 }
             } catch let error as RuntimeError {
-                throw VerifyError.input("\(path): \(error.description)")
+                throw ToolError.input("\(path): \(error.description)")
             }
             runs.append(Date().timeIntervalSince(start))
         }
@@ -68,10 +69,10 @@ public enum TraceVerifier {
         for (name, reference) in trace.activations {
             guard let ours = byName[name] else {
                 let known = produced.map(\.name).joined(separator: ", ")
-                throw VerifyError.input("trace activation \(name) is not one the \(trace.componentName) runtime produces (it produces: \(known))")
+                throw ToolError.input("trace activation \(name) is not one the \(trace.componentName) runtime produces (it produces: \(known))")
             }
             guard ours.elementCount == reference.elementCount, ours.shape.last == reference.shape.last else {
-                throw VerifyError.input("trace activation \(name) has shape \(ShapeMath.describe(reference.shape)); the runtime produced \(ShapeMath.describe(ours.shape))")
+                throw ToolError.input("trace activation \(name) has shape \(ShapeMath.describe(reference.shape)); the runtime produced \(ShapeMath.describe(ours.shape))")
             }
             // Padding is excluded for activations with a (B, T) leading pair (every token-level activation).
             let tokenLevel = reference.shape.count == 3

@@ -82,7 +82,7 @@ func temporaryDirectory() -> String {
     @Test func refusesToOverwriteWithoutForce() throws {
         let path = temporaryDirectory() + "/a.h5"
         _ = try writeSample(to: path)
-        #expect(throws: FileError.input(path + ": already exists (use --force to overwrite)")) {
+        #expect(throws: ToolError.input(path + ": already exists (use --force to overwrite)")) {
             _ = try CheckpointWriter(destination: path, overwrite: false)
         }
     }

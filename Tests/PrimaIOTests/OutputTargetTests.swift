@@ -32,7 +32,7 @@ func modeOfANewFile(in directory: String) -> mode_t {
         try Self.write("first", first)
         try Self.write("second", second)
         try first.commit()
-        #expect(throws: FileError.input(destination + ": already exists (use --force to overwrite)")) { try second.commit() }
+        #expect(throws: ToolError.input(destination + ": already exists (use --force to overwrite)")) { try second.commit() }
         #expect(IOSupport.bytes(destination) == Data("first".utf8))
         var status = stat()
         #expect(stat(destination, &status) == 0 && status.st_mode & 0o777 == OutputTarget.fileMode)
@@ -54,7 +54,7 @@ func modeOfANewFile(in directory: String) -> mode_t {
         try Data("new".utf8).write(to: URL(fileURLWithPath: staged.temporaryPath + "/a.json"))
         try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: false)
         try Data("theirs".utf8).write(to: URL(fileURLWithPath: destination + "/b.json"))
-        #expect(throws: FileError.self) { try staged.commit() }
+        #expect(throws: ToolError.self) { try staged.commit() }
         #expect(try FileManager.default.contentsOfDirectory(atPath: destination) == ["b.json"])
 
         let forced = try OutputTarget(destination: destination, kind: .directory, overwrite: true)
@@ -79,13 +79,13 @@ func modeOfANewFile(in directory: String) -> mode_t {
         let work = IOSupport.work()
         defer { try? FileManager.default.removeItem(atPath: work) }
         IOSupport.symlink(work + "/loop", work + "/loop")
-        #expect(throws: FileError.input(work + "/loop: too many levels of symbolic links (a symbolic link loop?)")) {
+        #expect(throws: ToolError.input(work + "/loop: too many levels of symbolic links (a symbolic link loop?)")) {
             _ = try OutputTarget(destination: work + "/loop", kind: .file, overwrite: true)
         }
-        #expect(throws: FileError.input(work + "/loop/x.h5: " + work + "/loop: too many levels of symbolic links (a symbolic link loop?)")) {
+        #expect(throws: ToolError.input(work + "/loop/x.h5: " + work + "/loop: too many levels of symbolic links (a symbolic link loop?)")) {
             _ = try OutputTarget(destination: work + "/loop/x.h5", kind: .file, overwrite: true)
         }
-        #expect(throws: FileError.input(work + "/absent/x.h5: directory " + work + "/absent does not exist")) {
+        #expect(throws: ToolError.input(work + "/absent/x.h5: directory " + work + "/absent does not exist")) {
             _ = try OutputTarget(destination: work + "/absent/x.h5", kind: .file, overwrite: true)
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: work) == ["loop"])

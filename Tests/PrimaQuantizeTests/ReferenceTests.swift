@@ -1,5 +1,6 @@
-import PrimaCheckpoint
 import Foundation
+import PrimaCheckpoint
+import PrimaIO
 import PrimaQuantize
 import PrimaTensor
 import PrimaTestSupport
@@ -192,7 +193,7 @@ import Testing
         #expect(user.decision(for: "layers.1.mlp.up.weight") == .keepFloat(reason: "--keep-float mlp"))
         #expect(user.decision(for: "layers.10.attn.q.weight") == .quantize)
         #expect(user.patterns.suffix(2) == [#"^layers\.0\."#, "mlp"])
-        #expect(throws: QuantizeError.self) { try KeepFloatRules(userPatterns: ["layers.(0"]) }
+        #expect(throws: ToolError.self) { try KeepFloatRules(userPatterns: ["layers.(0"]) }
     }
 }
 

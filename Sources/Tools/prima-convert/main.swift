@@ -21,7 +21,6 @@ struct PrimaConvertCommand: ParsableCommand {
     static func main() { ToolMain.run(self, name: "prima-convert") }
 }
 
-extension ConvertError: ToolFailure {}
 
 /// A tokenizer.json that cannot be read or used is bad input.
 extension TokenizerError: ToolFailure {
@@ -95,14 +94,14 @@ struct Import: ParsableCommand {
         if let decoder { sources.append(ImportSource(directory: decoder, role: .decoder)) }
         if labels == nil {
             for (flag, given) in [("--heads", heads != nil), ("--metadata-schema", metadataSchema != nil)] where given {
-                throw ConvertError.input("\(flag) needs --labels (it belongs to a PRIMA checkpoint)")
+                throw ToolError.input("\(flag) needs --labels (it belongs to a PRIMA checkpoint)")
             }
         }
         let prima = try labels.map { labels in
             let schema = try metadataSchema.map { path in
                 do { return try MetadataSchema(jsonText: try InputFile.readText(path), source: path) }
-                catch let error as MetadataError { throw ConvertError.input(error.description) }
-                catch { throw ConvertError.input("\(error)") }
+                catch let error as MetadataError { throw ToolError.input(error.description) }
+                catch { throw ToolError.input("\(error)") }
             } ?? .padUfes20
             return PrimaAssemblyOptions(labels: try PrimaAssemblyOptions.parseLabels(labels), headsFile: heads, prompt: prompt,
                                         answerPrefix: answerPrefix, schema: schema, initSeed: initSeed)
@@ -217,7 +216,7 @@ struct BoundedLineReader {
                 let count = buffer.withUnsafeMutableBytes { read(fileDescriptor, $0.baseAddress, $0.count) }
                 if count < 0 {
                     if errno == EINTR { continue }
-                    throw ConvertError.input("stdin: cannot read: \(String(cString: strerror(errno)))")
+                    throw ToolError.input("stdin: cannot read: \(String(cString: strerror(errno)))")
                 }
                 if count == 0 { atEOF = true; continue }
                 start = 0
@@ -227,7 +226,7 @@ struct BoundedLineReader {
             let chunkEnd = newline ?? end
             // One more byte than the limit is allowed for the "\r" of a "\r\n" line end.
             guard line.count + (chunkEnd - start) <= maxLineBytes + 1 else {
-                throw ConvertError.input("stdin line \(lineNumber): longer than the limit of \(maxLineBytes) bytes")
+                throw ToolError.input("stdin line \(lineNumber): longer than the limit of \(maxLineBytes) bytes")
             }
             line.append(contentsOf: buffer[start..<chunkEnd])
             start = chunkEnd

@@ -99,11 +99,11 @@ struct PrimaDiagnoseCommand: ParsableCommand {
         let cases = try CaseFolder(folder: folder, classCodes: codes, schema: diagnoser.schema)
         // Refuse the outputs before the run: existing without --force, and always an input (checkpoint, metadata.csv).
         for path in [output, summary].compactMap({ $0 }) {
-            do { try OutputTarget.check(destination: path, kind: .file, overwrite: overwrite.force) } catch { throw DiagnoseError(error.description) }
+            do { try OutputTarget.check(destination: path, kind: .file, overwrite: overwrite.force) } catch { throw ToolError.input(error.description) }
         }
         if let output, let summary, FileIdentity(path: output).map({ $0 == FileIdentity(path: summary) })
             ?? ((output as NSString).standardizingPath == (summary as NSString).standardizingPath) {
-            throw DiagnoseError.input("\(summary): -o and --summary name the same file")
+            throw ToolError.input("\(summary): -o and --summary name the same file")
         }
         if !diagnoser.headsTrained {
             ToolMain.printWarning("prima-diagnose", "\(checkpoint): the PRIMA heads are untrained (seeded initialisation); the predictions mean nothing")
@@ -118,7 +118,7 @@ struct PrimaDiagnoseCommand: ParsableCommand {
             case .success(let path):
                 do {
                     outcome = .diagnosed(try diagnoser.diagnose(imagePath: path, record: item.record).diagnosis)
-                } catch let error as DiagnoseError where error.exitCode == 2 {
+                } catch let error as ToolError where error.exitCode == 2 {
                     outcome = .failed(error.description)
                 }
             }
@@ -130,7 +130,7 @@ struct PrimaDiagnoseCommand: ParsableCommand {
         // With nothing diagnosed there are no results and no accuracy to report (each case's failure was printed
         // above): a failed job, and no output files.
         if !results.isEmpty, !results.contains(where: { if case .diagnosed = $0.outcome { true } else { false } }) {
-            throw DiagnoseError.failed("\(folder): every one of the \(results.count) cases failed")
+            throw ToolError.failed("\(folder): every one of the \(results.count) cases failed")
         }
         let batch = BatchResults(classCodes: codes, cases: results)
         if let output {
@@ -144,11 +144,10 @@ struct PrimaDiagnoseCommand: ParsableCommand {
 /// Reads a patient record (one JSON object) and checks it against the checkpoint's schema.
 func readRecord(_ path: String, schema: MetadataSchema) throws -> MetadataRecord {
     // A regular file (never a FIFO or device), then read with the metadata reader's size limit.
-    do { _ = try InputFile.check(path) } catch { throw DiagnoseError.input(error.description) }
-    do { return try schema.record(jsonFile: path) } catch { throw DiagnoseError.input(error.description) }
+    do { _ = try InputFile.check(path) } catch { throw ToolError.input(error.description) }
+    do { return try schema.record(jsonFile: path) } catch { throw ToolError.input(error.description) }
 }
 
-extension DiagnoseError: ToolFailure {}
 
 /// A tokenizer.json that cannot be read or used is bad input.
 extension TokenizerError: ToolFailure {

@@ -76,4 +76,3 @@ struct PrimaQuantizeCommand: ParsableCommand {
     }
 }
 
-extension QuantizeError: ToolFailure {}

@@ -156,7 +156,7 @@ struct PrimaVerifyCommand: ParsableCommand {
         // verification that cannot pass.
         let timingOnly = trace.activations.isEmpty
         if timingOnly && repeatCount == nil {
-            throw VerifyError.input("\(tracePath): the trace has no activations to compare (give --repeat N to time a trace of inputs only)")
+            throw ToolError.input("\(tracePath): the trace has no activations to compare (give --repeat N to time a trace of inputs only)")
         }
         let report = try TraceVerifier.run(checkpoint: checkpoint, trace: trace, tolerances: tolerances, repeats: repeats)
         if let dump { try report.ours.write(to: dump, source: (checkpoint as NSString).lastPathComponent, overwrite: overwrite.force) }
@@ -180,7 +180,7 @@ struct PrimaVerifyCommand: ParsableCommand {
     private func verifyAgainst(checkpoint: String, reference: String) throws {
         let traceFile = try trace.map { try Trace(path: $0) }
         if let traceFile, traceFile.role == nil {
-            throw VerifyError.input("\(traceFile.componentName) trace: --against compares one component; give a component's trace")
+            throw ToolError.input("\(traceFile.componentName) trace: --against compares one component; give a component's trace")
         }
         let role = component.flatMap(ComponentRole.init(rawValue:)) ?? traceFile?.role
         let tolerances = Tolerances(absoluteScale: atolScale, relative: maxRel, cosine: minCosine, nmse: maxNMSE)
@@ -252,4 +252,3 @@ struct PrimaVerifyCommand: ParsableCommand {
     private func number(_ value: Double) -> JSONValue { value.isFinite ? .double(value) : .null }
 }
 
-extension VerifyError: ToolFailure {}
