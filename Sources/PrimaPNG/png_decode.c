@@ -77,8 +77,9 @@ static int precheck(const uint8_t *data, size_t size, uint32_t max_side, uint64_
         set_message(r, "not a PNG file: the first bytes are not the PNG signature%s", sniff(data, size));
         return -1;
     }
-    // The first chunk must be IHDR (13 bytes: width, height, ...); libpng reports a malformed one itself.
-    if (size >= 8 + 8 + 8 && read_u32be(data + 8) == 13 && memcmp(data + 12, "IHDR", 4) == 0) {
+    // The first chunk must be IHDR (13 bytes: width, height, bit depth, ...); libpng reports a malformed or
+    // truncated one itself. Every byte read below lies inside the 8-byte header and the 13-byte payload.
+    if (size >= 8 + 8 + 13 && read_u32be(data + 8) == 13 && memcmp(data + 12, "IHDR", 4) == 0) {
         uint32_t width = read_u32be(data + 16), height = read_u32be(data + 20);
         char detail[160];
         if (width == 0 || height == 0) {

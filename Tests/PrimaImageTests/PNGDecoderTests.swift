@@ -121,6 +121,26 @@ enum ImageFixtures {
         }
     }
 
+    /// Every prefix of a valid file is refused, and no byte past its end is read: each prefix is placed flush
+    /// against an inaccessible page, so an over-read faults even without a sanitizer (the fuzzer found a 24-byte
+    /// header whose bit depth was read one byte past the end; Tests/Fuzz/crashes/png).
+    @Test func everyPrefixIsRefusedWithoutReadingPastItsEnd() throws {
+        let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: ImageFixtures.root + "/decode/rgb8.png")))
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let span = (data.count + page - 1) / page * page
+        let base = try #require(mmap(nil, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+        #expect(base != MAP_FAILED)
+        defer { munmap(base, span + page) }
+        #expect(mprotect(base + span, page, PROT_NONE) == 0)
+        for length in 0..<data.count {
+            let start = base + span - length
+            data.withUnsafeBytes { start.copyMemory(from: $0.baseAddress!, byteCount: length) }
+            #expect(throws: ImageError.self, "prefix of \(length) bytes") {
+                try PNGDecoder.decode(UnsafeRawBufferPointer(start: start, count: length), name: "prefix")
+            }
+        }
+    }
+
     /// Many failing decodes in a row: each longjmp stays inside C and leaves nothing behind (a leak or a
     /// corrupted Swift frame would show as a crash or as growing memory under a sanitizer).
     @Test func repeatedFailuresAreClean() throws {
