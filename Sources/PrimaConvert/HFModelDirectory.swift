@@ -5,11 +5,6 @@ import PrimaJSON
 import PrimaModels
 import PrimaSafetensors
 
-/// Reads a regular file of at most `limit` bytes, or throws naming it.
-func readSmallFile(_ path: String, limit: Int) throws -> [UInt8] {
-    do { return try InputFile.read(path, limit: limit) } catch { throw ToolError.input(error.description) }
-}
-
 /// A Hugging Face model directory as the importer sees it: config, architecture, weights and auxiliary files.
 struct HFModelDirectory {
     let path: String
@@ -33,7 +28,7 @@ struct HFModelDirectory {
         for name in CheckpointFormat.auxiliaryFileNames {
             let filePath = path + "/" + name
             if FileManager.default.fileExists(atPath: filePath) {
-                files.append((name, try readSmallFile(filePath, limit: CheckpointFormat.maxAuxiliaryFileBytes)))
+                files.append((name, try InputFile.read(filePath, limit: CheckpointFormat.maxAuxiliaryFileBytes)))
             }
         }
         auxiliaryFiles = files

@@ -85,7 +85,7 @@ public enum Importer {
                 sourceFiles.append(fileRecord(name: name, size: bytes.count, sha256: bytes.withUnsafeBytes { SHA256.hash(data: $0) }))
             }
             if let index = source.weights.index?.path {
-                let bytes = try readSmallFile(index, limit: 100_000_000)
+                let bytes = try InputFile.read(index, limit: 100_000_000)
                 sourceFiles.append(fileRecord(name: (index as NSString).lastPathComponent, size: bytes.count,
                                               sha256: bytes.withUnsafeBytes { SHA256.hash(data: $0) }))
             }

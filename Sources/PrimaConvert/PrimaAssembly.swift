@@ -145,7 +145,9 @@ struct PrimaAssembly {
         self.tensors = tensors
         self.initialised = initialised
         headsFileRecord = try options.headsFile.map { path in
-            let bytes = try readSmallFile(path, limit: 1 << 34)
+            // readHeads accepted only the §8 tensors, so the file is at most their f32 bytes past its header.
+            let bytes = try InputFile.read(path, limit: SafetensorsFile.maxHeaderLength + 8
+                                           + config.floatTensors.reduce(0) { $0 + 4 * $1.shape.reduce(1, *) })
             return Importer.fileRecord(name: (path as NSString).lastPathComponent, size: bytes.count,
                                        sha256: bytes.withUnsafeBytes { SHA256.hash(data: $0) })
         }

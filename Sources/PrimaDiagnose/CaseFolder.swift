@@ -63,7 +63,7 @@ public struct CaseFolder: Sendable {
             throw ToolError.input("\(csvPath): not found (a case folder holds metadata.csv and the images)")
         }
         // Only a regular file: a FIFO or a device (/dev/zero) would hang or never end.
-        do { try InputFile.check(csvPath) } catch { throw ToolError.input(error.description) }
+        try InputFile.check(csvPath)
         let table: MetadataTable
         do {
             table = try MetadataTable(csvPath: csvPath, schema: schema)

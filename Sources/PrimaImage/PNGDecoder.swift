@@ -26,20 +26,25 @@ public struct ImageLimits: Sendable, Equatable {
     public var maxPixels: Int
     /// Largest accepted decoded size: width × height × 3 samples × (1 byte, or 2 for 16-bit files).
     public var maxDecodedBytes: Int
+    /// Largest accepted PNG file, checked before it is read.
+    public var maxFileBytes: Int
 
-    public init(maxSide: Int = 16_384, maxPixels: Int = 100_000_000, maxDecodedBytes: Int = 300_000_000) {
-        precondition(maxSide > 0 && maxSide <= Int(UInt32.max) && maxPixels > 0 && maxDecodedBytes > 0,
+    public init(maxSide: Int = 16_384, maxPixels: Int = 100_000_000, maxDecodedBytes: Int = 300_000_000,
+                maxFileBytes: Int = 512 << 20) {
+        precondition(maxSide > 0 && maxSide <= Int(UInt32.max) && maxPixels > 0 && maxDecodedBytes > 0 && maxFileBytes > 0,
                      "bad image limits")
         self.maxSide = maxSide
         self.maxPixels = maxPixels
         self.maxDecodedBytes = maxDecodedBytes
+        self.maxFileBytes = maxFileBytes
     }
 
     /// 16384 pixels per side, 100 Mpixel and 300 MB decoded (100 Mpixel of 8-bit RGB, 50 Mpixel of 16-bit): far
     /// beyond any model input (DINOv3 reads 224-1024 pixels a side) and above any camera a clinic uses, small
     /// enough that a hostile header cannot make decoding and preprocessing hold more than about 2 GB (the
     /// decoded bytes, 16-bit samples as floats, and the float planes of the resize). Formats/prima-checkpoint.md
-    /// §10.3.
+    /// §10.3. Files up to 512 MiB: an image within the decoded limit stays under about 420 MB even stored
+    /// without compression, with an alpha channel and a filter byte per row.
     public static let standard = ImageLimits()
 }
 
@@ -79,7 +84,7 @@ public enum PNGDecoder {
     {
         // Only a regular file: a FIFO, device or directory is refused with a message saying what it is.
         let data: Data
-        do { data = Data(try InputFile.read(path)) } catch {
+        do { data = Data(try InputFile.read(path, limit: limits.maxFileBytes)) } catch {
             throw ImageError(file: path, reason: "cannot read the file (\(error.reason(about: path)))")
         }
         // Data.withUnsafeBytes rethrows untyped errors: carry the typed one out in a Result.

@@ -163,6 +163,9 @@ extension MetadataSchema {
 
     /// Parses schema-file text; `source` names the file in errors.
     public init(jsonText: String, source: String = "metadata_schema.json") throws(MetadataError) {
+        guard jsonText.utf8.count <= MetadataLimits.maxSchemaBytes else {
+            throw MetadataError("\(source): larger than the limit of \(MetadataLimits.maxSchemaBytes) bytes")
+        }
         let value: JSONValue
         do {
             value = try JSON.parse(jsonText)
@@ -180,6 +183,9 @@ extension MetadataSchema {
         guard let version = root["version"]?.int else { throw fail("missing integer \"version\"") }
         guard version == Self.formatVersion else { throw fail("unsupported version \(version) (this reader knows \(Self.formatVersion))") }
         guard let list = root["fields"]?.array else { throw fail("missing array \"fields\"") }
+        guard list.count <= MetadataLimits.maxColumns else {
+            throw fail("\(list.count) fields; the limit is \(MetadataLimits.maxColumns)")
+        }
         var fields: [Field] = []
         var seen = Set<String>()
         for (index, item) in list.enumerated() {

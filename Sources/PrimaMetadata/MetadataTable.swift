@@ -23,6 +23,9 @@ public enum MetadataLimits {
     public static let maxTextBytes = 1 << 20
     /// Most columns in a CSV header: 1024 (PAD-UFES-20 has 26; every column must be a schema field or ignored).
     public static let maxColumns = 1024
+    /// Largest metadata schema file (`prima-convert import --metadata-schema`, or stored in a checkpoint): 1 MiB.
+    /// PAD-UFES-20's is 4 kB; a schema of ``maxColumns`` fields with a hundred categories each fits.
+    public static let maxSchemaBytes = 1 << 20
 }
 
 /// A PAD-UFES-20-style `metadata.csv`: every row validated against the schema at load, looked up by `img_id`.

@@ -101,6 +101,30 @@ import Testing
                                contains: [path, "image too large", message])
     }
 
+    /// A PNG file over ImageLimits.maxFileBytes (sparse: 600 MB long without using the disk) is refused from its
+    /// size before it is read, and so is a metadata schema file over MetadataLimits.maxSchemaBytes at import.
+    @Test func oversizedImageAndSchemaFilesAreRefusedBeforeReading() throws {
+        let checkpoint = try PrimaPipelineTests.assemble()
+        let record = try DiagnoseToolTests.writeRecord(DiagnoseToolTests.record)
+        let directory = RuntimeTestSupport.temporaryDirectory()
+        let png = directory + "/long.png"
+        try Self.pngHeader(width: 8, height: 8, bitDepth: 8, colorType: 2).write(to: URL(fileURLWithPath: png))
+        #expect(truncate(png, 600_000_000) == 0)
+        try Self.expectRefusal(Self.diagnose, ["--checkpoint", checkpoint, "--image", png, "--metadata", record],
+                               contains: [png, "exceeds the \(ImageLimits.standard.maxFileBytes)-byte limit"], seconds: 15)
+
+        let schema = directory + "/schema.json"
+        #expect(FileManager.default.createFile(atPath: schema, contents: Data("{".utf8)))
+        #expect(truncate(schema, off_t(MetadataLimits.maxSchemaBytes + 1)) == 0)
+        try Self.expectRefusal(RuntimeTestSupport.binary("prima-convert"),
+                               ["import", "--image-encoder", RuntimeTestSupport.model("dinov3-mlp-reg4-f32"),
+                                "--text-encoder", RuntimeTestSupport.model("bert-mlm-f32"),
+                                "--decoder", RuntimeTestSupport.model("qwen3-tied-f32"), "--labels", PrimaPipelineTests.labels,
+                                "--metadata-schema", schema, "-o", directory + "/out.h5", "--no-progress"],
+                               contains: [schema, "exceeds the \(MetadataLimits.maxSchemaBytes)-byte limit"])
+        #expect(!FileManager.default.fileExists(atPath: directory + "/out.h5"))
+    }
+
     /// A PNG signature, an IHDR chunk and an empty IEND: enough for the header checks, which come first.
     static func pngHeader(width: Int, height: Int, bitDepth: UInt8, colorType: UInt8) -> Data {
         func be32(_ value: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (24 - 8 * $0)) } }

@@ -99,9 +99,9 @@ struct Import: ParsableCommand {
         }
         let prima = try labels.map { labels in
             let schema = try metadataSchema.map { path in
-                do { return try MetadataSchema(jsonText: try InputFile.readText(path), source: path) }
-                catch let error as MetadataError { throw ToolError.input(error.description) }
-                catch { throw ToolError.input("\(error)") }
+                try ToolError.classify(asInput: true) {
+                    try MetadataSchema(jsonText: try InputFile.readText(path, limit: MetadataLimits.maxSchemaBytes), source: path)
+                }
             } ?? .padUfes20
             return PrimaAssemblyOptions(labels: try PrimaAssemblyOptions.parseLabels(labels), headsFile: heads, prompt: prompt,
                                         answerPrefix: answerPrefix, schema: schema, initSeed: initSeed)

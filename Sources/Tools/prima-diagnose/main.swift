@@ -144,7 +144,7 @@ struct PrimaDiagnoseCommand: ParsableCommand {
 /// Reads a patient record (one JSON object) and checks it against the checkpoint's schema.
 func readRecord(_ path: String, schema: MetadataSchema) throws -> MetadataRecord {
     // A regular file (never a FIFO or device), then read with the metadata reader's size limit.
-    do { _ = try InputFile.check(path) } catch { throw ToolError.input(error.description) }
+    try InputFile.check(path)
     do { return try schema.record(jsonFile: path) } catch { throw ToolError.input(error.description) }
 }
 
