@@ -81,10 +81,13 @@ COMPONENT_ATTRIBUTES = {
 PRIMA_ATTRIBUTES = {
     "heads_trained": "int",
     "init_seed": "int",
+    "initialised_tensors": "json",
     "d_align": "int",
     "d_image": "int",
     "d_text": "int",
     "d_llm": "int",
+    "tensor_count": "int",
+    "parameter_count": "int",
 }
 # §6 attributes of a LoRA adapter group.
 LORA_ATTRIBUTES = {
@@ -95,7 +98,8 @@ LORA_ATTRIBUTES = {
     "merged": "int",
 }
 # Other attributes the spec declares as JSON; decoded wherever they appear.
-JSON_ATTRIBUTES = {"hf_architectures", "tied", "dropped", "source_files", "targets", "quantization"}
+JSON_ATTRIBUTES = {"hf_architectures", "tied", "dropped", "source_files", "targets", "quantization",
+                   "initialised_tensors", "heads_file"}
 # §3.3: config fields the spec declares as JSON lists.
 CONFIG_JSON_FIELDS = {"layer_types"}
 KNOWN_COMPONENT_CHILDREN = {"files", "config", "preprocessing", "tensors", "lora"}
@@ -183,6 +187,139 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.generic):
         return v.item()
     return v
+
+
+# §3.3: the config/ fields of each architecture, derived from config.json with the defaults of the
+# transformers configuration classes, as every reader must derive them to check config/ against the verbatim
+# file. Kinds: int, float, bool (stored as int 0/1), str, json (a JSON list stored as text).
+def _config_fields(arch: str, cfg: Dict[str, Any]) -> List[Tuple[str, str, Any]]:
+    """[(key, kind, value)] in §3.3 order; raises ValueError naming the field when config.json cannot give it."""
+    def get(key: str, kind: str, default: Any = None, source: Optional[Dict[str, Any]] = None) -> Any:
+        obj = cfg if source is None else source
+        v = obj.get(key)
+        if v is None:
+            if default is None:
+                raise ValueError(f"required field {key} is missing")
+            return default
+        if kind == "int" and not (isinstance(v, int) and not isinstance(v, bool)):
+            raise ValueError(f"field {key} must be an integer")
+        if kind == "float" and not (isinstance(v, (int, float)) and not isinstance(v, bool)):
+            raise ValueError(f"field {key} must be a number")
+        if kind == "bool" and not isinstance(v, bool):
+            raise ValueError(f"field {key} must be true or false")
+        if kind == "str" and not isinstance(v, str):
+            raise ValueError(f"field {key} must be a string")
+        return float(v) if kind == "float" else v
+
+    def obj(key: str) -> Optional[Dict[str, Any]]:
+        v = cfg.get(key)
+        if v is not None and not isinstance(v, dict):
+            raise ValueError(f"field {key} must be an object")
+        return v
+
+    out: List[Tuple[str, str, Any]] = []
+    def put(key: str, kind: str, value: Any) -> None:
+        out.append((key, kind, value))
+
+    if arch == "dinov3_vit":
+        for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+            put(key, "int", get(key, "int"))
+        put("patch_size", "int", get("patch_size", "int", 16))
+        put("num_channels", "int", get("num_channels", "int", 3))
+        put("num_register_tokens", "int", get("num_register_tokens", "int", 0))
+        put("hidden_act", "str", get("hidden_act", "str", "gelu"))
+        put("use_gated_mlp", "bool", get("use_gated_mlp", "bool", False))
+        put("layer_norm_eps", "float", get("layer_norm_eps", "float", 1e-5))
+        theta = get("rope_theta", "float", 100.0)
+        rope = obj("rope_parameters")
+        if rope is not None and "rope_theta" in rope:
+            theta = get("rope_theta", "float", None, rope)
+        put("rope_theta", "float", theta)
+        for key, default in (("query_bias", True), ("key_bias", False), ("value_bias", True), ("proj_bias", True),
+                             ("mlp_bias", True)):
+            put(key, "bool", get(key, "bool", default))
+        put("image_size", "int", get("image_size", "int", 224))
+    elif arch == "bert":
+        for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+            put(key, "int", get(key, "int"))
+        put("hidden_act", "str", get("hidden_act", "str", "gelu"))
+        put("layer_norm_eps", "float", get("layer_norm_eps", "float", 1e-12))
+        put("max_position_embeddings", "int", get("max_position_embeddings", "int", 512))
+        put("type_vocab_size", "int", get("type_vocab_size", "int", 2))
+        put("pad_token_id", "int", get("pad_token_id", "int", 0))
+        put("tie_word_embeddings", "bool", get("tie_word_embeddings", "bool", True))
+    elif arch == "modernbert":
+        for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+            put(key, "int", get(key, "int"))
+        layers = get("num_hidden_layers", "int")
+        put("hidden_activation", "str", get("hidden_activation", "str", "gelu"))
+        put("norm_eps", "float", get("norm_eps", "float", 1e-5))
+        for key, default in (("norm_bias", False), ("attention_bias", False), ("mlp_bias", False),
+                             ("decoder_bias", True), ("classifier_bias", False)):
+            put(key, "bool", get(key, "bool", default))
+        types = cfg.get("layer_types")
+        if types is None:
+            every = get("global_attn_every_n_layers", "int", 3)
+            types = ["full_attention" if i % every == 0 else "sliding_attention" for i in range(layers)]
+        elif not (isinstance(types, list) and len(types) == layers
+                  and all(t in ("full_attention", "sliding_attention") for t in types)):
+            raise ValueError("layer_types must list full_attention/sliding_attention for each layer")
+        put("layer_types", "json", list(types))
+        if cfg.get("sliding_window") is not None:
+            put("sliding_window", "int", get("sliding_window", "int"))
+        else:
+            put("sliding_window", "int", get("local_attention", "int", 128) // 2)
+        global_theta = get("global_rope_theta", "float", 160000.0)
+        local_theta = get("local_rope_theta", "float", 10000.0)
+        for key, params in (obj("rope_parameters") or {}).items():
+            if not isinstance(params, dict):
+                continue
+            if key == "full_attention" and params.get("rope_theta") is not None:
+                global_theta = get("rope_theta", "float", None, params)
+            if key == "sliding_attention" and params.get("rope_theta") is not None:
+                local_theta = get("rope_theta", "float", None, params)
+        put("global_rope_theta", "float", global_theta)
+        put("local_rope_theta", "float", local_theta)
+        put("max_position_embeddings", "int", get("max_position_embeddings", "int", 8192))
+        put("pad_token_id", "int", get("pad_token_id", "int", 50283))
+        put("tie_word_embeddings", "bool", get("tie_word_embeddings", "bool", True))
+    elif arch == "qwen3":
+        for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+            put(key, "int", get(key, "int"))
+        heads = get("num_attention_heads", "int")
+        put("num_key_value_heads", "int", get("num_key_value_heads", "int", heads))
+        if cfg.get("head_dim") is not None:
+            put("head_dim", "int", get("head_dim", "int"))
+        else:
+            put("head_dim", "int", get("hidden_size", "int") // heads)
+        put("hidden_act", "str", get("hidden_act", "str", "silu"))
+        put("rms_norm_eps", "float", get("rms_norm_eps", "float", 1e-6))
+        theta = get("rope_theta", "float", 10000.0)
+        for key in ("rope_parameters", "rope_scaling"):
+            rope = obj(key)
+            if rope is not None and rope.get("rope_theta") is not None:
+                theta = get("rope_theta", "float", None, rope)
+        put("rope_theta", "float", theta)
+        put("max_position_embeddings", "int", get("max_position_embeddings", "int", 32768))
+        put("attention_bias", "bool", get("attention_bias", "bool", False))
+        put("tie_word_embeddings", "bool", get("tie_word_embeddings", "bool", False))
+        put("use_sliding_window", "bool", get("use_sliding_window", "bool", False))
+    else:
+        raise ValueError(f"unknown architecture {arch}")
+    return out
+
+
+def _config_matches(kind: str, stored: Any, expected: Any) -> bool:
+    """Whether a config/ attribute (already through _plain and JSON decoding) holds `expected` as §3.3 types it."""
+    if kind == "bool":
+        return isinstance(stored, int) and not isinstance(stored, bool) and stored in (0, 1) and bool(stored) == expected
+    if kind == "int":
+        return isinstance(stored, int) and not isinstance(stored, bool) and stored == expected
+    if kind == "float":
+        return isinstance(stored, float) and stored == expected
+    if kind == "str":
+        return isinstance(stored, str) and stored == expected
+    return stored == expected  # json: the decoded list
 
 
 class _Attrs:
@@ -424,8 +561,10 @@ class TensorGroup:
             name = self.aliases[name]
         return self.tensors[name]
 
-    def parameter_count(self) -> int:
-        return sum(t.size for t in self.tensors.values())
+    def parameter_count(self, floats_only: bool = False) -> int:
+        """Elements of the stored datasets; of the float ones only for ``/prima`` (§8: its int64 token ids are
+        configuration, not parameters)."""
+        return sum(t.size for t in self.tensors.values() if not floats_only or t.dtype in ("f32", "f16", "bf16"))
 
 
 def _names_in_creation_order(group: h5py.Group) -> List[str]:
@@ -499,9 +638,10 @@ class Component:
         if "tensor_count" in self.attrs and self.attrs["tensor_count"] != len(self.tensor_group.tensors):
             raise a.err(f"tensor_count={self.attrs['tensor_count']} but tensors/ holds "
                         f"{len(self.tensor_group.tensors)} datasets")
-        if "parameter_count" in self.attrs and self.attrs["parameter_count"] != self.tensor_group.parameter_count():
-            raise a.err(f"parameter_count={self.attrs['parameter_count']} but the datasets hold "
-                        f"{self.tensor_group.parameter_count()} elements")
+        counted = self.tensor_group.parameter_count(floats_only=self.is_prima)
+        if "parameter_count" in self.attrs and self.attrs["parameter_count"] != counted:
+            raise a.err(f"parameter_count={self.attrs['parameter_count']} but the datasets hold {counted} elements"
+                        + (" in float tensors" if self.is_prima else ""))
         self.tied: List[Dict[str, Any]] = list(self.attrs.get("tied", []))
         listed = {t["name"]: t["target"] for t in self.tied}
         for alias, target in self.tensor_group.aliases.items():
@@ -545,8 +685,11 @@ class Component:
                         if key in CONFIG_JSON_FIELDS:
                             raise ca.err(f"config field '{key}' is not valid JSON") from None
                 self.config[key] = v
-        else:
+        elif not self.is_prima:  # §8: /prima's configuration is its own attributes
             need(False, group.name, "missing required group 'config'")
+        if self.is_prima and "config" in group:
+            raise CheckpointError(path, f"{group.name}/config", "/prima has no config/ group (§8)")
+        self._check_config_against_file(group, need)
 
         # preprocessing/ (§3.4), image encoders only
         self.preprocessing: Optional[Dict[str, Any]] = None
@@ -581,6 +724,31 @@ class Component:
         v = self.attrs.get("hf_architectures", [])
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise a.err("attribute 'hf_architectures' must be a JSON list of strings")
+
+    def _check_config_against_file(self, group: h5py.Group, need) -> None:
+        """§3.3: config/ must hold exactly the fields files/config.json gives, with the types §3.3 gives them."""
+        if self.is_prima or "config" not in group or "config.json" not in self.file_names or not self.architecture:
+            return
+        where = f"{group.name}/config"
+        raw = group["files"]["config.json"][()].tobytes()
+        try:
+            cfg = json.loads(raw.decode("utf-8"))
+            if not isinstance(cfg, dict):
+                raise ValueError("not a JSON object")
+            fields = _config_fields(self.architecture, cfg)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CheckpointError(self._ckpt.path, f"{group.name}/files/config.json", str(e)) from None
+        known = set()
+        for key, kind, expected in fields:
+            known.add(key)
+            if key not in self.config:
+                need(False, where, f"config/{key} is missing (files/config.json gives {expected!r})")
+            elif not _config_matches(kind, self.config[key], expected):
+                raise CheckpointError(self._ckpt.path, where, f"config/{key} is {self.config[key]!r} but "
+                                                              f"files/config.json gives {expected!r} ({kind})")
+        for key in self.config:
+            if key not in known:
+                raise CheckpointError(self._ckpt.path, where, f"config/{key} is not a {self.architecture} field (§3.3)")
 
     # -- convenient access ------------------------------------------------------------------------
 

@@ -95,6 +95,14 @@ import Testing
         #expect(verified.stdout.contains("config/intermediate_size is 64 but files/config.json gives 48"))
         let boolean = try Self.craft("config", "text_encoder", "tie_word_embeddings", "7")
         Self.expectOneLineError(try Self.diagnoseOne(boolean), status: 2, ["config/tie_word_embeddings does not have the type"])
+        // The h5py reader written from the spec derives config/ from the verbatim file and refuses both too.
+        let reader = RuntimeTestSupport.repositoryRoot + "/Formats/python/prima_h5.py"
+        for (crafted, fragment) in [(checkpoint, "config/intermediate_size is 64 but files/config.json gives 48"),
+                                    (boolean, "config/tie_word_embeddings is 7 but files/config.json gives True")] {
+            let read = try RuntimeTestSupport.run("/usr/bin/python3", [reader, crafted])
+            #expect(read.status == 2 && read.stderr.contains("/text_encoder/config: " + fragment), "\(read.stderr)")
+        }
+        #expect(try RuntimeTestSupport.run("/usr/bin/python3", [reader, Self.fixture, "--verify"]).status == 0)
     }
 
     @Test func aWrongShapedTensorIsRefusedByEveryToolBeforeAnyModelIsBuilt() throws {
