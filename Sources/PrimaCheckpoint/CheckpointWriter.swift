@@ -56,6 +56,14 @@ public final class CheckpointWriter {
         try ComponentWriter(group: try file.root().createGroup(name), rawDescriptor: rawDescriptor)
     }
 
+    /// Adds LoRA adapter group `/ROLE/lora/NAME` (§6) to a component already in the file (written or copied);
+    /// its attributes are set by the caller (``LoraAdapterInfo/write(to:)``).
+    public func addAdapter(role: ComponentRole, name: String) throws -> ComponentWriter {
+        let component = try file.root().group(role.rawValue)
+        let lora = component.contains("lora") ? try component.group("lora") : try component.createGroup("lora")
+        return try ComponentWriter(group: try lora.createGroup(name), rawDescriptor: rawDescriptor)
+    }
+
     /// The root group of the file being written, for root attributes and for groups copied from another
     /// checkpoint (`prima-quantize`). Drop it before ``commit()``.
     public func rootGroup() throws -> HDF5Group { try file.root() }

@@ -59,9 +59,14 @@ public enum Inspector {
             }
             tensors.append(.object(JSONObject(fields)))
         }
+        // LoRA adapters (§6), each described like a component (attributes, files, tensors).
+        var adapters: [(String, JSONValue)] = []
+        for name in try component.loraAdapterNames() {
+            adapters.append((name, try describe(try component.loraAdapter(name).reader)))
+        }
         return .object(JSONObject(attributes + config + [
             ("files", .object(JSONObject(files))), ("tensor_bytes", .int(total)), ("tensors", .array(tensors)),
-        ]))
+        ] + (adapters.isEmpty ? [] : [("lora", .object(JSONObject(adapters)))])))
     }
 
     /// An attribute as JSON: JSON-valued string attributes are parsed, numbers kept as numbers.
@@ -121,6 +126,14 @@ public enum Inspector {
                 for source in sources.compactMap(\.object) {
                     lines.append("  source: \(source["name"]?.string ?? "?") \(source["bytes"]?.int ?? 0) B sha256 \(source["sha256"]?.string ?? "?")")
                 }
+            }
+            for (adapter, value) in component["lora"]?.object?.entries ?? [] {
+                guard let lora = value.object else { continue }
+                let targets = lora["targets"]?.array?.count ?? 0
+                lines.append("  lora/\(adapter): rank \(lora["rank"]?.int ?? 0), alpha \(lora["alpha"]?.serialized() ?? "?"), "
+                             + (lora["use_rslora"]?.int == 1 ? "rsLoRA scale, " : "")
+                             + "\(targets) weights, \(Progress.format(lora["tensor_bytes"]?.int ?? 0))"
+                             + (lora["merged"]?.int == 1 ? ", merged" : ", unmerged"))
             }
             guard showTensors else { continue }
             let width = tensors.compactMap { $0.object?["name"]?.string?.count }.max() ?? 0

@@ -16,6 +16,8 @@ public struct ModelWeights: Sendable {
     public let origin: String
     private let tensors: [String: Tensor]
     private let quantized: [String: QuantizedWeight]
+    /// The unmerged LoRA updates of each adapted weight (§6), in adapter storage order.
+    private let adapters: [String: [LoraUpdate]]
 
     /// An int8 weight, held in the form its uses need: packed for the int8 kernels when it multiplies (a Linear
     /// weight, or an embedding table with a tied head), and as plain values with scales when rows are looked up
@@ -62,11 +64,32 @@ public struct ModelWeights: Sendable {
         }
         self.tensors = tensors
         self.quantized = quantized
+        adapters = try Self.readAdapters(component)
+    }
+
+    /// Every unmerged adapter of `component` as f32 updates by target (merged ones are already in the weights).
+    private static func readAdapters(_ component: ComponentReader) throws -> [String: [LoraUpdate]] {
+        var adapters: [String: [LoraUpdate]] = [:]
+        for name in try component.loraAdapterNames() {
+            let (info, reader) = try component.loraAdapter(name)
+            guard !info.merged else { continue }
+            let records = Dictionary(try reader.tensorRecords().map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+            for target in info.targets {
+                guard let a = records[LoraAdapterInfo.aName(for: target)], let b = records[LoraAdapterInfo.bName(for: target)] else {
+                    throw RuntimeError("\(component.checkpoint.path): \(component.name)/lora/\(name): target \(target) has no lora_a/lora_b")
+                }
+                adapters[target, default: []].append(
+                    LoraUpdate(a: try reader.readTensor(a).toFloat32(), b: try reader.readTensor(b).toFloat32(), scale: info.scale))
+            }
+        }
+        return adapters
     }
 
     /// The tensor `name` as f32; an int8 `embed.*` table is dequantised (ŵ = q · s); throws naming it if absent
     /// or if it is an int8 weight that only multiplies.
     public func callAsFunction(_ name: String) throws -> Tensor {
+        // An adapter applies where the weight multiplies as a linear layer; read any other way it would be lost.
+        if adapters[name] != nil { throw RuntimeError("\(origin): tensor \(name) has a LoRA adapter but is not used as a linear weight") }
         if let tensor = tensors[name] { return tensor }
         if let rows = quantized[name]?.rows { return Self.dequantize(rows, rows: Array(0..<rows.values.shape[0])) }
         if quantized[name] != nil { throw RuntimeError("\(origin): tensor \(name) is int8 and only usable as a linear weight") }
@@ -81,6 +104,7 @@ public struct ModelWeights: Sendable {
     /// Rows `ids` of embedding table `name` [V, C] as [ids.count, C] f32, dequantising only those rows of an int8
     /// table.
     public func embeddingRows(_ name: String, _ ids: [Int]) throws -> Tensor {
+        if adapters[name] != nil { throw RuntimeError("\(origin): tensor \(name) has a LoRA adapter but is read as an embedding table") }
         if let rows = quantized[name]?.rows { return Self.dequantize(rows, rows: ids) }
         return embeddingLookup(try self(name), [ids])
     }
@@ -112,6 +136,13 @@ public struct ModelWeights: Sendable {
 
     /// The weight of a linear layer if present.
     public func optionalLinear(_ name: String) -> LinearWeight? {
+        guard let base = baseLinear(name) else { return nil }
+        if let updates = adapters[name] { return .adapted(base, updates) }
+        return base
+    }
+
+    /// The stored weight of a linear layer, without adapters.
+    private func baseLinear(_ name: String) -> LinearWeight? {
         if let weight = quantized[name] {
             // An int8 table without a tied head is never multiplied; dequantise it if a model does (a rare path).
             if let packed = weight.packed { return .int8(packed) }
@@ -123,22 +154,55 @@ public struct ModelWeights: Sendable {
 }
 
 /// A linear layer's weight [N, K] as the runtime holds it.
-public enum LinearWeight: Sendable {
+public indirect enum LinearWeight: Sendable {
     /// f32 (widened from f16/bf16 on load).
     case float(Tensor)
     /// int8 with f32 scales, packed for the int8 kernels (activations quantised per row on the fly).
     case int8(Int8Weight)
+    /// A base weight with unmerged LoRA updates (§6): `W x + Σ scale · B (A x)`.
+    case adapted(LinearWeight, [LoraUpdate])
+}
+
+/// One unmerged LoRA update of a weight [N, K]: A [r, K], B [N, r] (f32) and the scale alpha/r (or alpha/√r).
+public struct LoraUpdate: Sendable {
+    public let a: Tensor
+    public let b: Tensor
+    public let scale: Float
+
+    public init(a: Tensor, b: Tensor, scale: Float) {
+        self.a = a
+        self.b = b
+        self.scale = scale
+    }
 }
 
 extension Linear {
     /// x [M, K] · weight [N, K]ᵀ + bias [N] → [M, N], then `activation` if given (fused into the product's
-    /// threads), on the path the weight's storage calls for.
+    /// threads), on the path the weight's storage calls for. LoRA updates are added before the activation, each as
+    /// PEFT computes it: `(x Aᵀ) Bᵀ` scaled (two sgemm calls, the second accumulating onto the output).
     public static func forward(_ x: Tensor, weight: LinearWeight, bias: Tensor? = nil,
                                activation: Elementwise.Activation? = nil) -> Tensor {
         switch weight {
-        case .float(let tensor): forward(x, weight: tensor, bias: bias, activation: activation)
-        case .int8(let weight): Int8Linear.forward(x, weight: weight, bias: bias, activation: activation)
+        case .float(let tensor):
+            return forward(x, weight: tensor, bias: bias, activation: activation)
+        case .int8(let weight):
+            return Int8Linear.forward(x, weight: weight, bias: bias, activation: activation)
+        case .adapted(let base, let updates):
+            let y = forward(x, weight: base, bias: bias)
+            for update in updates { addLoraUpdate(x, update, into: y) }
+            return activation.map { Elementwise.apply($0, y) } ?? y
         }
+    }
+
+    /// y [M, N] += scale · (x [M, K] · Aᵀ) · Bᵀ.
+    private static func addLoraUpdate(_ x: Tensor, _ update: LoraUpdate, into y: Tensor) {
+        let m = x.shape[0], k = x.shape[1], r = update.a.shape[0], n = update.b.shape[0]
+        precondition(update.a.shape == [r, k] && update.b.shape == [n, r] && y.shape == [m, n], "LoRA update shapes")
+        let down = Linear.forward(x, weight: update.a)                                        // [M, r]
+        down.withFloat32 { t in update.b.withFloat32 { b in y.withMutableFloat32 { out in
+            BLAS.sgemm(transB: true, m: m, n: n, k: r, alpha: update.scale, a: t.baseAddress!, lda: r,
+                       b: b.baseAddress!, ldb: r, beta: 1, c: out.baseAddress!, ldc: n)
+        } } }
     }
 }
 

@@ -147,6 +147,48 @@ public enum TensorValidation {
         if declared != stored.count {
             problems.append("tensor_count says \(declared.map(String.init) ?? "nothing"), tensors/ holds \(stored.count) datasets")
         }
+        for adapter in try component.loraAdapterNames() {
+            problems += try loraProblems(component, adapter: adapter, base: present)
+        }
+        return problems
+    }
+
+    /// The problems of LoRA adapter `adapter` (§6), each as `lora/NAME: …`: its attributes, and for each target a
+    /// rank-2 weight of the component [out, in] with `lora_a` [r, in] and `lora_b` [out, r] in a float dtype, and
+    /// nothing else in its `tensors/`.
+    static func loraProblems(_ component: ComponentReader, adapter: String, base: [String: TensorRecord]) throws -> [String] {
+        let prefix = "lora/\(adapter)"
+        let info: LoraAdapterInfo, reader: ComponentReader
+        do {
+            (info, reader) = try component.loraAdapter(adapter)
+        } catch let error as CheckpointError {
+            return [prefix + ": " + error.description.replacingOccurrences(of: "\(StoredConfig.origin(component))/\(prefix): ", with: "")]
+        }
+        var problems: [String] = []
+        let records = try reader.tensorRecords()
+        let present = Dictionary(records.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var expected: Set<String> = []
+        for target in info.targets {
+            guard let weight = base[target], weight.shape.count == 2, weight.dtype.isWeightFloat || weight.dtype == .i8 else {
+                problems.append("\(prefix): target \(target) is not a rank-2 weight of this component")
+                continue
+            }
+            let (out, input) = (weight.shape[0], weight.shape[1])
+            for (name, shape) in [(LoraAdapterInfo.aName(for: target), [info.rank, input]),
+                                  (LoraAdapterInfo.bName(for: target), [out, info.rank])] {
+                expected.insert(name)
+                guard let record = present[name], record.aliasOf == nil else {
+                    problems.append("\(prefix): tensor \(name): missing (target \(target) implies \(ShapeMath.describe(shape)))")
+                    continue
+                }
+                if record.shape != shape || !record.dtype.isWeightFloat {
+                    problems.append("\(prefix): tensor \(name): \(record.dtype.rawValue) \(ShapeMath.describe(record.shape)) but rank \(info.rank) and \(target) \(ShapeMath.describe(weight.shape)) imply a float \(ShapeMath.describe(shape))")
+                }
+            }
+        }
+        for record in records where !expected.contains(record.name) {
+            problems.append("\(prefix): tensor \(record.name): not the A or B matrix of a listed target")
+        }
         return problems
     }
 

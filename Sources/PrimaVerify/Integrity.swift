@@ -95,6 +95,13 @@ public enum IntegrityChecker {
         problems += try fileProblems(component)
         let quantized = Set(stored.filter { $0.dtype == .i8 }.map(\.name))
         problems += try checksumProblems(component, stored, allowed: { $0.dtype.isWeightFloat || quantized.contains($0.name) })
+        // LoRA adapters (§6): their structure is part of TensorValidation above; here their bytes.
+        for adapter in try component.loraAdapterNames() {
+            guard let reader = try? component.loraAdapter(adapter).reader else { continue }
+            let adapterRecords = try reader.tensorRecords().filter { $0.aliasOf == nil }
+            problems += try checksumProblems(reader, adapterRecords, allowed: { $0.dtype.isWeightFloat })
+                .map { "lora/\(adapter): " + $0 }
+        }
         return ComponentReport(name: name, architecture: architectureName, tensorCount: stored.count,
                                bytes: stored.reduce(0) { $0 + $1.byteCount }, problems: problems)
     }

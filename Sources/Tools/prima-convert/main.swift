@@ -16,7 +16,7 @@ struct PrimaConvertCommand: ParsableCommand {
         abstract: "Convert Hugging Face safetensors models to and from PRIMA checkpoints, and run their tokenizers.",
         discussion: "Exit status: 0 success, 1 the job failed, 2 bad usage or bad input. Format: Formats/prima-checkpoint.md.",
         version: CheckpointFormat.tool,
-        subcommands: [Import.self, Export.self, Inspect.self, Tokenize.self])
+        subcommands: [Import.self, Export.self, LoraImport.self, Inspect.self, Tokenize.self])
 
     static func main() { ToolMain.run(self, name: "prima-convert") }
 }
@@ -138,6 +138,9 @@ struct Export: ParsableCommand {
     @Flag(help: "Export an int8-quantised component as dequantised weights in their recorded source dtype (not bit-identical to the original).")
     var dequantize = false
 
+    @Option(help: ArgumentHelp("Export the component's LoRA adapter NAME as a PEFT directory instead of the component (Formats/prima-checkpoint.md §6.1).", valueName: "NAME"))
+    var adapter: String?
+
     @OptionGroup var progress: ProgressOptions
 
     func validate() throws {
@@ -148,11 +151,61 @@ struct Export: ParsableCommand {
     }
 
     func run() throws {
+        if let adapter {
+            if dequantize { throw ToolError.input("--dequantize applies to a component, not to --adapter (adapters are float)") }
+            let written = try PeftAdapters.exportAdapter(checkpoint: checkpoint, role: ComponentRole(rawValue: component)!,
+                                                         name: adapter, output: output, overwrite: overwrite.force)
+            print("wrote \(output): PEFT LoRA adapter \(adapter), \(written.tensorCount) tensors, \(Progress.format(written.bytes))")
+            return
+        }
         let summary = try Exporter.run(checkpoint: checkpoint, role: ComponentRole(rawValue: component)!, output: output,
                                        maxShardBytes: parseByteSize(maxShardSize)!, overwrite: overwrite.force,
                                        showProgress: progress.showProgress, dequantize: dequantize)
         print(String(format: "wrote %@: %d tensors, %@ in %d file(s), %.2f s", summary.directory, summary.tensorCount,
                      Progress.format(summary.bytes), summary.shardCount, summary.seconds))
+    }
+}
+
+struct LoraImport: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lora-import",
+        abstract: "Write a copy of a checkpoint with a PEFT LoRA adapter added to one component.",
+        discussion: """
+            DIR holds adapter_config.json and adapter_model.safetensors as PeftModel.save_pretrained writes them. \
+            The adapter becomes /ROLE/lora/NAME (Formats/prima-checkpoint.md §6), its tensors bit-identical; \
+            options a checkpoint adapter cannot represent exactly (DoRA, trained biases, saved modules, per-module \
+            ranks, ...) are refused.
+            """)
+
+    @Argument(help: "The checkpoint (.h5).")
+    var checkpoint: String
+
+    @Option(help: "The component the adapter belongs to: image_encoder, text_encoder or decoder.")
+    var role: String
+
+    @Option(help: ArgumentHelp("The PEFT adapter directory.", valueName: "DIR"))
+    var adapter: String
+
+    @Option(help: "The adapter's name in the checkpoint.")
+    var name = "default"
+
+    @Option(name: .shortAndLong, help: "The checkpoint to write.")
+    var output: String
+
+    @OptionGroup var overwrite: OverwriteOptions
+
+    func validate() throws {
+        guard ComponentRole(rawValue: role) != nil else {
+            throw ValidationError("--role must be image_encoder, text_encoder or decoder, not \"\(role)\"")
+        }
+    }
+
+    func run() throws {
+        let summary = try PeftAdapters.importAdapter(checkpoint: checkpoint, role: ComponentRole(rawValue: role)!,
+                                                     adapterDirectory: adapter, name: name, output: output,
+                                                     overwrite: overwrite.force)
+        print("\(role)/lora/\(summary.name): rank \(summary.rank), alpha \(summary.alpha), \(summary.targets.count) weights adapted")
+        print("wrote \(summary.output)")
     }
 }
 
