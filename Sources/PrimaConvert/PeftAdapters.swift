@@ -257,3 +257,108 @@ public enum PeftAdapters {
         return (records.count, records.reduce(0) { $0 + $1.byteCount })
     }
 }
+
+/// `prima-convert merge-lora`: a copy of a checkpoint with LoRA adapters added into their base weights
+/// (Formats/prima-checkpoint.md §6.2).
+public enum LoraMerger {
+    /// One weight changed by a merge.
+    public struct Merged: Sendable {
+        public let role: ComponentRole
+        public let adapter: String
+        public let weight: String
+    }
+
+    /// Merges the unmerged adapters of `roles` (every component when nil) — only `adapter` when given — into a copy
+    /// of `checkpoint` at `output`: each target becomes W + scale · B A, rounded once to its dtype; the adapters stay,
+    /// marked `merged` = 1, and their components carry `lora_merged` = 1.
+    public static func run(checkpoint path: String, roles: [ComponentRole]?, adapter: String?, output: String,
+                           overwrite: Bool) throws -> [Merged] {
+        let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: path) }
+        let chosen = roles ?? checkpoint.roles
+        for role in chosen where !checkpoint.roles.contains(role) {
+            throw ToolError.input("\(path): no \(role.rawValue) component")
+        }
+        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint, roles: chosen, heads: false) }
+        // Plan: every (component, adapter, target) to merge, refused before anything is written.
+        var plan: [(role: ComponentRole, info: LoraAdapterInfo, reader: ComponentReader, weight: TensorRecord)] = []
+        for role in chosen {
+            let component = try ToolError.classify(asInput: true) { try checkpoint.component(role) }
+            let records = try ToolError.classify(asInput: true) { try component.tensorRecords() }
+            let tiedTargets = Set(records.compactMap(\.aliasOf))
+            for name in try ToolError.classify(asInput: true, { try component.loraAdapterNames() }) where adapter == nil || adapter == name {
+                let (info, reader) = try ToolError.classify(asInput: true) { try component.loraAdapter(name) }
+                guard !info.merged else { continue }
+                for target in info.targets {
+                    guard let weight = records.first(where: { $0.name == target }) else { continue }
+                    let origin = "\(path): \(role.rawValue)/lora/\(name): target \(target)"
+                    guard weight.dtype.isWeightFloat else {
+                        throw ToolError.input("\(origin) is \(weight.dtype.rawValue); merge into the float checkpoint, then quantise")
+                    }
+                    guard weight.aliasOf == nil, !tiedTargets.contains(target) else {
+                        throw ToolError.input("\(origin) is tied to another tensor; merging would change both (keep the adapter unmerged)")
+                    }
+                    plan.append((role, info, reader, weight))
+                }
+            }
+        }
+        guard !plan.isEmpty else {
+            throw ToolError.input("\(path): no unmerged LoRA adapter\(adapter.map { " named \($0)" } ?? "") in \(chosen.map(\.rawValue).joined(separator: ", "))")
+        }
+
+        let writer = try ToolError.classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
+        var merged: [Merged] = []
+        try ToolError.classify(asInput: false) {
+            let source = try HDF5File.open(path: path).root()
+            let root = try writer.rootGroup()
+            for child in try source.linkNames() { try root.copyObject(child, from: source) }
+            try root.copyAttributes(from: source, excluding: ["format", "format_version", "tool", "created"])
+            for item in plan {
+                let component = try root.group(item.role.rawValue)
+                let tensors = try component.group("tensors")
+                let base = try checkpoint.component(item.role)
+                let updated = try mergedWeight(item.weight, of: base, info: item.info, adapter: item.reader)
+                let dataset = try tensors.dataset(item.weight.name)
+                var crc = CRC32()
+                try updated.withUnsafeBytes { bytes in
+                    crc.update(bytes)
+                    try dataset.writeAll(bytes)
+                }
+                try dataset.setAttribute("crc32", int: Int(crc.value))
+                try component.setAttribute("lora_merged", int: 1)
+                try component.group("lora").group(item.info.name).setAttribute("merged", int: 1)
+                merged.append(Merged(role: item.role, adapter: item.info.name, weight: item.weight.name))
+            }
+        }
+        try ToolError.classify(asInput: false) { try writer.commit() }
+        return merged
+    }
+
+    /// W + scale · B A in the weight's dtype: W widened to f32, then one sgemm with α = scale and β = 1 adds B [out, r]
+    /// · A [r, in] onto it, then the sum is rounded once (to nearest even) to f16 or bf16.
+    static func mergedWeight(_ weight: TensorRecord, of component: ComponentReader, info: LoraAdapterInfo,
+                             adapter: ComponentReader) throws -> Tensor {
+        let records = try adapter.tensorRecords()
+        guard let aRecord = records.first(where: { $0.name == LoraAdapterInfo.aName(for: weight.name) }),
+              let bRecord = records.first(where: { $0.name == LoraAdapterInfo.bName(for: weight.name) }) else {
+            throw ToolError.input("\(adapter.checkpoint.path): \(adapter.name): no lora_a/lora_b for \(weight.name)")
+        }
+        let w = try component.readTensor(weight).toFloat32()
+        let a = try adapter.readTensor(aRecord).toFloat32(), b = try adapter.readTensor(bRecord).toFloat32()
+        let (out, input, rank) = (weight.shape[0], weight.shape[1], info.rank)
+        let sum = Tensor(shape: [out, input], float32: w.float32Values())
+        a.withFloat32 { ap in b.withFloat32 { bp in sum.withMutableFloat32 { cp in
+            BLAS.sgemm(m: out, n: input, k: rank, alpha: info.scale, a: bp.baseAddress!, lda: rank, b: ap.baseAddress!,
+                       ldb: input, beta: 1, c: cp.baseAddress!, ldc: input)
+        } } }
+        if let bad = sum.float32Values().firstIndex(where: { !$0.isFinite }) {
+            throw ToolError.input("\(adapter.checkpoint.path): \(adapter.name): merging into \(weight.name) gives a non-finite value at element \(bad)")
+        }
+        guard weight.dtype != .f32 else { return sum }
+        let narrowed = Tensor(zeros: weight.shape, dtype: weight.dtype)
+        sum.withFloat32 { values in
+            let count = values.count * weight.dtype.byteSize
+            WeightConversion.narrow(values, to: weight.dtype, into: UnsafeMutableRawBufferPointer(rebasing: narrowed.storage.bytes[0..<count]))
+        }
+        return narrowed
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import PrimaCheckpoint
 import PrimaSafetensors
 import PrimaTestSupport
 import Testing
@@ -198,5 +199,76 @@ import Testing
         let exported = try RuntimeTestSupport.run(Self.convert, ["export", crafted, "--component", "text_encoder", "--adapter", "default",
                                                                  "-o", crafted + ".peft"])
         #expect(exported.status == 2 && exported.stderr.contains(message), "\(exported.stderr)")
+    }
+}
+
+/// `prima-convert merge-lora` (Formats/prima-checkpoint.md §6.2).
+@Suite struct LoraMergeTests {
+    static let convert = LoraAdapterTests.convert
+    static let verify = LoraAdapterTests.verify
+
+    /// The merged checkpoint matches PEFT's unmerged forward within the trace tolerances, its adapter is marked
+    /// merged (so it is not applied twice) and cannot be exported or merged again.
+    @Test(arguments: LoraAdapterTests.cases.map { [$0.adapter, $0.model, $0.role] })
+    func mergedModelMatchesPeft(_ names: [String]) throws {
+        let (_, adapted) = try LoraAdapterTests.adapted(names[0], names[1], names[2])
+        let merged = RuntimeTestSupport.temporaryDirectory() + "/merged.h5"
+        let result = try RuntimeTestSupport.run(Self.convert, ["merge-lora", adapted, "-o", merged])
+        try #require(result.status == 0, "\(result.stderr)")
+        let passed = try RuntimeTestSupport.run(Self.verify, [merged, "--trace", LoraAdapterTests.lora + "/\(names[0]).h5"])
+        #expect(passed.status == 0, "\(passed.stdout)\(passed.stderr)")
+        #expect(try RuntimeTestSupport.run(Self.verify, [merged]).status == 0)
+        let again = try RuntimeTestSupport.run(Self.convert, ["merge-lora", merged, "-o", merged + ".2"])
+        #expect(again.status == 2 && again.stderr.contains("no unmerged LoRA adapter"), "\(again.stderr)")
+        let export = try RuntimeTestSupport.run(Self.convert, ["export", merged, "--component", names[2], "--adapter", "default", "-o", merged + ".peft"])
+        #expect(export.status == 2 && export.stderr.contains("is merged into the base weights"), "\(export.stderr)")
+    }
+
+    /// f16 weights: each merged element is the exact W + scale·B·A (in double) rounded to f16, give or take the f32
+    /// roundings of the sum before it is narrowed (half an f16 ulp plus 2⁻²¹ of the terms' magnitudes).
+    @Test func halfPrecisionWeightsAreRoundedOnce() throws {
+        let (_, adapted) = try LoraAdapterTests.adapted("modernbert-fused", "modernbert-mlm-f16", "text_encoder")
+        let merged = RuntimeTestSupport.temporaryDirectory() + "/merged.h5"
+        #expect(try RuntimeTestSupport.run(Self.convert, ["merge-lora", adapted, "-o", merged]).status == 0)
+        let before = try Checkpoint(path: adapted).component(.textEncoder), after = try Checkpoint(path: merged).component(.textEncoder)
+        let (info, reader) = try before.loraAdapter("default")
+        for target in info.targets {
+            let old = try before.tensorRecords().first { $0.name == target }!
+            #expect(old.dtype == .f16)
+            let w = try before.readTensor(old).float32Values()
+            let m = try after.readTensor(try after.tensorRecords().first { $0.name == target }!).float32Values()
+            let records = try reader.tensorRecords()
+            let a = try reader.readTensor(records.first { $0.name == LoraAdapterInfo.aName(for: target) }!).float32Values()
+            let b = try reader.readTensor(records.first { $0.name == LoraAdapterInfo.bName(for: target) }!).float32Values()
+            let (rows, columns, rank) = (old.shape[0], old.shape[1], info.rank)
+            for i in 0..<rows {
+                for j in 0..<columns {
+                    var product = 0.0, magnitude = 0.0
+                    for k in 0..<rank {
+                        product += Double(b[i * rank + k]) * Double(a[k * columns + j])
+                        magnitude += abs(Double(b[i * rank + k]) * Double(a[k * columns + j]))
+                    }
+                    let exact = Double(w[i * columns + j]) + Double(info.scale) * product
+                    // The f32 sum carries a few roundings relative to its terms (not to the possibly cancelled sum).
+                    let f32Error = (abs(Double(w[i * columns + j])) + Double(info.scale) * magnitude) * 0x1p-21
+                    let ulp = Double(Float16(Float(exact)).ulp)
+                    #expect(abs(Double(m[i * columns + j]) - exact) <= ulp / 2 + f32Error, "\(target)[\(i), \(j)]")
+                }
+            }
+        }
+    }
+
+    /// Tied and int8 targets are refused before anything is written.
+    @Test func tiedAndQuantisedTargetsAreRefused() throws {
+        let (_, tied) = try LoraAdapterTests.adapted("qwen3-all-projections", "qwen3-tied-f32", "decoder")
+        let output = RuntimeTestSupport.temporaryDirectory() + "/out.h5"
+        let refusedTied = try RuntimeTestSupport.run(Self.convert, ["merge-lora", tied, "-o", output])
+        #expect(refusedTied.status == 2 && refusedTied.stderr.contains("target lm_head.weight is tied to another tensor"), "\(refusedTied.stderr)")
+        let (_, adapted) = try LoraAdapterTests.adapted("qwen3-all-projections", "qwen3-untied-f32", "decoder")
+        let quantized = RuntimeTestSupport.temporaryDirectory() + "/int8.h5"
+        #expect(try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-quantize"), ["--int8", adapted, "-o", quantized]).status == 0)
+        let refusedInt8 = try RuntimeTestSupport.run(Self.convert, ["merge-lora", quantized, "-o", output])
+        #expect(refusedInt8.status == 2 && refusedInt8.stderr.contains("is i8; merge into the float checkpoint, then quantise"), "\(refusedInt8.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: output))
     }
 }

@@ -16,7 +16,7 @@ struct PrimaConvertCommand: ParsableCommand {
         abstract: "Convert Hugging Face safetensors models to and from PRIMA checkpoints, and run their tokenizers.",
         discussion: "Exit status: 0 success, 1 the job failed, 2 bad usage or bad input. Format: Formats/prima-checkpoint.md.",
         version: CheckpointFormat.tool,
-        subcommands: [Import.self, Export.self, LoraImport.self, Inspect.self, Tokenize.self])
+        subcommands: [Import.self, Export.self, LoraImport.self, MergeLora.self, Inspect.self, Tokenize.self])
 
     static func main() { ToolMain.run(self, name: "prima-convert") }
 }
@@ -206,6 +206,45 @@ struct LoraImport: ParsableCommand {
                                                      overwrite: overwrite.force)
         print("\(role)/lora/\(summary.name): rank \(summary.rank), alpha \(summary.alpha), \(summary.targets.count) weights adapted")
         print("wrote \(summary.output)")
+    }
+}
+
+struct MergeLora: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "merge-lora",
+        abstract: "Write a copy of a checkpoint with its LoRA adapters merged into the base weights.",
+        discussion: """
+            Each adapted weight becomes W + scale · B A, computed in f32 and rounded once to the weight's dtype \
+            (Formats/prima-checkpoint.md §6.2). The adapters stay in the file, marked merged. Tied and int8 weights \
+            are refused: merge the float checkpoint, then quantise.
+            """)
+
+    @Argument(help: "The checkpoint (.h5).")
+    var checkpoint: String
+
+    @Option(help: "Only this component: image_encoder, text_encoder or decoder (default: all).")
+    var role: String?
+
+    @Option(help: "Only the adapter of this name (default: every unmerged adapter).")
+    var adapter: String?
+
+    @Option(name: .shortAndLong, help: "The checkpoint to write.")
+    var output: String
+
+    @OptionGroup var overwrite: OverwriteOptions
+
+    func validate() throws {
+        if let role, ComponentRole(rawValue: role) == nil {
+            throw ValidationError("--role must be image_encoder, text_encoder or decoder, not \"\(role)\"")
+        }
+    }
+
+    func run() throws {
+        let merged = try LoraMerger.run(checkpoint: checkpoint, roles: role.map { [ComponentRole(rawValue: $0)!] },
+                                        adapter: adapter, output: output, overwrite: overwrite.force)
+        let adapters = Set(merged.map { "\($0.role.rawValue)/lora/\($0.adapter)" }).sorted()
+        print("merged \(merged.count) weights from \(adapters.isEmpty ? "no adapters" : adapters.joined(separator: ", "))")
+        print("wrote \(output)")
     }
 }
 
