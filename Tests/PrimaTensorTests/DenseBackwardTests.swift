@@ -1,0 +1,235 @@
+import Foundation
+import PrimaTensor
+import PrimaTestSupport
+import Testing
+
+/// Backward passes of the dense ops (Linear and LoRA, int8 input gradient, LayerNorm, RMSNorm, activations, gated
+/// MLPs, softmax, cross-entropy, L2 normalisation, embedding lookup): each reference backward against float64
+/// central finite differences of a float64 forward written here (GradientCheck), each fast backward against its
+/// reference, on odd sizes, several seeds and every variant.
+@Suite struct DenseBackwardTests {
+    /// Reference backward vs float64 finite differences, relative to max|grad|. The references accumulate in
+    /// double, so what remains is f32: the gradients rounded to f32 and, for the norms, the saved f32 mean/rstd
+    /// (a few 1e-7 relative); the differences' own error is ~1e-10. Measured worst over this file 1.7e-7
+    /// (LayerNorm dγ; PRIMA_PRINT_GRADIENT_ERRORS=1 prints every value): 2e-6 leaves a margin of about 10.
+    static let referenceVersusNumeric = 2e-6
+    /// Fast backward vs reference backward, relative to max|grad|: f32 sums of `length` terms (sgemm, row sums)
+    /// each lose at most about length · 2⁻²⁴ relative in the worst case; real errors grow like √length, so
+    /// 4 ulps · √length + 8 ulps is still well above what is measured and far below a wrong formula's O(1).
+    static func fastVersusReference(length: Int) -> Double { (4 * Double(length).squareRoot() + 8) * 0x1p-24 }
+    /// A gradient accumulated onto a buffer P against P + the gradient computed alone, over `length` summed terms:
+    /// the row-by-row accumulations (LayerNorm dγ and dβ, RMSNorm dw, bias sums) round each of their `length`
+    /// additions at the scale of P instead of once, and sgemm with beta = 1 may group alpha·AB + beta·C as it likes;
+    /// so the same bound as a sum of that length (measured worst 0.7 of it, LayerNorm dβ over 9 rows).
+    static func accumulation(length: Int) -> Double { fastVersusReference(length: length) }
+
+    // MARK: - Helpers
+
+    /// Float64 central differences of `loss` over the concatenation of `pieces`, split back into pieces.
+    static func numeric(_ pieces: [[Float]], _ loss: ([[Double]]) -> Double) -> [[Double]] {
+        let counts = pieces.map(\.count)
+        func split(_ flat: [Double]) -> [[Double]] {
+            var result: [[Double]] = [], start = 0
+            for count in counts {
+                result.append(Array(flat[start..<start + count]))
+                start += count
+            }
+            return result
+        }
+        let flat = pieces.flatMap { $0.map(Double.init) }
+        return split(GradientCheck.numeric({ loss(split($0)) }, at: flat))
+    }
+
+    /// Expects `a` within `tolerance` of `b` relative to max|b|, naming the first differing value on failure.
+    static func expectClose(_ a: [Float], _ b: [Double], _ tolerance: Double, _ what: String,
+                            sourceLocation: SourceLocation = #_sourceLocation) {
+        let error = GradientCheck.relativeError(a, b)
+        // PRIMA_PRINT_GRADIENT_ERRORS=1 prints every measured error, to see the tolerances' margins.
+        if ProcessInfo.processInfo.environment["PRIMA_PRINT_GRADIENT_ERRORS"] != nil {
+            print("gradient error \(what): \(error) (tolerance \(tolerance))")
+        }
+        let bound = tolerance * max(b.map(abs).max() ?? 0, 1e-30)
+        let first = a.indices.first { abs(Double(a[$0]) - b[$0]) > bound }
+        #expect(error <= tolerance,
+                "\(what): relative error \(error) > \(tolerance); first at \(first ?? -1): \(first.map { "\(a[$0]) vs \(b[$0])" } ?? "")",
+                sourceLocation: sourceLocation)
+    }
+
+    static func expectClose(_ a: [Float], _ b: [Float], _ tolerance: Double, _ what: String,
+                            sourceLocation: SourceLocation = #_sourceLocation) {
+        expectClose(a, b.map(Double.init), tolerance, what, sourceLocation: sourceLocation)
+    }
+
+
+    static func tensor(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
+        Tensor(shape: shape, float32: GradientCheck.random(shape.reduce(1, *), seed: seed, scale: scale))
+    }
+
+    static func zeros(_ shape: [Int]) -> Tensor { Tensor(zeros: shape, dtype: .f32) }
+
+    static func copy(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, float32: t.float32Values()) }
+
+    /// x [N, K] · W[M, K]ᵀ in double.
+    static func matmulT(_ x: [Double], _ w: [Double], n: Int, k: Int, m: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: n * m)
+        for row in 0..<n { for o in 0..<m {
+            var sum = 0.0
+            for i in 0..<k { sum += x[row * k + i] * w[o * k + i] }
+            out[row * m + o] = sum
+        } }
+        return out
+    }
+
+    // MARK: - Linear
+
+    struct LinearCase: CustomTestStringConvertible, Sendable {
+        let n: Int, k: Int, m: Int, bias: Bool, seed: UInt64
+        var testDescription: String { "N\(n) K\(k) M\(m)\(bias ? " bias" : "") seed \(seed)" }
+    }
+
+    static let linearCases: [LinearCase] = [
+        LinearCase(n: 7, k: 13, m: 11, bias: true, seed: 1), LinearCase(n: 7, k: 13, m: 11, bias: false, seed: 2),
+        LinearCase(n: 1, k: 9, m: 7, bias: true, seed: 3), LinearCase(n: 5, k: 17, m: 3, bias: true, seed: 4),
+    ]
+
+    @Test(arguments: linearCases)
+    func linearReferenceMatchesFiniteDifferences(_ c: LinearCase) {
+        let x = Self.tensor([c.n, c.k], seed: c.seed), w = Self.tensor([c.m, c.k], seed: c.seed + 100)
+        let b = c.bias ? Self.tensor([c.m], seed: c.seed + 200) : nil
+        let g = GradientCheck.random(c.n * c.m, seed: c.seed + 300)
+        let dw = Self.zeros([c.m, c.k]), db = c.bias ? Self.zeros([c.m]) : nil
+        let dx = Linear.backwardReference(Tensor(shape: [c.n, c.m], float32: g), x: x, weight: w, weightGradient: dw,
+                                          biasGradient: db)!
+        let pieces = [x.float32Values(), w.float32Values()] + (b.map { [$0.float32Values()] } ?? [])
+        let numeric = Self.numeric(pieces) { p in
+            var y = Self.matmulT(p[0], p[1], n: c.n, k: c.k, m: c.m)
+            if c.bias { for row in 0..<c.n { for o in 0..<c.m { y[row * c.m + o] += p[2][o] } } }
+            return GradientCheck.contract(y, with: g.map(Double.init))
+        }
+        Self.expectClose(dx.float32Values(), numeric[0], Self.referenceVersusNumeric, "dx")
+        Self.expectClose(dw.float32Values(), numeric[1], Self.referenceVersusNumeric, "dW")
+        if let db { Self.expectClose(db.float32Values(), numeric[2], Self.referenceVersusNumeric, "db") }
+    }
+
+    @Test(arguments: [(7, 13, 11, UInt64(1)), (33, 97, 65, 2), (97, 33, 7, 3), (1, 129, 31, 4)])
+    func linearFastMatchesReference(_ n: Int, _ k: Int, _ m: Int, _ seed: UInt64) {
+        let x = Self.tensor([n, k], seed: seed), w = Self.tensor([m, k], seed: seed + 1)
+        let dy = Self.tensor([n, m], seed: seed + 2)
+        let fast = (dw: Self.zeros([m, k]), db: Self.zeros([m])), reference = (dw: Self.zeros([m, k]), db: Self.zeros([m]))
+        let dx = Linear.backward(dy, x: x, weight: w, weightGradient: fast.dw, biasGradient: fast.db)!
+        let dxReference = Linear.backwardReference(dy, x: x, weight: w, weightGradient: reference.dw, biasGradient: reference.db)!
+        Self.expectClose(dx.float32Values(), dxReference.float32Values(), Self.fastVersusReference(length: m), "dx")
+        Self.expectClose(fast.dw.float32Values(), reference.dw.float32Values(), Self.fastVersusReference(length: n), "dW")
+        Self.expectClose(fast.db.float32Values(), reference.db.float32Values(), Self.fastVersusReference(length: n), "db")
+    }
+
+    @Test func linearAccumulatesAndSkipsFrozenParameters() {
+        let (n, k, m) = (9, 21, 13)
+        let x = Self.tensor([n, k], seed: 5), w = Self.tensor([m, k], seed: 6), dy = Self.tensor([n, m], seed: 7)
+        let priorW = Self.tensor([m, k], seed: 8), priorB = Self.tensor([m], seed: 9)
+        for backward in [Linear.backward, Linear.backwardReference] {
+            let aloneW = Self.zeros([m, k]), aloneB = Self.zeros([m])
+            let dx = backward(dy, x, w, aloneW, aloneB, true)!
+            let dw = Self.copy(priorW), db = Self.copy(priorB)
+            #expect(backward(dy, x, w, dw, db, false) == nil, "no dx was asked for")
+            let expectW = zip(priorW.float32Values(), aloneW.float32Values()).map { Double($0) + Double($1) }
+            let expectB = zip(priorB.float32Values(), aloneB.float32Values()).map { Double($0) + Double($1) }
+            Self.expectClose(dw.float32Values(), expectW, Self.accumulation(length: n), "dW accumulated")
+            Self.expectClose(db.float32Values(), expectB, Self.accumulation(length: n), "db accumulated")
+            // Frozen weight and bias: the same dx, bit for bit.
+            let frozen = backward(dy, x, w, nil, nil, true)!
+            #expect(frozen.float32Values() == dx.float32Values())
+        }
+    }
+
+    // MARK: - LoRA
+
+    @Test(arguments: [(7, 13, 11, 3, true, UInt64(1)), (5, 17, 9, 1, false, 2), (3, 8, 5, 4, true, 3)])
+    func loraReferenceMatchesFiniteDifferences(_ n: Int, _ k: Int, _ m: Int, _ r: Int, _ bias: Bool, _ seed: UInt64) {
+        let x = Self.tensor([n, k], seed: seed), w = Self.tensor([m, k], seed: seed + 1)
+        let b = bias ? Self.tensor([m], seed: seed + 2) : nil
+        let lora = Linear.LoRA(a: Self.tensor([r, k], seed: seed + 3), b: Self.tensor([m, r], seed: seed + 4), alpha: 2 * Float(r) + 1)
+        let g = GradientCheck.random(n * m, seed: seed + 5)
+        let dy = Tensor(shape: [n, m], float32: g)
+        let (_, hidden) = Linear.forwardReference(x, weight: w, bias: b, lora: lora)
+        let da = Self.zeros([r, k]), dbl = Self.zeros([m, r])
+        let dx = Linear.backwardReference(dy, x: x, weight: w)!
+        Linear.loraBackwardReference(dy, x: x, hidden: hidden, lora: lora, aGradient: da, bGradient: dbl, addingInputGradientTo: dx)
+        let s = Double(lora.scaling), bv = b?.float32Values().map(Double.init)
+        let numeric = Self.numeric([x.float32Values(), lora.a.float32Values(), lora.b.float32Values()]) { p in
+            var y = Self.matmulT(p[0], w.float32Values().map(Double.init), n: n, k: k, m: m)
+            let h = Self.matmulT(p[0], p[1], n: n, k: k, m: r)
+            let adapter = Self.matmulT(h, p[2], n: n, k: r, m: m)
+            for row in 0..<n { for o in 0..<m { y[row * m + o] += (bv?[o] ?? 0) + s * adapter[row * m + o] } }
+            return GradientCheck.contract(y, with: g.map(Double.init))
+        }
+        Self.expectClose(dx.float32Values(), numeric[0], Self.referenceVersusNumeric, "dx")
+        Self.expectClose(da.float32Values(), numeric[1], Self.referenceVersusNumeric, "dA")
+        Self.expectClose(dbl.float32Values(), numeric[2], Self.referenceVersusNumeric, "dB")
+    }
+
+    @Test(arguments: [(33, 97, 65, 8, UInt64(1)), (7, 13, 11, 3, 2), (97, 45, 31, 16, 3)])
+    func loraFastMatchesReference(_ n: Int, _ k: Int, _ m: Int, _ r: Int, _ seed: UInt64) {
+        let x = Self.tensor([n, k], seed: seed), w = Self.tensor([m, k], seed: seed + 1), bias = Self.tensor([m], seed: seed + 2)
+        let lora = Linear.LoRA(a: Self.tensor([r, k], seed: seed + 3), b: Self.tensor([m, r], seed: seed + 4), alpha: 16, useRSLoRA: seed == 2)
+        // Forward: sgemm + sgemm against the double reference, sums of K and r terms.
+        let (y, hidden) = Linear.forward(x, weight: w, bias: bias, lora: lora)
+        let (yReference, hiddenReference) = Linear.forwardReference(x, weight: w, bias: bias, lora: lora)
+        Self.expectClose(y.float32Values(), yReference.float32Values(), Self.fastVersusReference(length: k + r), "y")
+        Self.expectClose(hidden.float32Values(), hiddenReference.float32Values(), Self.fastVersusReference(length: k), "hidden")
+        let dy = Self.tensor([n, m], seed: seed + 5)
+        let (daFast, dbFast, daReference, dbReference) = (Self.zeros([r, k]), Self.zeros([m, r]), Self.zeros([r, k]), Self.zeros([m, r]))
+        let dx = Linear.backward(dy, x: x, weight: w)!
+        Linear.loraBackward(dy, x: x, hidden: hidden, lora: lora, aGradient: daFast, bGradient: dbFast, addingInputGradientTo: dx)
+        let dxReference = Linear.backwardReference(dy, x: x, weight: w)!
+        Linear.loraBackwardReference(dy, x: x, hidden: hidden, lora: lora, aGradient: daReference, bGradient: dbReference,
+                                     addingInputGradientTo: dxReference)
+        Self.expectClose(dx.float32Values(), dxReference.float32Values(), Self.fastVersusReference(length: m + r), "dx")
+        Self.expectClose(daFast.float32Values(), daReference.float32Values(), Self.fastVersusReference(length: n + m), "dA")
+        Self.expectClose(dbFast.float32Values(), dbReference.float32Values(), Self.fastVersusReference(length: n), "dB")
+        // Only B trains (A frozen): dB identical, dA untouched.
+        let dbOnly = Self.zeros([m, r])
+        Linear.loraBackward(dy, x: x, hidden: hidden, lora: lora, bGradient: dbOnly)
+        #expect(dbOnly.float32Values() == dbFast.float32Values())
+    }
+
+    @Test func loraWithZeroBEqualsBaseLayer() {
+        // PEFT initialises B to zero: the adapted layer's output is then the base layer's, bit for bit.
+        let x = Self.tensor([7, 13], seed: 1), w = Self.tensor([11, 13], seed: 2), bias = Self.tensor([11], seed: 3)
+        let lora = Linear.LoRA(a: Self.tensor([4, 13], seed: 4), b: Self.zeros([11, 4]), alpha: 8)
+        #expect(Linear.forward(x, weight: w, bias: bias, lora: lora).output.float32Values()
+                == Linear.forward(x, weight: w, bias: bias).float32Values())
+        #expect(lora.scaling == 2 && Linear.LoRA(a: lora.a, b: lora.b, alpha: 8, useRSLoRA: true).scaling == 4)
+    }
+
+    // MARK: - Int8 input gradient
+
+    /// Seeded int8 values in [-127, 127] and positive scales.
+    static func int8Weight(n: Int, k: Int, blockSize: Int, seed: UInt64) -> (values: Tensor, scales: Tensor) {
+        var rng = SplitMix64(seed: seed)
+        let values = Tensor(zeros: [n, k], dtype: .i8)
+        let q = values.storage.bytes.bindMemory(to: Int8.self)
+        for i in 0..<n * k { q[i] = Int8(Int(rng.next() % 255) - 127) }
+        let blocks = (k + min(blockSize, k) - 1) / min(blockSize, k)
+        let scales = Tensor(shape: [n, blocks], float32: (0..<n * blocks).map { _ in (rng.uniform() + 1.5) / 127 })
+        return (values, scales)
+    }
+
+    @Test(arguments: [(7, 11, 37, 8, UInt64(1)), (5, 9, 13, 13, 2), (3, 70, 33, 32, 3)])
+    func int8InputGradient(_ rows: Int, _ n: Int, _ k: Int, _ blockSize: Int, _ seed: UInt64) {
+        // n = 70 > dequantizedRowsPerBlock exercises a second, partial block of weight rows.
+        let (values, scales) = Self.int8Weight(n: n, k: k, blockSize: blockSize, seed: seed)
+        let x = Self.tensor([rows, k], seed: seed + 1), g = GradientCheck.random(rows * n, seed: seed + 2)
+        let dy = Tensor(shape: [rows, n], float32: g)
+        let reference = Int8Linear.inputGradientReference(dy, values: values, scales: scales, blockSize: blockSize)
+        let q = values.withUnsafeBytes { Array($0.bindMemory(to: Int8.self)) }, s = scales.float32Values()
+        let blocks = scales.shape[1], block = min(blockSize, k)
+        let dequantised = (0..<n * k).map { Double(Float(q[$0]) * s[($0 / k) * blocks + ($0 % k) / block]) }
+        let numeric = Self.numeric([x.float32Values()]) { p in
+            GradientCheck.contract(Self.matmulT(p[0], dequantised, n: rows, k: k, m: n), with: g.map(Double.init))
+        }
+        Self.expectClose(reference.float32Values(), numeric[0], Self.referenceVersusNumeric, "dx (reference)")
+        let fast = Int8Linear.inputGradient(dy, values: values, scales: scales, blockSize: blockSize)
+        Self.expectClose(fast.float32Values(), reference.float32Values(), Self.fastVersusReference(length: n), "dx (fast)")
+    }
+}
