@@ -232,4 +232,155 @@ import Testing
         let fast = Int8Linear.inputGradient(dy, values: values, scales: scales, blockSize: blockSize)
         Self.expectClose(fast.float32Values(), reference.float32Values(), Self.fastVersusReference(length: n), "dx (fast)")
     }
+
+    // MARK: - LayerNorm and RMSNorm
+
+    struct NormCase: CustomTestStringConvertible, Sendable {
+        let n: Int, c: Int, weight: Bool, bias: Bool, seed: UInt64, offset: Float
+        var testDescription: String { "N\(n) C\(c)\(weight ? " weight" : "")\(bias ? " bias" : "") seed \(seed) offset \(offset)" }
+    }
+
+    /// Every variant of LayerNorm (γ and β present or not), odd widths below and above one 16-lane vector, and rows
+    /// with a mean far from zero (offset), where a careless backward cancels.
+    static let layerNormCases: [NormCase] = [
+        NormCase(n: 7, c: 13, weight: true, bias: true, seed: 1, offset: 0), NormCase(n: 5, c: 33, weight: true, bias: false, seed: 2, offset: 3),
+        NormCase(n: 3, c: 17, weight: false, bias: false, seed: 3, offset: 0), NormCase(n: 4, c: 7, weight: false, bias: true, seed: 4, offset: -2),
+    ]
+
+    static func normInputs(_ c: NormCase) -> (x: Tensor, weight: Tensor?, bias: Tensor?, g: [Float]) {
+        let x = Tensor(shape: [c.n, c.c], float32: GradientCheck.random(c.n * c.c, seed: c.seed, scale: 2).map { $0 + c.offset })
+        let weight = c.weight ? Tensor(shape: [c.c], float32: GradientCheck.random(c.c, seed: c.seed + 1).map { $0 + 1 }) : nil
+        let bias = c.bias ? Self.tensor([c.c], seed: c.seed + 2) : nil
+        return (x, weight, bias, GradientCheck.random(c.n * c.c, seed: c.seed + 3))
+    }
+
+    @Test(arguments: layerNormCases)
+    func layerNormReferenceMatchesFiniteDifferences(_ c: NormCase) {
+        let eps: Float = 1e-5
+        let (x, weight, bias, g) = Self.normInputs(c)
+        let (_, mean, rstd) = Normalization.layerNormTraining(x, weight: weight, bias: bias, eps: eps)
+        let dw = weight.map { Self.zeros($0.shape) }, db = bias.map { Self.zeros($0.shape) }
+        let dx = Normalization.layerNormBackwardReference(Tensor(shape: x.shape, float32: g), x: x, weight: weight, mean: mean,
+                                                          rstd: rstd, weightGradient: dw, biasGradient: db)
+        var pieces = [x.float32Values()]
+        if let weight { pieces.append(weight.float32Values()) }
+        if let bias { pieces.append(bias.float32Values()) }
+        let numeric = Self.numeric(pieces) { p in
+            var y = [Double](repeating: 0, count: c.n * c.c)
+            for row in 0..<c.n {
+                let values = p[0][row * c.c..<(row + 1) * c.c]
+                let m = values.reduce(0, +) / Double(c.c)
+                let variance = values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(c.c)
+                for j in 0..<c.c {
+                    y[row * c.c + j] = (p[0][row * c.c + j] - m) / (variance + Double(eps)).squareRoot() * (c.weight ? p[1][j] : 1)
+                        + (c.bias ? p[c.weight ? 2 : 1][j] : 0)
+                }
+            }
+            return GradientCheck.contract(y, with: g.map(Double.init))
+        }
+        Self.expectClose(dx.float32Values(), numeric[0], Self.referenceVersusNumeric, "dx")
+        if let dw { Self.expectClose(dw.float32Values(), numeric[1], Self.referenceVersusNumeric, "dγ") }
+        if let db { Self.expectClose(db.float32Values(), numeric[c.weight ? 2 : 1], Self.referenceVersusNumeric, "dβ") }
+    }
+
+    @Test(arguments: layerNormCases + [NormCase(n: 33, c: 97, weight: true, bias: true, seed: 5, offset: 10),
+                                       NormCase(n: 13, c: 768, weight: true, bias: false, seed: 6, offset: 0)])
+    func layerNormFastMatchesReference(_ c: NormCase) {
+        let (x, weight, bias, g) = Self.normInputs(c)
+        let dy = Tensor(shape: x.shape, float32: g)
+        let (y, mean, rstd) = Normalization.layerNormTraining(x, weight: weight, bias: bias, eps: 1e-5)
+        let dw = weight.map { _ in Self.zeros([c.c]) }, db = bias.map { _ in Self.zeros([c.c]) }
+        let dwReference = weight.map { _ in Self.zeros([c.c]) }, dbReference = bias.map { _ in Self.zeros([c.c]) }
+        let dx = Normalization.layerNormBackward(dy, x: x, weight: weight, mean: mean, rstd: rstd, weightGradient: dw, biasGradient: db)
+        let dxReference = Normalization.layerNormBackwardReference(dy, x: x, weight: weight, mean: mean, rstd: rstd,
+                                                                   weightGradient: dwReference, biasGradient: dbReference)
+        // dx: two f32 row sums of C terms; dγ, dβ: sums over N rows.
+        Self.expectClose(dx.float32Values(), dxReference.float32Values(), Self.fastVersusReference(length: c.c), "dx")
+        if let dw, let dwReference { Self.expectClose(dw.float32Values(), dwReference.float32Values(), Self.fastVersusReference(length: c.n), "dγ") }
+        if let db, let dbReference { Self.expectClose(db.float32Values(), dbReference.float32Values(), Self.fastVersusReference(length: c.n), "dβ") }
+        // The saved statistics are the kernel's: the training forward's output is the inference forward's, bit for bit,
+        // and re-applying the saved mean and rstd with the kernel's arithmetic reproduces those bits.
+        let inference = Normalization.layerNorm(x, weight: weight, bias: bias, eps: 1e-5).float32Values()
+        #expect(y.float32Values().map(\.bitPattern) == inference.map(\.bitPattern))
+        let (xs, means, rstds, gamma, beta) = (x.float32Values(), mean.float32Values(), rstd.float32Values(),
+                                                weight?.float32Values(), bias?.float32Values())
+        let rebuilt = xs.indices.map { i -> Float in
+            let row = i / c.c, j = i % c.c
+            var v = xs[i] * rstds[row] + (-means[row] * rstds[row])
+            if let gamma { v *= gamma[j] }
+            if let beta { v += beta[j] }
+            return v
+        }
+        #expect(rebuilt.map(\.bitPattern) == inference.map(\.bitPattern), "saved mean/rstd are not the kernel's")
+        // Frozen γ and β: the same dx, bit for bit.
+        #expect(Normalization.layerNormBackward(dy, x: x, weight: weight, mean: mean, rstd: rstd).float32Values() == dx.float32Values())
+    }
+
+    /// RMSNorm rows: a plain [N, C] case and Qwen3's per-head q/k norm shape [N·H, D] (one weight [D] for all heads).
+    static let rmsNormCases: [NormCase] = [
+        NormCase(n: 7, c: 13, weight: true, bias: false, seed: 1, offset: 0), NormCase(n: 5 * 3, c: 16, weight: true, bias: false, seed: 2, offset: 0.5),
+        NormCase(n: 3, c: 33, weight: true, bias: false, seed: 3, offset: -1),
+    ]
+
+    @Test(arguments: rmsNormCases)
+    func rmsNormReferenceMatchesFiniteDifferences(_ c: NormCase) {
+        let eps: Float = 1e-6
+        let (x, weight, _, g) = Self.normInputs(c)
+        let (_, rstd) = Normalization.rmsNormTraining(x, weight: weight!, eps: eps)
+        let dw = Self.zeros([c.c])
+        let dx = Normalization.rmsNormBackwardReference(Tensor(shape: x.shape, float32: g), x: x, weight: weight!, rstd: rstd, weightGradient: dw)
+        let numeric = Self.numeric([x.float32Values(), weight!.float32Values()]) { p in
+            var y = [Double](repeating: 0, count: c.n * c.c)
+            for row in 0..<c.n {
+                let squares = p[0][row * c.c..<(row + 1) * c.c].reduce(0) { $0 + $1 * $1 }
+                let scale = 1 / (squares / Double(c.c) + Double(eps)).squareRoot()
+                for j in 0..<c.c { y[row * c.c + j] = p[1][j] * p[0][row * c.c + j] * scale }
+            }
+            return GradientCheck.contract(y, with: g.map(Double.init))
+        }
+        Self.expectClose(dx.float32Values(), numeric[0], Self.referenceVersusNumeric, "dx")
+        Self.expectClose(dw.float32Values(), numeric[1], Self.referenceVersusNumeric, "dw")
+    }
+
+    @Test(arguments: rmsNormCases + [NormCase(n: 33 * 4, c: 128, weight: true, bias: false, seed: 4, offset: 0),
+                                     NormCase(n: 13, c: 97, weight: true, bias: false, seed: 5, offset: 2)])
+    func rmsNormFastMatchesReference(_ c: NormCase) {
+        let (x, weight, _, g) = Self.normInputs(c)
+        let dy = Tensor(shape: x.shape, float32: g)
+        let (y, rstd) = Normalization.rmsNormTraining(x, weight: weight!, eps: 1e-6)
+        let (dw, dwReference) = (Self.zeros([c.c]), Self.zeros([c.c]))
+        let dx = Normalization.rmsNormBackward(dy, x: x, weight: weight!, rstd: rstd, weightGradient: dw)
+        let dxReference = Normalization.rmsNormBackwardReference(dy, x: x, weight: weight!, rstd: rstd, weightGradient: dwReference)
+        Self.expectClose(dx.float32Values(), dxReference.float32Values(), Self.fastVersusReference(length: c.c), "dx")
+        Self.expectClose(dw.float32Values(), dwReference.float32Values(), Self.fastVersusReference(length: c.n), "dw")
+        let inference = Normalization.rmsNorm(x, weight: weight!, eps: 1e-6).float32Values()
+        #expect(y.float32Values().map(\.bitPattern) == inference.map(\.bitPattern))
+        let (xs, rstds, w) = (x.float32Values(), rstd.float32Values(), weight!.float32Values())
+        let rebuilt = xs.indices.map { w[$0 % c.c] * (xs[$0] * rstds[$0 / c.c]) }
+        #expect(rebuilt.map(\.bitPattern) == inference.map(\.bitPattern), "saved rstd is not the kernel's")
+        #expect(Normalization.rmsNormBackward(dy, x: x, weight: weight!, rstd: rstd).float32Values() == dx.float32Values())
+    }
+
+    @Test func normGradientsAccumulate() {
+        let c = NormCase(n: 9, c: 21, weight: true, bias: true, seed: 7, offset: 0)
+        let (x, weight, bias, g) = Self.normInputs(c)
+        let dy = Tensor(shape: x.shape, float32: g)
+        let (_, mean, rstd) = Normalization.layerNormTraining(x, weight: weight, bias: bias, eps: 1e-5)
+        let (_, rmsRstd) = Normalization.rmsNormTraining(x, weight: weight!, eps: 1e-6)
+        let (priorW, priorB) = (Self.tensor([c.c], seed: 8), Self.tensor([c.c], seed: 9))
+        func sum(_ a: Tensor, _ b: Tensor) -> [Double] { zip(a.float32Values(), b.float32Values()).map { Double($0) + Double($1) } }
+        for reference in [false, true] {
+            let layer = reference ? Normalization.layerNormBackwardReference : Normalization.layerNormBackward
+            let rms = reference ? Normalization.rmsNormBackwardReference : Normalization.rmsNormBackward
+            let (aloneW, aloneB, dw, db) = (Self.zeros([c.c]), Self.zeros([c.c]), Self.copy(priorW), Self.copy(priorB))
+            _ = layer(dy, x, weight, mean, rstd, aloneW, aloneB)
+            _ = layer(dy, x, weight, mean, rstd, dw, db)
+            Self.expectClose(dw.float32Values(), sum(priorW, aloneW), Self.accumulation(length: c.n), "LayerNorm dγ accumulated")
+            Self.expectClose(db.float32Values(), sum(priorB, aloneB), Self.accumulation(length: c.n), "LayerNorm dβ accumulated")
+            let (aloneRMS, dwRMS) = (Self.zeros([c.c]), Self.copy(priorW))
+            _ = rms(dy, x, weight!, rmsRstd, aloneRMS)
+            _ = rms(dy, x, weight!, rmsRstd, dwRMS)
+            Self.expectClose(dwRMS.float32Values(), sum(priorW, aloneRMS), Self.accumulation(length: c.n), "RMSNorm dw accumulated")
+        }
+    }
 }
