@@ -383,4 +383,83 @@ import Testing
             Self.expectClose(dwRMS.float32Values(), sum(priorW, aloneRMS), Self.accumulation(length: c.n), "RMSNorm dw accumulated")
         }
     }
+
+    // MARK: - Activations and gated MLPs
+
+    static let activations: [Elementwise.Activation] = [.gelu, .geluTanh, .silu]
+
+    /// Inputs over the activations' interesting range: around 0, the knees near ±2, the tails out to ±9.
+    static func activationInput(_ count: Int, seed: UInt64) -> [Float] {
+        GradientCheck.random(count, seed: seed, scale: 4) + [0, -0.5, 0.5, 9, -9]
+    }
+
+    @Test(arguments: activations)
+    func activationBackward(_ activation: Elementwise.Activation) {
+        for seed in UInt64(1)...3 {
+            let values = Self.activationInput(97, seed: seed)
+            let x = Tensor(shape: [values.count], float32: values), g = GradientCheck.random(values.count, seed: seed + 10)
+            let reference = Elementwise.backwardReference(activation, Tensor(shape: x.shape, float32: g), x: x)
+            // The activation is elementwise, so the whole gradient comes from one pass of differences.
+            let numeric = Self.numeric([values]) { p in
+                GradientCheck.contract(p[0].map { activation.valueAndDerivative($0).value }, with: g.map(Double.init))
+            }
+            Self.expectClose(reference.float32Values(), numeric[0], Self.referenceVersusNumeric, "\(activation) dx (reference)")
+            let fast = Elementwise.backward(activation, Tensor(shape: x.shape, float32: g), x: x)
+            Self.expectClose(fast.float32Values(), reference.float32Values(), Self.activationFastVersusReference, "\(activation) dx (fast)")
+        }
+    }
+
+    /// The f32 derivative against the double one, relative to max|grad|: libm erf/exp/tanh in f32 (≤ 1–2 ulps each)
+    /// and a handful of roundings; the tanh form's 1 − t² loses a little more where t² is near 1.
+    static let activationFastVersusReference = 16 * 0x1p-24
+
+    @Test(arguments: activations)
+    func gatedBackward(_ activation: Elementwise.Activation) {
+        let (n, inner) = (5, 13)
+        for seed in UInt64(1)...2 {
+            let values = GradientCheck.random(n * 2 * inner, seed: seed, scale: 4)
+            let fused = Tensor(shape: [n, 2 * inner], float32: values), g = GradientCheck.random(n * inner, seed: seed + 10)
+            let dy = Tensor(shape: [n, inner], float32: g)
+            // Halves: the activated first half times the second (ModernBERT's GeGLU; Qwen3's SwiGLU with gate_proj
+            // and up_proj as the halves).
+            let reference = Elementwise.gatedHalvesBackwardReference(activation, dy, x: fused)
+            let numeric = Self.numeric([values]) { p in
+                var y = [Double](repeating: 0, count: n * inner)
+                for row in 0..<n { for i in 0..<inner {
+                    y[row * inner + i] = activation.valueAndDerivative(p[0][row * 2 * inner + i]).value * p[0][row * 2 * inner + inner + i]
+                } }
+                return GradientCheck.contract(y, with: g.map(Double.init))
+            }
+            Self.expectClose(reference.float32Values(), numeric[0], Self.referenceVersusNumeric, "\(activation) gated halves (reference)")
+            let fast = Elementwise.gatedHalvesBackward(activation, dy, x: fused)
+            Self.expectClose(fast.float32Values(), reference.float32Values(), Self.activationFastVersusReference, "\(activation) gated halves (fast)")
+            // Separate tensors: the same numbers as the halves.
+            let (a, b) = (Elementwise.columns(fused, start: 0, count: inner), Elementwise.columns(fused, start: inner, count: inner))
+            let (da, db) = Elementwise.gatedBackward(activation, dy, x: a, gate: b)
+            let (daReference, dbReference) = Elementwise.gatedBackwardReference(activation, dy, x: a, gate: b)
+            #expect(da.float32Values() == Elementwise.columns(fast, start: 0, count: inner).float32Values()
+                    && db.float32Values() == Elementwise.columns(fast, start: inner, count: inner).float32Values(), "gated vs halves (fast)")
+            #expect(daReference.float32Values() == Elementwise.columns(reference, start: 0, count: inner).float32Values()
+                    && dbReference.float32Values() == Elementwise.columns(reference, start: inner, count: inner).float32Values(),
+                    "gated vs halves (reference)")
+        }
+    }
+
+    @Test func layerScaleBackward() {
+        let (n, c) = (7, 13)
+        let a = Self.tensor([n, c], seed: 1), b = Self.tensor([n, c], seed: 2), scale = Self.tensor([c], seed: 3)
+        let g = GradientCheck.random(n * c, seed: 4), dy = Tensor(shape: [n, c], float32: g)
+        let ds = Self.zeros([c])
+        let (da, db) = Elementwise.addScaledBackwardReference(dy, b: b, scale: scale, scaleGradient: ds)
+        let numeric = Self.numeric([a.float32Values(), b.float32Values(), scale.float32Values()]) { p in
+            GradientCheck.contract((0..<n * c).map { p[0][$0] + p[2][$0 % c] * p[1][$0] }, with: g.map(Double.init))
+        }
+        Self.expectClose(da.float32Values(), numeric[0], Self.referenceVersusNumeric, "da")
+        Self.expectClose(db.float32Values(), numeric[1], Self.referenceVersusNumeric, "db")
+        Self.expectClose(ds.float32Values(), numeric[2], Self.referenceVersusNumeric, "dscale")
+        let dsFast = Self.zeros([c])
+        let (daFast, dbFast) = Elementwise.addScaledBackward(dy, b: b, scale: scale, scaleGradient: dsFast)
+        #expect(daFast.float32Values() == da.float32Values() && dbFast.float32Values() == db.float32Values())
+        Self.expectClose(dsFast.float32Values(), ds.float32Values(), Self.fastVersusReference(length: n), "dscale (fast)")
+    }
 }
