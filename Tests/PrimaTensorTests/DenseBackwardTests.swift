@@ -462,4 +462,157 @@ import Testing
         #expect(daFast.float32Values() == da.float32Values() && dbFast.float32Values() == db.float32Values())
         Self.expectClose(dsFast.float32Values(), ds.float32Values(), Self.fastVersusReference(length: n), "dscale (fast)")
     }
+
+    // MARK: - Softmax, cross-entropy, L2 normalisation
+
+    @Test(arguments: [(7, 13, UInt64(1)), (3, 33, 2), (5, 1, 3)])
+    func softmaxBackward(_ n: Int, _ c: Int, _ seed: UInt64) {
+        let x = Self.tensor([n, c], seed: seed, scale: 5), g = GradientCheck.random(n * c, seed: seed + 1)
+        let dy = Tensor(shape: [n, c], float32: g)
+        let p = Loss.softmax(x)
+        // The forward: f32 with the vectorised exp against double (a few ulps of each probability).
+        Self.expectClose(p.float32Values(), Loss.softmaxReference(x).float32Values(), Self.fastVersusReference(length: c), "softmax")
+        let reference = Loss.softmaxBackwardReference(dy, probabilities: p)
+        let numeric = Self.numeric([x.float32Values()]) { q in
+            var y = [Double](repeating: 0, count: n * c)
+            for row in 0..<n {
+                let values = q[0][row * c..<(row + 1) * c], top = values.max()!
+                let total = values.reduce(0) { $0 + exp($1 - top) }
+                for j in 0..<c { y[row * c + j] = exp(q[0][row * c + j] - top) / total }
+            }
+            return GradientCheck.contract(y, with: g.map(Double.init))
+        }
+        // c = 1: softmax is constant, the gradient exactly zero (relativeError then is the absolute difference).
+        Self.expectClose(reference.float32Values(), numeric[0], Self.referenceVersusNumeric, "dx (reference)")
+        let fast = Loss.softmaxBackward(dy, probabilities: p)
+        Self.expectClose(fast.float32Values(), reference.float32Values(), Self.fastVersusReference(length: c), "dx (fast)")
+    }
+
+    /// Float64 mean cross-entropy of rows of `x` restricted to `columns` (all columns when nil).
+    static func crossEntropy64(_ x: [Double], v: Int, columns: [Int]?, labels: [Int]) -> Double {
+        var total = 0.0, count = 0
+        for (row, label) in labels.enumerated() where label != Loss.ignoreIndex {
+            let values = (columns ?? Array(0..<v)).map { x[row * v + $0] }
+            let top = values.max()!
+            total += top + log(values.reduce(0) { $0 + exp($1 - top) }) - values[label]
+            count += 1
+        }
+        return total / Double(count)
+    }
+
+    struct CrossEntropyCase: CustomTestStringConvertible, Sendable {
+        let n: Int, v: Int, labels: [Int], columns: [Int]?, seed: UInt64
+        var testDescription: String { "N\(n) V\(v) labels \(labels)\(columns.map { " columns \($0)" } ?? "") seed \(seed)" }
+    }
+
+    /// Full vocabulary and restricted, with ignored rows (-100) among counted ones, a label repeated, a single row.
+    static let crossEntropyCases: [CrossEntropyCase] = [
+        CrossEntropyCase(n: 7, v: 13, labels: [3, -100, 0, 12, 3, -100, 7], columns: nil, seed: 1),
+        CrossEntropyCase(n: 1, v: 33, labels: [32], columns: nil, seed: 2),
+        CrossEntropyCase(n: 5, v: 17, labels: [2, 0, -100, 4, 1], columns: [16, 3, 9, 0, 5], seed: 3),
+        CrossEntropyCase(n: 3, v: 11, labels: [1, 1, -100], columns: [7, 2], seed: 4),
+    ]
+
+    @Test(arguments: crossEntropyCases)
+    func crossEntropyBackward(_ c: CrossEntropyCase) {
+        // Logits spread over ±8 and shifted by 50: the log-sum-exp must subtract the maximum.
+        let x = Tensor(shape: [c.n, c.v], float32: GradientCheck.random(c.n * c.v, seed: c.seed, scale: 8).map { $0 + 50 })
+        let reference = c.columns.map { Loss.restrictedCrossEntropyReference(x, classColumns: $0, labels: c.labels) }
+            ?? Loss.crossEntropyReference(x, labels: c.labels)
+        let fast = c.columns.map { Loss.restrictedCrossEntropy(x, classColumns: $0, labels: c.labels) } ?? Loss.crossEntropy(x, labels: c.labels)
+        let exact = Self.crossEntropy64(x.float32Values().map(Double.init), v: c.v, columns: c.columns, labels: c.labels)
+        // The loss itself is differenced: no cotangent.
+        let numeric = Self.numeric([x.float32Values()]) { p in Self.crossEntropy64(p[0], v: c.v, columns: c.columns, labels: c.labels) }
+        Self.expectClose(reference.logitsGradient.float32Values(), numeric[0], Self.referenceVersusNumeric, "dlogits (reference)")
+        Self.expectClose(fast.logitsGradient.float32Values(), reference.logitsGradient.float32Values(),
+                         Self.fastVersusReference(length: c.columns?.count ?? c.v), "dlogits (fast)")
+        let counted = c.labels.count(where: { $0 != Loss.ignoreIndex })
+        #expect(reference.count == counted && fast.count == counted)
+        // Losses: the reference's double rounded once; the fast one's f32 log-sum-exp of values near 50.
+        #expect(abs(Double(reference.loss) - exact) <= Self.lossReferenceVersusExact * abs(exact))
+        #expect(abs(Double(fast.loss) - exact) <= Self.lossFastVersusExact * abs(exact), "loss \(fast.loss) vs \(exact)")
+        // Ignored rows and columns outside the classes get exactly zero.
+        let gradient = fast.logitsGradient.float32Values()
+        for row in 0..<c.n {
+            for j in 0..<c.v where c.labels[row] == Loss.ignoreIndex || !(c.columns?.contains(j) ?? true) {
+                #expect(gradient[row * c.v + j] == 0 && reference.logitsGradient.float32Values()[row * c.v + j] == 0)
+            }
+        }
+        // A loss weight scales the gradient.
+        let weighted = c.columns.map { Loss.restrictedCrossEntropy(x, classColumns: $0, labels: c.labels, lossGradient: 0.25) }
+            ?? Loss.crossEntropy(x, labels: c.labels, lossGradient: 0.25)
+        #expect(weighted.logitsGradient.float32Values() == gradient.map { $0 * 0.25 } && weighted.loss == fast.loss)
+    }
+
+    /// The reference's loss against float64: one rounding to f32.
+    static let lossReferenceVersusExact = 0x1p-23
+    /// The fast loss: f32 log-sum-exp per row (max + log of an f32 sum of exps of ≤ 1–2 ulps each) minus the label's
+    /// logit, rows summed in double. Logits near 50 with losses of a few units: the subtraction of two values near 50
+    /// leaves an error of a few ulps of 50, relative to a loss near 1 that is a few hundred ulps of the loss.
+    static let lossFastVersusExact = 2e-5
+
+    @Test func crossEntropyOfOnlyIgnoredRowsIsNaNWithZeroGradient() {
+        let x = Self.tensor([3, 5], seed: 1)
+        for result in [Loss.crossEntropy(x, labels: [-100, -100, -100]), Loss.crossEntropyReference(x, labels: [-100, -100, -100])] {
+            #expect(result.loss.isNaN && result.count == 0 && result.logitsGradient.float32Values().allSatisfy { $0 == 0 })
+        }
+    }
+
+    @Test(arguments: [(7, 13, Float(1e-12), UInt64(1)), (3, 33, 1e-12, 2), (4, 5, 0.5, 3)])
+    func l2NormalizeBackward(_ n: Int, _ c: Int, _ eps: Float, _ seed: UInt64) {
+        // With eps = 0.5, row 0 is scaled to norm ≈ 0.2: it stays clamped under the differences' steps.
+        var values = GradientCheck.random(n * c, seed: seed)
+        if eps > 0.1 {
+            let norm = values[0..<c].reduce(0) { $0 + $1 * $1 }.squareRoot()
+            for j in 0..<c { values[j] *= 0.2 / norm }
+        }
+        let x = Tensor(shape: [n, c], float32: values), g = GradientCheck.random(n * c, seed: seed + 1)
+        let dy = Tensor(shape: [n, c], float32: g)
+        let (y, norms) = Loss.l2Normalize(x, eps: eps)
+        let reference = Loss.l2NormalizeBackwardReference(dy, x: x, eps: eps)
+        let numeric = Self.numeric([values]) { p in
+            var out = [Double](repeating: 0, count: n * c)
+            for row in 0..<n {
+                let norm = p[0][row * c..<(row + 1) * c].reduce(0) { $0 + $1 * $1 }.squareRoot()
+                for j in 0..<c { out[row * c + j] = p[0][row * c + j] / max(norm, Double(eps)) }
+            }
+            return GradientCheck.contract(out, with: g.map(Double.init))
+        }
+        Self.expectClose(reference.float32Values(), numeric[0], Self.referenceVersusNumeric, "dx (reference)")
+        let fast = Loss.l2NormalizeBackward(dy, output: y, norms: norms, eps: eps)
+        Self.expectClose(fast.float32Values(), reference.float32Values(), Self.fastVersusReference(length: c), "dx (fast)")
+        if eps > 0.1 { #expect(norms.float32Values()[0] < eps) }
+    }
+
+    // MARK: - Embedding lookup
+
+    @Test(arguments: [false, true])
+    func embeddingBackward(_ masked: Bool) {
+        let (v, c) = (11, 13)
+        let ids = [3, 7, 3, 0, 10, 3, 7, 5, 1]   // repeated ids; 5 is the padding id below
+        let mask = masked ? [true, true, false, true, true, true, false, true, true] : nil
+        let table = Self.tensor([v, c], seed: 1), g = GradientCheck.random(ids.count * c, seed: 2)
+        let dy = Tensor(shape: [ids.count, c], float32: g)
+        #expect(Embedding.lookup(table, ids: ids).float32Values() == ids.flatMap { Array(table.float32Values()[$0 * c..<($0 + 1) * c]) })
+        let reference = Self.zeros([v, c])
+        Embedding.backwardReference(dy, ids: ids, tableGradient: reference, mask: mask, paddingId: 5)
+        let numeric = Self.numeric([table.float32Values()]) { p in
+            var total = 0.0
+            for (n, id) in ids.enumerated() where (mask?[n] ?? true) && id != 5 {
+                for j in 0..<c { total += p[0][id * c + j] * Double(g[n * c + j]) }
+            }
+            return total
+        }
+        Self.expectClose(reference.float32Values(), numeric[0], Self.referenceVersusNumeric, "dtable (reference)")
+        // Accumulating onto a buffer that already holds gradients (a tied table gets the output projection's too).
+        let prior = Self.tensor([v, c], seed: 3)
+        let (fast, referenceOnPrior) = (Self.copy(prior), Self.copy(prior))
+        Embedding.backward(dy, ids: ids, tableGradient: fast, mask: mask, paddingId: 5)
+        Embedding.backwardReference(dy, ids: ids, tableGradient: referenceOnPrior, mask: mask, paddingId: 5)
+        Self.expectClose(fast.float32Values(), referenceOnPrior.float32Values(), Self.fastVersusReference(length: ids.count), "dtable (fast)")
+        // The padding row and the rows nobody looked up keep their prior bits.
+        for row in [5, 2, 4, 6, 8, 9] {
+            #expect(fast.float32Values()[row * c..<(row + 1) * c] == prior.float32Values()[row * c..<(row + 1) * c])
+        }
+    }
 }
