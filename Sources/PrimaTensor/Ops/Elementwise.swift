@@ -33,23 +33,6 @@ public enum Elementwise {
             }
         }
 
-        /// The derivative at one value, in f32 (the fast backwards use it):
-        /// exact GELU Φ(x) + x·φ(x); tanh GELU 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²) with
-        /// t = tanh(√(2/π)·(x + 0.044715·x³)); SiLU σ(x)·(1 + x·(1 − σ(x))).
-        @inlinable public func derivative(_ x: Float) -> Float {
-            switch self {
-            case .gelu:
-                return 0.5 * (1 + erf(x * 0.70710678118654752)) + x * (0.39894228040143268 * exp(-0.5 * x * x))
-            case .geluTanh:
-                let k: Float = 0.79788456080286536
-                let t = tanh(k * (x + 0.044715 * x * x * x))
-                return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
-            case .silu:
-                let s = 1 / (1 + exp(-x))
-                return s * (1 + x * (1 - s))
-            }
-        }
-
         /// The activation and its derivative at one value in double (the reference backwards use them).
         public func valueAndDerivative(_ x: Double) -> (value: Double, derivative: Double) {
             switch self {
@@ -124,13 +107,72 @@ public enum Elementwise {
 
     // MARK: - Backward
 
+    /// Values per block of the fast activation backwards: their scratch (two blocks of f32) stays in L1.
+    static let backwardBlock = 512
+
+    /// activation′(x) into `derivative` and, if given, activation(x) into `value`, for `count` ≤ ``backwardBlock``
+    /// values: vectorisable f32 loops around one `prima_exp` call (the kernels' vector exp). GELU's erf is
+    /// Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), as the forward kernel computes it, with exp(−x²/2) serving both
+    /// erf(x/√2) and the density; tanh(u) is 1 − 2/(exp(2u) + 1), kept as 1 ± tanh.
+    static func valuesAndDerivatives(_ activation: Activation, _ x: UnsafePointer<Float>, _ count: Int,
+                                     derivative: UnsafeMutablePointer<Float>, value: UnsafeMutablePointer<Float>?,
+                                     isa: FloatISA = .best) {
+        let e = derivative   // the exp's argument and result, then overwritten by the derivative
+        switch activation {
+        case .gelu:
+            for i in 0..<count { e[i] = -0.5 * x[i] * x[i] }
+            prima_exp(isa.code, e, e, Int64(count))
+            for i in 0..<count {
+                let t = 1 / (1 + 0.3275911 * (abs(x[i]) * 0.70710678118654752))
+                var r: Float = 1.061405429 * t - 1.453152027
+                r = r * t + 1.421413741
+                r = r * t - 0.284496736
+                r = r * t + 0.254829592
+                // Φ(x) = 0.5·(1 + erf(x/√2)) with 1 − |erf| = e·t·r taken as is: no cancellation in the left tail.
+                let tail = 0.5 * (e[i] * t * r)
+                let cdf = x[i] < 0 ? tail : 1 - tail
+                value?[i] = x[i] * cdf
+                derivative[i] = cdf + x[i] * (0.39894228040143268 * e[i])
+            }
+        case .geluTanh:
+            let k: Float = 0.79788456080286536
+            for i in 0..<count { e[i] = 2 * k * (x[i] + 0.044715 * x[i] * x[i] * x[i]) }
+            prima_exp(isa.code, e, e, Int64(count))
+            for i in 0..<count {
+                // 1 − t = 2/(e + 1) and 1 + t = 2e/(e + 1) (= 2 − (1 − t) when e ≥ 1, where e may be +inf): each
+                // without the cancellation of forming t first, so the left tail keeps its relative precision.
+                let d = 1 / (e[i] + 1)
+                let oneMinusT = 2 * d, onePlusT = e[i] < 1 ? 2 * e[i] * d : 2 - 2 * d
+                value?[i] = 0.5 * x[i] * onePlusT
+                derivative[i] = 0.5 * onePlusT + 0.5 * x[i] * (onePlusT * oneMinusT) * k * (1 + 3 * 0.044715 * x[i] * x[i])
+            }
+        case .silu:
+            for i in 0..<count { e[i] = -x[i] }
+            prima_exp(isa.code, e, e, Int64(count))
+            for i in 0..<count {
+                // 1 − σ = e·σ where σ is near 1 (e < 1; e may be +inf on the other side).
+                let sigmoid = 1 / (1 + e[i])
+                let complement = e[i] < 1 ? e[i] * sigmoid : 1 - sigmoid
+                value?[i] = x[i] * sigmoid
+                derivative[i] = sigmoid * (1 + x[i] * complement)
+            }
+        }
+    }
+
     /// Backward of ``apply(_:_:isa:)``: dx = dy · activation′(x), from the saved input x (any shape; dy the same).
-    /// f32, ``Activation/derivative(_:)`` per element.
+    /// f32 (``backwardBlock`` values at a time, the exps vectorised); ``backwardReference(_:_:x:)`` is in double.
     public static func backward(_ activation: Activation, _ dy: Tensor, x: Tensor) -> Tensor {
         precondition(dy.shape == x.shape, "activation backward: dy \(ShapeMath.describe(dy.shape)) for x \(ShapeMath.describe(x.shape))")
         let dx = Tensor(uninitialized: x.shape, dtype: .f32)
         dy.withFloat32 { g in x.withFloat32 { input in dx.withMutableFloat32 { out in
-            for i in 0..<out.count { out[i] = g[i] * activation.derivative(input[i]) }
+            var start = 0
+            while start < out.count {
+                let count = min(backwardBlock, out.count - start)
+                let (gb, ob) = (g.baseAddress! + start, out.baseAddress! + start)
+                valuesAndDerivatives(activation, input.baseAddress! + start, count, derivative: ob, value: nil)
+                for i in 0..<count { ob[i] *= gb[i] }
+                start += count
+            }
         } } }
         return dx
     }
@@ -145,7 +187,7 @@ public enum Elementwise {
     }
 
     /// Backward of ``gated(_:_:_:isa:)``, y = activation(x) · gate: dx = dy · gate · activation′(x) and
-    /// dgate = dy · activation(x), all [same shape]. f32.
+    /// dgate = dy · activation(x), all [same shape]. f32, as ``backward(_:_:x:)``.
     public static func gatedBackward(_ activation: Activation, _ dy: Tensor, x: Tensor, gate: Tensor) -> (dx: Tensor, dgate: Tensor) {
         precondition(dy.shape == x.shape && gate.shape == x.shape, "gated backward: shapes differ")
         let dx = Tensor(uninitialized: x.shape, dtype: .f32), dgate = Tensor(uninitialized: x.shape, dtype: .f32)
@@ -205,9 +247,16 @@ public enum Elementwise {
     private static func gatedBackwardRow(_ activation: Activation, _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
                                          _ gate: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                                          _ dgate: UnsafeMutablePointer<Float>, _ count: Int) {
-        for i in 0..<count {
-            dx[i] = g[i] * gate[i] * activation.derivative(x[i])
-            dgate[i] = g[i] * activation(x[i])
+        var start = 0
+        while start < count {
+            let block = min(backwardBlock, count - start)
+            let (gb, bb, da, db) = (g + start, gate + start, dx + start, dgate + start)
+            valuesAndDerivatives(activation, x + start, block, derivative: da, value: db)
+            for i in 0..<block {
+                da[i] = gb[i] * bb[i] * da[i]
+                db[i] = gb[i] * db[i]
+            }
+            start += block
         }
     }
 
