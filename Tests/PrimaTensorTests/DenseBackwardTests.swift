@@ -559,6 +559,17 @@ import Testing
         let weighted = c.columns.map { Loss.restrictedCrossEntropy(x, classColumns: $0, labels: c.labels, lossGradient: 0.25) }
             ?? Loss.crossEntropy(x, labels: c.labels, lossGradient: 0.25)
         #expect(weighted.logitsGradient.float32Values() == gradient.map { $0 * 0.25 } && weighted.loss == fast.loss)
+        // A normalizer (transformers' num_items_in_batch) divides the sum instead of the count.
+        let normalized = c.columns.map { Loss.restrictedCrossEntropy(x, classColumns: $0, labels: c.labels, normalizer: 10) }
+            ?? Loss.crossEntropy(x, labels: c.labels, normalizer: 10)
+        let normalizedReference = c.columns.map { Loss.restrictedCrossEntropyReference(x, classColumns: $0, labels: c.labels, normalizer: 10) }
+            ?? Loss.crossEntropyReference(x, labels: c.labels, normalizer: 10)
+        let ratio = Double(counted) / 10
+        #expect(abs(Double(normalized.loss) - exact * ratio) <= Self.lossFastVersusExact * abs(exact * ratio))
+        Self.expectClose(normalizedReference.logitsGradient.float32Values(), numeric[0].map { $0 * ratio }, Self.referenceVersusNumeric,
+                         "dlogits (reference, normalizer)")
+        Self.expectClose(normalized.logitsGradient.float32Values(), normalizedReference.logitsGradient.float32Values(),
+                         Self.fastVersusReference(length: c.columns?.count ?? c.v), "dlogits (fast, normalizer)")
     }
 
     /// The reference's loss against float64: one rounding to f32.

@@ -80,11 +80,11 @@ public enum Loss {
     /// A cross-entropy loss and its gradient with respect to the logits.
     public struct CrossEntropy: Sendable {
         /// The mean of −log softmax(logits)[label] over the counted rows (NaN when no row is counted, as PyTorch's
-        /// 0/0).
+        /// 0/0); with a normalizer, their sum divided by it.
         public let loss: Float
         /// The rows counted: those whose label is not ``Loss/ignoreIndex``.
         public let count: Int
-        /// dLoss/dlogits, times the `lossGradient` given: (softmax − onehot(label)) / count on counted rows, zero on
+        /// dLoss/dlogits, times the `lossGradient` given: (softmax − onehot(label)) / count (or the normalizer) on counted rows, zero on
         /// ignored rows (and on every column outside the class columns of the restricted form). Same shape as the
         /// logits.
         public let logitsGradient: Tensor
@@ -95,37 +95,43 @@ public enum Loss {
     /// which transformers' ForMaskedLM and (after shifting the labels) ForCausalLM losses call. Each row's
     /// log-sum-exp is max + log Σ exp(x − max) (f32, vectorised exp); the rows' losses are summed in double. The
     /// returned gradient is multiplied by `lossGradient` (the weight of this loss in a sum of losses; 1 alone).
-    public static func crossEntropy(_ logits: Tensor, labels: [Int], lossGradient: Float = 1) -> CrossEntropy {
-        crossEntropy(logits, columns: nil, labels: labels, lossGradient: lossGradient)
+    ///
+    /// `normalizer`, if given, replaces the count as the divisor of the summed loss: transformers' losses divide by
+    /// `num_items_in_batch` when it is passed, so that the micro-batches of one step add up to the mean over all
+    /// of them.
+    public static func crossEntropy(_ logits: Tensor, labels: [Int], lossGradient: Float = 1, normalizer: Int? = nil) -> CrossEntropy {
+        crossEntropy(logits, columns: nil, labels: labels, lossGradient: lossGradient, normalizer: normalizer)
     }
 
-    /// The reference for ``crossEntropy(_:labels:lossGradient:)``: log-sum-exp, softmax and the mean in double.
-    public static func crossEntropyReference(_ logits: Tensor, labels: [Int], lossGradient: Float = 1) -> CrossEntropy {
-        crossEntropyReference(logits, columns: nil, labels: labels, lossGradient: lossGradient)
+    /// The reference for ``crossEntropy(_:labels:lossGradient:normalizer:)``: log-sum-exp, softmax and the mean in double.
+    public static func crossEntropyReference(_ logits: Tensor, labels: [Int], lossGradient: Float = 1, normalizer: Int? = nil) -> CrossEntropy {
+        crossEntropyReference(logits, columns: nil, labels: labels, lossGradient: lossGradient, normalizer: normalizer)
     }
 
     /// Cross-entropy restricted to a vocabulary subset (PRIMA's class tokens, Docs/prima-model.md): for logits
     /// [N, V], `classColumns` [K] (distinct columns, e.g. each class's token id) and `labels` [N] (a class index in
     /// 0..<K, or ``ignoreIndex``), the cross-entropy of logits[:, classColumns] [N, K] as
-    /// ``crossEntropy(_:labels:lossGradient:)`` computes it. The gradient is [N, V] and zero outside the class
+    /// ``crossEntropy(_:labels:lossGradient:normalizer:)`` computes it. The gradient is [N, V] and zero outside the class
     /// columns. (When only the K class logits are computed, as the runtime's decoder does, call
-    /// ``crossEntropy(_:labels:lossGradient:)`` on those [N, K] logits instead: the same numbers.)
-    public static func restrictedCrossEntropy(_ logits: Tensor, classColumns: [Int], labels: [Int], lossGradient: Float = 1) -> CrossEntropy {
-        crossEntropy(logits, columns: classColumns, labels: labels, lossGradient: lossGradient)
+    /// ``crossEntropy(_:labels:lossGradient:normalizer:)`` on those [N, K] logits instead: the same numbers.)
+    public static func restrictedCrossEntropy(_ logits: Tensor, classColumns: [Int], labels: [Int], lossGradient: Float = 1,
+                                              normalizer: Int? = nil) -> CrossEntropy {
+        crossEntropy(logits, columns: classColumns, labels: labels, lossGradient: lossGradient, normalizer: normalizer)
     }
 
-    /// The reference for ``restrictedCrossEntropy(_:classColumns:labels:lossGradient:)``, in double.
+    /// The reference for ``restrictedCrossEntropy(_:classColumns:labels:lossGradient:normalizer:)``, in double.
     public static func restrictedCrossEntropyReference(_ logits: Tensor, classColumns: [Int], labels: [Int],
-                                                       lossGradient: Float = 1) -> CrossEntropy {
-        crossEntropyReference(logits, columns: classColumns, labels: labels, lossGradient: lossGradient)
+                                                       lossGradient: Float = 1, normalizer: Int? = nil) -> CrossEntropy {
+        crossEntropyReference(logits, columns: classColumns, labels: labels, lossGradient: lossGradient, normalizer: normalizer)
     }
 
-    private static func crossEntropy(_ logits: Tensor, columns: [Int]?, labels: [Int], lossGradient: Float) -> CrossEntropy {
-        let (n, v, k, count) = crossEntropyDimensions(logits, columns, labels)
+    private static func crossEntropy(_ logits: Tensor, columns: [Int]?, labels: [Int], lossGradient: Float, normalizer: Int?) -> CrossEntropy {
+        let (n, v, k, count) = crossEntropyDimensions(logits, columns, labels, normalizer)
+        let divisor = normalizer ?? count
         // Every element is written: ignored rows and the columns outside the classes are zero.
         let gradient = Tensor(zeros: logits.shape, dtype: .f32)
         var total = 0.0
-        let weight = lossGradient / Float(count)
+        let weight = lossGradient / Float(divisor)
         var gathered = [Float](repeating: 0, count: columns == nil ? 0 : k), exps = [Float](repeating: 0, count: k)
         logits.withFloat32 { input in gradient.withMutableFloat32 { out in
             gathered.withUnsafeMutableBufferPointer { gathered in exps.withUnsafeMutableBufferPointer { e in
@@ -152,11 +158,13 @@ public enum Loss {
                 }
             } }
         } }
-        return CrossEntropy(loss: Float(total / Double(count)), count: count, logitsGradient: gradient)
+        return CrossEntropy(loss: Float(total / Double(divisor)), count: count, logitsGradient: gradient)
     }
 
-    private static func crossEntropyReference(_ logits: Tensor, columns: [Int]?, labels: [Int], lossGradient: Float) -> CrossEntropy {
-        let (n, v, k, count) = crossEntropyDimensions(logits, columns, labels)
+    private static func crossEntropyReference(_ logits: Tensor, columns: [Int]?, labels: [Int], lossGradient: Float,
+                                              normalizer: Int?) -> CrossEntropy {
+        let (n, v, k, count) = crossEntropyDimensions(logits, columns, labels, normalizer)
+        let divisor = Double(normalizer ?? count)
         let input = logits.float32Values()
         var out = [Float](repeating: 0, count: n * v), total = 0.0
         for row in 0..<n where labels[row] != ignoreIndex {
@@ -168,14 +176,15 @@ public enum Loss {
             total += logSumExp - x[labels[row]]
             for j in 0..<k {
                 let p = exp(x[j] - logSumExp), onehot: Double = j == labels[row] ? 1 : 0
-                out[row * v + index[j]] = Float((p - onehot) * Double(lossGradient) / Double(count))
+                out[row * v + index[j]] = Float((p - onehot) * Double(lossGradient) / divisor)
             }
         }
-        return CrossEntropy(loss: Float(total / Double(count)), count: count, logitsGradient: Tensor(shape: logits.shape, float32: out))
+        return CrossEntropy(loss: Float(total / divisor), count: count, logitsGradient: Tensor(shape: logits.shape, float32: out))
     }
 
     /// (N, V, K, counted rows); K = V without class columns.
-    private static func crossEntropyDimensions(_ logits: Tensor, _ columns: [Int]?, _ labels: [Int]) -> (Int, Int, Int, Int) {
+    private static func crossEntropyDimensions(_ logits: Tensor, _ columns: [Int]?, _ labels: [Int], _ normalizer: Int?) -> (Int, Int, Int, Int) {
+        precondition(normalizer.map { $0 > 0 } ?? true, "cross-entropy: normalizer \(normalizer ?? 0) must be positive")
         precondition(logits.shape.count == 2, "cross-entropy: logits \(ShapeMath.describe(logits.shape)) must be [N, V]")
         let (n, v) = (logits.shape[0], logits.shape[1])
         precondition(labels.count == n, "cross-entropy: \(labels.count) labels for \(n) rows")
