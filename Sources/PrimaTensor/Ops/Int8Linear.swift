@@ -251,6 +251,77 @@ public enum Int8Linear {
         return Tensor(shape: [m, n], float32: out)
     }
 
+    // MARK: - Backward (input gradient only: int8 weights are frozen)
+
+    /// Rows of the weight dequantised per sgemm in ``inputGradient(_:values:scales:blockSize:)``: 64 rows of a
+    /// K = 4096 weight are 1 MiB of f32, which stays in L2 while sgemm reads it.
+    static let dequantizedRowsPerBlock = 64
+
+    /// dx = dy · W̃ for y = x · W̃ᵀ + b, where W̃[n, i] = values[n, i] · scales[n, i / blockSize] is the dequantised
+    /// weight (f32 product). dy [M, N] (M rows of output gradient), values i8 [N, K], scales f32 [N, nb] (or [N]),
+    /// `blockSize` as for ``Int8Weight`` → dx [M, K]. This is the gradient of the dequantised-weight linear layer
+    /// (the forward's on-the-fly quantisation of x is treated as the identity, as QLoRA does); int8 weights are
+    /// frozen, so there is no weight gradient. The weight is dequantised ``dequantizedRowsPerBlock`` rows at a
+    /// time into a scratch block, each block one accumulating sgemm.
+    public static func inputGradient(_ dy: Tensor, values: Tensor, scales: Tensor, blockSize: Int) -> Tensor {
+        let (m, n, k, block, blocks) = inputGradientDimensions(dy, values, scales, blockSize)
+        let dx = Tensor(zeros: [m, k], dtype: .f32)
+        let rowsPerBlock = min(dequantizedRowsPerBlock, n)
+        var scratch = [Float](repeating: 0, count: rowsPerBlock * k)
+        values.withUnsafeBytes { raw in
+            let q = raw.bindMemory(to: Int8.self)
+            scales.withFloat32 { s in dy.withFloat32 { g in dx.withMutableFloat32 { out in
+                scratch.withUnsafeMutableBufferPointer { w in
+                    var first = 0
+                    while first < n {
+                        let count = min(rowsPerBlock, n - first)
+                        for row in 0..<count {
+                            let source = q.baseAddress! + (first + row) * k, target = w.baseAddress! + row * k
+                            let rowScales = s.baseAddress! + (first + row) * blocks
+                            for i in 0..<k { target[i] = Float(source[i]) * rowScales[i / block] }
+                        }
+                        // dx[M, K] += dy[M, first..<first+count] · W̃[first..<first+count, K]
+                        BLAS.sgemm(m: m, n: k, k: count, a: g.baseAddress! + first, lda: n, b: w.baseAddress!, ldb: k,
+                                   beta: 1, c: out.baseAddress!, ldc: k)
+                        first += count
+                    }
+                }
+            } } }
+        }
+        return dx
+    }
+
+    /// The plain-loop reference for ``inputGradient(_:values:scales:blockSize:)``: Σ_n dy[m, n] · W̃[n, i] in double.
+    public static func inputGradientReference(_ dy: Tensor, values: Tensor, scales: Tensor, blockSize: Int) -> Tensor {
+        let (m, n, k, block, blocks) = inputGradientDimensions(dy, values, scales, blockSize)
+        let q = values.withUnsafeBytes { Array($0.bindMemory(to: Int8.self)) }
+        let s = scales.float32Values(), g = dy.float32Values()
+        var out = [Float](repeating: 0, count: m * k)
+        for row in 0..<m {
+            for i in 0..<k {
+                var sum = 0.0
+                for o in 0..<n {
+                    let w = Float(q[o * k + i]) * s[o * blocks + i / block]
+                    sum += Double(g[row * n + o]) * Double(w)
+                }
+                out[row * k + i] = Float(sum)
+            }
+        }
+        return Tensor(shape: [m, k], float32: out)
+    }
+
+    private static func inputGradientDimensions(_ dy: Tensor, _ values: Tensor, _ scales: Tensor,
+                                                _ blockSize: Int) -> (Int, Int, Int, Int, Int) {
+        precondition(values.dtype == .i8 && values.shape.count == 2 && dy.shape.count == 2 && dy.shape[1] == values.shape[0],
+                     "int8 linear backward: dy \(ShapeMath.describe(dy.shape)) does not match values \(ShapeMath.describe(values.shape))")
+        let (m, n, k) = (dy.shape[0], values.shape[0], values.shape[1])
+        precondition(blockSize >= 1, "int8 linear backward: block size \(blockSize)")
+        let block = min(blockSize, k), blocks = (k + block - 1) / block
+        precondition(scales.dtype == .f32 && scales.elementCount == n * blocks,
+                     "int8 linear backward: scales \(ShapeMath.describe(scales.shape)) for [\(n), \(blocks)]")
+        return (m, n, k, block, blocks)
+    }
+
     /// Step 1 of the contract, vectorised (`prima_quantize_rows`): x f32 [M, K] → (i8 [M, K], f32 scales [M]).
     public static func quantizeRows(_ x: Tensor) -> (values: Tensor, scales: Tensor) {
         precondition(x.shape.count == 2, "quantizeRows: x must be [M, K], got \(ShapeMath.describe(x.shape))")
