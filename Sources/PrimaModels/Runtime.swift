@@ -17,7 +17,7 @@ public struct ModelWeights: Sendable {
     private let tensors: [String: Tensor]
     private let quantized: [String: QuantizedWeight]
     /// The unmerged LoRA updates of each adapted weight (§6), in adapter storage order.
-    private let adapters: [String: [LoraUpdate]]
+    private let adapters: [String: [Linear.LoRA]]
 
     /// An int8 weight, held in the form its uses need: packed for the int8 kernels when it multiplies (a Linear
     /// weight, or an embedding table with a tied head), and as plain values with scales when rows are looked up
@@ -68,8 +68,8 @@ public struct ModelWeights: Sendable {
     }
 
     /// Every unmerged adapter of `component` as f32 updates by target (merged ones are already in the weights).
-    private static func readAdapters(_ component: ComponentReader) throws -> [String: [LoraUpdate]] {
-        var adapters: [String: [LoraUpdate]] = [:]
+    private static func readAdapters(_ component: ComponentReader) throws -> [String: [Linear.LoRA]] {
+        var adapters: [String: [Linear.LoRA]] = [:]
         for name in try component.loraAdapterNames() {
             let (info, reader) = try component.loraAdapter(name)
             guard !info.merged else { continue }
@@ -79,7 +79,7 @@ public struct ModelWeights: Sendable {
                     throw RuntimeError("\(component.checkpoint.path): \(component.name)/lora/\(name): target \(target) has no lora_a/lora_b")
                 }
                 adapters[target, default: []].append(
-                    LoraUpdate(a: try reader.readTensor(a).toFloat32(), b: try reader.readTensor(b).toFloat32(), scale: info.scale))
+                    Linear.LoRA(a: try reader.readTensor(a).toFloat32(), b: try reader.readTensor(b).toFloat32(), scaling: info.scale))
             }
         }
         return adapters
@@ -159,27 +159,14 @@ public indirect enum LinearWeight: Sendable {
     case float(Tensor)
     /// int8 with f32 scales, packed for the int8 kernels (activations quantised per row on the fly).
     case int8(Int8Weight)
-    /// A base weight with unmerged LoRA updates (§6): `W x + Σ scale · B (A x)`.
-    case adapted(LinearWeight, [LoraUpdate])
-}
-
-/// One unmerged LoRA update of a weight [N, K]: A [r, K], B [N, r] (f32) and the scale alpha/r (or alpha/√r).
-public struct LoraUpdate: Sendable {
-    public let a: Tensor
-    public let b: Tensor
-    public let scale: Float
-
-    public init(a: Tensor, b: Tensor, scale: Float) {
-        self.a = a
-        self.b = b
-        self.scale = scale
-    }
+    /// A base weight with unmerged LoRA adapters (§6): `W x + Σ scaling · B (A x)`.
+    case adapted(LinearWeight, [Linear.LoRA])
 }
 
 extension Linear {
     /// x [M, K] · weight [N, K]ᵀ + bias [N] → [M, N], then `activation` if given (fused into the product's
-    /// threads), on the path the weight's storage calls for. LoRA updates are added before the activation, each as
-    /// PEFT computes it: `(x Aᵀ) Bᵀ` scaled (two sgemm calls, the second accumulating onto the output).
+    /// threads), on the path the weight's storage calls for. LoRA adapters are added before the activation
+    /// (``Linear/addLoRA(_:input:to:)``).
     public static func forward(_ x: Tensor, weight: LinearWeight, bias: Tensor? = nil,
                                activation: Elementwise.Activation? = nil) -> Tensor {
         switch weight {
@@ -187,22 +174,11 @@ extension Linear {
             return forward(x, weight: tensor, bias: bias, activation: activation)
         case .int8(let weight):
             return Int8Linear.forward(x, weight: weight, bias: bias, activation: activation)
-        case .adapted(let base, let updates):
+        case .adapted(let base, let adapters):
             let y = forward(x, weight: base, bias: bias)
-            for update in updates { addLoraUpdate(x, update, into: y) }
+            for adapter in adapters { addLoRA(adapter, input: x, to: y) }
             return activation.map { Elementwise.apply($0, y) } ?? y
         }
-    }
-
-    /// y [M, N] += scale · (x [M, K] · Aᵀ) · Bᵀ.
-    private static func addLoraUpdate(_ x: Tensor, _ update: LoraUpdate, into y: Tensor) {
-        let m = x.shape[0], k = x.shape[1], r = update.a.shape[0], n = update.b.shape[0]
-        precondition(update.a.shape == [r, k] && update.b.shape == [n, r] && y.shape == [m, n], "LoRA update shapes")
-        let down = Linear.forward(x, weight: update.a)                                        // [M, r]
-        down.withFloat32 { t in update.b.withFloat32 { b in y.withMutableFloat32 { out in
-            BLAS.sgemm(transB: true, m: m, n: n, k: r, alpha: update.scale, a: t.baseAddress!, lda: r,
-                       b: b.baseAddress!, ldb: r, beta: 1, c: out.baseAddress!, ldc: n)
-        } } }
     }
 }
 
