@@ -312,4 +312,110 @@ import Testing
     /// backward(forward(x)) vs x, relative to max|x|: four f32 roundings per value and cos²+sin² of f32 tables
     /// (≈ 1 within a few ulps); measured worst 1.2e-7.
     static let ropeRoundTrip = 1e-6
+
+    // MARK: - Patch embedding
+
+    /// Fast patch-embedding backward vs the reference, relative to max|grad|: f32 sums of at most B·h·w = 45 terms
+    /// (dW, db) or C = 5 (d(pixels)), each within n·ε ≈ 45 × 6e-8 of the double sum in the worst case (measured
+    /// worst 3.2e-7).
+    static let patchFastVersusReference = 3e-6
+
+    /// (B, Cin, H, W, pH, pW, C): odd images that are multiples of the patch, images with rows and columns past the
+    /// last whole patch, rectangular patches, batch > 1.
+    static let patchShapes = [(2, 2, 9, 15, 3, 3, 5), (3, 3, 10, 7, 3, 2, 4), (1, 3, 14, 7, 7, 7, 3)]
+
+    /// The float64 patch embedding: y[b·h·w + r·w + c, o] = bias[o] + Σ pixels[b, ch, r·pH + ky, c·pW + kx]·W[o, ch, ky, kx].
+    static func patchForward64(pixels x: [Double], weight: [Double], bias: [Double]?,
+                               shape: (Int, Int, Int, Int, Int, Int, Int)) -> [Double] {
+        let (batch, channels, height, width, ph, pw, out) = shape
+        let h = height / ph, w = width / pw
+        var y = [Double](repeating: 0, count: batch * h * w * out)
+        for b in 0..<batch {
+            for r in 0..<h {
+                for c in 0..<w {
+                    for o in 0..<out {
+                        var sum = bias?[o] ?? 0
+                        for ch in 0..<channels {
+                            for ky in 0..<ph {
+                                for kx in 0..<pw {
+                                    sum += x[((b * channels + ch) * height + r * ph + ky) * width + c * pw + kx]
+                                        * weight[((o * channels + ch) * ph + ky) * pw + kx]
+                                }
+                            }
+                        }
+                        y[((b * h + r) * w + c) * out + o] = sum
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    @Test(arguments: [true, false])
+    func patchEmbeddingReferenceMatchesFiniteDifferences(withBias: Bool) {
+        for (n, shape) in Self.patchShapes.enumerated() {
+            let (batch, channels, height, width, ph, pw, out) = shape
+            let seed = 300 + UInt64(n) * 10
+            let x = GradientCheck.random(batch * channels * height * width, seed: seed)
+            let weight = GradientCheck.random(out * channels * ph * pw, seed: seed + 1)
+            let bias = GradientCheck.random(out, seed: seed + 2)
+            let rows = batch * (height / ph) * (width / pw)
+            let g = GradientCheck.random(rows * out, seed: seed + 3)
+            let nx = x.count, nw = weight.count
+            let numeric = GradientCheck.numeric({ v in
+                GradientCheck.contract(Self.patchForward64(pixels: Array(v[0..<nx]), weight: Array(v[nx..<nx + nw]),
+                                                           bias: withBias ? Array(v[(nx + nw)...]) : nil, shape: shape),
+                                       with: g.map(Double.init))
+            }, at: (x + weight + bias).map(Double.init))
+            let dw = Tensor(zeros: [out, channels, ph, pw], dtype: .f32), db = Tensor(zeros: [out], dtype: .f32)
+            let dx = PatchEmbedding.backwardReference(Tensor(shape: [rows, out], float32: g),
+                                                      pixels: Tensor(shape: [batch, channels, height, width], float32: x),
+                                                      weight: Tensor(shape: [out, channels, ph, pw], float32: weight),
+                                                      weightGradient: dw, biasGradient: withBias ? db : nil,
+                                                      inputGradient: true)!
+            var errors = [GradientCheck.relativeError(dx.float32Values(), Array(numeric[0..<nx])),
+                          GradientCheck.relativeError(dw.float32Values(), Array(numeric[nx..<nx + nw]))]
+            if withBias { errors.append(GradientCheck.relativeError(db.float32Values(), Array(numeric[(nx + nw)...]))) }
+            #expect(errors.allSatisfy { $0 <= Self.referenceVersusFiniteDifferences }, "\(shape) bias \(withBias): \(errors)")
+            // Pixels past the last whole patch never reach the output.
+            let back = dx.float32Values()
+            for i in back.indices where (i / width) % height >= height / ph * ph || i % width >= width / pw * pw {
+                #expect(back[i] == 0, "\(shape): pixel \(i) past the patches has gradient \(back[i])")
+            }
+        }
+    }
+
+    @Test func patchEmbeddingFastMatchesReferenceAndAccumulates() {
+        for (n, shape) in Self.patchShapes.enumerated() {
+            let (batch, channels, height, width, ph, pw, out) = shape
+            for seed in [UInt64(400 + n), UInt64(500 + n)] {
+                let pixels = Tensor(shape: [batch, channels, height, width],
+                                    float32: GradientCheck.random(batch * channels * height * width, seed: seed))
+                let weight = Tensor(shape: [out, channels, ph, pw], float32: GradientCheck.random(out * channels * ph * pw, seed: seed + 1))
+                let rows = batch * (height / ph) * (width / pw)
+                let dy = Tensor(shape: [rows, out], float32: GradientCheck.random(rows * out, seed: seed + 2))
+                // Both start from the same nonzero buffers: the gradients are added to them.
+                let startW = GradientCheck.random(weight.elementCount, seed: seed + 3), startB = GradientCheck.random(out, seed: seed + 4)
+                let referenceW = Tensor(shape: weight.shape, float32: startW), referenceB = Tensor(shape: [out], float32: startB)
+                let fastW = Tensor(shape: weight.shape, float32: startW), fastB = Tensor(shape: [out], float32: startB)
+                let referenceX = PatchEmbedding.backwardReference(dy, pixels: pixels, weight: weight, weightGradient: referenceW,
+                                                                  biasGradient: referenceB, inputGradient: true)!
+                let fastX = PatchEmbedding.backward(dy, pixels: pixels, weight: weight, weightGradient: fastW,
+                                                    biasGradient: fastB, inputGradient: true)!
+                let errors = [GradientCheck.relativeError(fastX.float32Values(), referenceX.float32Values()),
+                              GradientCheck.relativeError(fastW.float32Values(), referenceW.float32Values()),
+                              GradientCheck.relativeError(fastB.float32Values(), referenceB.float32Values())]
+                #expect(errors.allSatisfy { $0 <= Self.patchFastVersusReference }, "\(shape) seed \(seed): \(errors)")
+                // The accumulated buffers differ from their start by the gradient alone.
+                let freshW = Tensor(zeros: weight.shape, dtype: .f32)
+                PatchEmbedding.backward(dy, pixels: pixels, weight: weight, weightGradient: freshW)
+                let expected = zip(startW, freshW.float32Values()).map { $0 + $1 }
+                #expect(fastW.float32Values() == expected, "\(shape): weight gradient not added to the buffer")
+                // Frozen weight and bias, input gradient only: the same pixels gradient, nothing else computed.
+                let inputOnly = PatchEmbedding.backward(dy, pixels: pixels, weight: weight, inputGradient: true)!
+                #expect(inputOnly.float32Values() == fastX.float32Values(), "\(shape): input-only gradient differs")
+                #expect(PatchEmbedding.backward(dy, pixels: pixels, weight: weight, weightGradient: freshW) == nil)
+            }
+        }
+    }
 }
