@@ -338,9 +338,11 @@ static ALWAYS_INLINE void block_scores(const float *const *qr, const float *kt, 
 }
 
 /// Masks and softmaxes s[c0..<c1) of query i in place (columns ≥ t become 0); returns 0 when the query sees no key.
-/// bias[j] is 0 or −FLT_MAX for j < t (the padding) and −inf from t on (no key there).
+/// bias[j] is 0 or −FLT_MAX for j < t (the padding) and −inf from t on (no key there). When lse is not NULL, *lse
+/// gets the row's log-sum-exp m + logf(Σ exp(s − m)) (what the backward pass recomputes the probabilities from); it
+/// is only written, so the probabilities do not depend on it.
 static ALWAYS_INLINE int masked_softmax(float *s, int64_t c0, int64_t c1, int64_t t, int32_t lo, int32_t hi,
-                                        const float *bias) {
+                                        const float *bias, float *lse) {
     const v16i lanes = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
     v16f vmax = splat(-INFINITY);
     for (int64_t j = c0; j < c1; j += 16) {
@@ -359,8 +361,9 @@ static ALWAYS_INLINE int masked_softmax(float *s, int64_t c0, int64_t c1, int64_
         store(s + j, e);
         vsum += e;
     }
-    const float inverse = 1.0f / sum16(vsum);
+    const float sum = sum16(vsum), inverse = 1.0f / sum;
     for (int64_t j = c0; j < c1; j += 16) store(s + j, load(s + j) * splat(inverse));
+    if (lse) *lse = m + logf(sum);
     return 1;
 }
 
@@ -406,7 +409,7 @@ static ALWAYS_INLINE void block_values(const float *scores, int64_t tp, const fl
 static ALWAYS_INLINE void attention_body(const float *q, const float *k, const float *v, float *out, int64_t t,
                                          int64_t heads, int64_t kv_heads, int64_t d, float scale,
                                          const int32_t *key_lo, const int32_t *key_hi, const float *key_bias,
-                                         int64_t pair_begin, int64_t pair_end, float *workspace) {
+                                         int64_t pair_begin, int64_t pair_end, float *lse, float *workspace) {
     const int64_t tp = (t + 15) & ~(int64_t)15, ldq = heads * d, ldkv = kv_heads * d, group = heads / kv_heads;
     float *kt = workspace, *scores = kt + d * tp, *bias = scores + ROWS * tp;
     int64_t packed = -1, biased = -1;   // the (b, KV head) whose keys kt holds; the b whose padding bias holds
@@ -445,7 +448,9 @@ static ALWAYS_INLINE void attention_body(const float *q, const float *k, const f
             int blind[ROWS] = {0};
             for (int r = 0; r < rows; r++) {
                 const int64_t i = i0 + r;
-                blind[r] = !masked_softmax(scores + r * tp, c0, c1, t, key_lo[i], key_hi[i], bias);
+                float *row_lse = lse ? lse + pair * t + i : NULL;
+                blind[r] = !masked_softmax(scores + r * tp, c0, c1, t, key_lo[i], key_hi[i], bias, row_lse);
+                if (blind[r] && row_lse) *row_lse = INFINITY;
                 if (blind[r])
                     for (int64_t j = c0; j < c1; j++) scores[r * tp + j] = 0.0f;
             }
@@ -468,12 +473,12 @@ static ALWAYS_INLINE void attention_body(const float *q, const float *k, const f
 INSTANTIATE(attention_body,
             (const float *q, const float *k, const float *v, float *out, int64_t t, int64_t heads, int64_t kv_heads,
              int64_t d, float scale, const int32_t *key_lo, const int32_t *key_hi, const float *key_bias,
-             int64_t pair_begin, int64_t pair_end, float *workspace),
-            (q, k, v, out, t, heads, kv_heads, d, scale, key_lo, key_hi, key_bias, pair_begin, pair_end, workspace))
+             int64_t pair_begin, int64_t pair_end, float *lse, float *workspace),
+            (q, k, v, out, t, heads, kv_heads, d, scale, key_lo, key_hi, key_bias, pair_begin, pair_end, lse, workspace))
 
 int prima_attention(int isa, const float *q, const float *k, const float *v, float *out, int64_t batch, int64_t t,
                     int64_t heads, int64_t kv_heads, int64_t d, float scale, const int32_t *key_lo,
-                    const int32_t *key_hi, const float *key_bias, int64_t pair_begin, int64_t pair_end) {
+                    const int32_t *key_hi, const float *key_bias, int64_t pair_begin, int64_t pair_end, float *lse) {
     if (pair_begin < 0 || pair_end > batch * heads || heads % kv_heads != 0) return -1;
     if (pair_begin >= pair_end || t <= 0) return 0;
     const int64_t tp = (t + 15) & ~(int64_t)15;
@@ -481,7 +486,7 @@ int prima_attention(int isa, const float *q, const float *k, const float *v, flo
     float *workspace = aligned_alloc(64, bytes);
     if (workspace == NULL) return -1;
     DISPATCH(isa, attention_body, q, k, v, out, t, heads, kv_heads, d, scale, key_lo, key_hi, key_bias, pair_begin,
-             pair_end, workspace);
+             pair_end, lse, workspace);
     free(workspace);
     return 0;
 }

@@ -206,11 +206,14 @@ void prima_rms_norm(int isa, const float *x, int64_t rows, int64_t c, const floa
 /// query i, and to each key inside it whose key_bias[b·T + j] is −FLT_MAX (key_bias NULL: no padding); softmax with
 /// the vector exp; out = P·V. A query that sees no key averages every value row (as transformers' uniform softmax over
 /// equal scores does). Scores of magnitude ≥ 2^103 are outside the contract (they could survive the mask).
+/// When lse is not NULL (lse [B·H, T], row b·H + h), lse[pair·T + i] gets each query's log-sum-exp of its masked
+/// scores, m + logf(Σ_j exp(s_j − m)) with m the row maximum and the sum as the softmax forms it (+inf for a query
+/// that sees no key): the state the backward pass recomputes the probabilities from. It does not change out.
 /// Returns 0, or -1 if the pair range is not inside [0, B·H), H is not a multiple of KV, or a workspace (about
 /// (D + 5)·T floats) cannot be allocated.
 int prima_attention(int isa, const float *q, const float *k, const float *v, float *out, int64_t batch, int64_t t,
                     int64_t heads, int64_t kv_heads, int64_t d, float scale, const int32_t *key_lo,
-                    const int32_t *key_hi, const float *key_bias, int64_t pair_begin, int64_t pair_end);
+                    const int32_t *key_hi, const float *key_bias, int64_t pair_begin, int64_t pair_end, float *lse);
 
 /// Rotate-half RoPE (transformers' convention) of n rows: row r of x (stride ldx, H·D values from its start) goes
 /// to row r of y [n, H·D]; for each head, with c = cos + rows[r]·D and s = sin + rows[r]·D (tables [P, D]),

@@ -71,6 +71,58 @@ public enum RoPE {
         return Tensor(shape: [n, width], float32: out)
     }
 
+    // MARK: Backward
+
+    /// The fast backward of ``apply(_:start:heads:headDim:cos:sin:isa:tableRow:)``: dx [N, H·D] from dy [N, H·D] (for
+    /// a forward that read columns `start ..<` of a wider x, dx is the gradient of those columns).
+    ///
+    /// The forward is linear and, per pair (i, i + D/2), the rotation [[c, −s], [s′, c′]] (c = cos[i], c′ = cos[i+D/2],
+    /// s = sin[i], s′ = sin[i+D/2]); its transpose, dx[i] = dy[i]·c + dy[i+D/2]·s′ and dx[i+D/2] = dy[i+D/2]·c′ −
+    /// dy[i]·s, is the rotation by −angle for tables built as `cat(angles, angles)` (1D RoPE and DINOv3's 2D RoPE
+    /// alike). So it is `prima_rope` on dy with the sin table's halves swapped and negated (−s′ | −s): negation is
+    /// exact, so this gives the same bits as ``backwardReference(_:heads:headDim:cos:sin:tableRow:)``. Rows whose
+    /// `tableRow` is nil (DINOv3's CLS and register tokens, copied by the forward) pass dy through.
+    public static func backward(_ dy: Tensor, heads: Int, headDim: Int, cos: [Float], sin: [Float], isa: FloatISA = .best,
+                                tableRow: (Int) -> Int?) -> Tensor {
+        let (n, rowStride, rows) = prepare(dy, start: 0, heads: heads, headDim: headDim, cos: cos, sin: sin, tableRow: tableRow)
+        precondition(rowStride == heads * headDim, "rope backward: dy \(ShapeMath.describe(dy.shape)) is not [N, \(heads * headDim)]")
+        let half = headDim / 2
+        var transposedSin = [Float](repeating: 0, count: sin.count)
+        for base in stride(from: 0, to: sin.count - headDim + 1, by: headDim) {
+            for i in 0..<half {
+                transposedSin[base + i] = -sin[base + half + i]
+                transposedSin[base + half + i] = -sin[base + i]
+            }
+        }
+        let dx = Tensor(uninitialized: [n, heads * headDim], dtype: .f32)
+        dy.withFloat32 { input in dx.withMutableFloat32 { out in
+            prima_rope(isa.code, input.baseAddress!, Int64(rowStride), out.baseAddress!, Int64(n), Int64(heads),
+                       Int64(headDim), cos, transposedSin, rows)
+        } }
+        return dx
+    }
+
+    /// The plain-loop reference for ``backward(_:heads:headDim:cos:sin:isa:tableRow:)``: the transpose of each pair's
+    /// rotation, written out (dx[i] = dy[i]·c + dy[i+D/2]·s′, dx[i+D/2] = dy[i+D/2]·c′ − dy[i]·s).
+    public static func backwardReference(_ dy: Tensor, heads: Int, headDim: Int, cos: [Float], sin: [Float],
+                                         tableRow: (Int) -> Int?) -> Tensor {
+        let (n, _, rows) = prepare(dy, start: 0, heads: heads, headDim: headDim, cos: cos, sin: sin, tableRow: tableRow)
+        let g = dy.float32Values(), half = headDim / 2, width = heads * headDim
+        precondition(dy.shape[1] == width, "rope backward: dy \(ShapeMath.describe(dy.shape)) is not [N, \(width)]")
+        var dx = g
+        for r in 0..<n where rows[r] >= 0 {
+            let table = Int(rows[r]) * headDim
+            for h in 0..<heads {
+                for i in 0..<half {
+                    let a = g[r * width + h * headDim + i], b = g[r * width + h * headDim + half + i]
+                    dx[r * width + h * headDim + i] = a * cos[table + i] + b * sin[table + half + i]
+                    dx[r * width + h * headDim + half + i] = b * cos[table + half + i] - a * sin[table + i]
+                }
+            }
+        }
+        return Tensor(shape: [n, width], float32: dx)
+    }
+
     /// (N, row stride of x, table row per row or −1) after checking shapes and table rows.
     private static func prepare(_ x: Tensor, start: Int, heads: Int, headDim: Int, cos: [Float], sin: [Float],
                                 tableRow: (Int) -> Int?) -> (Int, Int, [Int64]) {
