@@ -636,6 +636,12 @@ import Testing
             return GradientCheck.contract(out, with: g.map(Double.init))
         }
         Self.expectClose(reference.float32Values(), numeric[0], Self.referenceVersusNumeric, "dx (reference)")
+        // The forward: the norm from a double sum rounded once, then one division per value.
+        let exact = (0..<n * c).map { i -> Double in
+            let row = i / c, norm = values[row * c..<(row + 1) * c].reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            return Double(values[i]) / max(norm, Double(eps))
+        }
+        Self.expectClose(y.float32Values(), exact, Self.fastVersusReference(length: 1), "normalised rows")
         let fast = Loss.l2NormalizeBackward(dy, output: y, norms: norms, eps: eps)
         Self.expectClose(fast.float32Values(), reference.float32Values(), Self.fastVersusReference(length: c), "dx (fast)")
         if eps > 0.1 { #expect(norms.float32Values()[0] < eps) }
