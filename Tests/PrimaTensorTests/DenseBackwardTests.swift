@@ -579,6 +579,35 @@ import Testing
     /// leaves an error of a few ulps of 50, relative to a loss near 1 that is a few hundred ulps of the loss.
     static let lossFastVersusExact = 2e-5
 
+    @Test(arguments: [(7, 13, UInt64(1)), (1, 33, 2), (5, 4, 3)])
+    func softCrossEntropyBackward(_ n: Int, _ c: Int, _ seed: UInt64) {
+        // Targets: a softmax of random scores per row (mass 1), except the last row scaled to mass 0.7, so that the
+        // Σ_c t_c factor of the gradient is exercised.
+        let x = Tensor(shape: [n, c], float32: GradientCheck.random(n * c, seed: seed, scale: 8).map { $0 - 30 })
+        var t = Loss.softmaxReference(Self.tensor([n, c], seed: seed + 1, scale: 3)).float32Values()
+        for j in 0..<c { t[(n - 1) * c + j] *= 0.7 }
+        let targets = Tensor(shape: [n, c], float32: t)
+        func loss64(_ p: [Double]) -> Double {
+            var total = 0.0
+            for row in 0..<n {
+                let values = p[row * c..<(row + 1) * c], top = values.max()!
+                let logSumExp = top + log(values.reduce(0) { $0 + exp($1 - top) })
+                for j in 0..<c { total -= Double(t[row * c + j]) * (p[row * c + j] - logSumExp) }
+            }
+            return total / Double(n)
+        }
+        let reference = Loss.softCrossEntropyReference(x, targets: targets)
+        let numeric = Self.numeric([x.float32Values()]) { loss64($0[0]) }
+        Self.expectClose(reference.logitsGradient.float32Values(), numeric[0], Self.referenceVersusNumeric, "soft dlogits (reference)")
+        let fast = Loss.softCrossEntropy(x, targets: targets)
+        Self.expectClose(fast.logitsGradient.float32Values(), reference.logitsGradient.float32Values(),
+                         Self.fastVersusReference(length: c), "soft dlogits (fast)")
+        let exact = loss64(x.float32Values().map(Double.init))
+        #expect(abs(Double(reference.loss) - exact) <= Self.lossReferenceVersusExact * abs(exact))
+        #expect(abs(Double(fast.loss) - exact) <= Self.lossFastVersusExact * abs(exact), "loss \(fast.loss) vs \(exact)")
+        #expect(fast.count == n && reference.count == n)
+    }
+
     @Test func crossEntropyOfOnlyIgnoredRowsIsNaNWithZeroGradient() {
         let x = Self.tensor([3, 5], seed: 1)
         for result in [Loss.crossEntropy(x, labels: [-100, -100, -100]), Loss.crossEntropyReference(x, labels: [-100, -100, -100])] {
@@ -607,6 +636,12 @@ import Testing
             return GradientCheck.contract(out, with: g.map(Double.init))
         }
         Self.expectClose(reference.float32Values(), numeric[0], Self.referenceVersusNumeric, "dx (reference)")
+        // The forward: the norm from a double sum rounded once, then one division per value.
+        let exact = (0..<n * c).map { i -> Double in
+            let row = i / c, norm = values[row * c..<(row + 1) * c].reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            return Double(values[i]) / max(norm, Double(eps))
+        }
+        Self.expectClose(y.float32Values(), exact, Self.fastVersusReference(length: 1), "normalised rows")
         let fast = Loss.l2NormalizeBackward(dy, output: y, norms: norms, eps: eps)
         Self.expectClose(fast.float32Values(), reference.float32Values(), Self.fastVersusReference(length: c), "dx (fast)")
         if eps > 0.1 { #expect(norms.float32Values()[0] < eps) }

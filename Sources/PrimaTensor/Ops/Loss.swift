@@ -197,6 +197,59 @@ public enum Loss {
         return (n, v, k, labels.count(where: { $0 != ignoreIndex }))
     }
 
+    /// Cross-entropy against probability targets [N, C] (the alignment stage's soft targets, Docs/prima-model.md
+    /// L_soft): `torch.nn.functional.cross_entropy(logits, targets, reduction="mean")` with float targets, i.e.
+    /// −Σ_rows Σ_c t_c · log_softmax(x)_c / N. The gradient, times `lossGradient`, is (softmax(x) · Σ_c t_c − t) / N.
+    /// ``CrossEntropy/count`` is N. f32 rows (vectorised exp), the loss summed in double.
+    public static func softCrossEntropy(_ logits: Tensor, targets: Tensor, lossGradient: Float = 1) -> CrossEntropy {
+        let (n, c) = softDimensions(logits, targets)
+        let gradient = Tensor(uninitialized: logits.shape, dtype: .f32)
+        var total = 0.0
+        let weight = lossGradient / Float(n)
+        logits.withFloat32 { input in targets.withFloat32 { t in gradient.withMutableFloat32 { out in
+            for row in 0..<n {
+                let (xr, tr, dr) = (input.baseAddress! + row * c, t.baseAddress! + row * c, out.baseAddress! + row * c)
+                let top = rowMax(xr, c)
+                let sum = expShifted(xr, into: dr, c, shift: top)
+                let logSumExp = top + log(sum)
+                var mass: Float = 0, dot: Float = 0
+                for j in 0..<c {
+                    mass += tr[j]
+                    dot += tr[j] * (xr[j] - logSumExp)
+                }
+                total -= Double(dot)
+                // dr holds exp(x − max); softmax = that / sum (not exp(x − logSumExp): an error of one ulp of a
+                // large logSumExp would be many ulps of every probability).
+                let scale = mass * weight / sum
+                for j in 0..<c { dr[j] = dr[j] * scale - tr[j] * weight }
+            }
+        } } }
+        return CrossEntropy(loss: Float(total / Double(n)), count: n, logitsGradient: gradient)
+    }
+
+    /// The reference for ``softCrossEntropy(_:targets:lossGradient:)``, in double.
+    public static func softCrossEntropyReference(_ logits: Tensor, targets: Tensor, lossGradient: Float = 1) -> CrossEntropy {
+        let (n, c) = softDimensions(logits, targets)
+        let x = logits.float32Values().map(Double.init), t = targets.float32Values().map(Double.init)
+        var out = [Float](repeating: 0, count: n * c), total = 0.0
+        for row in 0..<n {
+            let values = x[row * c..<(row + 1) * c], top = values.max()!
+            let logSumExp = top + log(values.reduce(0) { $0 + exp($1 - top) })
+            let mass = t[row * c..<(row + 1) * c].reduce(0, +)
+            for j in 0..<c {
+                total -= t[row * c + j] * (x[row * c + j] - logSumExp)
+                out[row * c + j] = Float((exp(x[row * c + j] - logSumExp) * mass - t[row * c + j]) * Double(lossGradient) / Double(n))
+            }
+        }
+        return CrossEntropy(loss: Float(total / Double(n)), count: n, logitsGradient: Tensor(shape: logits.shape, float32: out))
+    }
+
+    private static func softDimensions(_ logits: Tensor, _ targets: Tensor) -> (Int, Int) {
+        precondition(logits.shape.count == 2 && targets.shape == logits.shape && logits.shape[0] > 0,
+                     "soft cross-entropy: logits \(ShapeMath.describe(logits.shape)) and targets \(ShapeMath.describe(targets.shape)) must be one [N, C]")
+        return (logits.shape[0], logits.shape[1])
+    }
+
     // MARK: - L2 normalisation
 
     /// The default `eps` of `torch.nn.functional.normalize`.
