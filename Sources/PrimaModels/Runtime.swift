@@ -16,8 +16,12 @@ public struct ModelWeights: Sendable {
     public let origin: String
     private let tensors: [String: Tensor]
     private let quantized: [String: QuantizedWeight]
-    /// The unmerged LoRA updates of each adapted weight (§6), in adapter storage order.
-    private let adapters: [String: [Linear.LoRA]]
+    /// The unmerged LoRA adapters of each adapted weight (§6), by adapter name, in adapter storage order.
+    let adapters: [String: [(name: String, lora: Linear.LoRA)]]
+    /// The component's role (the group name), the first part of every parameter's checkpoint path.
+    public let role: String
+    /// Tied aliases → the stored tensor they share (§5.3).
+    let aliases: [String: String]
 
     /// An int8 weight, held in the form its uses need: packed for the int8 kernels when it multiplies (a Linear
     /// weight, or an embedding table with a tied head), and as plain values with scales when rows are looked up
@@ -30,6 +34,7 @@ public struct ModelWeights: Sendable {
     /// Reads every tensor of `component` but those named in `excluding` (non-weight tensors its owner reads itself).
     public init(component: ComponentReader, excluding: Set<String> = []) throws {
         origin = "\(component.checkpoint.path): \(component.name)"
+        role = component.name
         var tensors: [String: Tensor] = [:]
         var quantized: [String: QuantizedWeight] = [:]
         let records = try component.tensorRecords()
@@ -64,12 +69,13 @@ public struct ModelWeights: Sendable {
         }
         self.tensors = tensors
         self.quantized = quantized
+        aliases = Dictionary(records.compactMap { record in record.aliasOf.map { (record.name, $0) } }, uniquingKeysWith: { first, _ in first })
         adapters = try Self.readAdapters(component)
     }
 
     /// Every unmerged adapter of `component` as f32 updates by target (merged ones are already in the weights).
-    private static func readAdapters(_ component: ComponentReader) throws -> [String: [Linear.LoRA]] {
-        var adapters: [String: [Linear.LoRA]] = [:]
+    private static func readAdapters(_ component: ComponentReader) throws -> [String: [(name: String, lora: Linear.LoRA)]] {
+        var adapters: [String: [(name: String, lora: Linear.LoRA)]] = [:]
         for name in try component.loraAdapterNames() {
             let (info, reader) = try component.loraAdapter(name)
             guard !info.merged else { continue }
@@ -79,7 +85,7 @@ public struct ModelWeights: Sendable {
                     throw RuntimeError("\(component.checkpoint.path): \(component.name)/lora/\(name): target \(target) has no lora_a/lora_b")
                 }
                 adapters[target, default: []].append(
-                    Linear.LoRA(a: try reader.readTensor(a).toFloat32(), b: try reader.readTensor(b).toFloat32(), scaling: info.scale))
+                    (name, Linear.LoRA(a: try reader.readTensor(a).toFloat32(), b: try reader.readTensor(b).toFloat32(), scaling: info.scale)))
             }
         }
         return adapters
@@ -137,12 +143,12 @@ public struct ModelWeights: Sendable {
     /// The weight of a linear layer if present.
     public func optionalLinear(_ name: String) -> LinearWeight? {
         guard let base = baseLinear(name) else { return nil }
-        if let updates = adapters[name] { return .adapted(base, updates) }
+        if let updates = adapters[name] { return .adapted(base, updates.map(\.lora)) }
         return base
     }
 
     /// The stored weight of a linear layer, without adapters.
-    private func baseLinear(_ name: String) -> LinearWeight? {
+    func baseLinear(_ name: String) -> LinearWeight? {
         if let weight = quantized[name] {
             // An int8 table without a tied head is never multiplied; dequantise it if a model does (a rare path).
             if let packed = weight.packed { return .int8(packed) }

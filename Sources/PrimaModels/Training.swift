@@ -1,0 +1,100 @@
+import PrimaTensor
+
+/// The trainable tensors of a run and their gradients, keyed by checkpoint path: `ROLE/tensors/NAME` for a stored
+/// tensor, `ROLE/lora/ADAPTER/tensors/STEM.lora_a` (and `.lora_b`) for a LoRA matrix (Formats/prima-checkpoint.md
+/// §5, §6). A tensor without an entry is frozen: backward passes compute no gradient for it, only the input
+/// gradients that reach trainable tensors. Gradients accumulate (a step sums its micro-batches); ``zero()`` starts
+/// a step. A tied alias has no path of its own: its gradient is added to the stored tensor's, as PyTorch sums the
+/// gradients of a shared parameter.
+public final class GradientStore: @unchecked Sendable {
+    /// Gradient buffers by path, f32, each of its tensor's shape.
+    public private(set) var gradients: [String: Tensor] = [:]
+
+    /// A store with a zero gradient for each (path, shape).
+    public init(trainable: [(path: String, shape: [Int])]) {
+        for (path, shape) in trainable { gradients[path] = Tensor(zeros: shape, dtype: .f32) }
+    }
+
+    /// The gradient buffer of `path`, nil when the tensor is frozen.
+    public subscript(path: String) -> Tensor? { gradients[path] }
+
+    /// Sets every gradient to zero.
+    public func zero() {
+        for tensor in gradients.values { tensor.withMutableFloat32 { $0.update(repeating: 0) } }
+    }
+
+    /// The path of stored tensor `name` of component `role`.
+    public static func path(role: String, tensor name: String) -> String { "\(role)/tensors/\(name)" }
+
+    /// The path of LoRA matrix `matrix` (`lora_a` or `lora_b`) of adapter `adapter` on weight stem `stem` (`X` of `X.weight`).
+    public static func path(role: String, adapter: String, stem: String, matrix: String) -> String {
+        "\(role)/lora/\(adapter)/tensors/\(stem).\(matrix)"
+    }
+}
+
+/// A linear layer bound once at load: the stored weight (f32, or int8 for inference), its bias, its unmerged
+/// adapters, and the checkpoint paths their gradients go to.
+public struct BoundLinear: Sendable {
+    /// The weight's canonical stem (`layers.0.attn.q` for `layers.0.attn.q.weight`).
+    public let stem: String
+    /// The component's role.
+    public let role: String
+    /// The stored weight without adapters.
+    public let weight: LinearWeight
+    /// The stored name the weight's gradient goes to (the tied target for an alias).
+    public let weightName: String
+    public let bias: Tensor?
+    /// Unmerged adapters in storage order.
+    public let adapters: [(name: String, lora: Linear.LoRA)]
+
+    /// What ``backward(_:input:saved:gradients:needsInputGradient:)`` needs from the forward pass: the input is the
+    /// caller's; these are the adapters' hidden states x·Aᵀ [N, r].
+    public struct Saved: Sendable {
+        let hiddens: [Tensor]
+    }
+
+    /// y = x·Wᵀ + b + Σ scaling·(x·Aᵀ)·Bᵀ for x [N, K] → [N, M], and what backward needs. The output bits are those of
+    /// the inference forward (`Linear.forward(_:weight:bias:activation:)` with the adapted weight).
+    public func forward(_ x: Tensor) -> (output: Tensor, saved: Saved) {
+        let y = Linear.forward(x, weight: weight, bias: bias)
+        let hiddens = adapters.map { Linear.addLoRA($0.lora, input: x, to: y) }
+        return (y, Saved(hiddens: hiddens))
+    }
+
+    /// Backward of ``forward(_:)`` from dy [N, M] and the forward's input x [N, K]: accumulates the gradients of the
+    /// trainable weight, bias and adapter matrices into `gradients`, and returns dx [N, K] (nil when not needed).
+    /// Every product is an sgemm (`Linear.backward`, `Linear.loraBackward`).
+    public func backward(_ dy: Tensor, input x: Tensor, saved: Saved, gradients: GradientStore,
+                         needsInputGradient: Bool = true) throws -> Tensor? {
+        let weightGradient = gradients[GradientStore.path(role: role, tensor: weightName)]
+        let biasGradient = gradients[GradientStore.path(role: role, tensor: stem + ".bias")]
+        var dx: Tensor?
+        switch weight {
+        case .float(let w):
+            dx = Linear.backward(dy, x: x, weight: w, weightGradient: weightGradient, biasGradient: biasGradient,
+                                 needsInputGradient: needsInputGradient)
+        default:
+            throw RuntimeError("\(role): \(stem): training through an int8 weight is not supported yet")
+        }
+        for ((name, lora), hidden) in zip(adapters, saved.hiddens) {
+            Linear.loraBackward(dy, x: x, hidden: hidden, lora: lora,
+                                aGradient: gradients[GradientStore.path(role: role, adapter: name, stem: stem, matrix: "lora_a")],
+                                bGradient: gradients[GradientStore.path(role: role, adapter: name, stem: stem, matrix: "lora_b")],
+                                addingInputGradientTo: dx)
+        }
+        return dx
+    }
+}
+
+extension ModelWeights {
+    /// Binds linear layer `stem` (`stem.weight`, optional `stem.bias`, its adapters); throws naming it if absent.
+    public func bind(_ stem: String) throws -> BoundLinear {
+        let name = stem + ".weight"
+        guard let weight = baseLinear(name) else { throw RuntimeError("\(origin): missing tensor \(name)") }
+        return BoundLinear(stem: stem, role: role, weight: weight, weightName: aliases[name] ?? name,
+                           bias: optional(stem + ".bias"), adapters: adapters[name] ?? [])
+    }
+
+    /// The stored name a tensor's gradient goes to: its tied target, or itself.
+    public func storedName(_ name: String) -> String { aliases[name] ?? name }
+}
