@@ -19,3 +19,9 @@ public struct ProgressOptions: ParsableArguments {
     /// Whether to draw progress (it is drawn only when stderr is a terminal as well).
     public var showProgress: Bool { !noProgress }
 }
+
+/// Bounds on numeric flags shared by the tools.
+public enum FlagLimits {
+    /// Largest `--repeat`: 10,000 timed runs (a benchmark needs tens; each run's timings are kept for the median).
+    public static let maxRepeats = 10_000
+}

@@ -35,7 +35,9 @@ public enum ToolMain {
             }
             // ArgumentParser's own message (the error, then usage) spans lines by design; control characters from
             // the arguments are still escaped.
-            FileHandle.standardError.write(Data("\(name): error: \(oneLine(command.fullMessage(for: error), keepNewlines: true))\n".utf8))
+            var message = command.fullMessage(for: error)
+            if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }  // already said by "error:"
+            FileHandle.standardError.write(Data("\(name): error: \(oneLine(message, keepNewlines: true))\n".utf8))
             exit(2)
         }
     }
@@ -50,24 +52,10 @@ public enum ToolMain {
         FileHandle.standardError.write(Data("\(name): warning: \(oneLine(message))\n".utf8))
     }
 
-    /// `message` made safe for a terminal and kept to one line: names taken from hostile files (tensor names,
-    /// CSV fields, paths) may hold newlines or escape sequences that would forge further lines or drive the
-    /// terminal. Every control character (C0, DEL, C1) becomes a visible escape: `\n`, `\r`, `\t`, or `\u{XX}`.
-    /// A message that ArgumentParser formats over several lines (usage help after an error) keeps its line
-    /// breaks only when `keepNewlines` is true.
+    /// `message` made safe for a terminal and kept to one line (``Terminal/escaped(_:keepNewlines:)``). A message
+    /// that ArgumentParser formats over several lines (usage help after an error) keeps its line breaks only when
+    /// `keepNewlines` is true.
     public static func oneLine(_ message: String, keepNewlines: Bool = false) -> String {
-        var result = ""
-        result.unicodeScalars.reserveCapacity(message.unicodeScalars.count)
-        for scalar in message.unicodeScalars {
-            switch scalar.value {
-            case 0x0A where keepNewlines: result.unicodeScalars.append(scalar)
-            case 0x0A: result += "\\n"
-            case 0x0D: result += "\\r"
-            case 0x09: result += "\\t"
-            case 0x00...0x1F, 0x7F...0x9F: result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
+        Terminal.escaped(message, keepNewlines: keepNewlines)
     }
 }

@@ -150,6 +150,7 @@ public enum Inspector {
                 lines.append(line)
             }
         }
-        return lines.joined(separator: "\n")
+        // Names, attributes and file names come from the file: escaped for the terminal, one line each.
+        return lines.map { Terminal.escaped($0) }.joined(separator: "\n")
     }
 }

@@ -52,6 +52,10 @@ public struct PrimaAssemblyOptions: Sendable {
                 throw ToolError.input("--labels: \"\(code)\" is not a class code (no spaces)")
             }
             if parts.count > 1 && parts[1].isEmpty { throw ToolError.input("--labels: class \(code) has an empty name after \"=\"") }
+            // Names are printed in reports: no line breaks or terminal escapes.
+            if parts.contains(where: Terminal.hasControlCharacters) {
+                throw ToolError.input("--labels: entry \(index + 1) holds a control character (\(Terminal.escaped(String(entry))))")
+            }
             labels.append(PrimaLabel(code: code, name: parts.count > 1 ? parts[1] : padUfes20Names[code] ?? code))
         }
         guard labels.count >= 2 else { throw ToolError.input("--labels: give at least two classes") }

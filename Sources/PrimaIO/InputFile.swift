@@ -66,6 +66,11 @@ public final class InputFile {
             }
             bytes.append(contentsOf: chunk[0..<count])
         }
+        // A regular file reads exactly its size. Kernel pseudo-files (/proc, /sys) report a size of 0 or 4096 and
+        // generate other content (/proc/self/environ is the process's environment): not a user's file to store.
+        guard bytes.count == size else {
+            throw .input("\(path): read \(bytes.count) bytes from a file whose size is \(size) (a kernel pseudo-file such as /proc, or a file changing while read)")
+        }
         return bytes
     }
 

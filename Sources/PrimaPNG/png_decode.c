@@ -107,6 +107,30 @@ static int precheck(const uint8_t *data, size_t size, uint32_t max_side, uint64_
             return -1;
         }
     }
+    // Every chunk's declared length must fit in the bytes that follow it, up to IEND: libpng allocates a chunk's
+    // length before reading it, so a 56-byte file declaring a 2 GiB tEXt chunk would otherwise cost 2 GiB.
+    size_t offset = 8;
+    for (;;) {
+        char detail[64];
+        if (size - offset < 12) {
+            snprintf(detail, sizeof detail, "%zu bytes", size);
+            set_message(r, "truncated PNG: the file ends after %s, before its IEND chunk", detail);
+            return -1;
+        }
+        uint32_t length = read_u32be(data + offset);
+        if (length > 0x7FFFFFFFu) {
+            snprintf(detail, sizeof detail, "a chunk at byte %zu declares %u bytes (the PNG limit is 2^31 - 1)", offset, length);
+            set_message(r, "corrupt PNG: %s", detail);
+            return -1;
+        }
+        if ((size_t)length > size - offset - 12) {
+            snprintf(detail, sizeof detail, "%zu bytes", size);
+            set_message(r, "truncated PNG: the file ends after %s, before its IEND chunk", detail);
+            return -1;
+        }
+        if (memcmp(data + offset + 4, "IEND", 4) == 0) break;
+        offset += 12 + (size_t)length;
+    }
     return 0;
 }
 

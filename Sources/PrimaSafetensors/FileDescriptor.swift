@@ -137,8 +137,9 @@ func lastSystemError() -> String { String(cString: strerror(errno)) }
 
 /// True if something is at `path` (opening it says whether it is a usable file).
 func pathExists(_ path: String) -> Bool {
+    // lstat: a dangling link or a link loop exists, and opening it then says what is wrong with it.
     var status = stat()
-    return stat(path, &status) == 0
+    return lstat(path, &status) == 0
 }
 
 /// `directory/name`, without doubling a trailing slash.

@@ -58,6 +58,10 @@ public struct SafetensorsIndex: Sendable {
                 throw SafetensorsError(path: path, tensor: tensor,
                                        "shard \(JSON.quoted(shard)) is not a plain file name in the index's directory")
             }
+            // A shard is a .safetensors file: not the index itself, config.json or another file of the directory.
+            guard shard.hasSuffix(".safetensors") else {
+                throw SafetensorsError(path: path, tensor: tensor, "shard \(JSON.quoted(shard)) is not a .safetensors file")
+            }
             weightMap[tensor] = shard
             shards.insert(shard)
         }

@@ -166,3 +166,105 @@ import Testing
         }
     }
 }
+
+/// The lead's findings of the second hostile-input campaign, through the binaries: names from files reach stdout
+/// escaped, numeric flags are bounded, kernel pseudo-files are not stored, and a PNG's chunk lengths are checked
+/// against the file before libpng allocates them.
+@Suite struct SecondCampaignTests {
+    static let convert = HostileSmallInputTests.convert
+    static let verify = HostileSmallInputTests.verify
+    static let diagnose = HostileSmallInputTests.diagnose
+    static let craft = RuntimeTestSupport.repositoryRoot + "/Fixtures/hostile/craft_checkpoint.py"
+    static let fixture = RuntimeTestSupport.repositoryRoot + "/Fixtures/prima/tiny-prima.h5"
+    static let escape = "\u{1B}[2J"
+
+    static func crafted(_ arguments: String...) throws -> String {
+        let output = RuntimeTestSupport.temporaryDirectory() + "/crafted.h5"
+        let result = try RuntimeTestSupport.run("/usr/bin/python3", [craft, fixture, output] + arguments)
+        try #require(result.status == 0, "\(result.stderr)")
+        return output
+    }
+
+    /// Label names, the metadata text, architecture attributes and problems from the file are escaped on stdout
+    /// too, and `--labels` refuses control characters outright.
+    @Test func namesFromFilesReachStdoutEscaped() throws {
+        let labels = try Self.crafted("file", "prima", "labels.json",
+                                      #"[{"code":"ACK","name":"evil\n\u001b[2Jx"},{"code":"BCC","name":"b"},{"code":"MEL","name":"m"},{"code":"NEV","name":"n"},{"code":"SCC","name":"s"},{"code":"SEK","name":"k"}]"#)
+        let diagnosed = try RuntimeTestSupport.run(Self.diagnose, ["--checkpoint", labels, "--image", HostileConfigTests.image,
+                                                                   "--metadata", try HostileConfigTests.metadata()])
+        #expect(diagnosed.status == 0, "\(diagnosed.stderr)")
+        #expect(!diagnosed.stdout.contains(Self.escape) && diagnosed.stdout.contains(#"evil\n\u{1B}[2Jx"#), "\(diagnosed.stdout)")
+
+        let architecture = try Self.crafted("attr", "decoder", "architecture", #""qwen3\n\u001b[31mEVIL""#)
+        let verified = try RuntimeTestSupport.run(Self.verify, [architecture])
+        #expect(verified.status != 0 && !verified.stdout.contains("\u{1B}") && !verified.stdout.contains("\nEVIL"), "\(verified.stdout)")
+        let inspected = try RuntimeTestSupport.run(Self.convert, ["inspect", architecture, "--no-tensors"])
+        #expect(!inspected.stdout.contains("\u{1B}") && inspected.stdout.contains(#"qwen3\n\u{1B}[31mEVIL"#), "\(inspected.stdout)\(inspected.stderr)")
+
+        let model = RuntimeTestSupport.model
+        let imported = try RuntimeTestSupport.run(Self.convert, [
+            "import", "--image-encoder", model("dinov3-mlp-reg4-f32"), "--text-encoder", model("bert-mlm-f32"),
+            "--decoder", model("qwen3-prima-f32"), "--labels", "ACK=a\nb,BCC=\(Self.escape)", "-o",
+            RuntimeTestSupport.temporaryDirectory() + "/p.h5", "--no-progress"])
+        #expect(imported.status == 2 && imported.stderr.contains("--labels: entry 1 holds a control character"), "\(imported.stderr)")
+    }
+
+    /// `--repeat` and `--max-shard-size` are bounded usage errors, not traps or huge allocations; ArgumentParser's
+    /// messages are not prefixed twice.
+    @Test func numericFlagsAreBounded() throws {
+        let repeated = try RuntimeTestSupport.run(Self.diagnose, ["--checkpoint", Self.fixture, "--image", HostileConfigTests.image,
+                                                                  "--metadata", try HostileConfigTests.metadata(), "--repeat", "9999999999999"])
+        #expect(repeated.status == 2 && repeated.stderr.contains("--repeat must be in 1...10000"), "\(repeated.stderr)")
+        #expect(!repeated.stderr.contains("error: Error:"), "\(repeated.stderr)")
+        let verified = try RuntimeTestSupport.run(Self.verify, [Self.fixture, "--trace", RuntimeTestSupport.trace("prima-tiny-bert"),
+                                                                "--repeat", "100000"])
+        #expect(verified.status == 2 && verified.stderr.contains("--repeat must be in 1...10000"), "\(verified.stderr)")
+        let sharded = try RuntimeTestSupport.run(Self.convert, ["export", Self.fixture, "--component", "decoder", "-o",
+                                                                RuntimeTestSupport.temporaryDirectory() + "/x",
+                                                                "--max-shard-size", "99999999999999999999GB"])
+        #expect(sharded.status == 2 && sharded.stderr.contains("--max-shard-size"), "\(sharded.stderr)")
+    }
+
+    /// A model directory whose auxiliary file is a symlink to /proc/self/environ: the read length differs from the
+    /// file's size, so it is refused instead of storing the process environment in the checkpoint.
+    @Test func kernelPseudoFilesAreNotStored() throws {
+        let directory = RuntimeTestSupport.temporaryDirectory() + "/model"
+        try FileManager.default.copyItem(atPath: RuntimeTestSupport.model("qwen3-tied-f32"), toPath: directory)
+        try FileManager.default.createSymbolicLink(atPath: directory + "/vocab.txt", withDestinationPath: "/proc/self/environ")
+        let output = RuntimeTestSupport.temporaryDirectory() + "/p.h5"
+        let result = try RuntimeTestSupport.run(Self.convert, ["import", directory, "-o", output, "--no-progress"])
+        #expect(result.status == 2 && result.stderr.contains("vocab.txt: read") && result.stderr.contains("pseudo-file"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: output))
+    }
+
+    /// A weights file that is a symbolic-link loop is named as one, and an index whose shard is the index itself or
+    /// config.json is refused from the shard's name rather than from a nonsensical header.
+    @Test func weightFilesSayWhatIsWrongWithThem() throws {
+        let looped = RuntimeTestSupport.temporaryDirectory() + "/model"
+        try FileManager.default.createDirectory(atPath: looped, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: RuntimeTestSupport.model("qwen3-tied-f32") + "/config.json", toPath: looped + "/config.json")
+        try FileManager.default.createSymbolicLink(atPath: looped + "/model.safetensors", withDestinationPath: looped + "/model.safetensors")
+        let loop = try RuntimeTestSupport.run(Self.convert, ["import", looped, "-o", looped + ".h5", "--no-progress"])
+        #expect(loop.status == 2 && loop.stderr.lowercased().contains("too many levels of symbolic links"), "\(loop.stderr)")
+
+        let sharded = RuntimeTestSupport.temporaryDirectory() + "/sharded"
+        try FileManager.default.copyItem(atPath: RuntimeTestSupport.model("qwen3-untied-f16-sharded"), toPath: sharded)
+        let indexPath = sharded + "/model.safetensors.index.json"
+        let index = try String(contentsOfFile: indexPath, encoding: .utf8)
+        let shard = try #require(index.range(of: #"model-[0-9]+-of-[0-9]+\.safetensors"#, options: .regularExpression))
+        try index.replacingOccurrences(of: String(index[shard]), with: "config.json").write(toFile: indexPath, atomically: true, encoding: .utf8)
+        let wrong = try RuntimeTestSupport.run(Self.convert, ["import", sharded, "-o", sharded + ".h5", "--no-progress"])
+        #expect(wrong.status == 2 && wrong.stderr.contains("shard \"config.json\" is not a .safetensors file"), "\(wrong.stderr)")
+    }
+
+    /// A 60-byte PNG declaring a 2 GiB text chunk is refused from the chunk walk, under a 1 GB address-space limit.
+    @Test func pngChunkLengthsAreCheckedBeforeAllocation() throws {
+        var png = InputLimitTests.pngHeader(width: 8, height: 8, bitDepth: 8, colorType: 2)
+        png.removeLast(12)  // the empty IEND
+        png.append(contentsOf: [0x7F, 0xFF, 0xFF, 0xFF] + Array("tEXt".utf8) + Array(repeating: 0, count: 20))
+        let path = RuntimeTestSupport.temporaryDirectory() + "/chunk.png"
+        try png.write(to: URL(fileURLWithPath: path))
+        try InputLimitTests.expectRefusal(Self.diagnose, ["--checkpoint", Self.fixture, "--image", path, "--metadata", try HostileConfigTests.metadata()],
+                                          contains: [path, "truncated PNG: the file ends after \(png.count) bytes"], seconds: 15)
+    }
+}

@@ -37,7 +37,7 @@ public final class PrimaModel: Sendable {
             throw RuntimeError("\(checkpoint.path): not a PRIMA checkpoint (no /prima heads group; assemble one with prima-convert import --labels)")
         }
         for role in [ComponentRole.imageEncoder, .textEncoder, .decoder] where !checkpoint.roles.contains(role) {
-            throw RuntimeError("\(checkpoint.path): a PRIMA checkpoint needs an \(role.rawValue) component")
+            throw RuntimeError("\(checkpoint.path): a PRIMA checkpoint needs a component \(role.rawValue)")
         }
         guard let image = try loadComponentModel(try checkpoint.component(.imageEncoder)) as? DINOv3ViTModel else {
             throw RuntimeError("\(checkpoint.path): image_encoder is not a DINOv3 ViT")

@@ -270,13 +270,14 @@ struct Inspect: ParsableCommand {
     }
 }
 
-/// Parses `5GB`, `500MB`, `2GiB`, `1000` (bytes) into a byte count; nil if malformed or not positive.
+/// Parses `5GB`, `500MB`, `2GiB`, `1000` (bytes) into a byte count; nil if malformed, not positive or above 2⁶².
 func parseByteSize(_ text: String) -> Int? {
     let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000),
                                   ("MB", 1_000_000), ("KB", 1000), ("kB", 1000), ("B", 1)]
     for (suffix, scale) in units where text.hasSuffix(suffix) {
-        guard let value = Double(text.dropLast(suffix.count)), value > 0 else { return nil }
-        return Int(value * Double(scale))
+        // Finite, positive and within 2⁶² bytes (an exabyte): Int(Double) traps outside Int's range.
+        guard let value = Double(text.dropLast(suffix.count)), value > 0, value * Double(scale) < 0x1p62 else { return nil }
+        return max(1, Int(value * Double(scale)))
     }
     guard let value = Int(text), value > 0 else { return nil }
     return value

@@ -54,7 +54,7 @@ struct PrimaDiagnoseCommand: ParsableCommand {
     static func main() { ToolMain.run(self, name: "prima-diagnose") }
 
     func validate() throws {
-        if repeats < 1 { throw ValidationError("--repeat must be ≥ 1") }
+        if repeats < 1 || repeats > FlagLimits.maxRepeats { throw ValidationError("--repeat must be in 1...\(FlagLimits.maxRepeats)") }
         if folder == nil {
             guard image != nil, metadata != nil else { throw ValidationError("give --image and --metadata, or --folder") }
             if output != nil || summary != nil { throw ValidationError("-o and --summary belong to a batch (--folder)") }
@@ -157,12 +157,13 @@ extension TokenizerError: ToolFailure {
 /// The single-case report, as text and as JSON.
 enum DiagnosisReport {
     static func text(_ result: Diagnoser.Result, labels: [PrimaLabel], loadSeconds: Double, medians: [(String, Double)], runs: Int) -> String {
-        let names = Dictionary(uniqueKeysWithValues: labels.map { ($0.code, $0.name) })
-        var out = "metadata text: \(result.text.isEmpty ? "(no fields)" : result.text)\n\n"
+        // Codes, names and the metadata text come from the checkpoint and the record: escaped for the terminal.
+        let names = Dictionary(labels.map { ($0.code, ToolMain.oneLine($0.name)) }, uniquingKeysWith: { first, _ in first })
+        var out = "metadata text: \(result.text.isEmpty ? "(no fields)" : ToolMain.oneLine(result.text))\n\n"
         let width = labels.map(\.code.count).max() ?? 0
-        let nameWidth = labels.map(\.name.count).max() ?? 0
+        let nameWidth = names.values.map(\.count).max() ?? 0
         for (rank, entry) in result.diagnosis.ranked.enumerated() {
-            let code = entry.code.padding(toLength: width, withPad: " ", startingAt: 0)
+            let code = ToolMain.oneLine(entry.code).padding(toLength: width, withPad: " ", startingAt: 0)
             let name = (names[entry.code] ?? "").padding(toLength: nameWidth, withPad: " ", startingAt: 0)
             out += String(format: "%2d. %@  %@  %6.2f %%\n", rank + 1, code, name, Double(entry.probability) * 100)
         }
@@ -174,7 +175,7 @@ enum DiagnosisReport {
 
     static func json(_ result: Diagnoser.Result, labels: [PrimaLabel], checkpoint: String, headsTrained: Bool, loadSeconds: Double,
                      medians: [(String, Double)], runs: Int) -> JSONValue {
-        let names = Dictionary(uniqueKeysWithValues: labels.map { ($0.code, $0.name) })
+        let names = Dictionary(labels.map { ($0.code, $0.name) }, uniquingKeysWith: { first, _ in first })
         return .object(JSONObject([
             ("checkpoint", .string(checkpoint)),
             ("heads_trained", .bool(headsTrained)),

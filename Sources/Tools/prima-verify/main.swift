@@ -77,7 +77,9 @@ struct PrimaVerifyCommand: ParsableCommand {
     func validate() throws {
         if systemInfo { return }
         guard checkpoint != nil else { throw ValidationError("missing the checkpoint argument") }
-        guard repeatCount.map({ $0 >= 1 }) ?? true else { throw ValidationError("--repeat must be at least 1") }
+        guard repeatCount.map({ (1...FlagLimits.maxRepeats).contains($0) }) ?? true else {
+            throw ValidationError("--repeat must be in 1...\(FlagLimits.maxRepeats)")
+        }
         if dump != nil && (trace == nil || against != nil) {
             throw ValidationError("--dump needs --trace, without --against (it writes the runtime's trace of the trace's inputs)")
         }
@@ -134,10 +136,10 @@ struct PrimaVerifyCommand: ParsableCommand {
         } else {
             for report in reports {
                 if report.pass {
-                    print("\(report.name): \(report.architecture), \(report.tensorCount) tensors, \(report.bytes) bytes: OK (config, shapes, tied, files, checksums, finite)")
+                    print("\(ToolMain.oneLine(report.name)): \(ToolMain.oneLine(report.architecture)), \(report.tensorCount) tensors, \(report.bytes) bytes: OK (config, shapes, tied, files, checksums, finite)")
                 } else {
-                    print("\(report.name): \(report.architecture): FAILED, \(report.problems.count) problem(s)")
-                    for problem in report.problems { print("  \(problem)") }
+                    print("\(ToolMain.oneLine(report.name)): \(ToolMain.oneLine(report.architecture)): FAILED, \(report.problems.count) problem(s)")
+                    for problem in report.problems { print("  \(ToolMain.oneLine(problem))") }
                 }
             }
         }
