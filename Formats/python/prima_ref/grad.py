@@ -27,9 +27,11 @@ Command line (from ``Formats/python``)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import re
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -347,6 +349,10 @@ class _quiet:
 # Forward + backward
 # ---------------------------------------------------------------------------------------------------------------------
 Trainable = Union[str, Sequence[str]]
+# Tensors whose gradient is exactly zero in exact arithmetic, left out of the `full` trainable set (§11.3): an
+# attention key bias adds q·b_k to every score of a query's row, which the softmax cancels, so what PyTorch returns
+# for it is float32 rounding noise (about 1e-7) with no reference value to compare with.
+ZERO_GRADIENT_RE = re.compile(r"/tensors/layers\.[0-9]+\.attn\.k\.bias$")
 
 
 def compute_gradients(model: GradientModel, inputs: Mapping[str, Any], trainable: Trainable = "full") -> GradientRun:
@@ -358,7 +364,7 @@ def compute_gradients(model: GradientModel, inputs: Mapping[str, Any], trainable
     paths = model.parameter_paths()
     # Trainable candidates.
     if trainable == "full":
-        wanted = [p for p in paths if "/lora/" not in p]
+        wanted = [p for p in paths if "/lora/" not in p and not ZERO_GRADIENT_RE.search(p)]
         kind = "full"
     elif trainable == "lora":
         if model.adapter_name is None:
@@ -395,8 +401,9 @@ def compute_gradients(model: GradientModel, inputs: Mapping[str, Any], trainable
 
     handles = [model.top.get_submodule(path).register_forward_hook(make_hook(names)) for path, names in by_module.items()]
     dt = model.dtype
+    widen = float64_everywhere() if dt == torch.float64 else contextlib.nullcontext()
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), widen:
             if model.component == "image_encoder":
                 out = model.run_module(pixel_values=torch.from_numpy(inputs["pixel_values"]).to(dt))
             else:
@@ -467,6 +474,48 @@ def compute_gradients(model: GradientModel, inputs: Mapping[str, Any], trainable
         origins=dict(model.points),
         meta={"trainable": kind, "excluded": excluded},
     )
+
+
+class float64_everywhere:
+    """Inside the block, a float64 tensor is never narrowed to float32: ``Tensor.float()``, ``Tensor.to(float32)``
+    and ``softmax(..., dtype=float32)`` of a float64 tensor stay float64. transformers pins some steps to float32
+    whatever the model dtype (the attention softmax of Qwen3 and ModernBERT, Qwen3's RMSNorm, ModernBERT's RoPE
+    products, the loss's ``logits.float()``); without this a "float64" run would round there to float32 (and a
+    float64 mask minimum would become -inf, making fully masked rows NaN). Used for the float64 reference runs."""
+
+    def __enter__(self):
+        import torch
+        import torch.nn.functional as F
+
+        self.saved = (torch.Tensor.float, torch.Tensor.to, F.softmax)
+        orig_float, orig_to, orig_softmax = self.saved
+
+        def keep_float(t, *args, **kwargs):
+            return t if t.dtype == torch.float64 else orig_float(t, *args, **kwargs)
+
+        def keep_to(t, *args, **kwargs):
+            if t.dtype == torch.float64:
+                args = tuple(torch.float64 if a is torch.float32 else a for a in args)
+                if kwargs.get("dtype") is torch.float32:
+                    kwargs["dtype"] = torch.float64
+            return orig_to(t, *args, **kwargs)
+
+        def keep_softmax(t, *args, **kwargs):
+            if t.dtype == torch.float64 and kwargs.get("dtype") is torch.float32:
+                kwargs["dtype"] = torch.float64
+            return orig_softmax(t, *args, **kwargs)
+
+        torch.Tensor.float = keep_float
+        torch.Tensor.to = keep_to
+        F.softmax = keep_softmax
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+        import torch.nn.functional as F
+
+        torch.Tensor.float, torch.Tensor.to, F.softmax = self.saved
+        return False
 
 
 def explicit_cross_entropy(logits: np.ndarray, labels: np.ndarray, shift: bool) -> float:

@@ -610,6 +610,8 @@ def compare_traces(reference: os.PathLike | str | Trace, other: os.PathLike | st
     if ref.component != oth.component:
         raise ValueError(f"components differ: {ref.component} vs {oth.component}")
     for k, v in ref.inputs.items():
+        if k in ("output_weights", "labels") and k not in oth.inputs:
+            continue  # a gradient trace's objective input (§11.2): the forward passes compare without it
         if k not in oth.inputs or oth.inputs[k].shape != v.shape or not np.array_equal(oth.inputs[k], v):
             raise ValueError(f"input {k} differs between the traces")
     if ref.component == "prima":

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Write the gradient traces (Formats/prima-trace.md §11, prima_trace_version 2) of the tiny fixture models.
+
+Each trace holds the inputs, the activations, the loss of one objective, the gradient of the loss with respect to
+every activation and to every trainable tensor, computed by PyTorch autograd (+ PEFT for LoRA) in float32 with eager
+attention by prima_ref.grad. JOBS below lists them: `dot` (loss = sum of final_norm * output_weights) with full
+fine-tuning on every f32 architecture variant and with each LoRA adapter of Fixtures/lora (only the LoRA matrices
+trainable), `mlm` with LoRA on BERT (rank-stabilised, adapter keys without the `bert.` prefix) and on ModernBERT
+(fused Wqkv/Wi), `causal_lm` with LoRA on every Qwen3 projection and with full fine-tuning of the tied Qwen3 (one
+gradient for the tied embedding / LM head).
+
+Inputs (as make_traces.py and make_lora_fixtures.py): text models the two TEXTS, right-padded (batch 2, the first
+sequence padded); DINOv3 two seeded 32x32 noise images. Objective inputs: output_weights seeded N(0, 1), zero at
+padded positions (seed OUTPUT_WEIGHTS_SEED); mlm labels keep the token id at a seeded ~30% of the real positions
+(seed LABELS_SEED), -100 elsewhere; causal_lm labels are the input ids, -100 at padded positions.
+
+Self-checks (the script stops on the first failure):
+  1. each file reads back through prima_ref.read_trace (which validates the v2 parts) and equals what was computed;
+  2. the same computation is re-run in float64 (model, adapter and inputs upcast exactly); every float32 gradient and
+     activation gradient must be within FLOAT64_RATIO_LIMIT * max|float64| of it (and pass the §11.5 tolerances), the
+     loss within FLOAT64_LOSS_LIMIT relatively; the worst ratios are printed (Formats/prima-trace.md §11.5 records
+     them);
+  3. padding: every activation gradient is exactly 0 at padded positions (every objective);
+  4. dot: the gradient of final_norm is output_weights, bit for bit;
+  5. ties: the tied Qwen3 has one gradient, decoder/tensors/embed.tokens, and no lm_head.weight;
+  6. the forward half equals the committed forward traces bit for bit (Fixtures/traces/<model>.h5, or
+     Fixtures/lora/<adapter>.h5 for LoRA): same inputs, every activation they share identical;
+  7. the traces together stay under MAX_TOTAL_BYTES.
+
+Rerun from the repository root with the venv of Fixtures/requirements.txt:
+
+    /work/venv/bin/python Fixtures/make_grad_fixtures.py
+
+Torch runs single-threaded with deterministic algorithms; two runs give byte-identical files (the script prints one
+sha256 over all of them). *.h5 in Fixtures/grad_traces is deleted and rewritten on every run.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+# PEFT keeps target_modules as a set; fix the hash seed (before the interpreter starts) as make_lora_fixtures.py does,
+# so that nothing that depends on set order can differ between runs.
+if os.environ.get("PYTHONHASHSEED") != "0":
+    os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, "PYTHONHASHSEED": "0"})
+
+from fixture_common import FIXTURES, MODELS_DIR, REPO, chmod_outputs, check_versions, set_environment, setup_torch
+
+OUT_DIR = FIXTURES / "grad_traces"
+LORA_DIR = FIXTURES / "lora"
+
+set_environment()
+check_versions(Path(__file__).name, "gradient traces")
+
+import hashlib  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(REPO / "Formats" / "python"))
+from prima_ref.grad import (  # noqa: E402
+    GradientModel,
+    compare_runs,
+    compute_gradients,
+    passes,
+    write_grad_trace,
+)
+from prima_ref.trace import compare_traces, image_inputs, read_trace, text_inputs  # noqa: E402
+
+setup_torch()
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+TEXTS = (
+    "The lesion is elevated and bleeds.",
+    "Family history of skin cancer; the lesion has grown and bleeds.",
+)
+IMAGE_SEED = 0
+OUTPUT_WEIGHTS_SEED = 7
+LABELS_SEED = 11
+# The measured float32-vs-float64 error is ~1e-6 of max|grad| (see the printout); this limit is ten times looser than
+# the worst seen and still ten times tighter than the §11.5 tolerance 1e-4, so a regression in the reference shows.
+FLOAT64_RATIO_LIMIT = 1e-5
+FLOAT64_LOSS_LIMIT = 5e-6
+MAX_TOTAL_BYTES = 10 * 1024 * 1024
+
+# (trace stem, model fixture, objective, trainable, adapter directory name or None)
+JOBS = [
+    ("dinov3-mlp-reg4-f32-dot-full", "dinov3-mlp-reg4-f32", "dot", "full", None),
+    ("dinov3-gated-noreg-f32-dot-full", "dinov3-gated-noreg-f32", "dot", "full", None),
+    ("modernbert-mlm-f32-dot-full", "modernbert-mlm-f32", "dot", "full", None),
+    ("bert-mlm-f32-dot-full", "bert-mlm-f32", "dot", "full", None),
+    ("qwen3-tied-f32-dot-full", "qwen3-tied-f32", "dot", "full", None),
+    ("qwen3-untied-f32-dot-full", "qwen3-untied-f32", "dot", "full", None),
+    ("dinov3-attention-mlp-dot-lora", "dinov3-mlp-reg4-f32", "dot", "lora", "dinov3-attention-mlp"),
+    ("bert-rslora-dot-lora", "bert-mlm-f32", "dot", "lora", "bert-rslora"),
+    ("modernbert-fused-dot-lora", "modernbert-mlm-f32", "dot", "lora", "modernbert-fused"),
+    ("qwen3-all-projections-dot-lora", "qwen3-untied-f32", "dot", "lora", "qwen3-all-projections"),
+    ("bert-rslora-mlm-lora", "bert-mlm-f32", "mlm", "lora", "bert-rslora"),
+    ("modernbert-fused-mlm-lora", "modernbert-mlm-f32", "mlm", "lora", "modernbert-fused"),
+    ("qwen3-all-projections-causal_lm-lora", "qwen3-untied-f32", "causal_lm", "lora", "qwen3-all-projections"),
+    ("qwen3-tied-f32-causal_lm-full", "qwen3-tied-f32", "causal_lm", "full", None),
+]
+
+
+def base_inputs(model_dir, component):
+    if component == "image_encoder":
+        return image_inputs(model_dir, batch=2, height=32, width=32, seed=IMAGE_SEED), {
+            "kind": "image", "seed": IMAGE_SEED, "shape": [2, 3, 32, 32],
+            "generator": "torch.randn(generator=torch.Generator('cpu').manual_seed(seed), dtype=float32)"}
+    return text_inputs(model_dir, TEXTS), {"kind": "text", "texts": list(TEXTS),
+                                           "tokenizer": "model directory, right padding"}
+
+
+def check_read_back(stem, path, run):
+    back = read_trace(path)
+    if back.loss != float(np.float32(run.loss)):
+        sys.exit(f"{stem}: loss reads back as {back.loss}, wrote {run.loss}")
+    for group, mine, theirs in (("activations", run.activations, back.activations),
+                                ("activation_gradients", run.activation_gradients, back.activation_gradients),
+                                ("gradients", run.gradients, back.gradients)):
+        if list(mine) != list(theirs):
+            sys.exit(f"{stem}: /{group} reads back as {list(theirs)}, wrote {list(mine)}")
+        for k in mine:
+            if not np.array_equal(mine[k], theirs[k]):
+                sys.exit(f"{stem}: /{group}/{k} does not read back identically")
+    for k, v in run.meta["inputs"].items():
+        if not np.array_equal(back.inputs[k], v):
+            sys.exit(f"{stem}: /inputs/{k} does not read back identically")
+    return back
+
+
+def check_padding(stem, run, mask):
+    if mask is None:
+        return
+    padded = mask == 0
+    if not padded.any():
+        sys.exit(f"{stem}: the inputs have no padding; the fixture would not test it")
+    for n, g in run.activation_gradients.items():
+        if g.ndim >= 3 and g.shape[:2] == mask.shape and np.any(g[padded] != 0):
+            sys.exit(f"{stem}: activation gradient {n} is not exactly 0 at padded positions "
+                     f"(max {np.abs(g[padded]).max():.3g})")
+
+
+def float64_check(stem, fixture, objective, trainable, adapter, inputs, run32, mask):
+    gm64 = GradientModel(MODELS_DIR / fixture, objective, LORA_DIR / adapter if adapter else None,
+                         dtype=torch.float64)
+    run64 = compute_gradients(gm64, inputs, trainable)
+    cmp = compare_runs(run64, run32, mask)
+    worst_grad = max(cmp["gradients"].items(), key=lambda kv: kv[1]["ratio"])
+    worst_act = max(cmp["activation_gradients"].items(), key=lambda kv: kv[1]["ratio"])
+    min_cos = min(e["cosine"] for e in list(cmp["gradients"].values()) + list(cmp["activation_gradients"].values()))
+    for kind in ("gradients", "activation_gradients"):
+        for name, e in cmp[kind].items():
+            if not passes(e) or e["ratio"] > FLOAT64_RATIO_LIMIT:
+                sys.exit(f"{stem}: float32 {kind} {name} vs float64: {e} (limit ratio {FLOAT64_RATIO_LIMIT})")
+    if cmp["loss_relative_error"] > FLOAT64_LOSS_LIMIT:
+        sys.exit(f"{stem}: float32 loss {run32.loss} vs float64 {run64.loss}: relative {cmp['loss_relative_error']:.3g}")
+    return cmp["loss_relative_error"], worst_grad, worst_act, min_cos
+
+
+def main():
+    OUT_DIR.mkdir(exist_ok=True)
+    for old in OUT_DIR.glob("*.h5"):
+        old.unlink()
+    rows = []
+    overall = {"grad": 0.0, "act": 0.0, "loss": 0.0, "cos": 1.0}
+    for stem, fixture, objective, trainable, adapter in JOBS:
+        model_dir = MODELS_DIR / fixture
+        adapter_dir = LORA_DIR / adapter if adapter else None
+        gm = GradientModel(model_dir, objective, adapter_dir)
+        inputs, recipe = base_inputs(model_dir, gm.component)
+        if adapter:
+            recipe["adapter"] = f"Fixtures/lora/{adapter}"
+        path = OUT_DIR / f"{stem}.h5"
+        run = write_grad_trace(model_dir, path, inputs, objective, trainable, adapter_dir,
+                               output_weights_seed=OUTPUT_WEIGHTS_SEED, labels_seed=LABELS_SEED, model=gm,
+                               input_recipe=recipe)
+        inputs = run.meta["inputs"]
+        mask = inputs.get("attention_mask")
+        mask_bool = None if mask is None else mask.astype(bool)
+        check_read_back(stem, path, run)
+        check_padding(stem, run, mask)
+        if objective == "dot" and not np.array_equal(run.activation_gradients["final_norm"], inputs["output_weights"]):
+            sys.exit(f"{stem}: dLoss/dfinal_norm is not output_weights")
+        if trainable == "lora" and any("/lora/" not in p for p in run.gradients):
+            sys.exit(f"{stem}: a LoRA trace has base-weight gradients")
+        if fixture == "qwen3-tied-f32" and objective == "causal_lm":
+            names = set(run.gradients)
+            if "decoder/tensors/embed.tokens" not in names or any("lm_head" in p for p in names):
+                sys.exit(f"{stem}: the tied embedding must have exactly one gradient, embed.tokens")
+        forward = LORA_DIR / f"{adapter}.h5" if adapter else FIXTURES / "traces" / f"{fixture}.h5"
+        differences = compare_traces(path, forward)
+        if max(differences.values()) != 0.0:
+            sys.exit(f"{stem}: the forward activations differ from {forward.name}: {differences}")
+        loss_rel, (gname, ge), (aname, ae), cos = float64_check(stem, fixture, objective, trainable, adapter, inputs,
+                                                                run, mask_bool)
+        overall["grad"] = max(overall["grad"], ge["ratio"])
+        overall["act"] = max(overall["act"], ae["ratio"])
+        overall["loss"] = max(overall["loss"], loss_rel)
+        overall["cos"] = min(overall["cos"], cos)
+        size = path.stat().st_size
+        rows.append((path.name, size))
+        excluded = f"; not trainable (no gradient): {run.meta['excluded']}" if run.meta["excluded"] else ""
+        print(f"{path.name}: {size} bytes, loss {run.loss:.6g}, {len(run.gradients)} gradients{excluded}\n"
+              f"    float32 vs float64: loss {loss_rel:.2g} relative; worst gradient {ge['ratio']:.2g}·max|ref| "
+              f"({gname}); worst activation gradient {ae['ratio']:.2g}·max|ref| ({aname}); 1 - min cosine {1 - cos:.2g}")
+    chmod_outputs(OUT_DIR)
+    digest = hashlib.sha256()
+    total = 0
+    for path in sorted(OUT_DIR.glob("*.h5")):
+        data = path.read_bytes()
+        total += len(data)
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(data).digest())
+    if total > MAX_TOTAL_BYTES:
+        sys.exit(f"gradient traces total {total} bytes > {MAX_TOTAL_BYTES}")
+    print(f"{len(rows)} gradient traces, {total} bytes in all; float32 vs float64 worst: gradients "
+          f"{overall['grad']:.2g}·max|ref|, activation gradients {overall['act']:.2g}·max|ref|, loss "
+          f"{overall['loss']:.2g} relative, 1 - min cosine {1 - overall['cos']:.2g}\n"
+          f"sha256 over Fixtures/grad_traces/*.h5: {digest.hexdigest()}")
+
+
+if __name__ == "__main__":
+    main()
