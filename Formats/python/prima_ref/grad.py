@@ -86,7 +86,7 @@ LOGITS_MODULE = {"ModernBertForMaskedLM": "decoder", "BertForMaskedLM": "cls", "
 
 
 def gradient_input_names(component: str, objective: str) -> Tuple[str, ...]:
-    """The datasets of /inputs of a gradient trace, in their order (§11.2)."""
+    """The datasets of /inputs of a gradient trace, in their order (§11.3)."""
     base = ("pixel_values",) if component == "image_encoder" else ("input_ids", "attention_mask")
     return base + (("output_weights",) if objective == "dot" else ("labels",))
 
@@ -126,7 +126,7 @@ def causal_lm_labels(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.nd
 
 def validate_gradient_inputs(component: str, objective: str, inputs: Mapping[str, Any], vocab_size: Optional[int],
                              final_norm_width: Optional[int] = None) -> "OrderedDict[str, np.ndarray]":
-    """Check the inputs of a gradient trace (§11.2) and return them in their canonical order and dtypes."""
+    """Check the inputs of a gradient trace (§11.3) and return them in their canonical order and dtypes."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r} is not one of {list(OBJECTIVES)}")
     names = gradient_input_names(component, objective)
@@ -226,6 +226,10 @@ class GradientModel:
             raise RuntimeError(f"{self.model_dir}: loaded {type(top).__name__}, expected {loaded_class}")
         if getattr(top.config, "_attn_implementation", None) != "eager":
             raise RuntimeError(f"{self.model_dir}: attention implementation is not 'eager'")
+        if objective == "mlm" and getattr(top.config, "sparse_prediction", False):
+            # ModernBERT's sparse_prediction computes logits only at the labelled positions: not the (B, T, V)
+            # logits of §11.4.
+            raise ValueError(f"{self.model_dir}: sparse_prediction is true; §11 defines mlm on dense logits")
         self.top = top
         self.loaded_class = loaded_class
         base_attr = BASE_ATTRIBUTE.get(loaded_class)
@@ -349,7 +353,7 @@ class _quiet:
 # Forward + backward
 # ---------------------------------------------------------------------------------------------------------------------
 Trainable = Union[str, Sequence[str]]
-# Tensors whose gradient is exactly zero in exact arithmetic, left out of the `full` trainable set (§11.3): an
+# Tensors whose gradient is exactly zero in exact arithmetic, left out of the `full` trainable set (§11.6): an
 # attention key bias adds q·b_k to every score of a query's row, which the softmax cancels, so what PyTorch returns
 # for it is float32 rounding noise (about 1e-7) with no reference value to compare with.
 ZERO_GRADIENT_RE = re.compile(r"/tensors/layers\.[0-9]+\.attn\.k\.bias$")
@@ -433,9 +437,9 @@ def compute_gradients(model: GradientModel, inputs: Mapping[str, Any], trainable
                 loss = out.loss
                 explicit = explicit_cross_entropy(acts["logits"].detach().double().numpy(), inputs["labels"],
                                                   shift=model.objective == "causal_lm")
-            # The loss transformers (or the product above) computed is the objective's formula (§11.1).
+            # The loss transformers (or the product above) computed is the objective's formula (§11.4).
             if not abs(float(loss.detach()) - explicit) <= 1e-5 * max(abs(explicit), 1e-30):
-                raise RuntimeError(f"loss {float(loss)!r} differs from the formula of §11.1 ({explicit!r})")
+                raise RuntimeError(f"loss {float(loss)!r} differs from the formula of §11.4 ({explicit!r})")
             loss.backward()
     finally:
         for h in handles:
@@ -519,7 +523,7 @@ class float64_everywhere:
 
 
 def explicit_cross_entropy(logits: np.ndarray, labels: np.ndarray, shift: bool) -> float:
-    """§11.1 in float64: mean over the counted positions of logsumexp(logits[b, t]) - logits[b, t, y]."""
+    """§11.4 in float64: mean over the counted positions of logsumexp(logits[b, t]) - logits[b, t, y]."""
     if shift:
         labels = np.concatenate([labels[:, 1:], np.full((labels.shape[0], 1), IGNORE_INDEX, dtype=labels.dtype)], 1)
     counted = labels != IGNORE_INDEX
@@ -765,7 +769,7 @@ def _attr_str(v):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Comparison (§11.5)
+# Comparison (§11.8)
 # ---------------------------------------------------------------------------------------------------------------------
 LOSS_RELATIVE_TOLERANCE = 1e-5
 COSINE_MINIMUM = 0.99999
@@ -796,7 +800,7 @@ def tensor_errors(ref: np.ndarray, other: np.ndarray, mask: Optional[np.ndarray]
 
 
 def passes(errors: Mapping[str, float]) -> bool:
-    """§11.5: cosine >= COSINE_MINIMUM and max_abs <= MAX_ABS_RELATIVE_TOLERANCE * max|ref|."""
+    """§11.8: cosine >= COSINE_MINIMUM and max_abs <= MAX_ABS_RELATIVE_TOLERANCE * max|ref|."""
     return errors["cosine"] >= COSINE_MINIMUM and errors["max_abs"] <= MAX_ABS_RELATIVE_TOLERANCE * errors["max_ref"]
 
 
