@@ -25,7 +25,17 @@ Self-checks (the script stops on the first failure):
   5. ties: the tied Qwen3 has one gradient, decoder/tensors/embed.tokens, and no lm_head.weight;
   6. the forward half equals the committed forward traces bit for bit (Fixtures/traces/<model>.h5, or
      Fixtures/lora/<adapter>.h5 for LoRA): same inputs, every activation they share identical;
-  7. the traces together stay under MAX_TOTAL_BYTES.
+  7. directional derivatives: in float64, for every activation (a forward hook adds eps·d to the hooked tensor, d
+     seeded N(0, 1) over all positions, padding included) and for all trainable tensors at once (each moved by
+     eps·d), the central difference (L(+eps) - L(-eps)) / 2eps must equal <gradient, d> within
+     DIRECTIONAL_LIMIT · |gradient|·|d|: this checks the meaning of every stored gradient (which tensor it belongs
+     to, and that an activation gradient is the adjoint of exactly the hooked tensor) independently of autograd's
+     bookkeeping;
+  8. names: every gradient path names the tensor it belongs to: the parameter behind ROLE/tensors/NAME equals, bit
+     for bit, the tensor of the model's safetensors file whose file name maps to NAME (Formats/prima-checkpoint.md
+     §4; the on-disk names differ from the in-memory ones: `layer.N` vs `model.layer.N`, `bert.` prefixes, absent tied
+     heads), and the one behind ROLE/lora/ADAPTER/tensors/X.lora_a|b the adapter file's matrix for X.weight;
+  9. the traces together stay under MAX_TOTAL_BYTES.
 
 Rerun from the repository root with the venv of Fixtures/requirements.txt:
 
@@ -63,9 +73,12 @@ from prima_ref.grad import (  # noqa: E402
     GradientModel,
     compare_runs,
     compute_gradients,
+    float64_everywhere,
     passes,
+    run_objective,
     write_grad_trace,
 )
+from prima_ref.names import UnknownNameError, canonical_name  # noqa: E402
 from prima_ref.trace import compare_traces, image_inputs, read_trace, text_inputs  # noqa: E402
 
 setup_torch()
@@ -84,6 +97,11 @@ FLOAT64_RATIO_LIMIT = 1e-5
 # The worst loss seen is 1.1e-6 relative (a `dot` sum that cancels); half the §11.8 tolerance 1e-5.
 FLOAT64_LOSS_LIMIT = 5e-6
 MAX_TOTAL_BYTES = 10 * 1024 * 1024
+# Central differences in float64 with step DIRECTIONAL_EPS: the truncation error grows like (eps / size of the tensor)^2
+# (Qwen3 embeddings are ~0.05, so 1e-4 gave 7e-6), the rounding error like 1e-16 · |loss| / eps.
+DIRECTIONAL_EPS = 1e-6
+DIRECTIONAL_LIMIT = 1e-6
+DIRECTION_SEED = 3
 
 # (trace stem, model fixture, objective, trainable, adapter directory name or None)
 JOBS = [
@@ -143,6 +161,96 @@ def check_padding(stem, run, mask):
                      f"(max {np.abs(g[padded]).max():.3g})")
 
 
+def directional_check(stem, gm, inputs, run):
+    """Worst |finite difference - <gradient, d>| / (|gradient|·|d|) over every activation and over the trainable
+    tensors together, all in float64 (see check 7 of the docstring)."""
+    generator = torch.Generator("cpu").manual_seed(DIRECTION_SEED)
+    eps = DIRECTIONAL_EPS
+
+    def loss_at(shift):
+        with torch.no_grad(), float64_everywhere():
+            return float(run_objective(gm, inputs)[1])
+
+    worst = ("", 0.0)
+    module_of = dict(gm.points)
+    done_modules = set()
+    for name, grad in run.activation_gradients.items():
+        if module_of[name] in done_modules:
+            continue  # BERT: final_norm and layers.{L-1} are one tensor
+        done_modules.add(module_of[name])
+        d = torch.randn(grad.shape, generator=generator, dtype=torch.float64)
+
+        def make_hook(delta):
+            def hook(_module, _args, output):
+                if torch.is_tensor(output):
+                    return output + delta
+                return (output[0] + delta,) + tuple(output[1:])
+            return hook
+
+        values = []
+        for sign in (1.0, -1.0):
+            handle = gm.top.get_submodule(module_of[name]).register_forward_hook(make_hook(sign * eps * d))
+            try:
+                values.append(loss_at(sign))
+            finally:
+                handle.remove()
+        fd = (values[0] - values[1]) / (2 * eps)
+        analytic = float((grad * d.numpy()).sum())
+        scale = float(np.linalg.norm(grad) * np.linalg.norm(d.numpy()))
+        err = abs(fd - analytic) / scale
+        if err > worst[1]:
+            worst = (name, err)
+        if not err <= DIRECTIONAL_LIMIT:
+            sys.exit(f"{stem}: activation {name}: finite difference {fd!r} vs <gradient, d> {analytic!r} ({err:.3g})")
+    params = gm.parameter_paths()
+    directions = {p: torch.randn(g.shape, generator=generator, dtype=torch.float64) for p, g in run.gradients.items()}
+    saved = {p: params[p][0].detach().clone() for p in run.gradients}
+    values = []
+    for sign in (1.0, -1.0):
+        with torch.no_grad():
+            for p, d in directions.items():
+                params[p][0].copy_(saved[p] + sign * eps * d)
+        values.append(loss_at(sign))
+    with torch.no_grad():
+        for p in saved:
+            params[p][0].copy_(saved[p])
+    fd = (values[0] - values[1]) / (2 * eps)
+    analytic = sum(float((run.gradients[p] * directions[p].numpy()).sum()) for p in directions)
+    norm_g = np.sqrt(sum(float((g ** 2).sum()) for g in run.gradients.values()))
+    norm_d = np.sqrt(sum(float((d.numpy() ** 2).sum()) for d in directions.values()))
+    err = abs(fd - analytic) / (norm_g * norm_d)
+    if not err <= DIRECTIONAL_LIMIT:
+        sys.exit(f"{stem}: trainable tensors: finite difference {fd!r} vs <gradient, d> {analytic!r} ({err:.3g})")
+    return worst, err
+
+
+def names_check(stem, gm, run):
+    """Check 8: the tensor behind every gradient path is the file tensor that the path names."""
+    from safetensors.numpy import load_file
+
+    files = sorted(gm.model_dir.glob("*.safetensors"))
+    by_canonical = {}
+    for f in files:
+        for key, value in load_file(str(f)).items():
+            try:
+                by_canonical[canonical_name(gm.model_type, key)] = value
+            except UnknownNameError:
+                continue  # dropped on import (§4.6)
+    if gm.adapter_dir is not None:
+        for key, value in load_file(str(gm.adapter_dir / "adapter_model.safetensors")).items():
+            module, which = key[len("base_model.model."):].rsplit(".lora_", 1)
+            stem_name = canonical_name(gm.model_type, module + ".weight")[: -len(".weight")]
+            by_canonical[f"lora/{gm.adapter_name}/{stem_name}.lora_{which[0].lower()}"] = value
+    params = gm.parameter_paths()
+    for p in run.gradients:
+        _, rest = p.split("/", 1)
+        key = rest[len("tensors/"):] if rest.startswith("tensors/") else rest.replace("/tensors/", "/")
+        if key not in by_canonical:
+            sys.exit(f"{stem}: {p} names no tensor of the model's files")
+        if not np.array_equal(params[p][0].detach().numpy(), by_canonical[key]):
+            sys.exit(f"{stem}: the parameter behind {p} is not the file's {key}")
+
+
 def float64_check(stem, fixture, objective, trainable, adapter, inputs, run32, mask):
     gm64 = GradientModel(MODELS_DIR / fixture, objective, LORA_DIR / adapter if adapter else None,
                          dtype=torch.float64)
@@ -157,7 +265,8 @@ def float64_check(stem, fixture, objective, trainable, adapter, inputs, run32, m
                 sys.exit(f"{stem}: float32 {kind} {name} vs float64: {e} (limit ratio {FLOAT64_RATIO_LIMIT})")
     if cmp["loss_relative_error"] > FLOAT64_LOSS_LIMIT:
         sys.exit(f"{stem}: float32 loss {run32.loss} vs float64 {run64.loss}: relative {cmp['loss_relative_error']:.3g}")
-    return cmp["loss_relative_error"], worst_grad, worst_act, min_cos
+    directional = directional_check(stem, gm64, inputs, run64)
+    return cmp["loss_relative_error"], worst_grad, worst_act, min_cos, directional
 
 
 def main():
@@ -190,11 +299,12 @@ def main():
             names = set(run.gradients)
             if "decoder/tensors/embed.tokens" not in names or any("lm_head" in p for p in names):
                 sys.exit(f"{stem}: the tied embedding must have exactly one gradient, embed.tokens")
+        names_check(stem, gm, run)
         forward = LORA_DIR / f"{adapter}.h5" if adapter else FIXTURES / "traces" / f"{fixture}.h5"
         differences = compare_traces(path, forward)
         if max(differences.values()) != 0.0:
             sys.exit(f"{stem}: the forward activations differ from {forward.name}: {differences}")
-        loss_rel, (gname, ge), (aname, ae), cos = float64_check(stem, fixture, objective, trainable, adapter, inputs,
+        loss_rel, (gname, ge), (aname, ae), cos, ((dname, derr), dparams) = float64_check(stem, fixture, objective, trainable, adapter, inputs,
                                                                 run, mask_bool)
         overall["grad"] = max(overall["grad"], ge["ratio"])
         overall["act"] = max(overall["act"], ae["ratio"])
@@ -205,7 +315,8 @@ def main():
         excluded = f"; not trainable (no gradient): {run.meta['excluded']}" if run.meta["excluded"] else ""
         print(f"{path.name}: {size} bytes, loss {run.loss:.6g}, {len(run.gradients)} gradients{excluded}\n"
               f"    float32 vs float64: loss {loss_rel:.2g} relative; worst gradient {ge['ratio']:.2g}·max|ref| "
-              f"({gname}); worst activation gradient {ae['ratio']:.2g}·max|ref| ({aname}); 1 - min cosine {1 - cos:.2g}")
+              f"({gname}); worst activation gradient {ae['ratio']:.2g}·max|ref| ({aname}); 1 - min cosine {1 - cos:.2g}\n"
+              f"    float64 directional derivatives: activations {derr:.2g} ({dname}), trainable tensors {dparams:.2g}")
     chmod_outputs(OUT_DIR)
     digest = hashlib.sha256()
     total = 0

@@ -408,16 +408,7 @@ def compute_gradients(model: GradientModel, inputs: Mapping[str, Any], trainable
     widen = float64_everywhere() if dt == torch.float64 else contextlib.nullcontext()
     try:
         with torch.enable_grad(), widen:
-            if model.component == "image_encoder":
-                out = model.run_module(pixel_values=torch.from_numpy(inputs["pixel_values"]).to(dt))
-            else:
-                kw = dict(input_ids=torch.from_numpy(inputs["input_ids"]),
-                          attention_mask=torch.from_numpy(inputs["attention_mask"]))
-                if model.model_type == "qwen3":
-                    kw["use_cache"] = False
-                if model.objective != "dot":
-                    kw["labels"] = torch.from_numpy(inputs["labels"])
-                out = model.run_module(**kw)
+            out, loss = run_objective(model, inputs)
             acts = OrderedDict()
             for n, t in captured:
                 if n in acts:
@@ -429,12 +420,10 @@ def compute_gradients(model: GradientModel, inputs: Mapping[str, Any], trainable
                 if not torch.equal(out.last_hidden_state, acts["final_norm"]):
                     raise RuntimeError("final_norm hook differs from the returned last_hidden_state")
                 w = torch.from_numpy(inputs["output_weights"]).to(dt)
-                loss = (acts["final_norm"] * w).sum()
                 explicit = float((acts["final_norm"].detach().double() * w.double()).sum())
             else:
                 if not torch.equal(out.logits, acts["logits"]):
                     raise RuntimeError("logits hook differs from the returned logits")
-                loss = out.loss
                 explicit = explicit_cross_entropy(acts["logits"].detach().double().numpy(), inputs["labels"],
                                                   shift=model.objective == "causal_lm")
             # The loss transformers (or the product above) computed is the objective's formula (§11.4).
@@ -478,6 +467,28 @@ def compute_gradients(model: GradientModel, inputs: Mapping[str, Any], trainable
         origins=dict(model.points),
         meta={"trainable": kind, "excluded": excluded},
     )
+
+
+def run_objective(model: GradientModel, inputs: Mapping[str, np.ndarray]):
+    """The forward pass of the objective on validated gradient-trace inputs: (model output, loss tensor). For dot
+    the loss is sum(last_hidden_state * output_weights); for mlm / causal_lm it is the loss transformers computes
+    from ``labels``. Autograd and any hooks are the caller's."""
+    import torch
+
+    dt = model.dtype
+    if model.component == "image_encoder":
+        out = model.run_module(pixel_values=torch.from_numpy(inputs["pixel_values"]).to(dt))
+    else:
+        kw = dict(input_ids=torch.from_numpy(inputs["input_ids"]),
+                  attention_mask=torch.from_numpy(inputs["attention_mask"]))
+        if model.model_type == "qwen3":
+            kw["use_cache"] = False
+        if model.objective != "dot":
+            kw["labels"] = torch.from_numpy(inputs["labels"])
+        out = model.run_module(**kw)
+    if model.objective == "dot":
+        return out, (out.last_hidden_state * torch.from_numpy(inputs["output_weights"]).to(dt)).sum()
+    return out, out.loss
 
 
 class float64_everywhere:
