@@ -686,7 +686,7 @@ def gradient_paths(group: "h5py.Group", prefix: str = "") -> List[str]:
 
 OBJECTIVE_COMPONENTS = {"dot": ("image_encoder", "text_encoder", "decoder"), "mlm": ("text_encoder",),
                         "causal_lm": ("decoder",)}
-GRADIENT_TRACE_CHILDREN = (INPUTS_GROUP, ACTIVATIONS_GROUP, LOSS_DATASET, ACTIVATION_GRADIENTS_GROUP, GRADIENTS_GROUP)
+GRADIENT_TRACE_CHILDREN = (INPUTS_GROUP, ACTIVATIONS_GROUP, ACTIVATION_GRADIENTS_GROUP, LOSS_DATASET, GRADIENTS_GROUP)
 
 
 def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
@@ -749,7 +749,11 @@ def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
     role = ROLE_OF_MODEL_TYPE_BY_COMPONENT[component]
     gradients: "OrderedDict[str, np.ndarray]" = OrderedDict()
     hf_names: Dict[str, str] = {}
-    for p in gradient_paths(f[GRADIENTS_GROUP]):
+    try:
+        paths = gradient_paths(f[GRADIENTS_GROUP])
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    for p in paths:
         try:
             r, _, _ = parse_checkpoint_path(p)
         except ValueError as e:
