@@ -63,6 +63,8 @@ set_environment()
 check_versions(Path(__file__).name, "gradient traces")
 
 import hashlib  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -78,6 +80,7 @@ from prima_ref.grad import (  # noqa: E402
     run_objective,
     write_grad_trace,
 )
+from prima_ref.int8 import dequantized_model_dir  # noqa: E402
 from prima_ref.names import UnknownNameError, canonical_name  # noqa: E402
 from prima_ref.trace import compare_traces, image_inputs, read_trace, text_inputs  # noqa: E402
 
@@ -120,6 +123,18 @@ JOBS = [
     ("qwen3-all-projections-causal_lm-lora", "qwen3-untied-f32", "causal_lm", "lora", "qwen3-all-projections"),
     ("qwen3-tied-f32-causal_lm-full", "qwen3-tied-f32", "causal_lm", "full", None),
 ]
+# LoRA on an int8 checkpoint: PyTorch on the dequantised weights ŵ of Formats/prima-checkpoint.md §7.3 (the weights
+# `prima-quantize --int8 [--scheme]` quantises by default), the adapter in float32. (stem, fixture, objective,
+# trainable, adapter, scheme)
+INT8_JOBS = [
+    ("qwen3-all-projections-int8-causal_lm-lora", "qwen3-untied-f32", "causal_lm", "lora", "qwen3-all-projections",
+     "int8-per-channel"),
+    ("dinov3-attention-mlp-int8-block32-dot-lora", "dinov3-mlp-reg4-f32", "dot", "lora", "dinov3-attention-mlp",
+     "int8-block32"),
+]
+# The int8 forward must differ from the float one by at least this much (max |difference| of the last activation),
+# or the quantisation would not be tested.
+INT8_MIN_EFFECT = 1e-4
 
 
 def base_inputs(model_dir, component):
@@ -251,8 +266,8 @@ def names_check(stem, gm, run):
             sys.exit(f"{stem}: the parameter behind {p} is not the file's {key}")
 
 
-def float64_check(stem, fixture, objective, trainable, adapter, inputs, run32, mask):
-    gm64 = GradientModel(MODELS_DIR / fixture, objective, LORA_DIR / adapter if adapter else None,
+def float64_check(stem, model_dir, objective, trainable, adapter, inputs, run32, mask):
+    gm64 = GradientModel(model_dir, objective, LORA_DIR / adapter if adapter else None,
                          dtype=torch.float64)
     run64 = compute_gradients(gm64, inputs, trainable)
     cmp = compare_runs(run64, run32, mask)
@@ -275,49 +290,77 @@ def main():
         old.unlink()
     rows = []
     overall = {"grad": 0.0, "act": 0.0, "loss": 0.0, "cos": 1.0}
-    for stem, fixture, objective, trainable, adapter in JOBS:
-        model_dir = MODELS_DIR / fixture
-        adapter_dir = LORA_DIR / adapter if adapter else None
-        gm = GradientModel(model_dir, objective, adapter_dir)
-        inputs, recipe = base_inputs(model_dir, gm.component)
-        if adapter:
-            recipe["adapter"] = f"Fixtures/lora/{adapter}"
-        path = OUT_DIR / f"{stem}.h5"
-        run = write_grad_trace(model_dir, path, inputs, objective, trainable, adapter_dir,
-                               output_weights_seed=OUTPUT_WEIGHTS_SEED, labels_seed=LABELS_SEED, model=gm,
-                               input_recipe=recipe)
-        inputs = run.meta["inputs"]
-        mask = inputs.get("attention_mask")
-        mask_bool = None if mask is None else mask.astype(bool)
-        check_read_back(stem, path, run)
-        check_padding(stem, run, mask)
-        if objective == "dot" and not np.array_equal(run.activation_gradients["final_norm"], inputs["output_weights"]):
-            sys.exit(f"{stem}: dLoss/dfinal_norm is not output_weights")
-        if trainable == "lora" and any("/lora/" not in p for p in run.gradients):
-            sys.exit(f"{stem}: a LoRA trace has base-weight gradients")
-        if fixture == "qwen3-tied-f32" and objective == "causal_lm":
-            names = set(run.gradients)
-            if "decoder/tensors/embed.tokens" not in names or any("lm_head" in p for p in names):
-                sys.exit(f"{stem}: the tied embedding must have exactly one gradient, embed.tokens")
-        names_check(stem, gm, run)
-        forward = LORA_DIR / f"{adapter}.h5" if adapter else FIXTURES / "traces" / f"{fixture}.h5"
-        differences = compare_traces(path, forward)
-        if max(differences.values()) != 0.0:
-            sys.exit(f"{stem}: the forward activations differ from {forward.name}: {differences}")
-        loss_rel, (gname, ge), (aname, ae), cos, ((dname, derr), dparams) = float64_check(stem, fixture, objective, trainable, adapter, inputs,
-                                                                run, mask_bool)
-        overall["grad"] = max(overall["grad"], ge["ratio"])
-        overall["act"] = max(overall["act"], ae["ratio"])
-        overall["loss"] = max(overall["loss"], loss_rel)
-        overall["cos"] = min(overall["cos"], cos)
-        size = path.stat().st_size
-        rows.append((path.name, size))
-        excluded = f"; not trainable (no gradient): {run.meta['excluded']}" if run.meta["excluded"] else ""
-        print(f"{path.name}: {size} bytes, loss {run.loss:.6g}, {len(run.gradients)} gradients{excluded}\n"
-              f"    float32 vs float64: loss {loss_rel:.2g} relative; worst gradient {ge['ratio']:.2g}·max|ref| "
-              f"({gname}); worst activation gradient {ae['ratio']:.2g}·max|ref| ({aname}); 1 - min cosine {1 - cos:.2g}\n"
-              f"    float64 directional derivatives: activations {derr:.2g} ({dname}), trainable tensors {dparams:.2g}")
+    work = Path(tempfile.mkdtemp(prefix="grad-fixtures-"))
+    try:
+        for job in [j + (None,) for j in JOBS] + INT8_JOBS:
+            run_job(job, work, rows, overall)
+    finally:
+        shutil.rmtree(work)
     chmod_outputs(OUT_DIR)
+    report(rows, overall)
+
+
+def run_job(job, work, rows, overall):
+    stem, fixture, objective, trainable, adapter, scheme = job
+    model_dir = MODELS_DIR / fixture
+    int8_note = ""
+    if scheme is not None:
+        # The directory's base name is the trace's `source`: fixed, so that runs give the same bytes.
+        model_dir = work / f"{fixture}-{scheme}"
+        sqnr = dequantized_model_dir(MODELS_DIR / fixture, model_dir, scheme)
+        int8_note = f"; {len(sqnr)} weights quantised, SQNR {min(sqnr.values()):.1f}–{max(sqnr.values()):.1f} dB"
+    adapter_dir = LORA_DIR / adapter if adapter else None
+    gm = GradientModel(model_dir, objective, adapter_dir)
+    inputs, recipe = base_inputs(model_dir, gm.component)
+    if adapter:
+        recipe["adapter"] = f"Fixtures/lora/{adapter}"
+    if scheme is not None:
+        recipe["int8"] = {"base": f"Fixtures/models/{fixture}", "scheme": scheme,
+                          "dequantized": "Formats/prima-checkpoint.md §7.3 with the default rules of §7.2",
+                          "quantized_tensors": list(sqnr)}
+    path = OUT_DIR / f"{stem}.h5"
+    run = write_grad_trace(model_dir, path, inputs, objective, trainable, adapter_dir,
+                           output_weights_seed=OUTPUT_WEIGHTS_SEED, labels_seed=LABELS_SEED, model=gm,
+                           input_recipe=recipe)
+    inputs = run.meta["inputs"]
+    mask = inputs.get("attention_mask")
+    mask_bool = None if mask is None else mask.astype(bool)
+    check_read_back(stem, path, run)
+    check_padding(stem, run, mask)
+    if objective == "dot" and not np.array_equal(run.activation_gradients["final_norm"], inputs["output_weights"]):
+        sys.exit(f"{stem}: dLoss/dfinal_norm is not output_weights")
+    if trainable == "lora" and any("/lora/" not in p for p in run.gradients):
+        sys.exit(f"{stem}: a LoRA trace has base-weight gradients")
+    if fixture == "qwen3-tied-f32" and objective == "causal_lm":
+        names = set(run.gradients)
+        if "decoder/tensors/embed.tokens" not in names or any("lm_head" in p for p in names):
+            sys.exit(f"{stem}: the tied embedding must have exactly one gradient, embed.tokens")
+    names_check(stem, gm, run)
+    forward = LORA_DIR / f"{adapter}.h5" if adapter else FIXTURES / "traces" / f"{fixture}.h5"
+    differences = compare_traces(path, forward)
+    if scheme is None and max(differences.values()) != 0.0:
+        sys.exit(f"{stem}: the forward activations differ from {forward.name}: {differences}")
+    if scheme is not None:
+        effect = differences["final_norm"]
+        if not effect >= INT8_MIN_EFFECT:
+            sys.exit(f"{stem}: int8 moves final_norm by only {effect:.3g}; the fixture would not test it")
+        int8_note += f"; final_norm {effect:.2g} from the float model's"
+    loss_rel, (gname, ge), (aname, ae), cos, ((dname, derr), dparams) = float64_check(
+        stem, model_dir, objective, trainable, adapter, inputs, run, mask_bool)
+    overall["grad"] = max(overall["grad"], ge["ratio"])
+    overall["act"] = max(overall["act"], ae["ratio"])
+    overall["loss"] = max(overall["loss"], loss_rel)
+    overall["cos"] = min(overall["cos"], cos)
+    size = path.stat().st_size
+    rows.append((path.name, size))
+    excluded = f"; not trainable (no gradient): {run.meta['excluded']}" if run.meta["excluded"] else ""
+    print(f"{path.name}: {size} bytes, loss {run.loss:.6g}, {len(run.gradients)} gradients{excluded}{int8_note}\n"
+          f"    float32 vs float64: loss {loss_rel:.2g} relative; worst gradient {ge['ratio']:.2g}·max|ref| "
+          f"({gname}); worst activation gradient {ae['ratio']:.2g}·max|ref| ({aname}); 1 - min cosine {1 - cos:.2g}\n"
+          f"    float64 directional derivatives: activations {derr:.2g} ({dname}), trainable tensors {dparams:.2g}")
+
+
+def report(rows, overall):
     digest = hashlib.sha256()
     total = 0
     for path in sorted(OUT_DIR.glob("*.h5")):

@@ -33,6 +33,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,7 +288,9 @@ class GradientModel:
         if host is None:
             raise ValueError(f"{adapter_dir}: the adapter's modules are neither in {self.loaded_class} nor in its base")
         host_prefix = "" if host is self.top else self.base_prefix
-        PeftModel.from_pretrained(host, str(adapter_dir), adapter_name=adapter_name, is_trainable=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecation notes inside PEFT
+            PeftModel.from_pretrained(host, str(adapter_dir), adapter_name=adapter_name, is_trainable=True)
         params = dict(self.top.named_parameters())
         for key, value in stored.items():
             module = key[len("base_model.model."):-len(".lora_A.weight")]
