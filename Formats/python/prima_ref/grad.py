@@ -688,7 +688,9 @@ def gradient_paths(group: "h5py.Group", prefix: str = "") -> List[str]:
 
 
 OBJECTIVE_COMPONENTS = {"dot": ("image_encoder", "text_encoder", "decoder"), "mlm": ("text_encoder",),
-                        "causal_lm": ("decoder",)}
+                        "causal_lm": ("decoder",), "class_ce": ("prima",)}
+# Every objective a version-2 trace may name (class_ce is the pipeline's, prima_ref.prima_grad).
+TRACE_OBJECTIVES = OBJECTIVES + ("class_ce",)
 GRADIENT_TRACE_CHILDREN = (INPUTS_GROUP, ACTIVATIONS_GROUP, ACTIVATION_GRADIENTS_GROUP, LOSS_DATASET, GRADIENTS_GROUP)
 
 
@@ -699,9 +701,9 @@ def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
 
     component = attrs["component"]
     objective = attrs.get("objective")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"{path}: a version-2 trace needs the root attribute objective, one of {list(OBJECTIVES)};"
-                         f" got {objective!r}")
+    if objective not in TRACE_OBJECTIVES:
+        raise ValueError(f"{path}: a version-2 trace needs the root attribute objective, one of "
+                         f"{list(TRACE_OBJECTIVES)}; got {objective!r}")
     if component not in OBJECTIVE_COMPONENTS[objective]:
         raise ValueError(f"{path}: objective {objective} is not defined for component {component}")
     kinds = {k: f.get(k, getclass=True) for k in f.keys()}
@@ -720,13 +722,21 @@ def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
             raise ValueError(f"{path}: /{INPUTS_GROUP}/{k} is {a.dtype}, expected {np.dtype(want_dtype)}")
     acts, origins = read_ordered_group(path, f[ACTIVATIONS_GROUP], "activation")
     check_activation_names(path, component, list(acts))
-    if objective != "dot" and "logits" not in acts:
+    if objective == "class_ce":
+        from .prima_grad import validate_class_ce_inputs
+
+        try:
+            inputs = validate_class_ce_inputs(raw_inputs)
+        except ValueError as e:
+            raise ValueError(f"{path}: /{INPUTS_GROUP}: {e}") from None
+    elif objective != "dot" and "logits" not in acts:
         raise ValueError(f"{path}: objective {objective} needs the activation logits")
-    vocab = acts["logits"].shape[-1] if "logits" in acts else None
-    try:
-        inputs = validate_gradient_inputs(component, objective, raw_inputs, vocab, acts["final_norm"].shape[-1])
-    except ValueError as e:
-        raise ValueError(f"{path}: /{INPUTS_GROUP}: {e}") from None
+    if objective != "class_ce":
+        vocab = acts["logits"].shape[-1] if "logits" in acts else None
+        try:
+            inputs = validate_gradient_inputs(component, objective, raw_inputs, vocab, acts["final_norm"].shape[-1])
+        except ValueError as e:
+            raise ValueError(f"{path}: /{INPUTS_GROUP}: {e}") from None
     if objective == "dot" and acts["final_norm"].shape != inputs["output_weights"].shape:
         raise ValueError(f"{path}: output_weights {inputs['output_weights'].shape} is not final_norm's shape "
                          f"{acts['final_norm'].shape}")
@@ -761,7 +771,7 @@ def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
             r, _, _ = parse_checkpoint_path(p)
         except ValueError as e:
             raise ValueError(f"{path}: /{GRADIENTS_GROUP}/{p}: {e}") from None
-        if r != role:
+        if r != role and component != "prima":  # a pipeline trace trains tensors of every part
             raise ValueError(f"{path}: /{GRADIENTS_GROUP}/{p}: role {r} in a {component} trace (expected {role})")
         ds = f[GRADIENTS_GROUP][p]
         if ds.dtype != np.float32:
@@ -779,7 +789,7 @@ def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
 
 
 ROLE_OF_MODEL_TYPE_BY_COMPONENT = {"image_encoder": "image_encoder", "text_encoder": "text_encoder",
-                                   "decoder": "decoder"}
+                                   "decoder": "decoder", "prima": None}
 
 
 def _attr_str(v):
@@ -822,10 +832,13 @@ def passes(errors: Mapping[str, float]) -> bool:
     return errors["cosine"] >= COSINE_MINIMUM and errors["max_abs"] <= MAX_ABS_RELATIVE_TOLERANCE * errors["max_ref"]
 
 
-def compare_runs(ref: GradientRun, other: GradientRun, mask: Optional[np.ndarray]) -> Dict[str, Any]:
-    """Loss relative error, and tensor_errors for every activation gradient (real positions) and gradient."""
+def compare_runs(ref: GradientRun, other: GradientRun, mask: Optional[np.ndarray], prima: bool = False) -> Dict[str, Any]:
+    """Loss relative error, and tensor_errors for every activation gradient (real positions) and gradient. With
+    ``prima`` (a pipeline trace) only the text_encoder.* activations have the text's (B, T) axes (§10.4)."""
     loss_rel = abs(other.loss - ref.loss) / abs(ref.loss) if ref.loss != 0 else abs(other.loss)
-    acts = OrderedDict((n, tensor_errors(a, other.activation_gradients[n], mask)) for n, a in ref.activation_gradients.items())
+    acts = OrderedDict((n, tensor_errors(a, other.activation_gradients[n],
+                                         mask if not prima or n.startswith("text_encoder.") else None))
+                       for n, a in ref.activation_gradients.items())
     grads = OrderedDict((p, tensor_errors(a, other.gradients[p])) for p, a in ref.gradients.items())
     if set(grads) != set(other.gradients):
         raise ValueError(f"gradient sets differ: {sorted(set(ref.gradients) ^ set(other.gradients))}")

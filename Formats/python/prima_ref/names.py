@@ -254,15 +254,18 @@ def checkpoint_path(model_type: str, param_name: str, tied: bool = False) -> str
 _PATH_RE = re.compile(
     r"(?P<role>image_encoder|text_encoder|decoder)/"
     r"(?:tensors/(?P<tensor>[^/]+)|lora/(?P<adapter>[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63})/tensors/(?P<lora>[^/]+\.lora_[ab]))"
+    r"|(?P<heads>prima)/tensors/(?P<head>[^/]+)"  # the PRIMA heads group (§8): no adapters
 )
 
 
 def parse_checkpoint_path(path: str) -> Tuple[str, Optional[str], str]:
-    """(role, adapter or None, tensor name) of a gradient path ``ROLE/tensors/NAME`` or
-    ``ROLE/lora/ADAPTER/tensors/X.lora_a|lora_b``; raises ValueError for anything else."""
+    """(role, adapter or None, tensor name) of a gradient path ``ROLE/tensors/NAME``,
+    ``ROLE/lora/ADAPTER/tensors/X.lora_a|lora_b`` or ``prima/tensors/NAME``; raises ValueError for anything else."""
     m = _PATH_RE.fullmatch(path)
     if not m:
         raise ValueError(f"{path!r} is not ROLE/tensors/NAME or ROLE/lora/ADAPTER/tensors/X.lora_a|X.lora_b")
+    if m.group("heads") is not None:
+        return "prima", None, m.group("head")
     if m.group("tensor") is not None:
         return m.group("role"), None, m.group("tensor")
     return m.group("role"), m.group("adapter"), m.group("lora")
