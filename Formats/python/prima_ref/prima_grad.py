@@ -79,6 +79,10 @@ def compute_class_ce(ref, inputs: Mapping[str, Any], trainable: Sequence[str], d
     paths.update(component_paths(ref.text))
     paths.update(component_paths(ref.decoder))
     paths.update(heads_paths(ref.heads))
+    param_names = {p: n for p, n in zip(heads_paths(ref.heads), (n for n, _ in ref.heads.named_parameters()))}
+    for ref_model in (ref.image, ref.text, ref.decoder):
+        by_id = {id(p): n for n, p in ref_model.top.named_parameters()}
+        param_names.update({p: by_id[id(t)] for p, t in component_paths(ref_model).items()})
     unknown = [p for p in trainable if p not in paths]
     if unknown:
         raise ValueError(f"trainable paths not in the model: {unknown}")
@@ -196,7 +200,7 @@ def compute_class_ce(ref, inputs: Mapping[str, Any], trainable: Sequence[str], d
             excluded.append(p)
             continue
         gradients[p] = np.ascontiguousarray(param.grad.numpy(), dtype=np_dt)
-        hf_names[p] = p.split("/", 1)[0] + ":" + p.rsplit("/", 1)[-1]
+        hf_names[p] = param_names[p]
         param.grad = None
     for a in list(activations.values()) + list(activation_gradients.values()) + list(gradients.values()):
         if not np.isfinite(a).all():
