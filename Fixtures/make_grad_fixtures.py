@@ -7,7 +7,10 @@ attention by prima_ref.grad. JOBS below lists them: `dot` (loss = sum of final_n
 fine-tuning on every f32 architecture variant and with each LoRA adapter of Fixtures/lora (only the LoRA matrices
 trainable), `mlm` with LoRA on BERT (rank-stabilised, adapter keys without the `bert.` prefix) and on ModernBERT
 (fused Wqkv/Wi), `causal_lm` with LoRA on every Qwen3 projection and with full fine-tuning of the tied Qwen3 (one
-gradient for the tied embedding / LM head).
+gradient for the tied embedding / LM head). INT8_JOBS: LoRA over int8 checkpoints, i.e. PyTorch on the weights
+dequantised by the reference quantiser (prima_ref.int8), per-channel and block32. PRIMA_JOBS: `class_ce` through the
+whole pipeline of prima-tiny-bert (prima_ref.prima_grad), checked by the same means where they apply (its forward
+half within PRIMA_FORWARD_TOLERANCE of the forward trace, a directional derivative over the trainable tensors).
 
 Inputs (as make_traces.py and make_lora_fixtures.py): text models the two TEXTS, right-padded (batch 2, the first
 sequence padded); DINOv3 two seeded 32x32 noise images. Objective inputs: output_weights seeded N(0, 1), zero at
