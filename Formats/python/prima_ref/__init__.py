@@ -19,6 +19,10 @@ Command line (from ``Formats/python``)::
 
     python -m prima_ref.trace MODEL_DIR -o OUT.h5 [--text "..." ...] [--image-size H W] [--batch B] [--seed S]
 
+Gradient traces (version 2: loss, activation gradients and the gradients of the trainable tensors, named by
+their checkpoint paths) are written by ``prima_ref.grad`` (``write_grad_trace``; ``python -m prima_ref.grad --help``)
+and read by ``read_trace`` like the others; ``prima_ref.names`` holds the Hugging Face -> canonical name tables.
+
 The whole PRIMA pipeline on one case (heads included; trace component ``prima``) is in ``prima_ref.prima``
 (``PrimaReference``; ``python -m prima_ref.prima --help``), the metadata-to-text rendering in ``prima_ref.metadata``.
 

@@ -47,7 +47,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import h5py
 import numpy as np
 
-TRACE_VERSION = 1
+TRACE_VERSION = 1  # what write_trace writes: forward-only traces stay version 1
+# The newest version read_trace reads: 2 adds gradient traces (Formats/prima-trace.md §11, prima_ref.grad).
+READ_TRACE_VERSION = 2
 INPUTS_GROUP = "inputs"
 ACTIVATIONS_GROUP = "activations"
 
@@ -438,6 +440,17 @@ class Trace:
     inputs: "OrderedDict[str, np.ndarray]"
     activations: "OrderedDict[str, np.ndarray]"  # in `order`
     origins: Dict[str, str] = field(default_factory=dict)
+    # Gradient traces (version 2, §11) only; None / empty for version 1.
+    loss: Optional[float] = None
+    activation_gradients: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)  # in `order`
+    gradients: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)  # checkpoint path -> gradient
+    gradient_hf_names: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def objective(self) -> Optional[str]:
+        """The objective of a gradient trace, None for a forward-only (version 1) trace."""
+        v = self.attrs.get("objective")
+        return None if v is None else str(v)
 
     @property
     def component(self) -> str:
@@ -467,11 +480,17 @@ def read_trace(path: os.PathLike | str) -> Trace:
             if k not in attrs:
                 raise ValueError(f"{path}: missing root attribute {k!r}")
         version = attrs["prima_trace_version"]
-        if not isinstance(version, int) or version < 1 or version > TRACE_VERSION:
-            raise ValueError(f"{path}: prima_trace_version {version!r} not supported (this reader knows 1..{TRACE_VERSION})")
+        if not isinstance(version, int) or version < 1 or version > READ_TRACE_VERSION:
+            raise ValueError(
+                f"{path}: prima_trace_version {version!r} not supported (this reader knows 1..{READ_TRACE_VERSION})"
+            )
         component = attrs["component"]
         if component not in COMPONENTS:
             raise ValueError(f"{path}: unknown component {component!r}")
+        if version >= 2:
+            from .grad import read_gradient_parts
+
+            return read_gradient_parts(path, f, attrs)
         if set(f.keys()) != {INPUTS_GROUP, ACTIVATIONS_GROUP} or any(
             f.get(g, getclass=True) is not h5py.Group for g in (INPUTS_GROUP, ACTIVATIONS_GROUP)
         ):
@@ -492,38 +511,49 @@ def read_trace(path: os.PathLike | str) -> Trace:
             if raw_inputs[k].dtype != want:
                 raise ValueError(f"{path}: /{INPUTS_GROUP}/{k} is {raw_inputs[k].dtype}, expected {np.dtype(want)}")
         inputs = validate_prima_inputs(raw_inputs) if component == "prima" else validate_inputs(component, raw_inputs)
-        entries = []
-        origins = {}
-        for name in f[ACTIVATIONS_GROUP]:
-            d = f[ACTIVATIONS_GROUP][name]
-            if d.dtype != np.float32:
-                raise ValueError(f"{path}: activation {name} is {d.dtype}, expected float32")
-            if "order" not in d.attrs:
-                raise ValueError(f"{path}: activation {name} has no 'order' attribute")
-            entries.append((int(d.attrs["order"]), name, d[()]))
-            if "hf_module" in d.attrs:
-                origins[name] = _attr(d.attrs["hf_module"])
+        acts, origins = read_ordered_group(path, f[ACTIVATIONS_GROUP], "activation")
+    check_activation_names(path, component, list(acts))
+    return Trace(attrs=attrs, inputs=inputs, activations=acts, origins=origins)
+
+
+def read_ordered_group(path, group, what: str) -> Tuple["OrderedDict[str, np.ndarray]", Dict[str, str]]:
+    """The float32 datasets of an /activations-like group sorted by their `order` attribute (0..n-1), and their
+    `hf_module` attributes."""
+    entries = []
+    origins = {}
+    for name in group:
+        d = group[name]
+        if d.dtype != np.float32:
+            raise ValueError(f"{path}: {what} {name} is {d.dtype}, expected float32")
+        if "order" not in d.attrs:
+            raise ValueError(f"{path}: {what} {name} has no 'order' attribute")
+        entries.append((int(d.attrs["order"]), name, d[()]))
+        if "hf_module" in d.attrs:
+            origins[name] = _attr(d.attrs["hf_module"])
     entries.sort()
     orders = [o for o, _, _ in entries]
     if orders != list(range(len(entries))):
-        raise ValueError(f"{path}: the 'order' attributes are {orders}, not 0..{len(entries) - 1}")
+        raise ValueError(f"{path}: the 'order' attributes of {group.name} are {orders}, not 0..{len(entries) - 1}")
     acts = OrderedDict((n, a) for _, n, a in entries)
     for n in acts:
         if not NAME_RE.fullmatch(n):
-            raise ValueError(f"{path}: activation name {n!r} does not match {NAME_RE.pattern}")
+            raise ValueError(f"{path}: {what} name {n!r} does not match {NAME_RE.pattern}")
+    return acts, origins
+
+
+def check_activation_names(path, component: str, names: List[str]) -> None:
+    """The required activations of §4 (§10 for component prima) are present and in their relative order."""
     if component == "prima":
-        _check_prima_names(path, list(acts))
-        return Trace(attrs=attrs, inputs=inputs, activations=acts, origins=origins)
-    missing = [n for n in required_names(acts) if n not in acts]
+        _check_prima_names(path, names)
+        return
+    missing = [n for n in required_names(names) if n not in names]
     if missing:
         raise ValueError(f"{path}: missing required activations {missing}")
-    layer_order = [n for n in acts if LAYER_RE.fullmatch(n)]
+    layer_order = [n for n in names if LAYER_RE.fullmatch(n)]
     if layer_order != sorted(layer_order, key=lambda n: int(n.split(".")[1])):
         raise ValueError(f"{path}: layers.N are not in increasing N order: {layer_order}")
-    names = list(acts)
     if names[0] != "embeddings" or names.index("final_norm") < names.index(layer_order[-1]):
         raise ValueError(f"{path}: order must start with embeddings and have final_norm after the last layer: {names}")
-    return Trace(attrs=attrs, inputs=inputs, activations=acts, origins=origins)
 
 
 def _check_prima_names(path, names: List[str]) -> None:
@@ -580,6 +610,8 @@ def compare_traces(reference: os.PathLike | str | Trace, other: os.PathLike | st
     if ref.component != oth.component:
         raise ValueError(f"components differ: {ref.component} vs {oth.component}")
     for k, v in ref.inputs.items():
+        if k in ("output_weights", "labels") and k not in oth.inputs:
+            continue  # a gradient trace's objective input (§11.2): the forward passes compare without it
         if k not in oth.inputs or oth.inputs[k].shape != v.shape or not np.array_equal(oth.inputs[k], v):
             raise ValueError(f"input {k} differs between the traces")
     if ref.component == "prima":
