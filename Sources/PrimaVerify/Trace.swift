@@ -31,7 +31,7 @@ public enum TraceSubject: Sendable {
 /// in forward order.
 public struct Trace: Sendable {
     /// The newest trace version this build reads.
-    public static let version = 1
+    public static let version = 2
 
     public let subject: TraceSubject
     /// Activations in forward order (by their `order` attribute), each float32 with its stored shape.

@@ -22,6 +22,8 @@ public final class BERTModel: TextEncoderModel {
     let layers: [Layer]
     let embedNorm: BoundNorm
     let pooler: BoundLinear?
+    /// The masked-LM head (`mlm.dense`, `mlm.norm`, `mlm.decoder`), when the checkpoint has one.
+    let mlm: (dense: BoundLinear, norm: BoundNorm, decoder: BoundLinear)?
 
     /// One encoder block's weights.
     struct Layer {
@@ -44,6 +46,8 @@ public final class BERTModel: TextEncoderModel {
                          attnOutNorm: try BoundNorm(weights, l + "attn_out_norm"), mlpOutNorm: try BoundNorm(weights, l + "mlp_out_norm"))
         }
         pooler = weights.optional("pooler.dense.weight") != nil ? try weights.bind("pooler.dense") : nil
+        mlm = weights.optional("mlm.dense.weight") != nil
+            ? (try weights.bind("mlm.dense"), try BoundNorm(weights, "mlm.norm"), try weights.bind("mlm.decoder")) : nil
     }
 
     /// Whether the checkpoint has a pooler (BertModel with `add_pooling_layer`); MLM checkpoints do not.
@@ -183,7 +187,42 @@ public final class BERTModel: TextEncoderModel {
     }
 }
 
-/// A LayerNorm (or RMSNorm-free LayerNorm with optional affine parameters) bound at load, with the checkpoint paths
+extension BERTModel: MaskedLanguageModel {
+    /// What ``maskedLMBackward(_:tape:gradients:)`` needs.
+    public struct MLMTape {
+        let input: Tensor
+        let dense: BoundLinear.Saved
+        let preActivation: Tensor
+        let activated: Tensor
+        let norm: BoundNorm.Saved
+        let normed: Tensor
+        let decoder: BoundLinear.Saved
+    }
+
+    /// `BertForMaskedLM`'s head on the final hidden state [N, C]: LayerNorm(act(dense(x))) → decoder (the word
+    /// embeddings when tied) + bias → logits [N, V], and its tape.
+    public func maskedLMLogits(_ hidden: Tensor) throws -> (Tensor, MLMTape) {
+        guard let mlm else { throw RuntimeError("\(weights.origin): no masked-LM head (mlm.dense, mlm.norm, mlm.decoder)") }
+        let dense = mlm.dense.forward(hidden)
+        let activated = Elementwise.apply(activation, dense.output)
+        let (normed, norm) = mlm.norm.forward(activated, eps: Float(config.layerNormEps), training: true)
+        let decoder = mlm.decoder.forward(normed)
+        return (decoder.output, MLMTape(input: hidden, dense: dense.saved, preActivation: dense.output, activated: activated,
+                                        norm: norm!, normed: normed, decoder: decoder.saved))
+    }
+
+    /// The head's backward: dLoss/d(hidden) [N, C] from dLoss/d(logits) [N, V]; the head's trainable gradients
+    /// (the decoder's tied weight into `embed.tokens`) accumulate into `gradients`.
+    public func maskedLMBackward(_ dLogits: Tensor, tape: MLMTape, gradients: GradientStore) throws -> Tensor {
+        guard let mlm else { throw RuntimeError("\(weights.origin): no masked-LM head (mlm.dense, mlm.norm, mlm.decoder)") }
+        let dNormed = try mlm.decoder.backward(dLogits, input: tape.normed, saved: tape.decoder, gradients: gradients)!
+        let dActivated = mlm.norm.backward(dNormed, saved: tape.norm, gradients: gradients)
+        let dPre = Elementwise.backward(activation, dActivated, x: tape.preActivation)
+        return try mlm.dense.backward(dPre, input: tape.input, saved: tape.dense, gradients: gradients)!
+    }
+}
+
+/// A LayerNorm with its affine parameters bound at load, with the checkpoint paths
 /// of its gradients.
 struct BoundNorm {
     let role: String

@@ -1,0 +1,127 @@
+import Foundation
+import PrimaCheckpoint
+import PrimaIO
+import PrimaModels
+import PrimaTensor
+
+/// A gradient trace (Formats/prima-trace.md §11, version 2): the forward trace of one component plus the
+/// objective, its input, the loss, the gradient of the loss with respect to every activation, and the gradient of
+/// every trainable tensor by checkpoint path.
+public struct GradientTrace: Sendable {
+    /// The training objectives of §11.4 a component trace may carry.
+    public enum Objective: String, Sendable {
+        case dot, mlm
+        case causalLM = "causal_lm"
+    }
+
+    /// The forward part: inputs and activations in forward order.
+    public let trace: Trace
+    public let objective: Objective
+    /// `dot`: the weights of final_norm, [B·T, C] (rows of the activation).
+    public let outputWeights: Tensor?
+    /// `mlm`, `causal_lm`: the labels [B][T] (−100 ignored).
+    public let labels: [[Int]]?
+    public let loss: Float
+    /// dLoss/d(activation), in forward order, each with the activation's shape.
+    public let activationGradients: [(name: String, tensor: Tensor)]
+    /// dLoss/d(tensor) by checkpoint path (`ROLE/tensors/NAME`, `ROLE/lora/ADAPTER/tensors/X.lora_a`): the
+    /// trainable set.
+    public let gradients: [(path: String, tensor: Tensor)]
+
+    /// Reads and validates a version-2 trace; every problem is an error naming the file and the object.
+    public init(path: String) throws {
+        trace = try Trace(path: path)
+        let file: HDF5File
+        do { file = try HDF5File.open(path: path) } catch { throw ToolError.input("\(error)") }
+        func fail(_ what: String) -> ToolError { .input("\(path): \(what)") }
+        do {
+            let root = try file.root()
+            guard try root.intAttribute("prima_trace_version") == 2, root.hasAttribute("objective") else {
+                throw fail("not a gradient trace (prima_trace_version 2 with an objective attribute)")
+            }
+            let name = try root.stringAttribute("objective")
+            guard let objective = Objective(rawValue: name) else { throw fail("objective \"\(name)\" is not dot, mlm or causal_lm") }
+            self.objective = objective
+            guard trace.role != nil else { throw fail("a gradient trace of component prima is not supported yet") }
+            let inputs = try root.group("inputs")
+            guard let final = trace.activations.first(where: { $0.name == "final_norm" })?.tensor else {
+                throw fail("activations/final_norm is missing")
+            }
+            let mask = trace.attentionMask
+            switch objective {
+            case .dot:
+                let weights = try Trace.readFloat32(inputs, "output_weights", path: path)
+                guard weights.shape == final.shape else {
+                    throw fail("inputs/output_weights has shape \(ShapeMath.describe(weights.shape)), final_norm \(ShapeMath.describe(final.shape))")
+                }
+                if let mask {
+                    let c = weights.shape.last ?? 0, values = weights.float32Values()
+                    for (b, row) in mask.enumerated() {
+                        for (t, m) in row.enumerated() where m == 0 {
+                            let start = (b * row.count + t) * c
+                            if values[start..<(start + c)].contains(where: { $0 != 0 }) {
+                                throw fail("inputs/output_weights is not zero at padded position [\(b), \(t)]")
+                            }
+                        }
+                    }
+                }
+                outputWeights = weights.reshaped([weights.elementCount / max(weights.shape.last ?? 1, 1), weights.shape.last ?? 0])
+                labels = nil
+            case .mlm, .causalLM:
+                let values = try Trace.readInt64Matrix(inputs, "labels", path: path)
+                guard let mask, values.count == mask.count, zip(values, mask).allSatisfy({ $0.count == $1.count }) else {
+                    throw fail("inputs/labels must have the shape of input_ids")
+                }
+                for (b, row) in values.enumerated() {
+                    for (t, label) in row.enumerated() where label != -100 {
+                        guard mask[b][t] == 1 else { throw fail("inputs/labels[\(b), \(t)] counts a padded position") }
+                        guard label >= 0 else { throw fail("inputs/labels[\(b), \(t)] is \(label), neither −100 nor a token id") }
+                    }
+                }
+                let counted = objective == .mlm ? values.joined().contains { $0 != -100 }
+                                                : values.contains { $0.dropFirst().contains { $0 != -100 } }
+                guard counted else { throw fail("inputs/labels counts no position") }
+                labels = values
+                outputWeights = nil
+            }
+            let lossData = try root.dataset("loss")
+            guard lossData.storedTypeMatches(.f32), lossData.elementCount == 1 else { throw fail("loss is not a float32 scalar") }
+            loss = try Trace.readFloat32(root, "loss", path: path).float32Values()[0]
+
+            let group = try root.group("activation_gradients")
+            activationGradients = try trace.activations.map { activation in
+                let gradient = try Trace.readFloat32(group, activation.name, path: path)
+                guard gradient.shape == activation.tensor.shape else {
+                    throw fail("activation_gradients/\(activation.name) has shape \(ShapeMath.describe(gradient.shape)), the activation \(ShapeMath.describe(activation.tensor.shape))")
+                }
+                return (activation.name, gradient)
+            }
+            guard try group.linkNames().count == trace.activations.count else {
+                throw fail("activation_gradients holds other names than activations")
+            }
+            var found: [(String, Tensor)] = []
+            try Self.collect(try root.group("gradients"), prefix: "", into: &found, path: path, depth: 0)
+            guard !found.isEmpty else { throw fail("gradients holds no tensor (the trainable set is empty)") }
+            gradients = found
+        } catch let error as ToolError {
+            throw error
+        } catch {
+            throw fail("\(error)")
+        }
+    }
+
+    /// The datasets below `group` by path relative to `/gradients` (at most six levels: `ROLE/lora/NAME/tensors/X`).
+    private static func collect(_ group: HDF5Group, prefix: String, into found: inout [(String, Tensor)], path: String, depth: Int) throws {
+        guard depth < 6 else { throw ToolError.input("\(path): \(group.path) is nested too deeply for a tensor path") }
+        for name in try group.linkNames() {
+            switch try group.linkKind(name) {
+            case .dataset:
+                found.append((prefix + name, try Trace.readFloat32(group, name, path: path)))
+            case .group:
+                try collect(try group.group(name), prefix: prefix + name + "/", into: &found, path: path, depth: depth + 1)
+            default:
+                throw ToolError.input("\(path): \(group.path)/\(name) is neither a group nor a dataset")
+            }
+        }
+    }
+}

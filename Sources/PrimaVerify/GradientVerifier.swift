@@ -1,0 +1,124 @@
+import Foundation
+import PrimaCheckpoint
+import PrimaIO
+import PrimaModels
+import PrimaTensor
+
+extension Tolerances {
+    /// Gradients against PyTorch's fp32 autograd (Formats/prima-trace.md §11.8): each tensor within
+    /// 1e-4 · max|ref| and at cosine ≥ 0.99999. PyTorch's own fp32 gradients of the fixtures sit within
+    /// 3.5e-6 · max|ref| of float64, so a looser match is a bug, not rounding.
+    public static let gradients = Tolerances(absoluteScale: .infinity, relative: 1e-4, cosine: 0.99999, nmse: .infinity)
+    /// The loss: relative error ≤ 1e-5.
+    public static let lossRelative = 1e-5
+}
+
+/// Runs a component forward and backward under a gradient trace's objective (Formats/prima-trace.md §11) and
+/// compares the loss, every activation gradient and every parameter gradient with PyTorch's.
+public enum GradientVerifier {
+    /// The outcome of `prima-verify CKPT --trace GRAD.h5`.
+    public struct Report: Sendable {
+        public let component: String
+        public let objective: GradientTrace.Objective
+        public let loss: Float
+        public let referenceLoss: Float
+        public var lossRelativeError: Double { Double(abs(loss - referenceLoss)) / max(Double(abs(referenceLoss)), .leastNonzeroMagnitude) }
+        public var lossPasses: Bool { lossRelativeError <= Tolerances.lossRelative }
+        /// dLoss/d(activation), in forward order.
+        public let activationGradients: [ActivationComparison]
+        /// dLoss/d(tensor), by checkpoint path, in the trace's order.
+        public let gradients: [ActivationComparison]
+        public var pass: Bool { lossPasses && activationGradients.allSatisfy(\.pass) && gradients.allSatisfy(\.pass) }
+    }
+
+    /// Loads the trace's component from `path`, makes exactly the trace's `/gradients` tensors trainable, runs the
+    /// objective forward and backward, and compares.
+    public static func run(checkpoint path: String, trace: GradientTrace, tolerances: Tolerances = .gradients) throws -> Report {
+        guard let role = trace.trace.role, case .tokens(let ids, let mask)? = trace.trace.inputs else {
+            throw ToolError.input("gradient verification of image encoders is not implemented yet")
+        }
+        let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: path) }
+        let component = try ToolError.classify(asInput: true) { try checkpoint.component(role) }
+        let model = try ToolError.classify(asInput: true) { try loadComponentModel(component) }
+        let store = try ToolError.classify(asInput: true) { try gradientStore(for: trace, component: component) }
+        guard let encoder = model as? any MaskedLanguageModel else {
+            throw ToolError.input("\(path): \(role.rawValue): gradient verification of \(type(of: model)) is not implemented yet")
+        }
+        let (loss, activationGradients) = try ToolError.classify(asInput: true) {
+            try run(encoder, ids: ids, mask: mask, trace: trace, gradients: store)
+        }
+        let masked = trace.trace.attentionMask
+        let compared = try trace.activationGradients.map { reference -> ActivationComparison in
+            guard let ours = activationGradients[reference.name] else {
+                throw ToolError.input("trace activation gradient \(reference.name) is not one the \(role.rawValue) backward produces")
+            }
+            return Comparison.compare(name: reference.name, ours: ours, reference: reference.tensor,
+                                      mask: reference.tensor.shape.count == 3 ? masked : nil, tolerances: tolerances)
+        }
+        let parameters = trace.gradients.map { reference in
+            Comparison.compare(name: reference.path, ours: store[reference.path]!, reference: reference.tensor, mask: nil,
+                               tolerances: tolerances)
+        }
+        return Report(component: role.rawValue, objective: trace.objective, loss: loss, referenceLoss: trace.loss,
+                      activationGradients: compared, gradients: parameters)
+    }
+
+    /// A gradient buffer for every path of the trace, each naming a stored tensor (or LoRA matrix) of `component`
+    /// with the trace's shape; a tied alias, an unknown path or another shape is refused.
+    static func gradientStore(for trace: GradientTrace, component: ComponentReader) throws -> GradientStore {
+        var shapes: [String: [Int]] = [:]
+        for record in try component.tensorRecords() where record.aliasOf == nil {
+            shapes[GradientStore.path(role: component.name, tensor: record.name)] = record.shape
+        }
+        for adapter in try component.loraAdapterNames() {
+            for record in try component.loraAdapter(adapter).reader.tensorRecords() {
+                shapes["\(component.name)/lora/\(adapter)/tensors/\(record.name)"] = record.shape
+            }
+        }
+        for (path, tensor) in trace.gradients {
+            guard let shape = shapes[path] else {
+                throw ToolError.input("gradients/\(path) names no stored tensor of \(component.checkpoint.path) (a tied alias has its target's path)")
+            }
+            guard shape == tensor.shape else {
+                throw ToolError.input("gradients/\(path) has shape \(ShapeMath.describe(tensor.shape)); the checkpoint's tensor is \(ShapeMath.describe(shape))")
+            }
+        }
+        return GradientStore(trainable: trace.gradients.map { ($0.path, $0.tensor.shape) })
+    }
+
+    /// Forward, objective, backward for a text encoder: the loss and dLoss/d(activation) by name.
+    static func run<M: MaskedLanguageModel>(_ model: M, ids: [[Int]], mask: [[Int]], trace: GradientTrace,
+                                            gradients: GradientStore) throws -> (Float, [String: Tensor]) {
+        let (hidden, tape) = try model.trainingForward(ids: ids, mask: mask, observe: { _, _ in })
+        let loss: Float, dHidden: Tensor
+        var activationGradients: [String: Tensor] = [:]
+        switch trace.objective {
+        case .dot:
+            guard let weights = trace.outputWeights else { throw ToolError.input("a dot trace without output_weights") }
+            loss = Objectives.dot(hidden, weights: weights)
+            dHidden = weights
+        case .mlm:
+            let (logits, head) = try model.maskedLMLogits(hidden)
+            let entropy = Loss.crossEntropy(logits, labels: (trace.labels ?? []).flatMap { $0 })
+            loss = entropy.loss
+            activationGradients["logits"] = entropy.logitsGradient
+            dHidden = try model.maskedLMBackward(entropy.logitsGradient, tape: head, gradients: gradients)
+        case .causalLM:
+            throw ToolError.input("the causal_lm objective is for decoders")
+        }
+        try model.backward(dHidden, tape: tape, gradients: gradients) { name, gradient in activationGradients[name] = gradient }
+        return (loss, activationGradients)
+    }
+}
+
+/// The objectives of Formats/prima-trace.md §11.4 that need no model.
+public enum Objectives {
+    /// `dot`: Σ hidden ⊙ weights, accumulated in double and rounded once (its gradient is `weights`).
+    public static func dot(_ hidden: Tensor, weights: Tensor) -> Float {
+        let a = hidden.float32Values(), b = weights.float32Values()
+        precondition(a.count == b.count, "dot objective: \(a.count) values against \(b.count) weights")
+        var sum = 0.0
+        for i in a.indices { sum += Double(a[i]) * Double(b[i]) }
+        return Float(sum)
+    }
+}
