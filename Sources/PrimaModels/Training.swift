@@ -95,25 +95,28 @@ extension ModelWeights {
                            bias: optional(stem + ".bias"), adapters: adapters[name] ?? [])
     }
 
+    /// Binds linear layer `stem` if it is stored, else the table `table` [V, C] as its weight (an LM head that
+    /// multiplies by the embeddings without a stored alias).
+    public func bind(_ stem: String, orTable table: String) throws -> BoundLinear {
+        if baseLinear(stem + ".weight") != nil { return try bind(stem) }
+        guard let weight = baseLinear(table) else { throw RuntimeError("\(origin): missing tensor \(table)") }
+        return BoundLinear(stem: stem, role: role, weight: weight, weightName: storedName(table), bias: nil,
+                           adapters: adapters[stem + ".weight"] ?? [])
+    }
+
     /// The stored name a tensor's gradient goes to: its tied target, or itself.
     public func storedName(_ name: String) -> String { aliases[name] ?? name }
 }
 
-/// A component whose forward pass can be trained: a training forward that records a tape, and the reverse walk.
+/// A component whose forward pass can be trained from token ids: a training forward that records a tape, and the
+/// reverse walk.
 public protocol TrainableEncoder: AnyObject {
+    associatedtype Tape
     /// The final hidden state [B·T, C] (the inference forward's bits) and the tape; reports activations as the
     /// inference forward does.
     func trainingForward(ids: [[Int]], mask: [[Int]], observe: (String, Tensor) throws -> Void) throws -> (Tensor, Tape)
-    /// From dLoss/d(final hidden state), accumulates trainable gradients and reports activation gradients.
-    func backward(_ dOutput: Tensor, tape: Tape, gradients: GradientStore, observe: (String, Tensor) throws -> Void) throws
-    associatedtype Tape
-}
-
-/// A text encoder with a masked-LM head that can be trained (the `mlm` objective).
-public protocol MaskedLanguageModel: TrainableEncoder {
-    associatedtype MLMTape
-    /// Logits [N, V] of the head on hidden [N, C], and the head's tape.
-    func maskedLMLogits(_ hidden: Tensor) throws -> (Tensor, MLMTape)
-    /// dLoss/d(hidden) from dLoss/d(logits); the head's gradients accumulate into `gradients`.
-    func maskedLMBackward(_ dLogits: Tensor, tape: MLMTape, gradients: GradientStore) throws -> Tensor
+    /// From dLoss/d(final hidden state), accumulates trainable gradients, reports activation gradients, and returns
+    /// dLoss/d(input embeddings) [B·T, C].
+    @discardableResult
+    func backward(_ dOutput: Tensor, tape: Tape, gradients: GradientStore, observe: (String, Tensor) throws -> Void) throws -> Tensor
 }

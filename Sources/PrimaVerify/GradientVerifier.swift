@@ -41,11 +41,24 @@ public enum GradientVerifier {
         let component = try ToolError.classify(asInput: true) { try checkpoint.component(role) }
         let model = try ToolError.classify(asInput: true) { try loadComponentModel(component) }
         let store = try ToolError.classify(asInput: true) { try gradientStore(for: trace, component: component) }
-        guard let encoder = model as? any MaskedLanguageModel else {
+        let (loss, activationGradients): (Float, [String: Tensor])
+        switch model {
+        case let bert as BERTModel:
+            (loss, activationGradients) = try ToolError.classify(asInput: true) {
+                try run(bert, ids: ids, mask: mask, trace: trace, gradients: store, head: trace.objective == .mlm ? { hidden in
+                    let (logits, tape) = try bert.maskedLMLogits(hidden)
+                    return (logits, { try bert.maskedLMBackward($0, tape: tape, gradients: store) })
+                } : nil)
+            }
+        case let qwen as Qwen3Model:
+            (loss, activationGradients) = try ToolError.classify(asInput: true) {
+                try run(qwen, ids: ids, mask: mask, trace: trace, gradients: store, head: trace.objective == .causalLM ? { hidden in
+                    let (logits, saved) = qwen.headForward(hidden)
+                    return (logits, { try qwen.headBackward($0, hidden: hidden, saved: saved, gradients: store) })
+                } : nil)
+            }
+        default:
             throw ToolError.input("\(path): \(role.rawValue): gradient verification of \(type(of: model)) is not implemented yet")
-        }
-        let (loss, activationGradients) = try ToolError.classify(asInput: true) {
-            try run(encoder, ids: ids, mask: mask, trace: trace, gradients: store)
         }
         let masked = trace.trace.attentionMask
         let compared = try trace.activationGradients.map { reference -> ActivationComparison in
@@ -86,25 +99,31 @@ public enum GradientVerifier {
         return GradientStore(trainable: trace.gradients.map { ($0.path, $0.tensor.shape) })
     }
 
-    /// Forward, objective, backward for a text encoder: the loss and dLoss/d(activation) by name.
-    static func run<M: MaskedLanguageModel>(_ model: M, ids: [[Int]], mask: [[Int]], trace: GradientTrace,
-                                            gradients: GradientStore) throws -> (Float, [String: Tensor]) {
+    /// The head an objective puts on the final hidden state: logits [B·T, V], and the backward from dLoss/d(logits)
+    /// to dLoss/d(hidden).
+    typealias Head = (Tensor) throws -> (logits: Tensor, backward: (Tensor) throws -> Tensor)
+
+    /// Forward, objective, backward: the loss and dLoss/d(activation) by name.
+    static func run<M: TrainableEncoder>(_ model: M, ids: [[Int]], mask: [[Int]], trace: GradientTrace,
+                                         gradients: GradientStore, head: Head?) throws -> (Float, [String: Tensor]) {
         let (hidden, tape) = try model.trainingForward(ids: ids, mask: mask, observe: { _, _ in })
         let loss: Float, dHidden: Tensor
         var activationGradients: [String: Tensor] = [:]
-        switch trace.objective {
-        case .dot:
+        switch (trace.objective, head) {
+        case (.dot, _):
             guard let weights = trace.outputWeights else { throw ToolError.input("a dot trace without output_weights") }
             loss = Objectives.dot(hidden, weights: weights)
             dHidden = weights
-        case .mlm:
-            let (logits, head) = try model.maskedLMLogits(hidden)
-            let entropy = Loss.crossEntropy(logits, labels: (trace.labels ?? []).flatMap { $0 })
+        case (.mlm, let head?), (.causalLM, let head?):
+            let (logits, backward) = try head(hidden)
+            var labels = (trace.labels ?? []).flatMap { $0 }
+            if trace.objective == .causalLM { labels = Objectives.shifted(trace.labels ?? []) }
+            let entropy = Loss.crossEntropy(logits, labels: labels)
             loss = entropy.loss
             activationGradients["logits"] = entropy.logitsGradient
-            dHidden = try model.maskedLMBackward(entropy.logitsGradient, tape: head, gradients: gradients)
-        case .causalLM:
-            throw ToolError.input("the causal_lm objective is for decoders")
+            dHidden = try backward(entropy.logitsGradient)
+        default:
+            throw ToolError.input("objective \(trace.objective.rawValue) does not apply to \(type(of: model))")
         }
         try model.backward(dHidden, tape: tape, gradients: gradients) { name, gradient in activationGradients[name] = gradient }
         return (loss, activationGradients)
@@ -120,5 +139,11 @@ public enum Objectives {
         var sum = 0.0
         for i in a.indices { sum += Double(a[i]) * Double(b[i]) }
         return Float(sum)
+    }
+
+    /// `causal_lm`'s labels (§11.4): position t predicts labels[t + 1]; the last position of each row predicts
+    /// nothing (−100). Flattened to B·T.
+    public static func shifted(_ labels: [[Int]]) -> [Int] {
+        labels.flatMap { row in Array(row.dropFirst()) + [-100] }
     }
 }

@@ -15,6 +15,11 @@ import Testing
         ("bert-mlm-f32-dot-full", "bert-mlm-f32", nil, "text_encoder"),
         ("bert-rslora-dot-lora", "bert-mlm-f32", "bert-rslora", "text_encoder"),
         ("bert-rslora-mlm-lora", "bert-mlm-f32", "bert-rslora", "text_encoder"),
+        ("qwen3-tied-f32-dot-full", "qwen3-tied-f32", nil, "decoder"),
+        ("qwen3-untied-f32-dot-full", "qwen3-untied-f32", nil, "decoder"),
+        ("qwen3-all-projections-dot-lora", "qwen3-untied-f32", "qwen3-all-projections", "decoder"),
+        ("qwen3-all-projections-causal_lm-lora", "qwen3-untied-f32", "qwen3-all-projections", "decoder"),
+        ("qwen3-tied-f32-causal_lm-full", "qwen3-tied-f32", nil, "decoder"),
     ]
 
     static func checkpoint(model: String, adapter: String?, role: String) throws -> String {

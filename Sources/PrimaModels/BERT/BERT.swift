@@ -14,7 +14,7 @@ import PrimaTensor
 ///
 /// Weights are bound once at load (``Layer``); the inference forward and the training forward are one walk, the
 /// training one recording what the backward walk (in reverse) needs.
-public final class BERTModel: TextEncoderModel {
+public final class BERTModel: TextEncoderModel, TrainableEncoder {
     public let config: BERTConfig
     public var textConfig: any TextEncoderConfig { config }
     let weights: ModelWeights
@@ -141,11 +141,12 @@ public final class BERTModel: TextEncoderModel {
     }
 
     /// The backward walk: from dLoss/d(final hidden state) [B·T, C], accumulates the gradient of every trainable
-    /// tensor into `gradients` and reports dLoss/d(activation) for `final_norm`, `layers.N` (last first) and
-    /// `embeddings`. Padded positions get exactly zero gradient (the attention backward leaves them out, and
-    /// nothing downstream reads them).
+    /// tensor into `gradients`, reports dLoss/d(activation) for `final_norm`, `layers.N` (last first) and
+    /// `embeddings`, and returns dLoss/d(sum of the three embeddings). Padded positions get exactly zero gradient
+    /// (the attention backward leaves them out, and nothing downstream reads them).
+    @discardableResult
     public func backward(_ dOutput: Tensor, tape: Tape, gradients: GradientStore,
-                         observe: (String, Tensor) throws -> Void = { _, _ in }) throws {
+                         observe: (String, Tensor) throws -> Void = { _, _ in }) throws -> Tensor {
         let (batch, c, h) = (tape.ids.count, config.hiddenSize, config.headCount)
         let d = c / h
         let scale = Float(pow(Double(d), -0.5))
@@ -184,10 +185,11 @@ public final class BERTModel: TextEncoderModel {
         if let table = gradients[GradientStore.path(role: role, tensor: "embed.positions")] {
             Embedding.backward(dSum, ids: (0..<tape.ids.count).flatMap { _ in Array(0..<length) }, tableGradient: table)
         }
+        return dSum
     }
 }
 
-extension BERTModel: MaskedLanguageModel {
+extension BERTModel {
     /// What ``maskedLMBackward(_:tape:gradients:)`` needs.
     public struct MLMTape {
         let input: Tensor
