@@ -57,6 +57,10 @@ public enum GradientVerifier {
                     return (logits, { try qwen.headBackward($0, hidden: hidden, saved: saved, gradients: store) })
                 } : nil)
             }
+        case let modern as ModernBERTModel:
+            (loss, activationGradients) = try ToolError.classify(asInput: true) {
+                try run(modern, ids: ids, mask: mask, trace: trace, gradients: store, head: nil)
+            }
         default:
             throw ToolError.input("\(path): \(role.rawValue): gradient verification of \(type(of: model)) is not implemented yet")
         }

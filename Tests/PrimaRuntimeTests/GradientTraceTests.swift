@@ -15,6 +15,8 @@ import Testing
         ("bert-mlm-f32-dot-full", "bert-mlm-f32", nil, "text_encoder"),
         ("bert-rslora-dot-lora", "bert-mlm-f32", "bert-rslora", "text_encoder"),
         ("bert-rslora-mlm-lora", "bert-mlm-f32", "bert-rslora", "text_encoder"),
+        ("modernbert-mlm-f32-dot-full", "modernbert-mlm-f32", nil, "text_encoder"),
+        ("modernbert-fused-dot-lora", "modernbert-mlm-f32", "modernbert-fused", "text_encoder"),
         ("qwen3-tied-f32-dot-full", "qwen3-tied-f32", nil, "decoder"),
         ("qwen3-untied-f32-dot-full", "qwen3-untied-f32", nil, "decoder"),
         ("qwen3-all-projections-dot-lora", "qwen3-untied-f32", "qwen3-all-projections", "decoder"),
