@@ -34,35 +34,41 @@ public enum GradientVerifier {
     /// Loads the trace's component from `path`, makes exactly the trace's `/gradients` tensors trainable, runs the
     /// objective forward and backward, and compares.
     public static func run(checkpoint path: String, trace: GradientTrace, tolerances: Tolerances = .gradients) throws -> Report {
-        guard let role = trace.trace.role, case .tokens(let ids, let mask)? = trace.trace.inputs else {
-            throw ToolError.input("gradient verification of image encoders is not implemented yet")
+        guard let role = trace.trace.role, let inputs = trace.trace.inputs else {
+            throw ToolError.input("a gradient trace of component prima is not supported yet")
         }
         let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: path) }
         let component = try ToolError.classify(asInput: true) { try checkpoint.component(role) }
         let model = try ToolError.classify(asInput: true) { try loadComponentModel(component) }
         let store = try ToolError.classify(asInput: true) { try gradientStore(for: trace, component: component) }
         let (loss, activationGradients): (Float, [String: Tensor])
-        switch model {
-        case let bert as BERTModel:
+        switch (model, inputs) {
+        case (let bert as BERTModel, .tokens(let ids, let mask)):
             (loss, activationGradients) = try ToolError.classify(asInput: true) {
                 try run(bert, ids: ids, mask: mask, trace: trace, gradients: store, head: trace.objective == .mlm ? { hidden in
                     let (logits, tape) = try bert.maskedLMLogits(hidden)
                     return (logits, { try bert.maskedLMBackward($0, tape: tape, gradients: store) })
                 } : nil)
             }
-        case let qwen as Qwen3Model:
+        case (let qwen as Qwen3Model, .tokens(let ids, let mask)):
             (loss, activationGradients) = try ToolError.classify(asInput: true) {
                 try run(qwen, ids: ids, mask: mask, trace: trace, gradients: store, head: trace.objective == .causalLM ? { hidden in
                     let (logits, saved) = qwen.headForward(hidden)
                     return (logits, { try qwen.headBackward($0, hidden: hidden, saved: saved, gradients: store) })
                 } : nil)
             }
-        case let modern as ModernBERTModel:
+        case (let modern as ModernBERTModel, .tokens(let ids, let mask)):
             (loss, activationGradients) = try ToolError.classify(asInput: true) {
                 try run(modern, ids: ids, mask: mask, trace: trace, gradients: store, head: nil)
             }
+        case (let vit as DINOv3ViTModel, .pixels(let pixels)):
+            (loss, activationGradients) = try ToolError.classify(asInput: true) {
+                try run(forward: { try vit.trainingForward(pixels: pixels, observe: { _, _ in }) },
+                        backward: { try vit.backward($0, tape: $1, gradients: store, observe: $2) },
+                        trace: trace, gradients: store, head: nil)
+            }
         default:
-            throw ToolError.input("\(path): \(role.rawValue): gradient verification of \(type(of: model)) is not implemented yet")
+            throw ToolError.input("\(path): \(role.rawValue): gradient verification of \(type(of: model)) on these inputs is not implemented")
         }
         let masked = trace.trace.attentionMask
         let compared = try trace.activationGradients.map { reference -> ActivationComparison in
@@ -107,10 +113,19 @@ public enum GradientVerifier {
     /// to dLoss/d(hidden).
     typealias Head = (Tensor) throws -> (logits: Tensor, backward: (Tensor) throws -> Tensor)
 
-    /// Forward, objective, backward: the loss and dLoss/d(activation) by name.
+    /// Forward, objective, backward of a model trained from token ids.
     static func run<M: TrainableEncoder>(_ model: M, ids: [[Int]], mask: [[Int]], trace: GradientTrace,
                                          gradients: GradientStore, head: Head?) throws -> (Float, [String: Tensor]) {
-        let (hidden, tape) = try model.trainingForward(ids: ids, mask: mask, observe: { _, _ in })
+        try run(forward: { try model.trainingForward(ids: ids, mask: mask, observe: { _, _ in }) },
+                backward: { try model.backward($0, tape: $1, gradients: gradients, observe: $2) },
+                trace: trace, gradients: gradients, head: head)
+    }
+
+    /// Forward, objective, backward: the loss and dLoss/d(activation) by name.
+    static func run<Tape>(forward: () throws -> (Tensor, Tape),
+                          backward: (Tensor, Tape, (String, Tensor) throws -> Void) throws -> Tensor,
+                          trace: GradientTrace, gradients: GradientStore, head: Head?) throws -> (Float, [String: Tensor]) {
+        let (hidden, tape) = try forward()
         let loss: Float, dHidden: Tensor
         var activationGradients: [String: Tensor] = [:]
         switch (trace.objective, head) {
@@ -119,17 +134,16 @@ public enum GradientVerifier {
             loss = Objectives.dot(hidden, weights: weights)
             dHidden = weights
         case (.mlm, let head?), (.causalLM, let head?):
-            let (logits, backward) = try head(hidden)
-            var labels = (trace.labels ?? []).flatMap { $0 }
-            if trace.objective == .causalLM { labels = Objectives.shifted(trace.labels ?? []) }
+            let (logits, headBackward) = try head(hidden)
+            let labels = trace.objective == .causalLM ? Objectives.shifted(trace.labels ?? []) : (trace.labels ?? []).flatMap { $0 }
             let entropy = Loss.crossEntropy(logits, labels: labels)
             loss = entropy.loss
             activationGradients["logits"] = entropy.logitsGradient
-            dHidden = try backward(entropy.logitsGradient)
+            dHidden = try headBackward(entropy.logitsGradient)
         default:
-            throw ToolError.input("objective \(trace.objective.rawValue) does not apply to \(type(of: model))")
+            throw ToolError.input("objective \(trace.objective.rawValue) does not apply to this component")
         }
-        try model.backward(dHidden, tape: tape, gradients: gradients) { name, gradient in activationGradients[name] = gradient }
+        _ = try backward(dHidden, tape) { name, gradient in activationGradients[name] = gradient }
         return (loss, activationGradients)
     }
 }
