@@ -244,7 +244,9 @@ extension Attention {
     /// Padded queries (`padding[b][i] == 0`) are outside the computation, as the trainers' losses treat them: their
     /// upstream gradient is ignored, so their rows of dq are exactly zero and they add nothing to dk and dv. Padded
     /// keys get exactly zero dk and dv (every unpadded query sees itself, so no unpadded row is blind, and each
-    /// gives a padded key probability exactly 0).
+    /// gives a padded key probability exactly 0). This equals PyTorch's gradient whenever the loss gives padded
+    /// positions no gradient (labels −100); an objective that weights padded rows (a `dot` trace) must zero them
+    /// for the two to agree, since PyTorch would carry their garbage outputs' gradient into the real keys.
     ///
     /// Per (sequence, query head), in blocks of `queryBlock` query rows against the key columns the block's
     /// unpadded queries see: S = Q·Kᵀ (sgemm), P = exp(S·scale − lse) (masked entries exactly 0), dV += Pᵀ·dO,
