@@ -28,9 +28,13 @@ public enum BLAS {
     private typealias NameFunction = @convention(c) () -> UnsafeMutablePointer<CChar>?
     private typealias GetThreads = @convention(c) () -> Int32
 
+    private typealias SetThreads = @convention(c) (Int32) -> Void
+
     private struct Library: @unchecked Sendable {
         let sgemm: Sgemm
         let info: Info
+        let getThreads: GetThreads
+        let setThreads: SetThreads
     }
 
     /// The OpenBLAS core type for this CPU's features, or nil to let OpenBLAS detect it.
@@ -66,8 +70,22 @@ public enum BLAS {
         let threads = Int(symbol("openblas_get_num_threads", as: GetThreads.self)())
         return Library(sgemm: symbol("cblas_sgemm", as: Sgemm.self),
                        info: Info(coreName: coreName, config: config, chosenCoreType: chosen, presetCoreType: preset,
-                                  threads: threads))
+                                  threads: threads),
+                       getThreads: symbol("openblas_get_num_threads", as: GetThreads.self),
+                       setThreads: symbol("openblas_set_num_threads", as: SetThreads.self))
     }()
+
+    /// Runs `body` with OpenBLAS limited to one thread, then restores its thread count: for ops made of many small
+    /// independent products (attention per head) that split them over the PrimaKernels pool themselves, where
+    /// OpenBLAS's own threads would only wait on each other and on the pool. OpenBLAS's setting is process-wide: call
+    /// it only where no other thread is running products.
+    public static func singleThreaded<R>(_ body: () throws -> R) rethrows -> R {
+        let threads = library.getThreads()
+        guard threads > 1 else { return try body() }
+        library.setThreads(1)
+        defer { library.setThreads(threads) }
+        return try body()
+    }
 
     /// Loads OpenBLAS (if not yet loaded) and describes it.
     public static var info: Info { library.info }

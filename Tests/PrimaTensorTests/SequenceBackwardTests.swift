@@ -3,9 +3,9 @@ import PrimaTensor
 import PrimaTestSupport
 import Testing
 
-/// Backward passes of the sequence and image ops (attention, RoPE, patch embedding): each reference backward
-/// against float64 central finite differences of a float64 forward written here, each fast backward against its
-/// reference, on odd sizes, several seeds and every variant.
+/// Backward passes of the sequence and image ops (attention, RoPE, patch embedding, the token convolutions of the
+/// PRIMA projectors): each reference backward against float64 central finite differences of a float64 forward
+/// written here, each fast backward against its reference, on odd sizes, several seeds and every variant.
 @Suite struct SequenceBackwardTests {
     /// Reference backward vs finite differences, relative to max|grad|: the references sum in double and round once
     /// to f32 (6e-8 of max|grad|); the float64 differences are good to about 1e-10. Measured worst: 7.4e-8 (RoPE,
@@ -415,6 +415,111 @@ import Testing
                 let inputOnly = PatchEmbedding.backward(dy, pixels: pixels, weight: weight, inputGradient: true)!
                 #expect(inputOnly.float32Values() == fastX.float32Values(), "\(shape): input-only gradient differs")
                 #expect(PatchEmbedding.backward(dy, pixels: pixels, weight: weight, weightGradient: freshW) == nil)
+            }
+        }
+    }
+
+    // MARK: - Token convolution (the PRIMA sequence projectors)
+
+    /// (grid height, grid width, C, O, weight shape): Conv2d 2×2 on an odd grid (its last row and column dropped),
+    /// Conv1d k = 2 on an odd sequence (its last token dropped), Conv2d 3×1.
+    static let tokenConvolutionShapes: [(Int, Int, Int, Int, [Int])] = [
+        (5, 7, 3, 4, [4, 3, 2, 2]), (1, 9, 5, 3, [3, 5, 2]), (7, 3, 2, 5, [5, 2, 3, 1]),
+    ]
+
+    /// Fast token-convolution backward vs the reference, relative to max|grad|: f32 sums of at most 9 cells (dW, db)
+    /// or O = 5 (d(tokens)), as for the patch embedding (measured worst 1.1e-7; the forward against float64: 9e-8).
+    static let tokenConvolutionFastVersusReference = 3e-6
+
+    /// The float64 convolution with stride = kernel over channels-last tokens on a gh × gw grid.
+    static func tokenConvolution64(tokens x: [Double], weight: [Double], bias: [Double]?,
+                                   shape: (Int, Int, Int, Int, [Int])) -> [Double] {
+        let (gh, gw, c, out, weightShape) = shape
+        let (kh, kw) = weightShape.count == 4 ? (weightShape[2], weightShape[3]) : (1, weightShape[2])
+        let oh = gh / kh, ow = gw / kw
+        var y = [Double](repeating: 0, count: oh * ow * out)
+        for i in 0..<oh {
+            for j in 0..<ow {
+                for o in 0..<out {
+                    var sum = bias?[o] ?? 0
+                    for ch in 0..<c {
+                        for ky in 0..<kh {
+                            for kx in 0..<kw {
+                                sum += x[((kh * i + ky) * gw + kw * j + kx) * c + ch] * weight[((o * c + ch) * kh + ky) * kw + kx]
+                            }
+                        }
+                    }
+                    y[(i * ow + j) * out + o] = sum
+                }
+            }
+        }
+        return y
+    }
+
+    @Test(arguments: [true, false])
+    func tokenConvolutionReferenceMatchesFiniteDifferences(withBias: Bool) {
+        for (n, shape) in Self.tokenConvolutionShapes.enumerated() {
+            let (gh, gw, c, out, weightShape) = shape
+            let seed = 600 + UInt64(n) * 10
+            let x = GradientCheck.random(gh * gw * c, seed: seed)
+            let weight = GradientCheck.random(weightShape.reduce(1, *), seed: seed + 1)
+            let bias = GradientCheck.random(out, seed: seed + 2)
+            let cells = (gh / (weightShape.count == 4 ? weightShape[2] : 1)) * (gw / weightShape.last!)
+            let g = GradientCheck.random(cells * out, seed: seed + 3)
+            let nx = x.count, nw = weight.count
+            let numeric = GradientCheck.numeric({ v in
+                GradientCheck.contract(Self.tokenConvolution64(tokens: Array(v[0..<nx]), weight: Array(v[nx..<nx + nw]),
+                                                               bias: withBias ? Array(v[(nx + nw)...]) : nil, shape: shape),
+                                       with: g.map(Double.init))
+            }, at: (x + weight + bias).map(Double.init))
+            let dw = Tensor(zeros: weightShape, dtype: .f32), db = Tensor(zeros: [out], dtype: .f32)
+            let dx = TokenConvolution.backwardReference(Tensor(shape: [cells, out], float32: g),
+                                                        tokens: Tensor(shape: [gh * gw, c], float32: x), gridHeight: gh,
+                                                        gridWidth: gw, weight: Tensor(shape: weightShape, float32: weight),
+                                                        weightGradient: dw, biasGradient: withBias ? db : nil,
+                                                        inputGradient: true)!
+            var errors = [GradientCheck.relativeError(dx.float32Values(), Array(numeric[0..<nx])),
+                          GradientCheck.relativeError(dw.float32Values(), Array(numeric[nx..<nx + nw]))]
+            if withBias { errors.append(GradientCheck.relativeError(db.float32Values(), Array(numeric[(nx + nw)...]))) }
+            #expect(errors.allSatisfy { $0 <= Self.referenceVersusFiniteDifferences }, "\(shape) bias \(withBias): \(errors)")
+            // The forward against the float64 convolution (f32 sums of at most C·kH·kW = 12 products).
+            let y = TokenConvolution.forward(Tensor(shape: [gh * gw, c], float32: x), gridHeight: gh, gridWidth: gw,
+                                             weight: Tensor(shape: weightShape, float32: weight),
+                                             bias: withBias ? Tensor(shape: [out], float32: bias) : nil)
+            let exact = Self.tokenConvolution64(tokens: x.map(Double.init), weight: weight.map(Double.init),
+                                                bias: withBias ? bias.map(Double.init) : nil, shape: shape)
+            #expect(GradientCheck.relativeError(y.float32Values(), exact) <= Self.tokenConvolutionFastVersusReference,
+                    "\(shape): forward")
+        }
+    }
+
+    @Test func tokenConvolutionFastMatchesReferenceAndAccumulates() {
+        for (n, shape) in Self.tokenConvolutionShapes.enumerated() {
+            let (gh, gw, c, out, weightShape) = shape
+            for seed in [UInt64(700 + n), UInt64(800 + n)] {
+                let tokens = Tensor(shape: [gh * gw, c], float32: GradientCheck.random(gh * gw * c, seed: seed))
+                let weight = Tensor(shape: weightShape, float32: GradientCheck.random(weightShape.reduce(1, *), seed: seed + 1))
+                let cells = (gh / (weightShape.count == 4 ? weightShape[2] : 1)) * (gw / weightShape.last!)
+                let dy = Tensor(shape: [cells, out], float32: GradientCheck.random(cells * out, seed: seed + 2))
+                let startW = GradientCheck.random(weight.elementCount, seed: seed + 3), startB = GradientCheck.random(out, seed: seed + 4)
+                let referenceW = Tensor(shape: weightShape, float32: startW), referenceB = Tensor(shape: [out], float32: startB)
+                let fastW = Tensor(shape: weightShape, float32: startW), fastB = Tensor(shape: [out], float32: startB)
+                let referenceX = TokenConvolution.backwardReference(dy, tokens: tokens, gridHeight: gh, gridWidth: gw, weight: weight,
+                                                                    weightGradient: referenceW, biasGradient: referenceB,
+                                                                    inputGradient: true)!
+                let fastX = TokenConvolution.backward(dy, tokens: tokens, gridHeight: gh, gridWidth: gw, weight: weight,
+                                                      weightGradient: fastW, biasGradient: fastB, inputGradient: true)!
+                let errors = [GradientCheck.relativeError(fastX.float32Values(), referenceX.float32Values()),
+                              GradientCheck.relativeError(fastW.float32Values(), referenceW.float32Values()),
+                              GradientCheck.relativeError(fastB.float32Values(), referenceB.float32Values())]
+                #expect(errors.allSatisfy { $0 <= Self.tokenConvolutionFastVersusReference }, "\(shape) seed \(seed): \(errors)")
+                let freshW = Tensor(zeros: weightShape, dtype: .f32)
+                TokenConvolution.backward(dy, tokens: tokens, gridHeight: gh, gridWidth: gw, weight: weight, weightGradient: freshW)
+                #expect(fastW.float32Values() == zip(startW, freshW.float32Values()).map { $0 + $1 },
+                        "\(shape): weight gradient not added to the buffer")
+                let inputOnly = TokenConvolution.backward(dy, tokens: tokens, gridHeight: gh, gridWidth: gw, weight: weight,
+                                                          inputGradient: true)!
+                #expect(inputOnly.float32Values() == fastX.float32Values(), "\(shape): input-only gradient differs")
             }
         }
     }
