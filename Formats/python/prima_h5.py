@@ -253,6 +253,7 @@ def _config_fields(arch: str, cfg: Dict[str, Any]) -> List[Tuple[str, str, Any]]
             put(key, "int", get(key, "int"))
         layers = get("num_hidden_layers", "int")
         put("hidden_activation", "str", get("hidden_activation", "str", "gelu"))
+        put("classifier_activation", "str", get("classifier_activation", "str", "gelu"))
         put("norm_eps", "float", get("norm_eps", "float", 1e-5))
         for key, default in (("norm_bias", False), ("attention_bias", False), ("mlp_bias", False),
                              ("decoder_bias", True), ("classifier_bias", False)):

@@ -120,3 +120,67 @@ public protocol TrainableEncoder: AnyObject {
     @discardableResult
     func backward(_ dOutput: Tensor, tape: Tape, gradients: GradientStore, observe: (String, Tensor) throws -> Void) throws -> Tensor
 }
+
+/// A masked-LM head as BertForMaskedLM and ModernBertForMaskedLM compute it (Formats/prima-trace.md §11.4):
+/// `decoder(LayerNorm(act(dense(x))))`, the decoder's weight usually the tied word embeddings.
+struct MaskedLMHead {
+    let dense: BoundLinear
+    let norm: BoundNorm
+    let decoder: BoundLinear
+    let activation: Elementwise.Activation
+    let eps: Float
+
+    /// What ``backward(_:tape:gradients:)`` needs.
+    struct Tape {
+        let input: Tensor
+        let dense: BoundLinear.Saved
+        let preActivation: Tensor
+        let norm: BoundNorm.Saved
+        let normed: Tensor
+        let decoder: BoundLinear.Saved
+    }
+
+    /// The head bound from `mlm.dense`, `mlm.norm`, `mlm.decoder`, or nil when the checkpoint has none.
+    init?(_ weights: ModelWeights, activation: Elementwise.Activation, eps: Float) throws {
+        guard weights.optional("mlm.dense.weight") != nil else { return nil }
+        dense = try weights.bind("mlm.dense")
+        norm = try BoundNorm(weights, "mlm.norm")
+        decoder = try weights.bind("mlm.decoder")
+        self.activation = activation
+        self.eps = eps
+    }
+
+    /// Logits [N, V] of the final hidden state [N, C].
+    func forward(_ hidden: Tensor) -> (Tensor, Tape) {
+        let dense = self.dense.forward(hidden)
+        let (normed, norm) = self.norm.forward(Elementwise.apply(activation, dense.output), eps: eps, training: true)
+        let decoder = self.decoder.forward(normed)
+        return (decoder.output, Tape(input: hidden, dense: dense.saved, preActivation: dense.output, norm: norm!,
+                                     normed: normed, decoder: decoder.saved))
+    }
+
+    /// dLoss/d(hidden) [N, C] from dLoss/d(logits) [N, V]; the head's trainable gradients accumulate.
+    func backward(_ dLogits: Tensor, tape: Tape, gradients: GradientStore) throws -> Tensor {
+        let dNormed = try decoder.backward(dLogits, input: tape.normed, saved: tape.decoder, gradients: gradients)!
+        let dActivated = norm.backward(dNormed, saved: tape.norm, gradients: gradients)
+        let dPre = Elementwise.backward(activation, dActivated, x: tape.preActivation)
+        return try dense.backward(dPre, input: tape.input, saved: tape.dense, gradients: gradients)!
+    }
+}
+
+/// A text encoder with a masked-LM head (the `mlm` objective).
+public protocol MaskedLanguageModel: TrainableEncoder {
+    /// Logits [N, V] of the head on the final hidden state [N, C], and the backward from dLoss/d(logits) to
+    /// dLoss/d(hidden) (the head's trainable gradients accumulate into `gradients`).
+    func maskedLM(_ hidden: Tensor, gradients: GradientStore) throws -> (logits: Tensor, backward: (Tensor) throws -> Tensor)
+}
+
+extension MaskedLMHead {
+    /// ``MaskedLanguageModel/maskedLM(_:gradients:)`` for a model whose head is `head` (nil: none, an error naming `origin`).
+    static func run(_ head: MaskedLMHead?, origin: String, hidden: Tensor, gradients: GradientStore) throws
+        -> (logits: Tensor, backward: (Tensor) throws -> Tensor) {
+        guard let head else { throw RuntimeError("\(origin): no masked-LM head (mlm.dense, mlm.norm, mlm.decoder)") }
+        let (logits, tape) = head.forward(hidden)
+        return (logits, { try head.backward($0, tape: tape, gradients: gradients) })
+    }
+}

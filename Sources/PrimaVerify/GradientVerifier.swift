@@ -43,12 +43,10 @@ public enum GradientVerifier {
         let store = try ToolError.classify(asInput: true) { try gradientStore(for: trace, component: component) }
         let (loss, activationGradients): (Float, [String: Tensor])
         switch (model, inputs) {
-        case (let bert as BERTModel, .tokens(let ids, let mask)):
+        case (let encoder as any MaskedLanguageModel, .tokens(let ids, let mask)):
             (loss, activationGradients) = try ToolError.classify(asInput: true) {
-                try run(bert, ids: ids, mask: mask, trace: trace, gradients: store, head: trace.objective == .mlm ? { hidden in
-                    let (logits, tape) = try bert.maskedLMLogits(hidden)
-                    return (logits, { try bert.maskedLMBackward($0, tape: tape, gradients: store) })
-                } : nil)
+                try run(encoder, ids: ids, mask: mask, trace: trace, gradients: store,
+                        head: trace.objective == .mlm ? { try encoder.maskedLM($0, gradients: store) } : nil)
             }
         case (let qwen as Qwen3Model, .tokens(let ids, let mask)):
             (loss, activationGradients) = try ToolError.classify(asInput: true) {
@@ -56,10 +54,6 @@ public enum GradientVerifier {
                     let (logits, saved) = qwen.headForward(hidden)
                     return (logits, { try qwen.headBackward($0, hidden: hidden, saved: saved, gradients: store) })
                 } : nil)
-            }
-        case (let modern as ModernBERTModel, .tokens(let ids, let mask)):
-            (loss, activationGradients) = try ToolError.classify(asInput: true) {
-                try run(modern, ids: ids, mask: mask, trace: trace, gradients: store, head: nil)
             }
         case (let vit as DINOv3ViTModel, .pixels(let pixels)):
             (loss, activationGradients) = try ToolError.classify(asInput: true) {

@@ -20,6 +20,7 @@ import Testing
         ("dinov3-attention-mlp-dot-lora", "dinov3-mlp-reg4-f32", "dinov3-attention-mlp", "image_encoder"),
         ("modernbert-mlm-f32-dot-full", "modernbert-mlm-f32", nil, "text_encoder"),
         ("modernbert-fused-dot-lora", "modernbert-mlm-f32", "modernbert-fused", "text_encoder"),
+        ("modernbert-fused-mlm-lora", "modernbert-mlm-f32", "modernbert-fused", "text_encoder"),
         ("qwen3-tied-f32-dot-full", "qwen3-tied-f32", nil, "decoder"),
         ("qwen3-untied-f32-dot-full", "qwen3-untied-f32", nil, "decoder"),
         ("qwen3-all-projections-dot-lora", "qwen3-untied-f32", "qwen3-all-projections", "decoder"),

@@ -22,8 +22,8 @@ public final class BERTModel: TextEncoderModel, TrainableEncoder {
     let layers: [Layer]
     let embedNorm: BoundNorm
     let pooler: BoundLinear?
-    /// The masked-LM head (`mlm.dense`, `mlm.norm`, `mlm.decoder`), when the checkpoint has one.
-    let mlm: (dense: BoundLinear, norm: BoundNorm, decoder: BoundLinear)?
+    /// The masked-LM head, when the checkpoint has one (activation `hidden_act`, eps `layer_norm_eps`).
+    let mlm: MaskedLMHead?
 
     /// One encoder block's weights.
     struct Layer {
@@ -46,8 +46,7 @@ public final class BERTModel: TextEncoderModel, TrainableEncoder {
                          attnOutNorm: try BoundNorm(weights, l + "attn_out_norm"), mlpOutNorm: try BoundNorm(weights, l + "mlp_out_norm"))
         }
         pooler = weights.optional("pooler.dense.weight") != nil ? try weights.bind("pooler.dense") : nil
-        mlm = weights.optional("mlm.dense.weight") != nil
-            ? (try weights.bind("mlm.dense"), try BoundNorm(weights, "mlm.norm"), try weights.bind("mlm.decoder")) : nil
+        mlm = try MaskedLMHead(weights, activation: activation, eps: Float(config.layerNormEps))
     }
 
     /// Whether the checkpoint has a pooler (BertModel with `add_pooling_layer`); MLM checkpoints do not.
@@ -189,38 +188,10 @@ public final class BERTModel: TextEncoderModel, TrainableEncoder {
     }
 }
 
-extension BERTModel {
-    /// What ``maskedLMBackward(_:tape:gradients:)`` needs.
-    public struct MLMTape {
-        let input: Tensor
-        let dense: BoundLinear.Saved
-        let preActivation: Tensor
-        let activated: Tensor
-        let norm: BoundNorm.Saved
-        let normed: Tensor
-        let decoder: BoundLinear.Saved
-    }
-
-    /// `BertForMaskedLM`'s head on the final hidden state [N, C]: LayerNorm(act(dense(x))) → decoder (the word
-    /// embeddings when tied) + bias → logits [N, V], and its tape.
-    public func maskedLMLogits(_ hidden: Tensor) throws -> (Tensor, MLMTape) {
-        guard let mlm else { throw RuntimeError("\(weights.origin): no masked-LM head (mlm.dense, mlm.norm, mlm.decoder)") }
-        let dense = mlm.dense.forward(hidden)
-        let activated = Elementwise.apply(activation, dense.output)
-        let (normed, norm) = mlm.norm.forward(activated, eps: Float(config.layerNormEps), training: true)
-        let decoder = mlm.decoder.forward(normed)
-        return (decoder.output, MLMTape(input: hidden, dense: dense.saved, preActivation: dense.output, activated: activated,
-                                        norm: norm!, normed: normed, decoder: decoder.saved))
-    }
-
-    /// The head's backward: dLoss/d(hidden) [N, C] from dLoss/d(logits) [N, V]; the head's trainable gradients
-    /// (the decoder's tied weight into `embed.tokens`) accumulate into `gradients`.
-    public func maskedLMBackward(_ dLogits: Tensor, tape: MLMTape, gradients: GradientStore) throws -> Tensor {
-        guard let mlm else { throw RuntimeError("\(weights.origin): no masked-LM head (mlm.dense, mlm.norm, mlm.decoder)") }
-        let dNormed = try mlm.decoder.backward(dLogits, input: tape.normed, saved: tape.decoder, gradients: gradients)!
-        let dActivated = mlm.norm.backward(dNormed, saved: tape.norm, gradients: gradients)
-        let dPre = Elementwise.backward(activation, dActivated, x: tape.preActivation)
-        return try mlm.dense.backward(dPre, input: tape.input, saved: tape.dense, gradients: gradients)!
+extension BERTModel: MaskedLanguageModel {
+    /// `BertForMaskedLM`'s head: LayerNorm(act(dense(x))) → decoder (the word embeddings when tied) + bias.
+    public func maskedLM(_ hidden: Tensor, gradients: GradientStore) throws -> (logits: Tensor, backward: (Tensor) throws -> Tensor) {
+        try MaskedLMHead.run(mlm, origin: weights.origin, hidden: hidden, gradients: gradients)
     }
 }
 

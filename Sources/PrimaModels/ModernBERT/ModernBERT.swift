@@ -20,6 +20,8 @@ public final class ModernBERTModel: TextEncoderModel, TrainableEncoder {
     let embedNorm: BoundNorm
     let layers: [Layer]
     let finalNorm: BoundNorm
+    /// The masked-LM head, when the checkpoint has one (activation `classifier_activation`, eps `norm_eps`).
+    let mlm: MaskedLMHead?
 
     /// One encoder block's weights (`attnNorm` is nil in layer 0, where transformers has an Identity).
     struct Layer {
@@ -41,6 +43,8 @@ public final class ModernBERTModel: TextEncoderModel, TrainableEncoder {
                          wi: try weights.bind(l + "mlp.wi"), down: try weights.bind(l + "mlp.down"))
         }
         finalNorm = try BoundNorm(weights, "final_norm")
+        mlm = try MaskedLMHead(weights, activation: try requireActivation(config.classifierActivation, field: "classifier_activation",
+                                                                          weights: weights), eps: Float(config.normEps))
     }
 
     public func forward(_ inputs: ModelInputs, observe: (String, Tensor) throws -> Void) throws -> Tensor {
@@ -169,6 +173,13 @@ public final class ModernBERTModel: TextEncoderModel, TrainableEncoder {
             Embedding.backward(dTokens, ids: tape.ids.flatMap { $0 }, tableGradient: table, paddingId: config.padTokenID)
         }
         return dTokens
+    }
+}
+
+extension ModernBERTModel: MaskedLanguageModel {
+    /// `ModernBertForMaskedLM`'s head (dense prediction at every position): LayerNorm(act(dense(x))) → decoder.
+    public func maskedLM(_ hidden: Tensor, gradients: GradientStore) throws -> (logits: Tensor, backward: (Tensor) throws -> Tensor) {
+        try MaskedLMHead.run(mlm, origin: weights.origin, hidden: hidden, gradients: gradients)
     }
 }
 

@@ -11,6 +11,8 @@ public struct ModernBERTConfig: TextEncoderConfig, Equatable {
     public let layerCount: Int
     public let headCount: Int
     public let hiddenActivation: String
+    /// The masked-LM head's activation (`classifier_activation`).
+    public let classifierActivation: String
     public let normEps: Double
     public let normBias, attentionBias, mlpBias, decoderBias, classifierBias: Bool
     /// `full_attention` or `sliding_attention` per layer.
@@ -35,6 +37,7 @@ public struct ModernBERTConfig: TextEncoderConfig, Equatable {
         // Rotate-half RoPE pairs dimension i with i + D/2.
         try ConfigReader.requireDivisible(hiddenSize / headCount, by: 2, "head size (hidden_size / num_attention_heads) must be even for rotary embeddings")
         hiddenActivation = try config.activation("hidden_activation", default: "gelu")
+        classifierActivation = try config.activation("classifier_activation", default: "gelu")
         normEps = try config.epsilon("norm_eps", default: 1e-5)
         normBias = try config.bool("norm_bias", default: false)
         attentionBias = try config.bool("attention_bias", default: false)
@@ -86,6 +89,7 @@ public struct ModernBERTConfig: TextEncoderConfig, Equatable {
         return [("vocab_size", .int(vocabSize)), ("hidden_size", .int(hiddenSize)),
                 ("intermediate_size", .int(intermediateSize)), ("num_hidden_layers", .int(layerCount)),
                 ("num_attention_heads", .int(headCount)), ("hidden_activation", .string(hiddenActivation)),
+                ("classifier_activation", .string(classifierActivation)),
                 ("norm_eps", .double(normEps)), ("norm_bias", .bool(normBias)), ("attention_bias", .bool(attentionBias)),
                 ("mlp_bias", .bool(mlpBias)), ("decoder_bias", .bool(decoderBias)), ("classifier_bias", .bool(classifierBias)),
                 ("layer_types", .json(types)), ("sliding_window", .int(slidingWindow)),
