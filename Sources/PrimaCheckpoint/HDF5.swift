@@ -170,6 +170,7 @@ public final class HDF5File: @unchecked Sendable {
             try HDF5.check(H5Pset_alignment(fapl.id, 4096, 64), path, "cannot set HDF5 alignment")
             // Closing with objects still open is a bug in the writer, reported by close() rather than deferred.
             try HDF5.check(H5Pset_fclose_degree(fapl.id, H5F_CLOSE_SEMI), path, "cannot set the close degree")
+            try HDF5.check(H5Pset_file_locking(fapl.id, false, true), path, "cannot turn off HDF5 file locking")
             let fcpl = HDF5Handle(try HDF5.propertyList(prima_H5P_FILE_CREATE(), path), close: H5Pclose)
             try HDF5.check(H5Pset_link_creation_order(fcpl.id, UInt32(H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED)),
                            path, "cannot track link creation order")
@@ -196,7 +197,12 @@ public final class HDF5File: @unchecked Sendable {
                 throw HDF5Error(file: path, message: "not an HDF5 file")
             }
             let flags = writable ? prima_H5F_ACC_RDWR() : prima_H5F_ACC_RDONLY()
-            let id = H5Fopen(path, flags, prima_H5P_DEFAULT())
+            // No flock: libhdf5 opens without O_CLOEXEC, so a process spawned meanwhile (by another thread) inherits
+            // the descriptor and keeps the lock after we close it; the next open of the file then fails with
+            // EAGAIN. Outputs are private temporaries until renamed, so the lock protects nothing here.
+            let fapl = HDF5Handle(try HDF5.propertyList(prima_H5P_FILE_ACCESS(), path), close: H5Pclose)
+            try HDF5.check(H5Pset_file_locking(fapl.id, false, true), path, "cannot turn off HDF5 file locking")
+            let id = H5Fopen(path, flags, fapl.id)
             if id < 0 {
                 throw HDF5Error(file: path, message: "cannot open HDF5 file (truncated or damaged?): "
                                 + HDF5.lastErrorDescription())

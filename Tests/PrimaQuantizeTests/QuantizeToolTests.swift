@@ -273,6 +273,7 @@ import Testing
             let adapter = try root.group("decoder").createGroup("lora").createGroup("default")
             try adapter.setAttribute("rank", int: 2)
             try adapter.setAttribute("alpha", double: 4)
+            try adapter.setAttribute("use_rslora", int: 0)
             try adapter.setAttribute("dropout", double: 0)
             try adapter.setAttribute("targets", string: #"["layers.0.attn.q.weight"]"#)
             try adapter.setAttribute("merged", int: 0)
@@ -285,8 +286,10 @@ import Testing
                 try prima.setAttribute(key, int: value)
             }
             try prima.createGroup("files").writeBytes("labels.json", Array(#"[{"code": "a", "name": "A"}]"#.utf8))
-            let config = try prima.createGroup("config")
-            for index in 0..<12 { try config.setAttribute("field_\(index)", string: "value \(index)") }  // dense attribute storage
+            try prima.setAttribute("initialised_tensors", string: "[]")
+            try prima.setAttribute("tensor_count", int: 2)
+            try prima.setAttribute("parameter_count", int: 256 * 32 + 256)
+            for index in 0..<12 { try prima.setAttribute("field_\(index)", string: "value \(index)") }  // dense attribute storage
             let heads = try prima.createGroup("tensors")
             try writeFloats(heads, "alignment.image_proj.weight", shape: [256, 32])
             try writeFloats(heads, "alignment.image_proj.bias", shape: [256])
