@@ -22,6 +22,8 @@ public struct ModelWeights: Sendable {
     public let role: String
     /// Tied aliases → the stored tensor they share (§5.3).
     let aliases: [String: String]
+    /// Loaded for training: int8 weights keep their plain values and run weight-only (``BoundLinear``).
+    let training: Bool
 
     /// An int8 weight, held in the form its uses need: packed for the int8 kernels when it multiplies (a Linear
     /// weight, or an embedding table with a tied head), and as plain values with scales when rows are looked up
@@ -32,9 +34,12 @@ public struct ModelWeights: Sendable {
     }
 
     /// Reads every tensor of `component` but those named in `excluding` (non-weight tensors its owner reads itself).
-    public init(component: ComponentReader, excluding: Set<String> = []) throws {
+    /// With `training`, int8 weights also keep their plain values and scales, which the input gradient through them
+    /// needs (``BoundLinear/backward(_:input:saved:gradients:needsInputGradient:)``); inference keeps one copy.
+    public init(component: ComponentReader, excluding: Set<String> = [], training: Bool = false) throws {
         origin = "\(component.checkpoint.path): \(component.name)"
         role = component.name
+        self.training = training
         var tensors: [String: Tensor] = [:]
         var quantized: [String: QuantizedWeight] = [:]
         let records = try component.tensorRecords()
@@ -51,7 +56,7 @@ public struct ModelWeights: Sendable {
                                          blockSize: info.blockSize)
                         : nil
                     quantized[record.name] = QuantizedWeight(packed: packed,
-                                                             rows: table ? (values, scales, info.blockSize) : nil)
+                                                             rows: table || training ? (values, scales, info.blockSize) : nil)
                 } catch {
                     throw RuntimeError("\(origin): tensor \(record.name): \(error)")
                 }
@@ -133,6 +138,9 @@ public struct ModelWeights: Sendable {
 
     /// The tensor `name` if present.
     public func optional(_ name: String) -> Tensor? { tensors[name] }
+
+    /// The int8 form of weight `name`, if it is int8.
+    func quantized(_ name: String) -> QuantizedWeight? { quantized[name] }
 
     /// The weight of a linear layer, `name` ending in `.weight`; throws naming it if absent.
     public func linear(_ name: String) throws -> LinearWeight {
@@ -218,11 +226,11 @@ public protocol TextEncoderModel: ComponentModel {
 
 /// Loads the runtime model of a checkpoint component: its configuration through `StoredConfig` (the typed
 /// `config/` checked against files/config.json), every tensor through `TensorValidation` before a weight is read,
-/// then the weights.
-public func loadComponentModel(_ component: ComponentReader) throws -> any ComponentModel {
+/// then the weights (for `training`, with what backward passes need of int8 weights).
+public func loadComponentModel(_ component: ComponentReader, training: Bool = false) throws -> any ComponentModel {
     let config = try StoredConfig.read(component)
     try TensorValidation.validate(component, config: config)
-    let weights = try ModelWeights(component: component)
+    let weights = try ModelWeights(component: component, training: training)
     switch config {
     case let config as Qwen3Config: return try Qwen3Model(config: config, weights: weights)
     case let config as ModernBERTConfig: return try ModernBERTModel(config: config, weights: weights)

@@ -46,6 +46,8 @@ public struct BoundLinear: Sendable {
     public let bias: Tensor?
     /// Unmerged adapters in storage order.
     public let adapters: [(name: String, lora: Linear.LoRA)]
+    /// An int8 weight's plain values [M, K], scales and block size, kept for training (its input gradient).
+    let int8Values: (values: Tensor, scales: Tensor, blockSize: Int)?
 
     /// What ``backward(_:input:saved:gradients:needsInputGradient:)`` needs from the forward pass: the input is the
     /// caller's; these are the adapters' hidden states x·Aᵀ [N, r].
@@ -56,7 +58,10 @@ public struct BoundLinear: Sendable {
     /// y = x·Wᵀ + b + Σ scaling·(x·Aᵀ)·Bᵀ for x [N, K] → [N, M], and what backward needs. The output bits are those of
     /// the inference forward (`Linear.forward(_:weight:bias:activation:)` with the adapted weight).
     public func forward(_ x: Tensor) -> (output: Tensor, saved: Saved) {
-        let y = Linear.forward(x, weight: weight, bias: bias)
+        // An int8 weight loaded for training runs weight-only (x · W̃ᵀ in f32, QLoRA's forward), so that the backward
+        // is its exact gradient; inference keeps the int8 × int8 kernels.
+        let y = int8Values.map { Int8Linear.dequantizedForward(x, values: $0.values, scales: $0.scales, blockSize: $0.blockSize, bias: bias) }
+            ?? Linear.forward(x, weight: weight, bias: bias)
         let hiddens = adapters.map { Linear.addLoRA($0.lora, input: x, to: y) }
         return (y, Saved(hiddens: hiddens))
     }
@@ -69,12 +74,18 @@ public struct BoundLinear: Sendable {
         let weightGradient = gradients[GradientStore.path(role: role, tensor: weightName)]
         let biasGradient = gradients[GradientStore.path(role: role, tensor: stem + ".bias")]
         var dx: Tensor?
-        switch weight {
-        case .float(let w):
+        switch (weight, int8Values) {
+        case (.float(let w), _):
             dx = Linear.backward(dy, x: x, weight: w, weightGradient: weightGradient, biasGradient: biasGradient,
                                  needsInputGradient: needsInputGradient)
+        case (.int8, let q?):
+            // QLoRA-style: the int8 weight stays frozen; the input gradient goes through its dequantised values.
+            guard weightGradient == nil, biasGradient == nil else {
+                throw RuntimeError("\(role): \(stem) is int8: train adapters on it, or the float checkpoint")
+            }
+            dx = needsInputGradient ? Int8Linear.inputGradient(dy, values: q.values, scales: q.scales, blockSize: q.blockSize) : nil
         default:
-            throw RuntimeError("\(role): \(stem): training through an int8 weight is not supported yet")
+            throw RuntimeError("\(role): \(stem): an int8 weight loaded for inference has no backward (load it for training)")
         }
         for ((name, lora), hidden) in zip(adapters, saved.hiddens) {
             Linear.loraBackward(dy, x: x, hidden: hidden, lora: lora,
@@ -92,7 +103,7 @@ extension ModelWeights {
         let name = stem + ".weight"
         guard let weight = baseLinear(name) else { throw RuntimeError("\(origin): missing tensor \(name)") }
         return BoundLinear(stem: stem, role: role, weight: weight, weightName: aliases[name] ?? name,
-                           bias: optional(stem + ".bias"), adapters: adapters[name] ?? [])
+                           bias: optional(stem + ".bias"), adapters: adapters[name] ?? [], int8Values: int8Values(name))
     }
 
     /// Binds linear layer `stem` if it is stored, else the table `table` [V, C] as its weight (an LM head that
@@ -101,8 +112,11 @@ extension ModelWeights {
         if baseLinear(stem + ".weight") != nil { return try bind(stem) }
         guard let weight = baseLinear(table) else { throw RuntimeError("\(origin): missing tensor \(table)") }
         return BoundLinear(stem: stem, role: role, weight: weight, weightName: storedName(table), bias: nil,
-                           adapters: adapters[stem + ".weight"] ?? [])
+                           adapters: adapters[stem + ".weight"] ?? [], int8Values: int8Values(table))
     }
+
+    /// The plain values [N, K], scales and block size of int8 weight `name` when they were kept (a training load).
+    func int8Values(_ name: String) -> (values: Tensor, scales: Tensor, blockSize: Int)? { training ? quantized(name)?.rows : nil }
 
     /// The stored name a tensor's gradient goes to: its tied target, or itself.
     public func storedName(_ name: String) -> String { aliases[name] ?? name }

@@ -39,7 +39,7 @@ public enum GradientVerifier {
         }
         let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: path) }
         let component = try ToolError.classify(asInput: true) { try checkpoint.component(role) }
-        let model = try ToolError.classify(asInput: true) { try loadComponentModel(component) }
+        let model = try ToolError.classify(asInput: true) { try loadComponentModel(component, training: true) }
         let store = try ToolError.classify(asInput: true) { try gradientStore(for: trace, component: component) }
         let (loss, activationGradients): (Float, [String: Tensor])
         switch (model, inputs) {

@@ -10,7 +10,8 @@ import Testing
 @Suite struct GradientTraceTests {
     static let traces = RuntimeTestSupport.repositoryRoot + "/Fixtures/grad_traces"
 
-    /// trace name, base model fixture, LoRA adapter fixture (imported as `default`) or nil, role.
+    /// trace name, base model fixture, LoRA adapter fixture (imported as `default`) or nil, role; a base ending in
+    /// `:SCHEME` is quantised with `prima-quantize --int8 --scheme SCHEME` before the adapter is imported.
     static let cases: [(trace: String, model: String, adapter: String?, role: String)] = [
         ("bert-mlm-f32-dot-full", "bert-mlm-f32", nil, "text_encoder"),
         ("bert-rslora-dot-lora", "bert-mlm-f32", "bert-rslora", "text_encoder"),
@@ -18,6 +19,7 @@ import Testing
         ("dinov3-mlp-reg4-f32-dot-full", "dinov3-mlp-reg4-f32", nil, "image_encoder"),
         ("dinov3-gated-noreg-f32-dot-full", "dinov3-gated-noreg-f32", nil, "image_encoder"),
         ("dinov3-attention-mlp-dot-lora", "dinov3-mlp-reg4-f32", "dinov3-attention-mlp", "image_encoder"),
+        ("dinov3-attention-mlp-int8-block32-dot-lora", "dinov3-mlp-reg4-f32:block32", "dinov3-attention-mlp", "image_encoder"),
         ("modernbert-mlm-f32-dot-full", "modernbert-mlm-f32", nil, "text_encoder"),
         ("modernbert-fused-dot-lora", "modernbert-mlm-f32", "modernbert-fused", "text_encoder"),
         ("modernbert-fused-mlm-lora", "modernbert-mlm-f32", "modernbert-fused", "text_encoder"),
@@ -26,10 +28,18 @@ import Testing
         ("qwen3-all-projections-dot-lora", "qwen3-untied-f32", "qwen3-all-projections", "decoder"),
         ("qwen3-all-projections-causal_lm-lora", "qwen3-untied-f32", "qwen3-all-projections", "decoder"),
         ("qwen3-tied-f32-causal_lm-full", "qwen3-tied-f32", nil, "decoder"),
+        ("qwen3-all-projections-int8-causal_lm-lora", "qwen3-untied-f32:per-channel", "qwen3-all-projections", "decoder"),
     ]
 
     static func checkpoint(model: String, adapter: String?, role: String) throws -> String {
-        let base = try RuntimeTestSupport.importFixture(model)
+        let parts = model.split(separator: ":").map(String.init)
+        var base = try RuntimeTestSupport.importFixture(parts[0])
+        if parts.count == 2 {
+            let quantized = RuntimeTestSupport.temporaryDirectory() + "/int8.h5"
+            let result = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-quantize"), ["--int8", base, "--scheme", parts[1], "-o", quantized])
+            try #require(result.status == 0, "\(result.stderr)")
+            base = quantized
+        }
         guard let adapter else { return base }
         let adapted = RuntimeTestSupport.temporaryDirectory() + "/adapted.h5"
         let result = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-convert"),

@@ -233,6 +233,19 @@ import Testing
         Self.expectClose(fast.float32Values(), reference.float32Values(), Self.fastVersusReference(length: n), "dx (fast)")
     }
 
+    /// The weight-only int8 forward training uses equals the dequantised linear layer (against its double reference),
+    /// with and without bias, across a partial block of weight rows.
+    @Test(arguments: [(5, 70, 33, 33, UInt64(3)), (3, 9, 40, 8, UInt64(4))])
+    func int8DequantizedForward(_ rows: Int, _ n: Int, _ k: Int, _ blockSize: Int, _ seed: UInt64) {
+        let (values, scales) = Self.int8Weight(n: n, k: k, blockSize: blockSize, seed: seed)
+        let x = Self.tensor([rows, k], seed: seed + 1)
+        for bias in [nil, Self.tensor([n], seed: seed + 2)] {
+            let reference = Int8Linear.dequantizedForwardReference(x, values: values, scales: scales, blockSize: blockSize, bias: bias)
+            let fast = Int8Linear.dequantizedForward(x, values: values, scales: scales, blockSize: blockSize, bias: bias)
+            Self.expectClose(fast.float32Values(), reference.float32Values(), Self.fastVersusReference(length: k), "y")
+        }
+    }
+
     // MARK: - LayerNorm and RMSNorm
 
     struct NormCase: CustomTestStringConvertible, Sendable {

@@ -291,6 +291,71 @@ public enum Int8Linear {
         return dx
     }
 
+    /// y = x · W̃ᵀ + b in f32, with W̃ the dequantised weight (W̃[n, i] = values[n, i] · scales[n, i / blockSize]):
+    /// the weight-only-quantised forward that training uses on an int8 base (QLoRA's: activations stay f32, so the
+    /// forward is exactly the dequantised model's and ``inputGradient(_:values:scales:blockSize:)`` is its exact
+    /// input gradient). x [M, K], values i8 [N, K], scales [N, nb] (or [N]), bias [N] → [M, N]. The weight is
+    /// dequantised ``dequantizedRowsPerBlock`` rows at a time, each block one sgemm into its output columns.
+    public static func dequantizedForward(_ x: Tensor, values: Tensor, scales: Tensor, blockSize: Int, bias: Tensor? = nil) -> Tensor {
+        precondition(x.shape.count == 2, "int8 weight-only forward: x must be [M, K], got \(ShapeMath.describe(x.shape))")
+        let (n, k, block, blocks) = weightDimensions(values, scales, blockSize)
+        let m = x.shape[0]
+        precondition(x.shape[1] == k && (bias.map { $0.elementCount == n } ?? true),
+                     "int8 weight-only forward: x \(ShapeMath.describe(x.shape)) or bias does not match values \(ShapeMath.describe(values.shape))")
+        let y = Tensor(zeros: [m, n], dtype: .f32)
+        let rowsPerBlock = min(dequantizedRowsPerBlock, max(n, 1))
+        var scratch = [Float](repeating: 0, count: rowsPerBlock * k)
+        values.withUnsafeBytes { raw in
+            let q = raw.bindMemory(to: Int8.self)
+            scales.withFloat32 { s in x.withFloat32 { input in y.withMutableFloat32 { out in
+                if let bias { bias.withFloat32 { b in for row in 0..<m { (out.baseAddress! + row * n).update(from: b.baseAddress!, count: n) } } }
+                scratch.withUnsafeMutableBufferPointer { w in
+                    var first = 0
+                    while first < n {
+                        let count = min(rowsPerBlock, n - first)
+                        for row in 0..<count {
+                            let source = q.baseAddress! + (first + row) * k, target = w.baseAddress! + row * k
+                            let rowScales = s.baseAddress! + (first + row) * blocks
+                            for i in 0..<k { target[i] = Float(source[i]) * rowScales[i / block] }
+                        }
+                        // y[M, first..<first+count] (+)= x[M, K] · W̃[first..<first+count, K]ᵀ
+                        BLAS.sgemm(transB: true, m: m, n: count, k: k, a: input.baseAddress!, lda: k, b: w.baseAddress!, ldb: k,
+                                   beta: bias == nil ? 0 : 1, c: out.baseAddress! + first, ldc: n)
+                        first += count
+                    }
+                }
+            } } }
+        }
+        return y
+    }
+
+    /// The plain-loop reference for ``dequantizedForward(_:values:scales:blockSize:bias:)``: the sums in double.
+    public static func dequantizedForwardReference(_ x: Tensor, values: Tensor, scales: Tensor, blockSize: Int,
+                                                   bias: Tensor? = nil) -> Tensor {
+        let (n, k, block, blocks) = weightDimensions(values, scales, blockSize)
+        let q = values.withUnsafeBytes { Array($0.bindMemory(to: Int8.self)) }
+        let s = scales.float32Values(), input = x.float32Values(), b = bias?.float32Values()
+        let m = x.shape[0]
+        var out = [Float](repeating: 0, count: m * n)
+        for row in 0..<m {
+            for o in 0..<n {
+                var sum = Double(b?[o] ?? 0)
+                for i in 0..<k { sum += Double(input[row * k + i]) * Double(Float(q[o * k + i]) * s[o * blocks + i / block]) }
+                out[row * n + o] = Float(sum)
+            }
+        }
+        return Tensor(shape: [m, n], float32: out)
+    }
+
+    /// (N, K, block, blocks) of an int8 weight and its scales.
+    private static func weightDimensions(_ values: Tensor, _ scales: Tensor, _ blockSize: Int) -> (Int, Int, Int, Int) {
+        precondition(values.dtype == .i8 && values.shape.count == 2 && blockSize >= 1, "int8 weight: values \(ShapeMath.describe(values.shape))")
+        let (n, k) = (values.shape[0], values.shape[1])
+        let block = min(blockSize, k), blocks = (k + block - 1) / block
+        precondition(scales.dtype == .f32 && scales.elementCount == n * blocks, "int8 weight: scales \(ShapeMath.describe(scales.shape)) for [\(n), \(blocks)]")
+        return (n, k, block, blocks)
+    }
+
     /// The plain-loop reference for ``inputGradient(_:values:scales:blockSize:)``: Σ_n dy[m, n] · W̃[n, i] in double.
     public static func inputGradientReference(_ dy: Tensor, values: Tensor, scales: Tensor, blockSize: Int) -> Tensor {
         let (m, n, k, block, blocks) = inputGradientDimensions(dy, values, scales, blockSize)
