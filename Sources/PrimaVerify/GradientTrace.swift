@@ -28,6 +28,14 @@ public struct GradientTrace: Sendable {
     /// trainable set.
     public let gradients: [(path: String, tensor: Tensor)]
 
+    /// Whether the trace at `path` is a gradient trace (prima_trace_version 2), from its root attribute alone.
+    public static func isGradientTrace(path: String) throws -> Bool {
+        let file: HDF5File
+        do { file = try HDF5File.open(path: path) } catch { throw ToolError.input("\(error)") }
+        let root = try ToolError.classify(asInput: true) { try file.root() }
+        return root.hasAttribute("prima_trace_version") && (try? root.intAttribute("prima_trace_version")) == 2
+    }
+
     /// Reads and validates a version-2 trace; every problem is an error naming the file and the object.
     public init(path: String) throws {
         trace = try Trace(path: path)

@@ -28,12 +28,17 @@ public enum GradientVerifier {
         public let activationGradients: [ActivationComparison]
         /// dLoss/d(tensor), by checkpoint path, in the trace's order.
         public let gradients: [ActivationComparison]
+        /// Seconds of each forward + backward step (the first is the compared one).
+        public let stepRuns: [Double]
+        /// The median step time.
+        public var stepSeconds: Double { stepRuns.sorted()[stepRuns.count / 2] }
         public var pass: Bool { lossPasses && activationGradients.allSatisfy(\.pass) && gradients.allSatisfy(\.pass) }
     }
 
     /// Loads the trace's component from `path`, makes exactly the trace's `/gradients` tensors trainable, runs the
-    /// objective forward and backward, and compares.
-    public static func run(checkpoint path: String, trace: GradientTrace, tolerances: Tolerances = .gradients) throws -> Report {
+    /// objective forward and backward `repeats` times (the first run is compared), and compares.
+    public static func run(checkpoint path: String, trace: GradientTrace, tolerances: Tolerances = .gradients,
+                           repeats: Int = 1) throws -> Report {
         guard let role = trace.trace.role, let inputs = trace.trace.inputs else {
             throw ToolError.input("a gradient trace of component prima is not supported yet")
         }
@@ -41,29 +46,16 @@ public enum GradientVerifier {
         let component = try ToolError.classify(asInput: true) { try checkpoint.component(role) }
         let model = try ToolError.classify(asInput: true) { try loadComponentModel(component, training: true) }
         let store = try ToolError.classify(asInput: true) { try gradientStore(for: trace, component: component) }
-        let (loss, activationGradients): (Float, [String: Tensor])
-        switch (model, inputs) {
-        case (let encoder as any MaskedLanguageModel, .tokens(let ids, let mask)):
-            (loss, activationGradients) = try ToolError.classify(asInput: true) {
-                try run(encoder, ids: ids, mask: mask, trace: trace, gradients: store,
-                        head: trace.objective == .mlm ? { try encoder.maskedLM($0, gradients: store) } : nil)
-            }
-        case (let qwen as Qwen3Model, .tokens(let ids, let mask)):
-            (loss, activationGradients) = try ToolError.classify(asInput: true) {
-                try run(qwen, ids: ids, mask: mask, trace: trace, gradients: store, head: trace.objective == .causalLM ? { hidden in
-                    let (logits, saved) = qwen.headForward(hidden)
-                    return (logits, { try qwen.headBackward($0, hidden: hidden, saved: saved, gradients: store) })
-                } : nil)
-            }
-        case (let vit as DINOv3ViTModel, .pixels(let pixels)):
-            (loss, activationGradients) = try ToolError.classify(asInput: true) {
-                try run(forward: { try vit.trainingForward(pixels: pixels, observe: { _, _ in }) },
-                        backward: { try vit.backward($0, tape: $1, gradients: store, observe: $2) },
-                        trace: trace, gradients: store, head: nil)
-            }
-        default:
-            throw ToolError.input("\(path): \(role.rawValue): gradient verification of \(type(of: model)) on these inputs is not implemented")
+        // Each run starts from zero gradients; the last run's are compared.
+        var runs: [Double] = []
+        var result: (loss: Float, activationGradients: [String: Tensor]) = (0, [:])
+        for _ in 0..<max(1, repeats) {
+            store.zero()
+            let start = Date()
+            result = try step(model, inputs: inputs, trace: trace, store: store, path: path, role: role)
+            runs.append(Date().timeIntervalSince(start))
         }
+        let (loss, activationGradients) = result
         let masked = trace.trace.attentionMask
         let compared = try trace.activationGradients.map { reference -> ActivationComparison in
             guard let ours = activationGradients[reference.name] else {
@@ -77,7 +69,30 @@ public enum GradientVerifier {
                                tolerances: tolerances)
         }
         return Report(component: role.rawValue, objective: trace.objective, loss: loss, referenceLoss: trace.loss,
-                      activationGradients: compared, gradients: parameters)
+                      activationGradients: compared, gradients: parameters, stepRuns: runs)
+    }
+
+    /// One forward + objective + backward step of the component's model on the trace's inputs.
+    private static func step(_ model: any ComponentModel, inputs: ModelInputs, trace: GradientTrace, store: GradientStore,
+                             path: String, role: ComponentRole) throws -> (Float, [String: Tensor]) {
+        try ToolError.classify(asInput: true) {
+            switch (model, inputs) {
+            case (let encoder as any MaskedLanguageModel, .tokens(let ids, let mask)):
+                return try run(encoder, ids: ids, mask: mask, trace: trace, gradients: store,
+                               head: trace.objective == .mlm ? { try encoder.maskedLM($0, gradients: store) } : nil)
+            case (let qwen as Qwen3Model, .tokens(let ids, let mask)):
+                return try run(qwen, ids: ids, mask: mask, trace: trace, gradients: store, head: trace.objective == .causalLM ? { hidden in
+                    let (logits, saved) = qwen.headForward(hidden)
+                    return (logits, { try qwen.headBackward($0, hidden: hidden, saved: saved, gradients: store) })
+                } : nil)
+            case (let vit as DINOv3ViTModel, .pixels(let pixels)):
+                return try run(forward: { try vit.trainingForward(pixels: pixels, observe: { _, _ in }) },
+                               backward: { try vit.backward($0, tape: $1, gradients: store, observe: $2) },
+                               trace: trace, gradients: store, head: nil)
+            default:
+                throw ToolError.input("\(path): \(role.rawValue): gradient verification of \(type(of: model)) on these inputs is not implemented")
+            }
+        }
     }
 
     /// A gradient buffer for every path of the trace, each naming a stored tensor (or LoRA matrix) of `component`

@@ -147,6 +147,7 @@ struct PrimaVerifyCommand: ParsableCommand {
     }
 
     private func verifyTrace(checkpoint: String, tracePath: String) throws {
+        if try GradientTrace.isGradientTrace(path: tracePath) { return try verifyGradients(checkpoint: checkpoint, tracePath: tracePath) }
         let trace = try Trace(path: tracePath)
         if let dump {
             // Refuse the dump's destination before the run: an existing file without --force, and always an input.
@@ -175,6 +176,32 @@ struct PrimaVerifyCommand: ParsableCommand {
             print("\(report.component) against \(tracePath): load \(String(format: "%.3f", report.loadSeconds)) s, forward \(String(format: "%.4f", report.forwardSeconds)) s (median of \(report.forwardRuns.count)), BLAS \(BLAS.info.coreName)")
             printTable(report.activations)
             print(timingOnly ? "TIMED (the trace holds inputs only: nothing compared)" : report.pass ? "PASS" : "FAIL")
+        }
+        if !report.pass { throw ExitCode(1) }
+    }
+
+    /// `--trace` with a gradient trace (Formats/prima-trace.md §11): the loss, every activation gradient, every
+    /// parameter gradient, with the gradient tolerances (Tolerances.gradients).
+    private func verifyGradients(checkpoint: String, tracePath: String) throws {
+        if dump != nil { throw ToolError.input("--dump writes forward traces; \(tracePath) is a gradient trace") }
+        let trace = try GradientTrace(path: tracePath)
+        let report = try GradientVerifier.run(checkpoint: checkpoint, trace: trace, repeats: repeats)
+        let loss = JSONValue.object(JSONObject([("ours", .double(Double(report.loss))), ("reference", .double(Double(report.referenceLoss))),
+                                                ("relative_error", number(report.lossRelativeError)), ("pass", .bool(report.lossPasses))]))
+        if json {
+            print(JSONValue.object(JSONObject([
+                ("pass", .bool(report.pass)), ("component", .string(report.component)), ("objective", .string(report.objective.rawValue)),
+                ("step_seconds", .double(report.stepSeconds)), ("step_runs", .array(report.stepRuns.map { .double($0) })),
+                ("loss", loss), ("activations", .array(report.activationGradients.map(activationJSON))),
+                ("gradients", .array(report.gradients.map(activationJSON))),
+            ])).serialized())
+        } else {
+            print("\(report.component) (\(report.objective.rawValue)) against \(tracePath): forward + backward \(String(format: "%.4f", report.stepSeconds)) s (median of \(report.stepRuns.count)), BLAS \(BLAS.info.coreName)")
+            print(String(format: "loss %.8g, reference %.8g, relative error %.3e: ", report.loss, report.referenceLoss, report.lossRelativeError)
+                  + (report.lossPasses ? "ok" : "FAIL (> \(Tolerances.lossRelative))"))
+            printTable(report.activationGradients, heading: "activation grad")
+            printTable(report.gradients, heading: "parameter grad")
+            print(report.pass ? "PASS" : "FAIL")
         }
         if !report.pass { throw ExitCode(1) }
     }
@@ -223,9 +250,9 @@ struct PrimaVerifyCommand: ParsableCommand {
     }
 
     /// The per-activation table, marking the first failure.
-    private func printTable(_ activations: [ActivationComparison]) {
-        let width = max(14, activations.map(\.name.count).max() ?? 0)
-        print("activation".padding(toLength: width, withPad: " ", startingAt: 0) + "     max_abs     max_rel      cosine        nmse  verdict")
+    private func printTable(_ activations: [ActivationComparison], heading: String = "activation") {
+        let width = max(14, heading.count, activations.map(\.name.count).max() ?? 0)
+        print(heading.padding(toLength: width, withPad: " ", startingAt: 0) + "     max_abs     max_rel      cosine        nmse  verdict")
         let first = activations.first { !$0.pass }?.name
         for item in activations {
             let verdict = item.pass ? "ok" : "FAIL" + (item.name == first ? " <- first failure: \(item.failure ?? "")" : "")
