@@ -13,6 +13,21 @@ func renderRow(_ row: String) throws -> String {
 }
 
 @Suite struct Rendering {
+    /// Numbers given as strings are decimal only (Formats/metadata-schema.md): Swift's Double(String) also reads
+    /// hexadecimal, "nan", "inf" and "infinity", which a record must not smuggle in.
+    @Test func numberStringsAreDecimalOnly() throws {
+        for (text, value) in [("55", 55.0), ("-6.5", -6.5), ("+3", 3), (".5", 0.5), ("7.", 7), ("1e3", 1000), ("2.5E-1", 0.25)] {
+            #expect(MetadataSchema.decimalNumber(text) == value, "\(text)")
+        }
+        for text in ["0x3d", "0X3D", "0x1p3", "nan", "inf", "-infinity", "", "-", ".", "1e", "1e+", "1_000", "١٢", "12a", "e5"] {
+            #expect(MetadataSchema.decimalNumber(text) == nil, "\(text)")
+        }
+        let schema = MetadataSchema.padUfes20
+        #expect(throws: MetadataError.self) { try schema.record(from: ["age": .string("0x3d")], source: "r.json") }
+        #expect(throws: MetadataError.self) { try schema.record(from: ["fitspatrick": .string("0x3")], source: "r.json") }
+        #expect(try schema.record(from: ["age": .string(" 61 ")], source: "r.json")["age"] == .number(61))
+    }
+
     @Test func briefExample() throws {
         let text = try MetadataSchema.padUfes20.text(
             for: ["age": 55, "gender": "FEMALE", "smoke": "False", "region": "FACE", "diameter_1": 6.0], source: "example")
