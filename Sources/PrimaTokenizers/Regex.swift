@@ -129,9 +129,6 @@ public struct BoundedRegex: Sendable {
         regex = try TokenizerRegex(pattern, place: place)
     }
 
-    /// The pattern as given.
-    public var pattern: String { regex.pattern }
-
     /// Whether the pattern matches somewhere in `text`. Throws `TokenizerError` when the search exceeds its step
     /// budget.
     public func isFound(in text: String) throws -> Bool {
@@ -326,8 +323,8 @@ struct RegexParser {
         // Flags set by (?i) inside a group last until the group ends.
         let savedIgnoreCase = ignoreCase, savedDotAll = dotAll
         defer { ignoreCase = savedIgnoreCase; dotAll = savedDotAll }
-        var (first, height) = try parseSequence()
-        var branches = [first]
+        let first = try parseSequence()
+        var branches = [first.node], height = first.height
         while peek() == "|" {
             index += 1
             let (branch, branchHeight) = try parseSequence()
