@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "PrimaPNG", dependencies: ["CPNG"]),
         .target(name: "PrimaImage", dependencies: ["CPNG", "PrimaIO", "PrimaPNG", "PrimaTensor"]),
         .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
-        .target(name: "PrimaQuantize", dependencies: ["PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaCheckpoint", "PrimaModels"]),
+        .target(name: "PrimaQuantize", dependencies: ["PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaCheckpoint", "PrimaModels", "PrimaTokenizers"]),
         .target(
             name: "PrimaConvert",
             dependencies: [

@@ -55,8 +55,53 @@ extension MetadataSchema {
         try readFile(path, limit: MetadataLimits.maxRecordFileBytes, what: "a metadata record") { chunk in
             bytes.append(contentsOf: chunk)
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw MetadataError("\(path): not UTF-8 text") }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw Self.notUTF8(bytes, source: path) }
         return try record(jsonText: text, source: path)
+    }
+
+    /// The error for a JSON record file that is not UTF-8: it names the line of the first invalid byte and the
+    /// field whose name or value holds it (a record is one flat object, so the last `"key":` before the byte is
+    /// that field).
+    static func notUTF8(_ bytes: [UInt8], source: String) -> MetadataError {
+        var iterator = bytes.makeIterator()
+        var parser = Unicode.UTF8.ForwardParser()
+        var offset = 0
+        decoding: while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let scalar): offset += scalar.count
+            case .error, .emptyInput: break decoding
+            }
+        }
+        let line = 1 + bytes[..<offset].count(where: { $0 == UInt8(ascii: "\n") })
+        // A small scan of the bytes before the invalid one: strings, and the ":" that makes a string a key.
+        var inString = false, escaped = false, stringStart = 0
+        var lastString: ArraySlice<UInt8> = [], key: ArraySlice<UInt8>? = nil
+        for index in 0..<offset {
+            let byte = bytes[index]
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                    lastString = bytes[stringStart..<index]
+                }
+            } else if byte == UInt8(ascii: "\"") {
+                inString = true
+                stringStart = index + 1
+            } else if byte == UInt8(ascii: ":") {
+                key = lastString
+            } else if byte == UInt8(ascii: ",") || byte == UInt8(ascii: "{") {
+                key = nil
+            }
+        }
+        let byte = String(bytes[offset], radix: 16, uppercase: true)
+        let what: String
+        if inString, let key {
+            what = "field '\(String(decoding: key, as: UTF8.self))': "
+        } else if inString {
+            what = "a field name: "
+        } else {
+            what = ""
+        }
+        return MetadataError("\(source) line \(line): \(what)not UTF-8 text (byte 0x\(byte))")
     }
 
     /// Parses the text of one JSON object; `source` names it in errors.
@@ -118,7 +163,7 @@ extension MetadataSchema {
             case .string(let string):
                 let trimmed = string.trimmingSpaces
                 // "3.0" for Fitzpatrick type 3: numbers are matched in their shortest form.
-                if !values.contains(trimmed), let number = Double(trimmed), number.isFinite {
+                if !values.contains(trimmed), let number = decimalNumber(trimmed), number.isFinite {
                     candidate = formatNumber(number)
                 } else {
                     candidate = trimmed
@@ -143,11 +188,39 @@ extension MetadataSchema {
         let value: Double?
         switch raw {
         case .number(let number): value = number.double
-        case .string(let string): value = Double(string.trimmingSpaces)
+        case .string(let string): value = decimalNumber(string.trimmingSpaces)
         default: value = nil
         }
         guard let value, value.isFinite else { return nil }
         return value
+    }
+
+    /// The value of a decimal number written as text: an optional sign, digits with an optional fraction, an optional
+    /// exponent (`55`, `-6.5`, `.5`, `1e3`); nil for anything else. Swift's `Double("0x3d")` is 61 and
+    /// `Double("nan")` is NaN; metadata numbers are JSON numbers or decimal strings only (Formats/metadata-schema.md).
+    static func decimalNumber(_ text: String) -> Double? {
+        let bytes = Array(text.utf8)
+        var index = 0
+        func isDigit(_ i: Int) -> Bool { i < bytes.count && bytes[i] >= UInt8(ascii: "0") && bytes[i] <= UInt8(ascii: "9") }
+        func skipDigits() -> Int {
+            let start = index
+            while isDigit(index) { index += 1 }
+            return index - start
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+        var digits = skipDigits()
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            digits += skipDigits()
+        }
+        guard digits > 0 else { return nil }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            guard skipDigits() > 0 else { return nil }
+        }
+        guard index == bytes.count else { return nil }
+        return Double(text)
     }
 
     static func render(_ value: MetadataValue, kind: Field.Kind) -> String {

@@ -125,7 +125,8 @@ public struct MetadataTable: Sendable {
 }
 
 /// RFC 4180 CSV: comma-separated, fields optionally in double quotes (which may hold commas, line breaks and
-/// `""` for a quote), records ending in CRLF or LF. A final line break is optional; blank lines are skipped.
+/// `""` for a quote), records ending in CRLF or LF. A final line break is optional; blank lines are skipped. Every
+/// field must be UTF-8 text (a Latin-1 file is refused, naming the line and the field, rather than read as U+FFFD).
 public enum CSVReader {
     /// Records with the 1-based line number each starts on.
     public static func parse(_ text: String, source: String) throws(MetadataError) -> [(line: Int, fields: [String])] {
@@ -157,6 +158,8 @@ struct CSVParser {
     private var quotedField = false
     private var atStart = true
     private var bomBytes = 0
+    /// The first record (the header), which names the fields of the later ones in errors.
+    private var header: [String]?
 
     mutating func feed(_ bytes: UnsafeBufferPointer<UInt8>, source: String,
                        _ emit: (Int, [String]) throws(MetadataError) -> Void) throws(MetadataError) {
@@ -258,7 +261,13 @@ struct CSVParser {
         guard fields.count < MetadataLimits.maxColumns else {
             throw MetadataError("\(source) line \(recordLine): more than the limit of \(MetadataLimits.maxColumns) columns")
         }
-        fields.append(String(decoding: field, as: UTF8.self))
+        guard let text = String(validating: field, as: UTF8.self) else {
+            let column = fields.count
+            let name = header.map { column < $0.count ? "field '\($0[column])'" : "field \(column + 1)" }
+                ?? "header column \(column + 1)"
+            throw MetadataError("\(source) line \(recordLine): \(name): not UTF-8 text")
+        }
+        fields.append(text)
         field.removeAll(keepingCapacity: true)
         quotedField = false
     }
@@ -268,7 +277,10 @@ struct CSVParser {
         try endField(source: source)
         let record = fields
         fields.removeAll(keepingCapacity: true)
-        if !(record.count == 1 && record[0].isEmpty) { try emit(recordLine, record) }
+        if !(record.count == 1 && record[0].isEmpty) {
+            if header == nil { header = record }
+            try emit(recordLine, record)
+        }
     }
 }
 

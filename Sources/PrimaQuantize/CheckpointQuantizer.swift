@@ -127,7 +127,7 @@ public enum CheckpointQuantizer {
                     throw ToolError.input("\(path): \(component.name): already quantised (tensor \(record.name)); quantise the float checkpoint instead")
                 }
                 guard KeepFloatRules.isCandidate(dtype: record.dtype, shape: record.shape) else { continue }
-                let decision = options.rules.decision(for: record.name, aliases: aliases[record.name] ?? [])
+                let decision = try options.rules.decision(for: record.name, aliases: aliases[record.name] ?? [])
                 if decision == .quantize, records.contains(where: { $0.name == QuantizedTensorInfo.scalesName(for: record.name) }) {
                     throw ToolError.input("\(path): \(component.name): tensor \(record.name): a tensor named \(QuantizedTensorInfo.scalesName(for: record.name)) already exists")
                 }

@@ -1,6 +1,7 @@
 import Foundation
 import PrimaIO
 import PrimaTensor
+import PrimaTokenizers
 
 /// Which tensors of a component stay float when a checkpoint is quantised (Formats/prima-checkpoint.md §7.2).
 ///
@@ -8,7 +9,9 @@ import PrimaTensor
 /// architectures those are the Linear weights, the embedding tables (`embed.tokens`, `embed.positions`,
 /// `embed.token_types`) and the output heads. A candidate is quantised unless a keep-float pattern matches
 /// its canonical name, or it is the target of a tied alias whose own name a pattern matches (quantising it
-/// would quantise the alias too). Patterns are searched anywhere in the name (anchor them with `^…$`).
+/// would quantise the alias too). Patterns are searched anywhere in the name (anchor them with `^…$`). They are
+/// regexes of the tokenizer's dialect (PrimaTokenizers.BoundedRegex), with its limits: a pattern nested too deep or
+/// a loop that can match empty (`(.*)*`) is refused, and a search over its step budget stops with an error.
 /// LoRA adapters and the `/prima` heads are never quantised; the tool does not look into them.
 public struct KeepFloatRules: Sendable {
     /// One default rule: what it protects, its pattern, and the option that lifts it (nil: always on).
@@ -43,9 +46,10 @@ public struct KeepFloatRules: Sendable {
     public let quantizeEmbeddings: Bool
     public let quantizeHeads: Bool
     private let labels: [String]
+    private let regexes: [BoundedRegex]
 
     /// The rules for these options; throws `ToolError.input` naming a user pattern that is not a valid
-    /// regular expression.
+    /// regular expression or that the regex limits refuse.
     public init(userPatterns: [String] = [], quantizeEmbeddings: Bool = false, quantizeHeads: Bool = false) throws {
         var patterns: [String] = [], labels: [String] = []
         for rule in Self.defaults {
@@ -55,14 +59,21 @@ public struct KeepFloatRules: Sendable {
             labels.append(rule.label)
         }
         for pattern in userPatterns {
-            do {
-                _ = try Regex(pattern)
-            } catch {
-                throw ToolError.input("--keep-float: \"\(pattern)\" is not a valid regular expression: \(error)")
-            }
             patterns.append(pattern)
             labels.append("--keep-float \(pattern)")
         }
+        var regexes: [BoundedRegex] = []
+        for (pattern, label) in zip(patterns, labels) {
+            do {
+                regexes.append(try BoundedRegex(pattern, place: label))
+            } catch let error as TokenizerError {
+                if case let .invalidRegex(_, detail) = error {
+                    throw ToolError.input("--keep-float: \"\(pattern)\" is not a valid regular expression: \(detail)")
+                }
+                throw ToolError.input(error.description)
+            }
+        }
+        self.regexes = regexes
         self.patterns = patterns
         self.labels = labels
         self.quantizeEmbeddings = quantizeEmbeddings
@@ -74,20 +85,25 @@ public struct KeepFloatRules: Sendable {
         dtype.isWeightFloat && shape.count == 2
     }
 
-    /// The label of the first rule matching `name`, nil if none.
-    public func keepReason(for name: String) -> String? {
-        for (pattern, label) in zip(patterns, labels) {
-            // Patterns were compiled once in init; compiling again cannot fail.
-            if let regex = try? Regex(pattern), name.contains(regex) { return label }
+    /// The label of the first rule matching `name`, nil if none. Throws `ToolError.input` when a pattern's search
+    /// exceeds its step budget (catastrophic backtracking).
+    public func keepReason(for name: String) throws -> String? {
+        for (regex, label) in zip(regexes, labels) {
+            do {
+                if try regex.isFound(in: name) { return label }
+            } catch {
+                throw ToolError.input("\(error) (searching \(name.debugDescription))")
+            }
         }
         return nil
     }
 
-    /// The decision for candidate `name`, given the names of the tied aliases that point at it.
-    public func decision(for name: String, aliases: [String] = []) -> Decision {
-        if let reason = keepReason(for: name) { return .keepFloat(reason: reason) }
+    /// The decision for candidate `name`, given the names of the tied aliases that point at it. Throws as
+    /// ``keepReason(for:)`` does.
+    public func decision(for name: String, aliases: [String] = []) throws -> Decision {
+        if let reason = try keepReason(for: name) { return .keepFloat(reason: reason) }
         for alias in aliases {
-            if let reason = keepReason(for: alias) { return .keepFloat(reason: "tied to \(alias) (\(reason))") }
+            if let reason = try keepReason(for: alias) { return .keepFloat(reason: "tied to \(alias) (\(reason))") }
         }
         return .quantize
     }

@@ -85,8 +85,8 @@ struct AddedVocabulary: Sendable {
     private let normalizedTrie: ScalarTrie
 
     /// Reads `added_tokens`; ids are as stored in the file. `normalizer` gives the normalized form of tokens with
-    /// normalized=true (AddedVocabulary::add_tokens).
-    init(_ node: JSONNode?, normalizer: (any Normalizer)?) throws {
+    /// normalized=true (AddedVocabulary::add_tokens); `normalizerPlace` names it in errors.
+    init(_ node: JSONNode?, normalizer: (any Normalizer)?, normalizerPlace: String) throws {
         var tokens: [AddedToken] = []
         for entry in try node?.array() ?? [] {
             let id = try entry.required("id").int()
@@ -116,7 +116,7 @@ struct AddedVocabulary: Sendable {
             if token.normalized {
                 var pattern = scalars
                 if let normalizer {
-                    pattern = try normalizer.normalize(scalars)
+                    pattern = try normalizer.normalize(scalars, chargedTo: normalizerPlace)
                     if pattern != scalars { normalizedContent[id] = pattern.string }
                 }
                 normalizedTrie.insert(pattern, id: id)
@@ -186,7 +186,8 @@ struct AddedVocabulary: Sendable {
 
     /// AddedVocabulary::extract_and_normalize: added tokens and normalized stretches of text, in order; empty
     /// stretches are dropped.
-    func extract(_ text: [Unicode.Scalar], normalizer: (any Normalizer)?) throws -> [Segment] {
+    /// `normalizerPlace` names the normalizer in errors (`tokenizer.json: normalizer`).
+    func extract(_ text: [Unicode.Scalar], normalizer: (any Normalizer)?, normalizerPlace: String) throws -> [Segment] {
         var segments: [Segment] = []
         for (range, id) in findMatches(text, rawTrie) {
             if let id {
@@ -195,7 +196,7 @@ struct AddedVocabulary: Sendable {
             }
             if range.isEmpty { continue }
             let piece = Array(text[range])
-            let normalized = try normalizer?.normalize(piece) ?? piece
+            let normalized = try normalizer?.normalize(piece, chargedTo: normalizerPlace) ?? piece
             for (subrange, subId) in findMatches(normalized, normalizedTrie) {
                 if let subId {
                     segments.append(.token(subId))

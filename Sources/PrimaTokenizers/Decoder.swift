@@ -94,11 +94,20 @@ struct WordPieceDecoder: Decoder {
     }
 }
 
-/// `Replace`: pattern → content in each token.
+/// `Replace`: pattern → content in each token. The growth of all its tokens together is checked before each
+/// token's result is allocated.
 struct ReplaceDecoder: Decoder {
     let replace: ReplaceNormalizer
     func decodeChain(_ tokens: [String]) throws -> [String] {
-        try tokens.map { try replace.normalize(Array($0.unicodeScalars)).string }
+        var before = 0, after = 0
+        return try tokens.map { token in
+            let scalars = Array(token.unicodeScalars)
+            let matches = try replace.pattern.matches(in: scalars)
+            before += scalars.count
+            after += scalars.count - matches.reduce(0) { $0 + $1.count } + matches.count * replace.content.count
+            try GrowthBudget.check(before: before, after: after, place: replace.place)
+            return ReplaceNormalizer.replace(matches, in: scalars, with: replace.content).string
+        }
     }
 }
 
@@ -164,10 +173,28 @@ struct StripDecoder: Decoder {
     }
 }
 
-/// `Sequence`: decoders in order.
-struct SequenceDecoder: Decoder {
+/// `Sequence`: decoders in order, each charged to the growth budget.
+struct SequenceDecoder: Decoder, ChargesItsStages {
     let decoders: [any Decoder]
-    func decodeChain(_ tokens: [String]) throws -> [String] { try decoders.reduce(tokens) { try $1.decodeChain($0) } }
+    /// Where each decoder is in the file (`tokenizer.json: decoder.decoders[1]`).
+    let places: [String]
+    func decodeChain(_ tokens: [String]) throws -> [String] {
+        var tokens = tokens
+        for (decoder, place) in zip(decoders, places) { tokens = try decoder.decodeChain(tokens, chargedTo: place) }
+        return tokens
+    }
+}
+
+extension Decoder {
+    /// `decodeChain`, with the growth charged to the budget as the stage at `place`.
+    func decodeChain(_ tokens: [String], chargedTo place: String) throws -> [String] {
+        try charged(self, place: place, inputCount: tokens.scalarCount, count: \.scalarCount) { try decodeChain(tokens) }
+    }
+}
+
+extension [String] {
+    /// The scalars of all the strings.
+    var scalarCount: Int { reduce(0) { $0 + $1.unicodeScalars.count } }
 }
 
 extension String {
@@ -202,15 +229,20 @@ enum DecoderFactory {
         case "Replace":
             return ReplaceDecoder(replace: ReplaceNormalizer(
                 pattern: try TextPattern(node.required("pattern")),
-                content: Array(try node.required("content").string().unicodeScalars)))
+                content: Array(try node.required("content").string().unicodeScalars), place: node.place))
         case "ByteFallback": return ByteFallbackDecoder()
         case "Fuse": return FuseDecoder()
         case "Strip":
             return StripDecoder(content: try scalar("content"), start: try node.optional("start")?.int() ?? 0,
                                 stop: try node.optional("stop")?.int() ?? 0)
         case "Sequence":
-            let items = try node.required("decoders").array()
-            return SequenceDecoder(decoders: try items.compactMap { try make($0) })
+            var decoders: [any Decoder] = [], places: [String] = []
+            for item in try node.required("decoders").array() {
+                guard let decoder = try make(item) else { continue }
+                decoders.append(decoder)
+                places.append(item.place)
+            }
+            return SequenceDecoder(decoders: decoders, places: places)
         default:
             throw TokenizerError.unsupportedComponent(node.document.source, node.path.isEmpty ? "decoder" : node.path,
                                                       type)

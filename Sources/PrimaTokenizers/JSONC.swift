@@ -78,6 +78,9 @@ struct JSONNode {
         }
     }
 
+    /// Where the value is, for messages: `<file>: <path>`.
+    var place: String { path.isEmpty ? document.source : "\(document.source): \(path)" }
+
     /// An error about this value: `<file>: <path>: <message>`.
     func error(_ message: String) -> TokenizerError {
         .invalid(document.source, path.isEmpty ? message : "\(path): \(message)")

@@ -102,8 +102,17 @@ enum TextPattern: Sendable {
 struct ReplaceNormalizer: Normalizer {
     let pattern: TextPattern
     let content: [Unicode.Scalar]
+    /// Where it is in the file, for the error when the result would be too long.
+    let place: String
+
+    /// Throws when a regex exceeds its step budget, and, before allocating the result, when the result would grow
+    /// the text by more than the growth budget has left (TokenizerLimits.maxTextGrowth).
     func normalize(_ text: [Unicode.Scalar]) throws -> [Unicode.Scalar] {
-        Self.replace(try pattern.matches(in: text), in: text, with: content)
+        let matches = try pattern.matches(in: text)
+        let matched = matches.reduce(0) { $0 + $1.count }
+        try GrowthBudget.check(before: text.count, after: text.count - matched + matches.count * content.count,
+                               place: place)
+        return Self.replace(matches, in: text, with: content)
     }
 
     /// `text` with each of `matches` (non-overlapping, in order) replaced by `content`.
@@ -128,11 +137,24 @@ struct PrependNormalizer: Normalizer {
     func normalize(_ text: [Unicode.Scalar]) -> [Unicode.Scalar] { text.isEmpty ? text : prefix + text }
 }
 
-/// `Sequence`: normalizers in order.
-struct SequenceNormalizer: Normalizer {
+/// `Sequence`: normalizers in order, each charged to the growth budget.
+struct SequenceNormalizer: Normalizer, ChargesItsStages {
     let normalizers: [any Normalizer]
+    /// Where each normalizer is in the file (`tokenizer.json: normalizer.normalizers[1]`).
+    let places: [String]
     func normalize(_ text: [Unicode.Scalar]) throws -> [Unicode.Scalar] {
-        try normalizers.reduce(text) { try $1.normalize($0) }
+        var text = text
+        for (normalizer, place) in zip(normalizers, places) {
+            text = try normalizer.normalize(text, chargedTo: place)
+        }
+        return text
+    }
+}
+
+extension Normalizer {
+    /// `normalize`, with the growth charged to the budget as the stage at `place`.
+    func normalize(_ text: [Unicode.Scalar], chargedTo place: String) throws -> [Unicode.Scalar] {
+        try charged(self, place: place, inputCount: text.count, count: \.count) { try normalize(text) }
     }
 }
 
@@ -204,12 +226,18 @@ enum NormalizerFactory {
         case "StripAccents": return StripAccentsNormalizer()
         case "Replace":
             return ReplaceNormalizer(pattern: try TextPattern(node.required("pattern")),
-                                     content: Array(try node.required("content").string().unicodeScalars))
+                                     content: Array(try node.required("content").string().unicodeScalars),
+                                     place: node.place)
         case "Prepend":
             return PrependNormalizer(prefix: Array(try node.required("prepend").string().unicodeScalars))
         case "Sequence":
-            let items = try node.required("normalizers").array()
-            return SequenceNormalizer(normalizers: try items.compactMap { try make($0) })
+            var normalizers: [any Normalizer] = [], places: [String] = []
+            for item in try node.required("normalizers").array() {
+                guard let normalizer = try make(item) else { continue }
+                normalizers.append(normalizer)
+                places.append(item.place)
+            }
+            return SequenceNormalizer(normalizers: normalizers, places: places)
         case "BertNormalizer":
             let lowercase = try node.optional("lowercase")?.bool() ?? true
             return BertNormalizer(cleanText: try node.optional("clean_text")?.bool() ?? true,

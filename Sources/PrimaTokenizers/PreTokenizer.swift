@@ -261,15 +261,18 @@ struct MetaspacePreTokenizer: PreTokenizer {
     }
 }
 
-/// `Sequence`: pre-tokenizers in order.
-struct SequencePreTokenizer: PreTokenizer {
+/// `Sequence`: pre-tokenizers in order, each charged to the growth budget.
+struct SequencePreTokenizer: PreTokenizer, ChargesItsStages {
     let preTokenizers: [any PreTokenizer]
+    /// Where each pre-tokenizer is in the file (`tokenizer.json: pre_tokenizer.pretokenizers[1]`).
+    let places: [String]
     /// Set for the pipeline of Qwen2/Qwen3 and Llama 3 (Split with a known pattern, isolated, then ByteLevel without
     /// prefix space or regex): both steps then run in one pass, one array per piece instead of two.
     private let fusedSplit: KnownSplitPattern?
 
-    init(preTokenizers: [any PreTokenizer]) {
+    init(preTokenizers: [any PreTokenizer], places: [String]) {
         self.preTokenizers = preTokenizers
+        self.places = places
         var fused: KnownSplitPattern? = nil
         if preTokenizers.count == 2, let split = preTokenizers[0] as? SplitPreTokenizer,
            let byteLevel = preTokenizers[1] as? ByteLevelPreTokenizer, case let .known(known) = split.pattern,
@@ -289,10 +292,28 @@ struct SequencePreTokenizer: PreTokenizer {
                                            atStart: piece.atStart && range.lowerBound == 0))
                 }
             }
+            // Only the byte-level step grows the text.
+            try GrowthBudget.charge(from: pieces.scalarCount, to: output.scalarCount, place: places[1])
             return output
         }
-        return try preTokenizers.reduce(pieces) { try $1.preTokenize($0) }
+        var pieces = pieces
+        for (preTokenizer, place) in zip(preTokenizers, places) {
+            pieces = try preTokenizer.preTokenize(pieces, chargedTo: place)
+        }
+        return pieces
     }
+}
+
+extension PreTokenizer {
+    /// `preTokenize`, with the growth charged to the budget as the stage at `place`.
+    func preTokenize(_ pieces: [PreToken], chargedTo place: String) throws -> [PreToken] {
+        try charged(self, place: place, inputCount: pieces.scalarCount, count: \.scalarCount) { try preTokenize(pieces) }
+    }
+}
+
+extension [PreToken] {
+    /// The scalars of all the pieces.
+    var scalarCount: Int { reduce(0) { $0 + $1.text.count } }
 }
 
 enum PreTokenizerFactory {
@@ -331,7 +352,7 @@ enum PreTokenizerFactory {
             return SequencePreTokenizer(preTokenizers: [
                 PredicateSplitPreTokenizer(predicate: { UnicodeProperties.isWhitespace($0.value) }, behavior: .removed),
                 PredicateSplitPreTokenizer(predicate: PredicateSplitPreTokenizer.isPunctuation, behavior: .isolated),
-            ])
+            ], places: [node.place, node.place])
         case "Metaspace":
             let replacementNode = try node.required("replacement")
             let replacement = Array(try replacementNode.string().unicodeScalars)
@@ -339,8 +360,13 @@ enum PreTokenizerFactory {
             return MetaspacePreTokenizer(replacement: replacement[0], prependScheme: try .read(from: node),
                                          split: try node.optional("split")?.bool() ?? true)
         case "Sequence":
-            let items = try node.required("pretokenizers").array()
-            return SequencePreTokenizer(preTokenizers: try items.compactMap { try make($0) })
+            var preTokenizers: [any PreTokenizer] = [], places: [String] = []
+            for item in try node.required("pretokenizers").array() {
+                guard let preTokenizer = try make(item) else { continue }
+                preTokenizers.append(preTokenizer)
+                places.append(item.place)
+            }
+            return SequencePreTokenizer(preTokenizers: preTokenizers, places: places)
         default:
             throw TokenizerError.unsupportedComponent(node.document.source,
                                                       node.path.isEmpty ? "pre_tokenizer" : node.path, type)

@@ -99,7 +99,7 @@ struct TokenizerRegex: Sendable {
         }
     }
 
-    /// Whether the pattern matches somewhere in `text` (for tests).
+    /// The leftmost match in `text`, with a budget of its own (BoundedRegex, tests).
     func firstMatch(in text: [Unicode.Scalar]) throws -> Range<Int>? {
         let budget = RegexBudget()
         budget.grant(scalars: text.count)
@@ -110,8 +110,29 @@ struct TokenizerRegex: Sendable {
     }
 
     private func budgetError(_ steps: Int) -> TokenizerError {
-        .invalid(place, "regex \(pattern.debugDescription) needs more than the \(steps) steps allowed for this text "
+        .invalid(place, "regex \(TokenizerError.abbreviated(pattern)) needs more than the \(steps) steps allowed for this text "
                  + "(catastrophic backtracking); the pattern must be rewritten")
+    }
+}
+
+/// A regular expression in the tokenizer's dialect (the Oniguruma syntax this file implements) for uses outside a
+/// tokenizer, such as `prima-quantize --keep-float` patterns: compiled with the same limits
+/// (``TokenizerLimits/maxRegexNesting``, ``TokenizerLimits/maxRegexInstructions``) and searched with the same step
+/// budget (``TokenizerLimits/regexBaseSteps`` plus ``TokenizerLimits/regexStepsPerScalar`` per scalar), so that a
+/// hostile pattern is refused or stopped with an error instead of hanging.
+public struct BoundedRegex: Sendable {
+    private let regex: TokenizerRegex
+
+    /// Compiles `pattern`; `place` names it in the error of a search over its budget (`--keep-float`). Throws
+    /// `TokenizerError` (one line naming the pattern and what is wrong) for a pattern it cannot compile.
+    public init(_ pattern: String, place: String) throws {
+        regex = try TokenizerRegex(pattern, place: place)
+    }
+
+    /// Whether the pattern matches somewhere in `text`. Throws `TokenizerError` when the search exceeds its step
+    /// budget.
+    public func isFound(in text: String) throws -> Bool {
+        try regex.firstMatch(in: Array(text.unicodeScalars)) != nil
     }
 }
 
@@ -265,6 +286,8 @@ struct RegexParser {
     private var index = 0
     private var ignoreCase = false
     private var dotAll = false
+    /// Groups and classes entered at the current position (the recursion depth of the parser).
+    private var depth = 0
 
     init(pattern: String) {
         self.pattern = pattern
@@ -279,31 +302,53 @@ struct RegexParser {
     }
 
     mutating func parse() throws -> RegexNode {
-        let node = try parseAlternation()
+        let node = try parseAlternation().node
         if !atEnd { throw error("unbalanced \")\" at position \(index)") }
         return node
     }
 
-    private mutating func parseAlternation() throws -> RegexNode {
+    /// Refuses nesting deeper than TokenizerLimits.maxRegexNesting: `height` levels of groups, classes and
+    /// quantifiers below the `depth` groups and classes around the current position. Every recursive walk of the
+    /// syntax tree (the parser, the node properties, the compiler, the matcher's look-arounds, freeing the tree)
+    /// goes at most this deep, so a crafted pattern cannot overflow the stack.
+    private func checkNesting(_ height: Int) throws {
+        guard depth + height <= TokenizerLimits.maxRegexNesting else {
+            throw error("groups, classes and quantifiers nest more than \(TokenizerLimits.maxRegexNesting) deep "
+                        + "(at position \(index))")
+        }
+    }
+
+    /// An alternation and its nesting height (groups, classes and quantifiers inside it).
+    private mutating func parseAlternation() throws -> (node: RegexNode, height: Int) {
         // Flags set by (?i) inside a group last until the group ends.
         let savedIgnoreCase = ignoreCase, savedDotAll = dotAll
         defer { ignoreCase = savedIgnoreCase; dotAll = savedDotAll }
-        var branches = [try parseSequence()]
+        let first = try parseSequence()
+        var branches = [first.node], height = first.height
         while peek() == "|" {
             index += 1
-            branches.append(try parseSequence())
+            let (branch, branchHeight) = try parseSequence()
+            branches.append(branch)
+            height = max(height, branchHeight)
         }
-        return branches.count == 1 ? branches[0] : .alternation(branches)
+        return (branches.count == 1 ? branches[0] : .alternation(branches), height)
     }
 
-    private mutating func parseSequence() throws -> RegexNode {
+    private mutating func parseSequence() throws -> (node: RegexNode, height: Int) {
         var nodes: [RegexNode] = []
+        var height = 0
         while let c = peek(), c != "|", c != ")" {
-            guard var atom = try parseAtom() else { continue }
-            while let quantified = try parseQuantifier(atom) { atom = quantified }
+            guard let parsed = try parseAtom() else { continue }
+            var atom = parsed.node, atomHeight = parsed.height
+            while let quantified = try parseQuantifier(atom) {
+                atom = quantified
+                atomHeight += 1
+                try checkNesting(atomHeight)
+            }
             nodes.append(atom)
+            height = max(height, atomHeight)
         }
-        return nodes.count == 1 ? nodes[0] : (nodes.isEmpty ? .empty : .sequence(nodes))
+        return (nodes.count == 1 ? nodes[0] : (nodes.isEmpty ? .empty : .sequence(nodes)), height)
     }
 
     /// Reads digits; nil if there are none.
@@ -366,19 +411,22 @@ struct RegexParser {
         return .repetition(atom, min: minimum, max: maximum, greedy: greedy, possessive: possessive)
     }
 
-    /// One atom; nil for constructs that produce nothing (a flag group such as "(?i)", a comment).
-    private mutating func parseAtom() throws -> RegexNode? {
+    /// One atom and its nesting height; nil for constructs that produce nothing (a flag group such as "(?i)", a
+    /// comment).
+    private mutating func parseAtom() throws -> (node: RegexNode, height: Int)? {
         guard let c = peek() else { throw error("unexpected end") }
         index += 1
         switch c {
-        case ".": return .any(dotAll: dotAll)
-        case "^": return .anchor(.lineStart)
-        case "$": return .anchor(.lineEnd)
-        case "[": return .set(try parseClass())
+        case ".": return (.any(dotAll: dotAll), 0)
+        case "^": return (.anchor(.lineStart), 0)
+        case "$": return (.anchor(.lineEnd), 0)
+        case "[":
+            let (set, height) = try parseClass()
+            return (.set(set), height)
         case "(": return try parseGroup()
         case "*", "+", "?": throw error("nothing to repeat at position \(index - 1)")
-        case "\\": return try parseEscape()
-        default: return try literal(c.value)
+        case "\\": return (try parseEscape(), 0)
+        default: return (try literal(c.value), 0)
         }
     }
 
@@ -393,7 +441,11 @@ struct RegexParser {
         return .literal(value, ignoreCase: ignoreCase)
     }
 
-    private mutating func parseGroup() throws -> RegexNode? {
+    /// A group after its "(", and its nesting height (one more than its content's).
+    private mutating func parseGroup() throws -> (node: RegexNode, height: Int)? {
+        depth += 1
+        defer { depth -= 1 }
+        try checkNesting(0)
         var kind: (ahead: Bool, negated: Bool)? = nil
         var atomic = false
         if peek() == "?" {
@@ -442,25 +494,25 @@ struct RegexParser {
                 let savedIgnoreCase = ignoreCase, savedDotAll = dotAll
                 ignoreCase = newIgnoreCase
                 dotAll = newDotAll
-                let inner = try parseAlternation()
+                let (inner, height) = try parseAlternation()
                 ignoreCase = savedIgnoreCase
                 dotAll = savedDotAll
                 guard peek() == ")" else { throw error("missing \")\"") }
                 index += 1
-                return inner
+                return (inner, height + 1)
             }
         }
-        let inner = try parseAlternation()
+        let (inner, height) = try parseAlternation()
         guard peek() == ")" else { throw error("missing \")\"") }
         index += 1
         if let kind {
             if !kind.ahead && inner.lengthRange.max == nil {
                 throw error("look-behind of unbounded length is not supported")
             }
-            return .look(inner, ahead: kind.ahead, negated: kind.negated)
+            return (.look(inner, ahead: kind.ahead, negated: kind.negated), height + 1)
         }
-        if atomic { return .atomic(inner) }
-        return inner
+        if atomic { return (.atomic(inner), height + 1) }
+        return (inner, height + 1)
     }
 
     private mutating func parseHex(maxDigits: Int, braced: Bool) throws -> UInt32 {
@@ -608,7 +660,12 @@ struct RegexParser {
         throw error("unsupported escape \\\(c)")
     }
 
-    private mutating func parseClass() throws -> ScalarSet {
+    /// A class after its "[", and its nesting height (one more than the deepest class inside it).
+    private mutating func parseClass() throws -> (set: ScalarSet, height: Int) {
+        depth += 1
+        defer { depth -= 1 }
+        try checkNesting(0)
+        var height = 1
         var set = ScalarSet()
         set.ignoreCase = ignoreCase
         if peek() == "^" {
@@ -628,7 +685,9 @@ struct RegexParser {
                     set.items.append(try parsePosixClass())
                 } else {
                     index += 1
-                    set.items.append(.set(try parseClass()))
+                    let (inner, innerHeight) = try parseClass()
+                    set.items.append(.set(inner))
+                    height = max(height, innerHeight + 1)
                 }
                 continue
             }
@@ -673,7 +732,7 @@ struct RegexParser {
             }
         }
         set.finish()
-        return set
+        return (set, height)
     }
 
     private mutating func parsePosixClass() throws -> ScalarSet.Item {

@@ -59,7 +59,14 @@ public struct Tokenizer: Sendable {
             throw TokenizerError.unsupportedComponent(source, "model", modelType.isEmpty ? "(no type)" : modelType)
         }
         model = try BPEModel.load(modelNode)
-        added = try AddedVocabulary(try root.optional("added_tokens"), normalizer: normalizer)
+        // The normalized forms of the added tokens share one regex budget and one growth budget, as one text does.
+        let addedNode = try root.optional("added_tokens")
+        let normalizer = self.normalizer, normalizerPlace = "\(source): normalizer"
+        added = try RegexBudget.sharing {
+            try GrowthBudget.sharing {
+                try AddedVocabulary(addedNode, normalizer: normalizer, normalizerPlace: normalizerPlace)
+            }
+        }
         postProcessor = try root.member("post_processor").flatMap { try PostProcessorFactory.make($0) }
         decoder = try root.member("decoder").flatMap { try DecoderFactory.make($0) }
         truncation = try root.optional("truncation").map(Self.readTruncation)
@@ -83,19 +90,24 @@ public struct Tokenizer: Sendable {
 
     /// Encodes one text. With `addSpecialTokens`, the post-processor adds the model's special tokens (for example
     /// [CLS] … [SEP]). Throws only when the truncation settings cannot be met (only_first/only_second strategies).
-    /// Throws for a text longer than ``TokenizerLimits/maxInputBytes`` and when a regex of the file exceeds its step
-    /// budget (``TokenizerLimits/regexStepsPerScalar``).
+    /// Throws for a text longer than ``TokenizerLimits/maxInputBytes``, when a regex of the file exceeds its step
+    /// budget (``TokenizerLimits/regexStepsPerScalar``), and when the file's normalizers and pre-tokenizers would
+    /// add more than ``TokenizerLimits/maxTextGrowth`` scalars to the text.
     public func encode(_ text: String, addSpecialTokens: Bool = true) throws -> Encoding {
         try RegexBudget.sharing {
-            try postProcess(encodeSequence(text, typeId: 0), nil, addSpecialTokens: addSpecialTokens)
+            try GrowthBudget.sharing {
+                try postProcess(encodeSequence(text, typeId: 0), nil, addSpecialTokens: addSpecialTokens)
+            }
         }
     }
 
     /// Encodes a pair of texts (for example [CLS] A [SEP] B [SEP]).
     public func encode(_ text: String, pair: String, addSpecialTokens: Bool = true) throws -> Encoding {
         try RegexBudget.sharing {
-            try postProcess(try encodeSequence(text, typeId: 0), try encodeSequence(pair, typeId: 1),
-                            addSpecialTokens: addSpecialTokens)
+            try GrowthBudget.sharing {
+                try postProcess(try encodeSequence(text, typeId: 0), try encodeSequence(pair, typeId: 1),
+                                addSpecialTokens: addSpecialTokens)
+            }
         }
     }
 
@@ -125,13 +137,14 @@ public struct Tokenizer: Sendable {
         let scalars = Array(text.unicodeScalars)
         var ids: [Int] = []
         ids.reserveCapacity(scalars.count / 3 + 4)
-        for segment in try added.extract(scalars, normalizer: normalizer) {
+        let preTokenizerPlace = "\(source): pre_tokenizer"
+        for segment in try added.extract(scalars, normalizer: normalizer, normalizerPlace: "\(source): normalizer") {
             switch segment {
             case let .token(id):
                 ids.append(id)
             case let .text(text, atStart):
                 let piece = PreToken(text: text, atStart: atStart)
-                for preToken in try preTokenizer?.preTokenize([piece]) ?? [piece] {
+                for preToken in try preTokenizer?.preTokenize([piece], chargedTo: preTokenizerPlace) ?? [piece] {
                     model.tokenize(preToken.text, into: &ids)
                 }
             }
@@ -167,7 +180,8 @@ public struct Tokenizer: Sendable {
 
     /// Decodes ids to text through the file's decoder (tokens joined with spaces if it has none). Ids that are not
     /// in the vocabulary are skipped; with `skipSpecialTokens`, so are special tokens.
-    /// Throws only when a Replace decoder's regex exceeds its step budget (``TokenizerLimits/regexStepsPerScalar``).
+    /// Throws only when a Replace decoder's regex exceeds its step budget (``TokenizerLimits/regexStepsPerScalar``)
+    /// and when the decoders would add more than ``TokenizerLimits/maxTextGrowth`` scalars to the text.
     public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) throws -> String {
         var tokens: [String] = []
         tokens.reserveCapacity(ids.count)
@@ -176,7 +190,10 @@ public struct Tokenizer: Sendable {
             if skipSpecialTokens && added.isSpecial(token) { continue }
             tokens.append(token)
         }
-        return try RegexBudget.sharing { try decoder?.decode(tokens) } ?? tokens.joined(separator: " ")
+        guard let decoder else { return tokens.joined(separator: " ") }
+        return try RegexBudget.sharing {
+            try GrowthBudget.sharing { try decoder.decodeChain(tokens, chargedTo: "\(source): decoder").joined() }
+        }
     }
 
     // MARK: Truncation and padding

@@ -21,8 +21,17 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
         case let .invalid(file, detail): return "\(file): \(detail)"
         case let .unsupportedComponent(file, place, type):
             return "\(file): \(place): unsupported type \"\(type)\""
-        case let .invalidRegex(pattern, detail): return "regex \(pattern.debugDescription): \(detail)"
+        case let .invalidRegex(pattern, detail): return "regex \(Self.abbreviated(pattern)): \(detail)"
         case let .invalidSettings(detail): return detail
         }
+    }
+
+    /// A pattern quoted for a message, its first 60 scalars and its length if it is longer (a crafted pattern can
+    /// be megabytes long).
+    static func abbreviated(_ pattern: String) -> String {
+        let scalars = pattern.unicodeScalars
+        guard scalars.count > 80 else { return pattern.debugDescription }
+        return String(String.UnicodeScalarView(scalars.prefix(60))).debugDescription
+            + "… (\(scalars.count) characters)"
     }
 }

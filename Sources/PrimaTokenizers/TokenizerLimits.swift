@@ -20,4 +20,18 @@ public enum TokenizerLimits {
     public static let maxRegexInstructions = 100_000
     /// The fixed part of the regex step budget of one encode or decode call (short texts).
     public static let regexBaseSteps = 1_000_000
+    /// Deepest nesting of groups, classes and quantifiers in a tokenizer regex: 32 levels (`((a)+)` is 3). The
+    /// regex parser is recursive descent, and the compiler, the matcher's look-arounds and freeing the syntax tree
+    /// recurse as deep as the pattern nests; in a debug build each level costs the parser a few KiB of stack, and
+    /// 2,000 levels overflowed the 8 MiB main thread. The Split and Replace patterns of real tokenizers nest at
+    /// most 3 deep (Oniguruma's own parse limit, 4,096, is for its iterative parser).
+    public static let maxRegexNesting = 32
+    /// Most scalars the normalizers, pre-tokenizers and decoders may add to the text of one encode or decode call,
+    /// over all its stages and pieces: 2^22 (4 Mi). A 1 MiB input is at most 1 Mi scalars, and real pipelines add
+    /// less than that: byte-level pre-tokenization one scalar per extra UTF-8 byte (under 0.8 Mi for 1 MiB of
+    /// text), BERT's spaces around CJK ideographs 2 per ideograph (under 0.7 Mi), NFD of Hangul 2 per syllable.
+    /// A chain of Replace normalizers (`e` → 1,000 `e`s, twice) would grow 1 MiB into gigabytes; a Replace is
+    /// checked before its result is allocated, the other stages (which grow text by a bounded factor, at most 18
+    /// for NFKD) right after they run.
+    public static let maxTextGrowth = 1 << 22
 }

@@ -13,6 +13,30 @@ func renderRow(_ row: String) throws -> String {
 }
 
 @Suite struct Rendering {
+    /// Numbers given as strings are decimal only (Formats/metadata-schema.md): Swift's Double(String) also reads
+    /// hexadecimal, "nan", "inf" and "infinity", which a record must not smuggle in.
+    @Test func numberStringsAreDecimalOnly() throws {
+        for (text, value) in [("55", 55.0), ("-6.5", -6.5), ("+3", 3), (".5", 0.5), ("7.", 7), ("1e3", 1000), ("2.5E-1", 0.25)] {
+            #expect(MetadataSchema.decimalNumber(text) == value, "\(text)")
+        }
+        for text in ["0x3d", "0X3D", "0x1p3", "nan", "inf", "-infinity", "", "-", ".", "1e", "1e+", "1_000", "١٢", "12a", "e5"] {
+            #expect(MetadataSchema.decimalNumber(text) == nil, "\(text)")
+        }
+        let schema = MetadataSchema.padUfes20
+        #expect(throws: MetadataError.self) { try schema.record(from: ["age": .string("0x3d")], source: "r.json") }
+        #expect(throws: MetadataError.self) { try schema.record(from: ["fitspatrick": .string("0x3")], source: "r.json") }
+        #expect(try schema.record(from: ["age": .string(" 61 ")], source: "r.json")["age"] == .number(61))
+    }
+
+    /// A record file that is not UTF-8 is refused naming the line of the first invalid byte and the field holding it.
+    @Test func invalidUTF8InARecordNamesTheLineAndField() {
+        func message(_ parts: [UInt8]...) -> String { MetadataSchema.notUTF8(Array(parts.joined()), source: "r.json").description }
+        #expect(message(Array(#"{"age": 6,"#.utf8), [0x0A], Array(#" "region": "F"#.utf8), [0xC3, 0x28], Array(#""}"#.utf8))
+                == "r.json line 2: field 'region': not UTF-8 text (byte 0xC3)")
+        #expect(message(Array(#"{"ag"#.utf8), [0xE9], Array(#"": 1}"#.utf8)) == "r.json line 1: a field name: not UTF-8 text (byte 0xE9)")
+        #expect(message(Array(#"{"a\"b": "x", "c": 1"#.utf8), [0xFF], Array("}".utf8)) == "r.json line 1: not UTF-8 text (byte 0xFF)")
+    }
+
     @Test func briefExample() throws {
         let text = try MetadataSchema.padUfes20.text(
             for: ["age": 55, "gender": "FEMALE", "smoke": "False", "region": "FACE", "diameter_1": 6.0], source: "example")

@@ -121,6 +121,24 @@ import Testing
         }
     }
 
+    /// --keep-float patterns have the limits of tokenizer regexes: a loop that can match empty and a pattern
+    /// nested too deep are refused at start, and catastrophic backtracking on a tensor name stops at the step
+    /// budget; each is one line, exit 2, within seconds, and no output is left.
+    @Test(arguments: [
+        ("(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*x$", "a repeated group that can match empty"),
+        (String(repeating: "(", count: 5000) + "a" + String(repeating: ")", count: 5000), "deep"),
+        ("(.+)+Q$", "catastrophic backtracking"),
+    ])
+    func pathologicalKeepFloatPatternsStopQuickly(_ pattern: String, _ message: String) throws {
+        let work = Support.temporaryDirectory()
+        let input = try Support.imported("qwen3-tied-f32", in: work)
+        let start = Date()
+        let result = try TestProcess.run("/usr/bin/timeout", ["60", TestProcess.binary("prima-quantize"), "--int8", input,
+                                                              "-o", work + "/q.h5", "--keep-float", pattern])
+        #expect(Date().timeIntervalSince(start) < 20)
+        try Support.expectRefusal(result, mentioning: ["--keep-float", message], work: work, keep: ["qwen3-tied-f32.h5"])
+    }
+
     @Test func refusesToOverwriteUnlessForced() throws {
         let work = Support.temporaryDirectory()
         let input = try Support.imported("dinov3-mlp-reg4-f32", in: work)

@@ -113,6 +113,120 @@ import Testing
         #expect(fine.stdout.split(separator: "\n").count == 2)
     }
 
+    /// Patterns nested thousands deep (groups, non-capturing groups, look-aheads, classes, stacked quantifiers)
+    /// overflowed the stack of the recursive parser; they are refused at load, naming the file and the place, and
+    /// the message abbreviates the pattern. Nesting up to the limit is accepted.
+    @Test(arguments: [
+        String(repeating: "(", count: 5000) + "a" + String(repeating: ")", count: 5000),
+        String(repeating: "(?:", count: 5000) + "a" + String(repeating: ")", count: 5000),
+        String(repeating: "(?=", count: 2000) + "a" + String(repeating: ")", count: 2000),
+        String(repeating: "[", count: 5000) + "a" + String(repeating: "]", count: 5000),
+        "a" + String(repeating: "{1}", count: 5000),
+        String(repeating: "(", count: TokenizerLimits.maxRegexNesting) + "a" + String(repeating: ")+", count: TokenizerLimits.maxRegexNesting),
+        String(repeating: "(", count: TokenizerLimits.maxRegexNesting + 1) + "a" + String(repeating: ")", count: TokenizerLimits.maxRegexNesting + 1),
+    ])
+    func deeplyNestedPatternsAreRefusedAtLoad(_ pattern: String) throws {
+        let path = try Self.write(Self.tokenizerJSON(pattern: pattern))
+        try Self.expectRefusal(path, input: "ab\n", contains: [path, "pre_tokenizer.pattern.Regex",
+                                                             "nest more than \(TokenizerLimits.maxRegexNesting) deep"]
+                                   + (pattern.unicodeScalars.count > 80 ? ["… (\(pattern.unicodeScalars.count) characters)"] : []),
+                               seconds: 10)
+    }
+
+    @Test func nestingUpToTheLimitIsAccepted() throws {
+        let depth = TokenizerLimits.maxRegexNesting
+        for pattern in [String(repeating: "(", count: depth) + "a" + String(repeating: ")", count: depth),
+                        String(repeating: "(", count: depth / 2) + "a" + String(repeating: ")?", count: depth / 2),
+                        String(repeating: "[", count: depth) + "a" + String(repeating: "]", count: depth)] {
+            let path = try Self.write(Self.tokenizerJSON(pattern: pattern))
+            let result = try TestProcess.run(Self.binary, ["tokenize", path], standardInput: "aab\n")
+            #expect(result.status == 0, "\(pattern): \(result.stderr)")
+        }
+    }
+
+    /// A BPE tokenizer.json with this normalizer, pre-tokenizer, added tokens and decoder (JSON texts).
+    static func pipelineJSON(normalizer: String = "null", preTokenizer: String = "null", added: String = "[]",
+                             decoder: String = "null") -> String {
+        """
+        {"added_tokens": \(added), "normalizer": \(normalizer), "pre_tokenizer": \(preTokenizer), "decoder": \(decoder),
+         "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "n": 2, "t": 3}, "merges": []}}
+        """
+    }
+
+    static func replace(_ from: String, _ to: String) -> String {
+        #"{"type": "Replace", "pattern": {"String": "\#(from)"}, "content": "\#(to)"}"#
+    }
+
+    /// Runs `tokenize` under a 1 GB address-space limit and checks the one-line refusal (InputLimitTests does the
+    /// same for the other tools): a text blown up to gigabytes would fail to allocate instead.
+    static func expectBoundedRefusal(_ path: String, input: String, contains parts: [String],
+                                     sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let directory = TestProcess.temporaryDirectory("prima-hostile-growth")
+        let inputPath = directory + "/input.txt"
+        try input.write(toFile: inputPath, atomically: true, encoding: .utf8)
+        let start = Date()
+        let result = try TestProcess.run("/bin/sh", ["-c", "ulimit -v 1000000; exec timeout 60 \"$0\" tokenize \"$1\" < \"$2\"",
+                                                     Self.binary, path, inputPath])
+        #expect(Date().timeIntervalSince(start) < 20, sourceLocation: sourceLocation)
+        #expect(result.status == 2, "\(result.stderr)", sourceLocation: sourceLocation)
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)", sourceLocation: sourceLocation)
+        for part in parts { #expect(result.stderr.contains(part), "\(part) in \(result.stderr)", sourceLocation: sourceLocation) }
+    }
+
+    /// The campaign's chained Replace normalizers (`a` → 1,000 `a`s, five times) would make a word gigabytes long;
+    /// the third is refused before it allocates, naming its place in the file.
+    @Test func chainedReplaceNormalizersAreBounded() throws {
+        let grow = Self.replace("a", String(repeating: "a", count: 1000))
+        let path = try Self.write(Self.pipelineJSON(
+            normalizer: #"{"type": "Sequence", "normalizers": [\#(Array(repeating: grow, count: 5).joined(separator: ", "))]}"#))
+        try Self.expectBoundedRefusal(path, input: "banana\n", contains: [
+            path, "normalizer.normalizers[2]", "past the limit of \(TokenizerLimits.maxTextGrowth) characters"])
+        // Text without the pattern is encoded as usual.
+        let fine = try TestProcess.run(Self.binary, ["tokenize", path], standardInput: "bt\n")
+        #expect(fine.status == 0 && fine.stdout == "[1, 3]\n", "\(fine.stdout)\(fine.stderr)")
+    }
+
+    /// Byte-level pre-tokenizers in a chain double every non-ASCII scalar each time.
+    @Test func chainedPreTokenizersAreBounded() throws {
+        let byteLevel = #"{"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}"#
+        let path = try Self.write(Self.pipelineJSON(
+            preTokenizer: #"{"type": "Sequence", "pretokenizers": [\#(Array(repeating: byteLevel, count: 20).joined(separator: ", "))]}"#))
+        try Self.expectBoundedRefusal(path, input: String(repeating: "é", count: 200_000) + "\n", contains: [
+            path, "pre_tokenizer.pretokenizers[", "past the limit of \(TokenizerLimits.maxTextGrowth) characters"])
+    }
+
+    /// One growth budget per text: 5,000 pieces between added tokens, each grown 1,000 times (well under the
+    /// limit on its own), are refused together.
+    @Test func theGrowthBudgetIsSharedByThePiecesOfOneText() throws {
+        let path = try Self.write(Self.pipelineJSON(
+            normalizer: Self.replace("a", String(repeating: "a", count: 1000)),
+            added: #"[{"id": 4, "content": "<t>", "special": true, "normalized": false}]"#))
+        try Self.expectBoundedRefusal(path, input: String(repeating: "a<t>", count: 5000) + "\n",
+                                      contains: [path + ": normalizer", "past the limit"])
+        let fine = try TestProcess.run(Self.binary, ["tokenize", path], standardInput: String(repeating: "a<t>", count: 10) + "\n")
+        #expect(fine.status == 0, "\(fine.stderr)")
+    }
+
+    /// Replace decoders are bounded the same way (decode is used by library callers).
+    @Test func chainedReplaceDecodersAreBounded() throws {
+        let grow = Self.replace("a", String(repeating: "a", count: 1000))
+        let tokenizer = try Tokenizer(json: Self.pipelineJSON(decoder: #"{"type": "Sequence", "decoders": [\#(grow), \#(grow)]}"#),
+                                      source: "t/tokenizer.json")
+        expectError("t/tokenizer.json: decoder.decoders[1]", "past the limit") { _ = try tokenizer.decode(Array(repeating: 0, count: 10)) }
+        #expect(try tokenizer.decode([0]).count == 1_000_000)
+    }
+
+    /// A line that is not UTF-8 is refused, naming the line, instead of being encoded as U+FFFD.
+    @Test func invalidUTF8LinesAreRefused() throws {
+        let tokenizer = Goldens.directory + "/qwen3/tokenizer.json"
+        let directory = TestProcess.temporaryDirectory("prima-hostile-utf8")
+        let input = directory + "/latin1.txt"
+        try Data("ok\n".utf8 + [0x63, 0x61, 0x66, 0xE9, 0x0A] + "more\n".utf8).write(to: URL(fileURLWithPath: input))
+        let result = try TestProcess.run("/bin/sh", ["-c", "exec \"$0\" tokenize \"$1\" < \"$2\"", Self.binary, tokenizer, input])
+        #expect(result.status == 2, "\(result.stderr)")
+        #expect(result.stderr == "prima-convert: error: stdin line 2: not UTF-8 text\n", "\(result.stderr)")
+    }
+
     /// The library refuses texts over the limit (callers other than the tool).
     @Test func encodeRefusesTextsOverTheLimit() throws {
         let tokenizer = try Tokenizer(json: Self.tokenizerJSON(pattern: "a"), source: "t/tokenizer.json")

@@ -283,9 +283,9 @@ func parseByteSize(_ text: String) -> Int? {
     return value
 }
 
-/// Lines of a file descriptor without their "\n" or "\r\n" (invalid UTF-8 repaired with U+FFFD, as `readLine`
-/// does), refusing a line longer than `maxLineBytes` as soon as that many bytes are buffered: a 50 MB line is
-/// never held whole.
+/// Lines of a file descriptor without their "\n" or "\r\n", refusing a line longer than `maxLineBytes` as soon as
+/// that many bytes are buffered (a 50 MB line is never held whole) and a line that is not UTF-8 (repairing it with
+/// U+FFFD, as `readLine` does, would encode text the user did not give).
 struct BoundedLineReader {
     let fileDescriptor: Int32
     let maxLineBytes: Int
@@ -305,7 +305,7 @@ struct BoundedLineReader {
         lineNumber += 1
         while true {
             if start == end {
-                if atEOF { return line.isEmpty ? nil : Self.text(line) }
+                if atEOF { return line.isEmpty ? nil : try text(line) }
                 let count = buffer.withUnsafeMutableBytes { read(fileDescriptor, $0.baseAddress, $0.count) }
                 if count < 0 {
                     if errno == EINTR { continue }
@@ -325,13 +325,17 @@ struct BoundedLineReader {
             start = chunkEnd
             if newline != nil {
                 start += 1
-                return Self.text(line)
+                return try text(line)
             }
         }
     }
 
-    private static func text(_ line: [UInt8]) -> String {
-        String(decoding: line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...], as: UTF8.self)
+    private func text(_ line: [UInt8]) throws -> String {
+        let content = line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...]
+        guard let text = String(validating: content, as: UTF8.self) else {
+            throw ToolError.input("stdin line \(lineNumber): not UTF-8 text")
+        }
+        return text
     }
 }
 
