@@ -14,6 +14,8 @@ public struct GradientTrace: Sendable {
         case causalLM = "causal_lm"
     }
 
+    /// The file it was read from, for messages.
+    public let path: String
     /// The forward part: inputs and activations in forward order.
     public let trace: Trace
     public let objective: Objective
@@ -38,6 +40,7 @@ public struct GradientTrace: Sendable {
 
     /// Reads and validates a version-2 trace; every problem is an error naming the file and the object.
     public init(path: String) throws {
+        self.path = path
         trace = try Trace(path: path)
         let file: HDF5File
         do { file = try HDF5File.open(path: path) } catch { throw ToolError.input("\(error)") }
@@ -47,6 +50,10 @@ public struct GradientTrace: Sendable {
             guard try root.intAttribute("prima_trace_version") == 2, root.hasAttribute("objective") else {
                 throw fail("not a gradient trace (prima_trace_version 2 with an objective attribute)")
             }
+            let children = Set(try root.linkNames())
+            let expected: Set<String> = ["inputs", "activations", "activation_gradients", "loss", "gradients"]
+            if let extra = children.subtracting(expected).sorted().first { throw fail("/\(extra) is not part of a gradient trace (§11.1)") }
+            if let missing = expected.subtracting(children).sorted().first { throw fail("/\(missing) is missing (§11.1)") }
             let name = try root.stringAttribute("objective")
             guard let objective = Objective(rawValue: name) else { throw fail("objective \"\(name)\" is not dot, mlm or causal_lm") }
             self.objective = objective
@@ -93,15 +100,21 @@ public struct GradientTrace: Sendable {
                 outputWeights = nil
             }
             let lossData = try root.dataset("loss")
-            guard lossData.storedTypeMatches(.f32), lossData.elementCount == 1 else { throw fail("loss is not a float32 scalar") }
+            guard lossData.storedTypeMatches(.f32), lossData.shape.isEmpty else { throw fail("/loss is not a float32 scalar (shape ())") }
             loss = try Trace.readFloat32(root, "loss", path: path).float32Values()[0]
+            guard loss.isFinite else { throw fail("/loss is \(loss)") }
 
             let group = try root.group("activation_gradients")
-            activationGradients = try trace.activations.map { activation in
+            activationGradients = try trace.activations.enumerated().map { index, activation in
                 let gradient = try Trace.readFloat32(group, activation.name, path: path)
                 guard gradient.shape == activation.tensor.shape else {
                     throw fail("activation_gradients/\(activation.name) has shape \(ShapeMath.describe(gradient.shape)), the activation \(ShapeMath.describe(activation.tensor.shape))")
                 }
+                let dataset = try group.dataset(activation.name)
+                guard dataset.hasAttribute("order"), (try? dataset.intAttribute("order")) == index else {
+                    throw fail("activation_gradients/\(activation.name): order is not \(index), the activation's place (§11.5)")
+                }
+                try Self.requireFinite(gradient, "activation_gradients/\(activation.name)", fail)
                 return (activation.name, gradient)
             }
             guard try group.linkNames().count == trace.activations.count else {
@@ -118,13 +131,22 @@ public struct GradientTrace: Sendable {
         }
     }
 
+    /// Refuses a reference tensor holding NaN or Inf: a defect of the trace, never a comparison that fails.
+    private static func requireFinite(_ tensor: Tensor, _ name: String, _ fail: (String) -> ToolError) throws {
+        if let index = tensor.float32Values().firstIndex(where: { !$0.isFinite }) {
+            throw fail("\(name) holds a non-finite value at element \(index)")
+        }
+    }
+
     /// The datasets below `group` by path relative to `/gradients` (at most six levels: `ROLE/lora/NAME/tensors/X`).
     private static func collect(_ group: HDF5Group, prefix: String, into found: inout [(String, Tensor)], path: String, depth: Int) throws {
         guard depth < 6 else { throw ToolError.input("\(path): \(group.path) is nested too deeply for a tensor path") }
         for name in try group.linkNames() {
             switch try group.linkKind(name) {
             case .dataset:
-                found.append((prefix + name, try Trace.readFloat32(group, name, path: path)))
+                let tensor = try Trace.readFloat32(group, name, path: path)
+                try requireFinite(tensor, "gradients/\(prefix)\(name)") { ToolError.input("\(path): \($0)") }
+                found.append((prefix + name, tensor))
             case .group:
                 try collect(try group.group(name), prefix: prefix + name + "/", into: &found, path: path, depth: depth + 1)
             default:

@@ -59,7 +59,7 @@ public enum GradientVerifier {
         let masked = trace.trace.attentionMask
         let compared = try trace.activationGradients.map { reference -> ActivationComparison in
             guard let ours = activationGradients[reference.name] else {
-                throw ToolError.input("trace activation gradient \(reference.name) is not one the \(role.rawValue) backward produces")
+                throw ToolError.input("\(trace.path): activation gradient \(reference.name) is not one the \(role.rawValue) backward produces")
             }
             return Comparison.compare(name: reference.name, ours: ours, reference: reference.tensor,
                                       mask: reference.tensor.shape.count == 3 ? masked : nil, tolerances: tolerances)
@@ -109,10 +109,10 @@ public enum GradientVerifier {
         }
         for (path, tensor) in trace.gradients {
             guard let shape = shapes[path] else {
-                throw ToolError.input("gradients/\(path) names no stored tensor of \(component.checkpoint.path) (a tied alias has its target's path)")
+                throw ToolError.input("\(trace.path): gradients/\(path) names no stored tensor of \(component.checkpoint.path) (a tied alias has its target's path)")
             }
             guard shape == tensor.shape else {
-                throw ToolError.input("gradients/\(path) has shape \(ShapeMath.describe(tensor.shape)); the checkpoint's tensor is \(ShapeMath.describe(shape))")
+                throw ToolError.input("\(trace.path): gradients/\(path) has shape \(ShapeMath.describe(tensor.shape)); the checkpoint's tensor is \(ShapeMath.describe(shape))")
             }
         }
         return GradientStore(trainable: trace.gradients.map { ($0.path, $0.tensor.shape) })
@@ -139,18 +139,22 @@ public enum GradientVerifier {
         var activationGradients: [String: Tensor] = [:]
         switch (trace.objective, head) {
         case (.dot, _):
-            guard let weights = trace.outputWeights else { throw ToolError.input("a dot trace without output_weights") }
+            guard let weights = trace.outputWeights else { throw ToolError.input("\(trace.path): a dot trace without output_weights") }
             loss = Objectives.dot(hidden, weights: weights)
             dHidden = weights
         case (.mlm, let head?), (.causalLM, let head?):
             let (logits, headBackward) = try head(hidden)
             let labels = trace.objective == .causalLM ? Objectives.shifted(trace.labels ?? []) : (trace.labels ?? []).flatMap { $0 }
+            let vocabulary = logits.shape.last ?? 0
+            if let bad = (trace.labels ?? []).joined().first(where: { $0 >= vocabulary }) {
+                throw ToolError.input("\(trace.path): inputs/labels holds \(bad), outside the vocabulary of \(vocabulary)")
+            }
             let entropy = Loss.crossEntropy(logits, labels: labels)
             loss = entropy.loss
             activationGradients["logits"] = entropy.logitsGradient
             dHidden = try headBackward(entropy.logitsGradient)
         default:
-            throw ToolError.input("objective \(trace.objective.rawValue) does not apply to this component")
+            throw ToolError.input("\(trace.path): objective \(trace.objective.rawValue) does not apply to this component")
         }
         _ = try backward(dHidden, tape) { name, gradient in activationGradients[name] = gradient }
         return (loss, activationGradients)

@@ -65,3 +65,35 @@ import Testing
         }
     }
 }
+
+/// Hostile gradient traces (Fixtures/hostile/make_grad_cases.py: valid traces each with one defect) through
+/// `prima-verify --trace`: one error line naming the object at fault, exit 2, for defects of the trace alone and
+/// for those only the checkpoint shows.
+@Suite struct HostileGradientTraceTests {
+    @Test func everyDefectIsOneLineAndExitTwo() throws {
+        let directory = RuntimeTestSupport.temporaryDirectory() + "/cases"
+        let made = try RuntimeTestSupport.run("/usr/bin/python3", [RuntimeTestSupport.repositoryRoot + "/Fixtures/hostile/make_grad_cases.py", directory])
+        try #require(made.status == 0, "\(made.stderr)")
+        let cases = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/cases.json"))) as? [[String: String]])
+        #expect(cases.count >= 30)
+        var checkpoints: [String: String] = [:]
+        func checkpoint(for source: String) throws -> String {
+            if let path = checkpoints[source] { return path }
+            let path: String
+            switch source {
+            case let name where name.hasPrefix("qwen3-tied-f32"): path = try GradientTraceTests.checkpoint(model: "qwen3-tied-f32", adapter: nil, role: "decoder")
+            case let name where name.hasPrefix("bert-rslora"): path = try GradientTraceTests.checkpoint(model: "bert-mlm-f32", adapter: "bert-rslora", role: "text_encoder")
+            default: path = try GradientTraceTests.checkpoint(model: "bert-mlm-f32", adapter: nil, role: "text_encoder")
+            }
+            checkpoints[source] = path
+            return path
+        }
+        for item in cases {
+            let file = directory + "/" + item["file", default: ""]
+            let result = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-verify"), [try checkpoint(for: item["source", default: ""]), "--trace", file])
+            let lines = result.stderr.split(separator: "\n").filter { !$0.isEmpty }
+            #expect(result.status == 2 && lines.count == 1 && result.stderr.contains(item["mentions", default: "?"]),
+                    "\(item["file", default: ""]) (\(item["defect", default: ""])): status \(result.status): \(result.stderr)\(result.stdout.suffix(300))")
+        }
+    }
+}
