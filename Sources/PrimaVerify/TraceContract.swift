@@ -19,13 +19,14 @@ enum TraceContract {
 
     // MARK: Inputs
 
-    /// The vocabulary of a text model and, when its runtime has one, its position limit (BERT's learned positions,
-    /// Qwen3's `max_position_embeddings`; the ModernBERT runtime takes any length); nil for an image model.
-    static func tokenLimits(_ model: any ComponentModel) -> (vocabulary: Int, maxPositions: Int?)? {
+    /// The vocabulary and `max_position_embeddings` of a text model; nil for an image model. ModernBERT's runtime
+    /// (rotary positions) would run longer sequences, but a reference longer than the model's positions is outside
+    /// its contract, and the bound keeps what a trace can make the runtime allocate to the model's own scale.
+    static func tokenLimits(_ model: any ComponentModel) -> (vocabulary: Int, maxPositions: Int)? {
         switch model {
         case let model as Qwen3Model: (model.config.vocabSize, model.config.maxPositionEmbeddings)
         case let model as BERTModel: (model.config.vocabSize, model.config.maxPositionEmbeddings)
-        case let model as ModernBERTModel: (model.config.vocabSize, nil)
+        case let model as ModernBERTModel: (model.config.vocabSize, model.config.maxPositionEmbeddings)
         default: nil
         }
     }
@@ -39,8 +40,9 @@ enum TraceContract {
                 throw ToolError.input("\(file): /inputs holds token ids, but \(owner) takes images")
             }
             try checkIds(ids, dataset: "input_ids", vocabulary: limits.vocabulary, owner: owner, file: file)
-            if let maxPositions = limits.maxPositions, let length = ids.first?.count, length > maxPositions {
-                throw ToolError.input("\(file): /inputs/input_ids has \(length) positions, more than the \(maxPositions) of \(owner)")
+            if let length = ids.first?.count, length > limits.maxPositions {
+                throw ToolError.input("\(file): /inputs/input_ids has \(length) positions, more than the \(limits.maxPositions) "
+                                      + "(max_position_embeddings) of \(owner)")
             }
         case .pixels(let pixels):
             guard let model = model as? DINOv3ViTModel else {

@@ -263,6 +263,11 @@ struct CraftedTrace {
             let mask = trace.ids("attention_mask")!
             trace.set(input: "input_ids", .ids(zip(trace.ids("input_ids")!, mask).map { row, m in zip(row, m).map { $1 == 0 ? 1 << 62 : $0 } }))
         }, message: "/inputs/input_ids holds 4611686018427387904 (row 0, position 12), outside the vocabulary of 640"),
+        Case(name: "modernbert-longer-than-its-positions", fixture: "modernbert-mlm-f32", edit: { trace in
+            let rows = trace.ids("input_ids")!.count
+            trace.set(input: "input_ids", .ids(Array(repeating: Array(repeating: 5, count: 129), count: rows)))
+            trace.set(input: "attention_mask", .ids(Array(repeating: Array(repeating: 1, count: 129), count: rows)))
+        }, message: "/inputs/input_ids has 129 positions, more than the 128 (max_position_embeddings) of the text_encoder of"),
         Case(name: "dino-pixels-33", fixture: dino, edit: { $0.set(input: "pixel_values", .floats(Tensor(zeros: [2, 3, 33, 33], dtype: .f32))) },
              message: "/inputs/pixel_values is 33 × 33 pixels, not a whole number of the 8 × 8 patches of the image_encoder of"),
         Case(name: "prima-prompt-out-of-vocabulary", fixture: prima, edit: { $0.set(input: "prompt_ids", .ids([Array(repeating: 1_000_000_000, count: 14)])) },
