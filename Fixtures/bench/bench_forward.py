@@ -87,6 +87,7 @@ def write_inputs(path: Path, component: str, tokens, vocab: int):
         f.attrs["attn_implementation"] = "eager"
         f.attrs["dtype"] = "float32"
         inputs = f.create_group("inputs")
+        f.create_group("activations")  # empty: a trace of inputs only (Formats/prima-trace.md §1)
         if tokens is None:
             pixels = torch.randn(1, 3, 224, 224, generator=generator, dtype=torch.float32)
             inputs["pixel_values"] = pixels.numpy()
@@ -95,7 +96,6 @@ def write_inputs(path: Path, component: str, tokens, vocab: int):
         mask = torch.ones_like(ids)
         inputs["input_ids"] = ids.numpy()
         inputs["attention_mask"] = mask.numpy()
-        f.create_group("activations")
         return {"input_ids": ids, "attention_mask": mask}
 
 

@@ -43,13 +43,29 @@ public enum AgainstVerifier {
         public var pass: Bool { gateFailures.isEmpty }
     }
 
-    /// Compares `component` of `checkpoint` against the same component of `reference` on `inputs`.
+    /// Compares `component` of `checkpoint` against the same component of `reference`, on the inputs of `trace`
+    /// when one is given (otherwise on seeded generated ones). The trace must be a trace of that component that
+    /// fits both checkpoints, and its activations (if it has any; a trace of inputs only is enough here) must be
+    /// the ones the checked checkpoint's runtime produces, as `TraceVerifier` requires (``TraceContract``), so a
+    /// malformed trace is refused, naming it, in both modes.
     public static func run(checkpoint path: String, against referencePath: String, component role: ComponentRole?,
-                           inputs: ModelInputs?, tolerances: Tolerances, gates: Gates, repeats: Int) throws -> Report {
-        let (ours, oursRole) = try load(path, role: role)
+                           trace: Trace?, tolerances: Tolerances, gates: Gates, repeats: Int) throws -> Report {
+        if let trace, trace.role == nil || (role != nil && role != trace.role) {
+            throw ToolError.input("\(TraceContract.file(trace)): a trace of component \(trace.componentName) does not hold the inputs of "
+                                  + (role.map { "component \($0.rawValue)" } ?? "one component") + " (--against compares one component on its trace's inputs)")
+        }
+        let (ours, oursRole) = try load(path, role: role ?? trace?.role)
         let (reference, _) = try load(referencePath, role: oursRole)
-        let inputs = try inputs ?? generatedInputs(for: ours.model, role: oursRole)
+        let inputs: ModelInputs
+        if let trace, let traced = trace.inputs {
+            try TraceContract.checkInputs(of: trace, traced, model: ours.model, owner: "the \(oursRole.rawValue) of \(path)")
+            try TraceContract.checkInputs(of: trace, traced, model: reference.model, owner: "the \(oursRole.rawValue) of \(referencePath)")
+            inputs = traced
+        } else {
+            inputs = try generatedInputs(for: ours.model, role: oursRole)
+        }
         let (oursActivations, oursSeconds) = try forward(ours.model, inputs, repeats: repeats, origin: path)
+        if let trace { _ = try TraceContract.pair(trace, with: oursActivations, owner: "the \(oursRole.rawValue) of \(path)") }
         let (referenceActivations, referenceSeconds) = try forward(reference.model, inputs, repeats: repeats, origin: referencePath)
         let mask: [[Int]]? = { if case .tokens(_, let mask) = inputs { return mask } else { return nil } }()
 
@@ -97,6 +113,8 @@ public enum AgainstVerifier {
             return (Loaded(model: try loadComponentModel(try checkpoint.component(chosen))), chosen)
         } catch let error as ToolError {
             throw error
+        } catch let error as RuntimeError {
+            throw ToolError.input(TraceContract.located(error.description, in: path))
         } catch {
             throw ToolError.input("\(error)")
         }
@@ -112,7 +130,7 @@ public enum AgainstVerifier {
             do {
                 _ = try model.forward(inputs) { name, tensor in if run == 0 { produced.append((name, tensor)) } }
             } catch let error as RuntimeError {
-                throw ToolError.input("\(origin): \(error.description)")
+                throw ToolError.input(TraceContract.located(error.description, in: origin))
             }
             times.append(Date().timeIntervalSince(start))
         }

@@ -19,6 +19,8 @@ public enum TraceLimits {
     public static let maxActivationBytes = 1 << 30
     /// Largest sum of all activation datasets: 4 GiB.
     public static let maxTotalActivationBytes = 4 << 30
+    /// Most class token ids in a `prima` trace: 65,536 (PRIMA's task has 6 classes).
+    public static let maxClasses = 65_536
 }
 
 /// What a trace ran: one component on its inputs, or the whole PRIMA pipeline (component `prima`).
@@ -32,8 +34,12 @@ public enum TraceSubject: Sendable {
 public struct Trace: Sendable {
     /// The newest trace version this build reads.
     public static let version = 2
+    /// The version of forward traces (this writer's): gradient traces alone are version 2 (§11).
+    public static let forwardVersion = 1
 
     public let subject: TraceSubject
+    /// The file this trace was read from (nil for one made in memory): errors about the trace name it.
+    public let path: String?
     /// Activations in forward order (by their `order` attribute), each float32 with its stored shape.
     public let activations: [(name: String, tensor: Tensor)]
 
@@ -63,12 +69,19 @@ public struct Trace: Sendable {
         return nil
     }
 
+    /// A trace made in memory (the runtime's own, or a test's), to be written with ``write(to:source:overwrite:)``.
     public init(subject: TraceSubject, activations: [(name: String, tensor: Tensor)]) {
         self.subject = subject
         self.activations = activations
+        path = nil
     }
 
-    /// Reads and validates a trace file; every problem is an error naming the file and the object.
+    /// Reads and validates a trace file against Formats/prima-trace.md §1-§4 (and §10 for `prima`): the root
+    /// attributes of §2 with `attn_implementation` = `eager` and `dtype` = `float32`, exactly the groups `/inputs` and
+    /// `/activations` under the root, exactly the component's inputs (§3, §10.2) with right-padded 0/1 attention
+    /// masks, finite float32 values, and activation names and `order` attributes as §4 says. Every problem is one
+    /// error naming this file and the object (bad input). What depends on the checkpoint (vocabulary, patch size,
+    /// the activations the runtime produces) is checked when the trace is run (``TraceContract``).
     public init(path: String) throws {
         let file: HDF5File
         do { file = try HDF5File.open(path: path) } catch { throw ToolError.input("\(error)") }
@@ -81,67 +94,140 @@ public struct Trace: Sendable {
             guard version >= 1, version <= Trace.version else {
                 throw fail("prima_trace_version \(version) is not supported (this build reads up to \(Trace.version))")
             }
-            let componentName = try root.stringAttribute("component")
+            func rootString(_ name: String) throws -> String {
+                guard root.hasAttribute(name) else { throw fail("root attribute \(name) is missing (Formats/prima-trace.md §2)") }
+                guard let value = try? root.stringAttribute(name) else { throw fail("root attribute \(name) is not a string") }
+                return value
+            }
+            let componentName = try rootString("component")
+            let role = ComponentRole(rawValue: componentName)
+            guard role != nil || componentName == "prima" else { throw fail("unknown component \"\(componentName)\"") }
+            for name in ["source", "torch_version", "transformers_version"] { _ = try rootString(name) }
+            for (name, required, meaning) in [("attn_implementation", "eager", "the explicit softmax attention"),
+                                              ("dtype", "float32", "a float32 computation")] {
+                let value = try rootString(name)
+                guard value == required else {
+                    throw fail("root attribute \(name) is \"\(value)\", not \"\(required)\": a trace records \(meaning) (Formats/prima-trace.md §2)")
+                }
+            }
+            // §1: the root holds the two groups and nothing else (a gradient trace, version 2, the five of §11.1,
+            // which GradientTrace checks).
+            let rootChildren: Set<String> = version == 2 ? ["inputs", "activations", "activation_gradients", "loss", "gradients"]
+                                                         : ["inputs", "activations"]
+            for name in try root.linkNames() where !rootChildren.contains(name) {
+                throw fail(version == 2 ? "/\(name) is not part of a gradient trace (Formats/prima-trace.md §11.1)"
+                                        : "/\(name): the root of a trace holds only the groups inputs and activations (Formats/prima-trace.md §1)")
+            }
+            for name in ["inputs", "activations"] {
+                guard root.contains(name) else { throw fail("/\(name) is missing (Formats/prima-trace.md §1)") }
+                guard case .group = try root.linkKind(name) else { throw fail("/\(name) is not a group") }
+            }
             let inputs = try root.group("inputs")
-            if componentName == "prima" {
-                subject = try Self.readPrimaInputs(inputs, path: path)
-            } else {
-                guard let role = ComponentRole(rawValue: componentName) else { throw fail("unknown component \"\(componentName)\"") }
+            // A gradient trace adds its objective's input (§11.3; GradientTrace checks which).
+            let expected = (componentName == "prima" ? Self.primaInputNames
+                : role == .imageEncoder ? ["pixel_values"] : ["input_ids", "attention_mask"])
+                + (version == 2 ? ["output_weights", "labels"] : [])
+            for name in try inputs.linkNames() where !expected.contains(name) {
+                throw fail("/inputs/\(name) is not an input of component \(componentName) (its trace holds \(expected.joined(separator: ", ")) "
+                           + "and nothing else; Formats/prima-trace.md \(componentName == "prima" ? "§10.2" : "§3"))")
+            }
+            if let role {
                 if role == .imageEncoder {
                     subject = .component(role, .pixels(try Self.readPixels(inputs, path: path, batch: nil)))
                 } else {
                     let ids = try Self.readInt64Matrix(inputs, "input_ids", path: path)
                     let mask = try Self.readInt64Matrix(inputs, "attention_mask", path: path)
                     guard ids.count == mask.count, zip(ids, mask).allSatisfy({ $0.count == $1.count }) else {
-                        throw fail("inputs/input_ids and inputs/attention_mask differ in shape")
+                        throw fail("/inputs/input_ids and /inputs/attention_mask differ in shape")
                     }
+                    try Self.checkMask(mask, path: path)
                     subject = .component(role, .tokens(ids: ids, mask: mask))
                 }
+            } else {
+                subject = try Self.readPrimaInputs(inputs, path: path)
             }
+            let group = try root.group("activations")
             var found: [(order: Int?, name: String, tensor: Tensor)] = []
-            if root.contains("activations") {
-                let group = try root.group("activations")
-                var totalBytes = 0
-                for name in try group.linkNames() {
-                    let dataset = try group.dataset(name)
-                    var order: Int?
-                    if dataset.hasAttribute("order") {
-                        guard let value = try? dataset.intAttribute("order") else { throw fail("activations/\(name): order is not an integer") }
-                        order = value
-                    }
-                    let bytes = ShapeMath.byteCount(dataset.shape, .f32) ?? Int.max
-                    guard bytes <= TraceLimits.maxActivationBytes else {
-                        throw fail("activations/\(name): shape \(ShapeMath.describe(dataset.shape)) is more than the "
-                                   + "limit of \(TraceLimits.maxActivationBytes) bytes per activation")
-                    }
-                    totalBytes += bytes
-                    guard totalBytes <= TraceLimits.maxTotalActivationBytes else {
-                        throw fail("activations: more than the limit of \(TraceLimits.maxTotalActivationBytes) bytes in all")
-                    }
-                    found.append((order, name, try Self.readFloat32(group, name, path: path)))
+            var totalBytes = 0
+            for name in try group.linkNames() {
+                guard Self.isActivationName(name) else {
+                    throw fail("/activations/\(name): not an activation name ([A-Za-z_][A-Za-z0-9_]*(.[A-Za-z0-9_]+)*, Formats/prima-trace.md §4.1)")
                 }
+                let dataset = try group.dataset(name)
+                var order: Int?
+                if dataset.hasAttribute("order") {
+                    guard let value = try? dataset.intAttribute("order") else { throw fail("/activations/\(name): order is not an integer") }
+                    order = value
+                }
+                let bytes = ShapeMath.byteCount(dataset.shape, .f32) ?? Int.max
+                guard bytes <= TraceLimits.maxActivationBytes else {
+                    throw fail("/activations/\(name): shape \(ShapeMath.describe(dataset.shape)) is more than the "
+                               + "limit of \(TraceLimits.maxActivationBytes) bytes per activation")
+                }
+                totalBytes += bytes
+                guard totalBytes <= TraceLimits.maxTotalActivationBytes else {
+                    throw fail("/activations: more than the limit of \(TraceLimits.maxTotalActivationBytes) bytes in all")
+                }
+                found.append((order, name, try Self.readFloat32(group, name, path: path)))
             }
             if found.allSatisfy({ $0.order == nil }) {
                 // No `order` attributes: the names alone must fix the order (Formats/prima-trace.md §4.2).
                 let ranked = try found.map { entry -> (rank: [Int], name: String, tensor: Tensor) in
                     guard let rank = Self.forwardRank(of: entry.name, prima: componentName == "prima") else {
-                        throw fail("activations/\(entry.name) has no order attribute, and its name does not fix its place in the forward pass")
+                        throw fail("/activations/\(entry.name) has no order attribute, and its name does not fix its place in the forward pass")
                     }
                     return (rank, entry.name, entry.tensor)
                 }
                 activations = ranked.sorted { $0.rank.lexicographicallyPrecedes($1.rank) }.map { ($0.name, $0.tensor) }
             } else {
                 if let missing = found.first(where: { $0.order == nil }) {
-                    throw fail("activations/\(missing.name) has no order attribute while others have one")
+                    throw fail("/activations/\(missing.name) has no order attribute while others have one")
                 }
                 let orders = found.compactMap(\.order).sorted()
                 guard orders == Array(0..<found.count) else { throw fail("activation order attributes are not 0..<\(found.count)") }
                 activations = found.sorted { $0.order! < $1.order! }.map { ($0.name, $0.tensor) }
             }
+            self.path = path
         } catch let error as ToolError {
             throw error
+        } catch let error as HDF5Error where error.file == path {
+            throw ToolError.input(error.description)
         } catch {
             throw fail("\(error)")
+        }
+    }
+
+    /// The inputs of a `prima` trace, in the order of Formats/prima-trace.md §10.2.
+    static let primaInputNames = ["pixel_values", "input_ids", "attention_mask", "prompt_ids", "answer_prefix_ids", "class_token_ids"]
+
+    /// Whether `name` has the form of Formats/prima-trace.md §4.1: `[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*`.
+    static func isActivationName(_ name: String) -> Bool {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        func word(_ part: Substring) -> Bool {
+            !part.isEmpty && part.unicodeScalars.allSatisfy { $0.isASCII && ($0 == "_" || $0.properties.isAlphabetic || ("0"..."9").contains($0)) }
+        }
+        guard let first = parts.first?.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic) else { return false }
+        return parts.allSatisfy(word)
+    }
+
+    /// The text rules of Formats/prima-trace.md §3: attention_mask holds only 0 and 1, every row right-padded
+    /// (`1…1 0…0`) with at least one 1, and T the longest row's length (some row has no padding).
+    static func checkMask(_ mask: [[Int]], path: String) throws {
+        for (b, row) in mask.enumerated() {
+            if let bad = row.first(where: { $0 != 0 && $0 != 1 }) {
+                throw ToolError.input("\(path): /inputs/attention_mask holds \(bad) in row \(b); its values are 0 and 1 (Formats/prima-trace.md §3)")
+            }
+            guard row.contains(1) else {
+                throw ToolError.input("\(path): /inputs/attention_mask row \(b) has no real token (every row holds at least one 1; Formats/prima-trace.md §3)")
+            }
+            let length = row.prefix { $0 == 1 }.count
+            if let position = row[length...].firstIndex(of: 1) {
+                throw ToolError.input("\(path): /inputs/attention_mask row \(b) is not right-padded: a 1 at position \(position) follows a 0 "
+                                      + "(rows are 1…1 0…0; Formats/prima-trace.md §3)")
+            }
+        }
+        guard mask.contains(where: { $0.last == 1 }) else {
+            throw ToolError.input("\(path): /inputs/attention_mask: every row ends in padding, but T is the longest sequence's length (Formats/prima-trace.md §3)")
         }
     }
 
@@ -176,43 +262,51 @@ public struct Trace: Sendable {
         return ["class_logits", "class_probs"].firstIndex(of: name).map { [4, $0, 0] }
     }
 
-    /// `pixel_values` (B, 3, H, W), with B = `batch` when given.
+    /// `pixel_values` (B, 3, H, W) of finite values, with B = `batch` when given.
     static func readPixels(_ group: HDF5Group, path: String, batch: Int?) throws -> Tensor {
-        guard group.contains("pixel_values") else { throw ToolError.input("\(path): \(group.path)/pixel_values is missing") }
+        guard group.contains("pixel_values") else { throw ToolError.input("\(path): /inputs/pixel_values is missing") }
         let shape = try group.dataset("pixel_values").shape
         guard shape.count == 4, shape[1] == 3, shape[0] > 0, batch.map({ $0 == shape[0] }) ?? true else {
-            throw ToolError.input("\(path): inputs/pixel_values must be float32 (\(batch.map(String.init) ?? "B"), 3, H, W), found \(ShapeMath.describe(shape))")
+            throw ToolError.input("\(path): /inputs/pixel_values must be float32 (\(batch.map(String.init) ?? "B"), 3, H, W), found \(ShapeMath.describe(shape))")
         }
         guard shape[0] <= TraceLimits.maxBatch, shape[2] <= TraceLimits.maxImageSide, shape[3] <= TraceLimits.maxImageSide else {
-            throw ToolError.input("\(path): inputs/pixel_values shape \(ShapeMath.describe(shape)) is over the limits "
+            throw ToolError.input("\(path): /inputs/pixel_values shape \(ShapeMath.describe(shape)) is over the limits "
                                     + "(batch \(TraceLimits.maxBatch), \(TraceLimits.maxImageSide) pixels a side)")
         }
         return try readFloat32(group, "pixel_values", path: path)
     }
 
-    /// The inputs of a `prima` trace (Formats/prima-trace.md §10): one image, one unpadded text, the decoder's
-    /// prompt and answer-prefix tokens and the class token ids.
+    /// The inputs of a `prima` trace (Formats/prima-trace.md §10.2): one image, one unpadded text, the decoder's
+    /// prompt and answer-prefix tokens (either may be empty) and distinct class token ids.
     static func readPrimaInputs(_ group: HDF5Group, path: String) throws -> TraceSubject {
-        func row(_ name: String) throws -> [Int] {
-            let matrix = try readInt64Matrix(group, name, path: path)
-            guard matrix.count == 1 else { throw ToolError.input("\(path): inputs/\(name) must have batch 1 in a prima trace") }
+        func row(_ name: String, mayBeEmpty: Bool = false) throws -> [Int] {
+            let matrix = try readInt64Matrix(group, name, path: path, mayBeEmpty: mayBeEmpty)
+            guard matrix.count == 1 else { throw ToolError.input("\(path): /inputs/\(name) must have batch 1 in a prima trace") }
             return matrix[0]
         }
         let pixels = try readPixels(group, path: path, batch: 1)
         let ids = try row("input_ids")
         guard try row("attention_mask") == Array(repeating: 1, count: ids.count) else {
-            throw ToolError.input("\(path): inputs/attention_mask must be all ones (one unpadded text) in a prima trace")
+            throw ToolError.input("\(path): /inputs/attention_mask must be all ones (one unpadded text) in a prima trace")
         }
-        guard group.contains("class_token_ids") else { throw ToolError.input("\(path): inputs/class_token_ids is missing") }
+        let promptIds = try row("prompt_ids", mayBeEmpty: true), answerPrefixIds = try row("answer_prefix_ids", mayBeEmpty: true)
+        guard group.contains("class_token_ids") else { throw ToolError.input("\(path): /inputs/class_token_ids is missing") }
         let classDataset = try group.dataset("class_token_ids")
-        guard classDataset.storedTypeMatches(.i64), classDataset.shape.count == 1, classDataset.shape[0] > 0, classDataset.shape[0] < 1 << 20 else {
-            throw ToolError.input("\(path): inputs/class_token_ids must be a non-empty 1-D int64 array")
+        guard classDataset.storedTypeMatches(.i64), classDataset.shape.count == 1, classDataset.shape[0] > 0,
+              classDataset.shape[0] <= TraceLimits.maxClasses else {
+            throw ToolError.input("\(path): /inputs/class_token_ids must be a 1-D int64 array of 1 to \(TraceLimits.maxClasses) ids, "
+                                  + "found \(ShapeMath.describe(classDataset.shape))")
         }
         let classIds = try classDataset.readAllBytes().withUnsafeBytes { Array($0.bindMemory(to: Int64.self)).map(Int.init) }
-        return .prima(PrimaInputs(pixelValues: pixels, textIds: ids, promptIds: try row("prompt_ids"),
-                                  answerPrefixIds: try row("answer_prefix_ids")), classTokenIds: classIds)
+        var seen = Set<Int>()
+        if let repeated = classIds.first(where: { !seen.insert($0).inserted }) {
+            throw ToolError.input("\(path): /inputs/class_token_ids holds \(repeated) twice (the ids are distinct; Formats/prima-trace.md §10.2)")
+        }
+        return .prima(PrimaInputs(pixelValues: pixels, textIds: ids, promptIds: promptIds, answerPrefixIds: answerPrefixIds),
+                      classTokenIds: classIds)
     }
 
+    /// A float32 dataset of `group` with finite values (Formats/prima-trace.md §3, §4.1).
     static func readFloat32(_ group: HDF5Group, _ name: String, path: String) throws -> Tensor {
         guard group.contains(name) else { throw ToolError.input("\(path): \(group.path)/\(name) is missing") }
         let dataset = try group.dataset(name)
@@ -225,23 +319,28 @@ public struct Trace: Sendable {
             try dataset.readRows(start: 0, count: dataset.shape.first ?? 1,
                                  into: UnsafeMutableRawBufferPointer(rebasing: tensor.storage.bytes[0..<bytes]))
         }
+        let nonFinite = tensor.withFloat32 { values in values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
+        guard nonFinite == 0 else {
+            throw ToolError.input("\(path): \(group.path)/\(name) holds \(nonFinite) NaN or infinite values (a trace's values are "
+                                  + "finite, padded positions included; Formats/prima-trace.md §1.3)")
+        }
         return tensor
     }
 
-    static func readInt64Matrix(_ group: HDF5Group, _ name: String, path: String) throws -> [[Int]] {
+    /// An int64 (B, T) dataset of `group` within the limits; T may be 0 only when `mayBeEmpty`.
+    static func readInt64Matrix(_ group: HDF5Group, _ name: String, path: String, mayBeEmpty: Bool = false) throws -> [[Int]] {
         guard group.contains(name) else { throw ToolError.input("\(path): \(group.path)/\(name) is missing") }
         let dataset = try group.dataset(name)
-        guard dataset.storedTypeMatches(.i64), dataset.shape.count == 2, dataset.shape.allSatisfy({ $0 > 0 }),
-              dataset.elementCount < 1 << 26 else {
-            throw ToolError.input("\(path): \(group.path)/\(name) must be a non-empty int64 (B, T) array")
+        guard dataset.storedTypeMatches(.i64), dataset.shape.count == 2, dataset.shape[0] > 0, mayBeEmpty || dataset.shape[1] > 0 else {
+            throw ToolError.input("\(path): \(group.path)/\(name) must be a\(mayBeEmpty ? "n" : " non-empty") int64 (B, T) array")
         }
         guard dataset.shape[0] <= TraceLimits.maxBatch, dataset.shape[1] <= TraceLimits.maxSequenceLength else {
             throw ToolError.input("\(path): \(group.path)/\(name) shape \(ShapeMath.describe(dataset.shape)) is over the "
                                     + "limits (batch \(TraceLimits.maxBatch), sequence \(TraceLimits.maxSequenceLength))")
         }
-        let bytes = try dataset.readAllBytes()
-        let values = bytes.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) }
         let columns = dataset.shape[1]
+        guard columns > 0 else { return Array(repeating: [], count: dataset.shape[0]) }
+        let values = try dataset.readAllBytes().withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) }
         return (0..<dataset.shape[0]).map { row in values[(row * columns)..<((row + 1) * columns)].map { Int($0) } }
     }
 
@@ -262,7 +361,7 @@ public struct Trace: Sendable {
 
     /// Fills a new trace file's root group (kept apart so every group is closed before the file).
     private func writeContents(into root: HDF5Group, source: String) throws {
-            try root.setAttribute("prima_trace_version", int: Trace.version)
+            try root.setAttribute("prima_trace_version", int: Trace.forwardVersion)
             try root.setAttribute("component", string: componentName)
             try root.setAttribute("source", string: source)
             try root.setAttribute("torch_version", string: "")
@@ -274,7 +373,7 @@ public struct Trace: Sendable {
             func writeIds(_ name: String, _ matrix: [[Int]]) throws {
                 let dataset = try inputGroup.createDataset(name, dtype: .i64, shape: [matrix.count, matrix.first?.count ?? 0])
                 let flat = matrix.flatMap { $0.map(Int64.init) }
-                try flat.withUnsafeBytes { try dataset.writeAll($0) }
+                if !flat.isEmpty { try flat.withUnsafeBytes { try dataset.writeAll($0) } }   // a prompt may be empty (§10.2)
             }
             switch subject {
             case .component(_, .pixels(let pixels)):

@@ -22,36 +22,42 @@ public enum TraceVerifier {
         public var firstFailure: ActivationComparison? { activations.first { !$0.pass } }
     }
 
-    /// Loads `component` of the checkpoint, runs it `repeats` times on the trace's inputs (the first run's
-    /// activations are compared), and compares. An activation in the trace that the runtime does not produce is
-    /// an error; activations the runtime produces beyond the trace's are kept for `--dump` only.
+    /// Loads the trace's component of the checkpoint (or its whole pipeline for a `prima` trace), checks that the
+    /// trace's inputs fit it, runs it `repeats` times on them and compares the first run's activations with the
+    /// trace's. A trace that does not fit the checkpoint (``TraceContract``: inputs outside the vocabulary or the
+    /// patch grid, an activation the runtime does not produce, another shape, another order, a required one
+    /// missing) is bad input naming the trace; activations the runtime produces beyond the trace's optional
+    /// ones are kept for `--dump` only.
     public static func run(checkpoint path: String, trace: Trace, tolerances: Tolerances, repeats: Int) throws -> Report {
         let checkpoint: Checkpoint
         do { checkpoint = try Checkpoint(path: path) } catch { throw ToolError.input("\(error)") }
         let loadStart = Date()
         let forward: ((String, Tensor) throws -> Void) throws -> Void
+        let owner: String
         do {
             switch trace.subject {
             case .component(let role, let inputs):
                 let model = try loadComponentModel(try checkpoint.component(role))
+                owner = "the \(role.rawValue) of \(path)"
+                try TraceContract.checkInputs(of: trace, inputs, model: model, owner: owner)
                 forward = { observe in _ = try model.forward(inputs, observe: observe) }
             case .prima(let inputs, let classIds):
                 let model = try PrimaModel(checkpoint: checkpoint)
-                guard model.heads.classTokenIds == classIds else {
-                    throw ToolError.input("\(path): class token ids \(model.heads.classTokenIds) differ from the trace's \(classIds)")
-                }
+                owner = "the prima pipeline of \(path)"
+                try TraceContract.checkInputs(of: trace, inputs, classTokenIds: classIds, model: model, checkpoint: path)
                 forward = { observe in _ = try model.forward(inputs, observe: observe) }
             }
         } catch let error as RuntimeError {
-            throw ToolError.input(error.description)
+            throw ToolError.input(TraceContract.located(error.description, in: path))
         } catch let error as ToolError {
             throw error
         } catch {
-            throw ToolError.input("\(error)")
+            throw ToolError.input(TraceContract.located("\(error)", in: path))
         }
         let loadSeconds = Date().timeIntervalSince(loadStart)
 
         var produced: [(name: String, tensor: Tensor)] = []
+        var pairs: [(name: String, reference: Tensor, ours: Tensor)] = []
         var runs: [Double] = []
         for run in 0..<max(1, repeats) {
             let start = Date()
@@ -60,34 +66,20 @@ public enum TraceVerifier {
                     if run == 0 { produced.append((name, tensor)) }
                 }
             } catch let error as RuntimeError {
-                throw ToolError.input("\(path): \(error.description)")
+                throw ToolError.input(TraceContract.located(error.description, in: path))
             }
             runs.append(Date().timeIntervalSince(start))
+            // The trace must fit what the runtime produces before anything is compared or timed further.
+            if run == 0 { pairs = try TraceContract.pair(trace, with: produced, owner: owner) }
         }
-        let byName = Dictionary(produced.map { ($0.name, $0.tensor) }, uniquingKeysWith: { first, _ in first })
-        var comparisons: [ActivationComparison] = []
-        for (name, reference) in trace.activations {
-            guard let ours = byName[name] else {
-                let known = produced.map(\.name).joined(separator: ", ")
-                throw ToolError.input("trace activation \(name) is not one the \(trace.componentName) runtime produces (it produces: \(known))")
-            }
-            guard ours.elementCount == reference.elementCount, ours.shape.last == reference.shape.last else {
-                throw ToolError.input("trace activation \(name) has shape \(ShapeMath.describe(reference.shape)); the runtime produced \(ShapeMath.describe(ours.shape))")
-            }
-            // Padding is excluded for activations with a (B, T) leading pair (every token-level activation).
-            let tokenLevel = reference.shape.count == 3
-            comparisons.append(Comparison.compare(name: name, ours: ours, reference: reference,
-                                                  mask: tokenLevel ? trace.attentionMask : nil, tolerances: tolerances))
+        // Padding is excluded for a component's token-level activations (every one but BERT's pooler); a prima
+        // trace has one unpadded text.
+        let comparisons = pairs.map { pair in
+            Comparison.compare(name: pair.name, ours: pair.ours, reference: pair.reference,
+                               mask: pair.name == "pooler" ? nil : trace.attentionMask, tolerances: tolerances)
         }
-        // Our activations in the trace layout: (B, T, C) for token-level ones, (B, C) as produced otherwise. In a
-        // prima trace (batch 1) the token-level ones are those the reference stores with three axes.
-        let referenceRanks = Dictionary(trace.activations.map { ($0.name, $0.tensor.shape.count) }, uniquingKeysWith: { first, _ in first })
-        let batch = trace.inputs?.batch ?? 1
         let ours = Trace(subject: trace.subject, activations: produced.map { item in
-            let rows = item.tensor.shape[0]
-            let tokenLevel = trace.role == nil ? referenceRanks[item.name] == 3 : rows != batch && rows % batch == 0
-            guard tokenLevel, item.tensor.shape.count == 2 else { return item }
-            return (item.name, item.tensor.reshaped([batch, rows / batch, item.tensor.shape[1]]))
+            (item.name, item.tensor.reshaped(TraceContract.traceShape(of: item.name, produced: item.tensor.shape, subject: trace.subject)))
         })
         let sorted = runs.sorted()
         return Report(component: trace.componentName, activations: comparisons, loadSeconds: loadSeconds,

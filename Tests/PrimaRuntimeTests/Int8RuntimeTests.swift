@@ -30,7 +30,7 @@ import Testing
         #expect(summary.quantizedTensors > 0)
         let trace = try Trace(path: RuntimeTestSupport.trace(fixture))
         let report = try AgainstVerifier.run(checkpoint: int8, against: fp32, component: trace.role,
-                                             inputs: trace.inputs, tolerances: .fp32, gates: Self.fixtureGates, repeats: 1)
+                                             trace: trace, tolerances: .fp32, gates: Self.fixtureGates, repeats: 1)
         #expect(report.pass, "\(fixture) \(scheme): \(report.gateFailures)")
         for item in report.activations {
             #expect(item.cosine >= Self.layerCosine, "\(fixture) \(scheme) \(item.name): cosine \(item.cosine)")
@@ -48,7 +48,7 @@ import Testing
         _ = try CheckpointQuantizer.run(input: fp32, output: int8, options: .init(rules: rules), overwrite: false, report: { _ in })
         let trace = try Trace(path: RuntimeTestSupport.trace(fixture))
         let report = try AgainstVerifier.run(checkpoint: int8, against: fp32, component: trace.role,
-                                             inputs: trace.inputs, tolerances: .fp32, gates: Self.fixtureGates, repeats: 1)
+                                             trace: trace, tolerances: .fp32, gates: Self.fixtureGates, repeats: 1)
         #expect(report.pass, "\(fixture): \(report.gateFailures)")
     }
 

@@ -208,14 +208,11 @@ struct PrimaVerifyCommand: ParsableCommand {
 
     private func verifyAgainst(checkpoint: String, reference: String) throws {
         let traceFile = try trace.map { try Trace(path: $0) }
-        if let traceFile, traceFile.role == nil {
-            throw ToolError.input("\(traceFile.componentName) trace: --against compares one component; give a component's trace")
-        }
-        let role = component.flatMap(ComponentRole.init(rawValue:)) ?? traceFile?.role
         let tolerances = Tolerances(absoluteScale: atolScale, relative: maxRel, cosine: minCosine, nmse: maxNMSE)
         let gates = AgainstVerifier.Gates(finalCosine: minFinalCosine, meanKL: maxKL, top1Agreement: minTop1)
-        let report = try AgainstVerifier.run(checkpoint: checkpoint, against: reference, component: role,
-                                             inputs: traceFile?.inputs, tolerances: tolerances, gates: gates, repeats: repeats)
+        let report = try AgainstVerifier.run(checkpoint: checkpoint, against: reference,
+                                             component: component.flatMap(ComponentRole.init(rawValue:)),
+                                             trace: traceFile, tolerances: tolerances, gates: gates, repeats: repeats)
         if json {
             print(JSONValue.object(JSONObject([
                 ("pass", .bool(report.pass)), ("component", .string(report.component.rawValue)),
