@@ -12,6 +12,8 @@ public struct GradientTrace: Sendable {
     public enum Objective: String, Sendable {
         case dot, mlm
         case causalLM = "causal_lm"
+        /// Stage 3 (component `prima`): cross-entropy of the restricted class logits (§11.10).
+        case classCE = "class_ce"
     }
 
     /// The file it was read from, for messages.
@@ -21,7 +23,7 @@ public struct GradientTrace: Sendable {
     public let objective: Objective
     /// `dot`: the weights of final_norm, [B·T, C] (rows of the activation).
     public let outputWeights: Tensor?
-    /// `mlm`, `causal_lm`: the labels [B][T] (−100 ignored).
+    /// `mlm`, `causal_lm`: the labels [B][T] (−100 ignored); `class_ce`: [[y]], the case's class index.
     public let labels: [[Int]]?
     public let loss: Float
     /// dLoss/d(activation), in forward order, each with the activation's shape.
@@ -55,12 +57,15 @@ public struct GradientTrace: Sendable {
             if let extra = children.subtracting(expected).sorted().first { throw fail("/\(extra) is not part of a gradient trace (§11.1)") }
             if let missing = expected.subtracting(children).sorted().first { throw fail("/\(missing) is missing (§11.1)") }
             let name = try root.stringAttribute("objective")
-            guard let objective = Objective(rawValue: name) else { throw fail("objective \"\(name)\" is not dot, mlm or causal_lm") }
+            guard let objective = Objective(rawValue: name) else { throw fail("objective \"\(name)\" is not dot, mlm, causal_lm or class_ce") }
             self.objective = objective
-            guard trace.role != nil else { throw fail("a gradient trace of component prima is not supported yet") }
+            guard (trace.role == nil) == (objective == .classCE) else {
+                throw fail("objective \(name) does not apply to component \(trace.componentName) (§11.3)")
+            }
             let inputs = try root.group("inputs")
-            guard let final = trace.activations.first(where: { $0.name == "final_norm" })?.tensor else {
-                throw fail("activations/final_norm is missing")
+            let finalName = objective == .classCE ? "class_logits" : "final_norm"
+            guard let final = trace.activations.first(where: { $0.name == finalName })?.tensor else {
+                throw fail("activations/\(finalName) is missing")
             }
             let mask = trace.attentionMask
             switch objective {
@@ -82,6 +87,16 @@ public struct GradientTrace: Sendable {
                 }
                 outputWeights = weights.reshaped([weights.elementCount / max(weights.shape.last ?? 1, 1), weights.shape.last ?? 0])
                 labels = nil
+            case .classCE:
+                guard inputs.contains("labels") else { throw fail("inputs/labels is missing") }
+                let dataset = try inputs.dataset("labels")
+                guard dataset.storedTypeMatches(.i64), dataset.shape == [1] else { throw fail("inputs/labels must be int64 of shape (1,)") }
+                let label = try dataset.readAllBytes().withUnsafeBytes { Int($0.load(as: Int64.self)) }
+                guard (0..<final.elementCount).contains(label) else {
+                    throw fail("inputs/labels holds \(label), not a class index 0..<\(final.elementCount)")
+                }
+                labels = [[label]]
+                outputWeights = nil
             case .mlm, .causalLM:
                 let values = try Trace.readInt64Matrix(inputs, "labels", path: path)
                 guard let mask, values.count == mask.count, zip(values, mask).allSatisfy({ $0.count == $1.count }) else {

@@ -39,10 +39,13 @@ public enum GradientVerifier {
     /// objective forward and backward `repeats` times (the first run is compared), and compares.
     public static func run(checkpoint path: String, trace: GradientTrace, tolerances: Tolerances = .gradients,
                            repeats: Int = 1) throws -> Report {
-        guard let role = trace.trace.role, let inputs = trace.trace.inputs else {
-            throw ToolError.input("a gradient trace of component prima is not supported yet")
-        }
         let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: path) }
+        if case .prima(let inputs, let classIds) = trace.trace.subject {
+            return try runPipeline(checkpoint, inputs: inputs, classIds: classIds, trace: trace, tolerances: tolerances, repeats: repeats)
+        }
+        guard let role = trace.trace.role, let inputs = trace.trace.inputs else {
+            throw ToolError.input("\(trace.path): no component inputs")
+        }
         let component = try ToolError.classify(asInput: true) { try checkpoint.component(role) }
         let model = try ToolError.classify(asInput: true) { try loadComponentModel(component, training: true) }
         let store = try ToolError.classify(asInput: true) { try gradientStore(for: trace, component: component) }
@@ -56,10 +59,17 @@ public enum GradientVerifier {
             runs.append(Date().timeIntervalSince(start))
         }
         let (loss, activationGradients) = result
+        return try report(trace, component: role.rawValue, loss: loss, activationGradients: activationGradients, store: store,
+                          tolerances: tolerances, runs: runs)
+    }
+
+    /// Compares what a run produced with the trace.
+    private static func report(_ trace: GradientTrace, component: String, loss: Float, activationGradients: [String: Tensor],
+                               store: GradientStore, tolerances: Tolerances, runs: [Double]) throws -> Report {
         let masked = trace.trace.attentionMask
         let compared = try trace.activationGradients.map { reference -> ActivationComparison in
-            guard let ours = activationGradients[reference.name] else {
-                throw ToolError.input("\(trace.path): activation gradient \(reference.name) is not one the \(role.rawValue) backward produces")
+            guard let ours = activationGradients[reference.name], ours.elementCount == reference.tensor.elementCount else {
+                throw ToolError.input("\(trace.path): activation gradient \(reference.name) is not one the \(component) backward produces with that shape")
             }
             return Comparison.compare(name: reference.name, ours: ours, reference: reference.tensor,
                                       mask: reference.tensor.shape.count == 3 ? masked : nil, tolerances: tolerances)
@@ -68,8 +78,41 @@ public enum GradientVerifier {
             Comparison.compare(name: reference.path, ours: store[reference.path]!, reference: reference.tensor, mask: nil,
                                tolerances: tolerances)
         }
-        return Report(component: role.rawValue, objective: trace.objective, loss: loss, referenceLoss: trace.loss,
+        return Report(component: component, objective: trace.objective, loss: loss, referenceLoss: trace.loss,
                       activationGradients: compared, gradients: parameters, stepRuns: runs)
+    }
+
+    /// `class_ce` on the whole pipeline (§11.10): the heads' and the components' tensors may be trainable.
+    private static func runPipeline(_ checkpoint: Checkpoint, inputs: PrimaInputs, classIds: [Int], trace: GradientTrace,
+                                    tolerances: Tolerances, repeats: Int) throws -> Report {
+        let model = try ToolError.classify(asInput: true) { try PrimaModel(checkpoint: checkpoint) }
+        guard model.heads.classTokenIds == classIds else {
+            throw ToolError.input("\(trace.path): class token ids \(classIds) differ from the checkpoint's \(model.heads.classTokenIds)")
+        }
+        var shapes: [String: [Int]] = [:]
+        for reader in try ToolError.classify(asInput: true, { try checkpoint.roles.map { try checkpoint.component($0) } + [checkpoint.group("prima")] }) {
+            for record in try ToolError.classify(asInput: true, { try reader.tensorRecords() }) where record.aliasOf == nil {
+                shapes[GradientStore.path(role: reader.name, tensor: record.name)] = record.shape
+            }
+        }
+        let store = try storeFor(trace, shapes: shapes, checkpoint: checkpoint.path)
+        let label = trace.labels?.first?.first ?? 0
+        var runs: [Double] = []
+        var result: (Float, [String: Tensor]) = (0, [:])
+        for _ in 0..<max(1, repeats) {
+            store.zero()
+            let start = Date()
+            result = try ToolError.classify(asInput: true) {
+                let (logits, tape) = try model.trainingForward(inputs)
+                let entropy = Loss.crossEntropy(logits, labels: [label])
+                var gradients: [String: Tensor] = [:]
+                try model.backward(entropy.logitsGradient, tape: tape, gradients: store) { gradients[$0] = $1 }
+                return (entropy.loss, gradients)
+            }
+            runs.append(Date().timeIntervalSince(start))
+        }
+        return try report(trace, component: "prima", loss: result.0, activationGradients: result.1, store: store,
+                          tolerances: tolerances, runs: runs)
     }
 
     /// One forward + objective + backward step of the component's model on the trace's inputs.
@@ -107,9 +150,14 @@ public enum GradientVerifier {
                 shapes["\(component.name)/lora/\(adapter)/tensors/\(record.name)"] = record.shape
             }
         }
+        return try storeFor(trace, shapes: shapes, checkpoint: component.checkpoint.path)
+    }
+
+    /// A gradient store for the trace's paths, each checked against `shapes` (stored tensors by path).
+    static func storeFor(_ trace: GradientTrace, shapes: [String: [Int]], checkpoint: String) throws -> GradientStore {
         for (path, tensor) in trace.gradients {
             guard let shape = shapes[path] else {
-                throw ToolError.input("\(trace.path): gradients/\(path) names no stored tensor of \(component.checkpoint.path) (a tied alias has its target's path)")
+                throw ToolError.input("\(trace.path): gradients/\(path) names no stored tensor of \(checkpoint) (a tied alias has its target's path)")
             }
             guard shape == tensor.shape else {
                 throw ToolError.input("\(trace.path): gradients/\(path) has shape \(ShapeMath.describe(tensor.shape)); the checkpoint's tensor is \(ShapeMath.describe(shape))")

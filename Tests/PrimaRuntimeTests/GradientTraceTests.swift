@@ -1,4 +1,5 @@
 import Foundation
+import PrimaJSON
 import PrimaTestSupport
 import PrimaVerify
 import Testing
@@ -95,5 +96,20 @@ import Testing
             #expect(result.status == 2 && lines.count == 1 && result.stderr.contains(item["mentions", default: "?"]),
                     "\(item["file", default: ""]) (\(item["defect", default: ""])): status \(result.status): \(result.stderr)\(result.stdout.suffix(300))")
         }
+    }
+}
+
+/// Stage 3's objective on the whole pipeline (Formats/prima-trace.md §11.10): the class cross-entropy through the
+/// decoder, the fusion heads and both encoders, against PyTorch on the pipeline of the `prima-tiny-bert` trace (its
+/// heads file), through the binary.
+@Suite struct PipelineGradientTests {
+    @Test func classCrossEntropyMatchesPyTorch() throws {
+        let checkpoint = try PrimaTraceTests.assemble(PrimaTraceTests.variants[0])
+        let trace = GradientTraceTests.traces + "/prima-tiny-bert-class_ce.h5"
+        let result = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-verify"), [checkpoint, "--trace", trace, "--json"])
+        #expect(result.status == 0, "\(result.stderr)\(result.stdout.suffix(2000))")
+        let report = try JSON.parse(result.stdout).object
+        #expect(report?["pass"]?.bool == true && report?["objective"]?.string == "class_ce")
+        #expect((report?["gradients"]?.array?.count ?? 0) == 42 && (report?["activations"]?.array?.count ?? 0) == 23)
     }
 }

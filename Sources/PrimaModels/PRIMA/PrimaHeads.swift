@@ -27,10 +27,9 @@ public final class PrimaHeads: Sendable {
     /// 0: the heads hold their seeded initialisation (the checkpoint's `heads_trained`).
     public let trained: Bool
     let weights: ModelWeights
-    /// The convolution weights as matrices over im2col rows: image [d_llm, 4·d_img] in (ky, kx, c) order, text
-    /// [d_llm, 2·d_txt] in (k, c) order.
-    let imageConv: Tensor
-    let textConv: Tensor
+    /// The fusion projectors, bound at load (their convolution weights kept as im2col matrices too).
+    let imageCLSProjector, textCLSProjector: CLSProjector
+    let imageSequenceProjector, textSequenceProjector: SequenceProjector
 
     /// Reads and validates the heads group of `checkpoint`: every tensor with its §8 shape, the class token ids,
     /// labels, prompt and answer prefix.
@@ -81,72 +80,124 @@ public final class PrimaHeads: Sendable {
             throw RuntimeError("\(origin): tensor \(extra.name) is not a PRIMA heads tensor (§8)")
         }
         weights = try ModelWeights(component: group, excluding: [PrimaHeadsConfig.classTokenIdsName])
-        imageConv = Self.convMatrix(try weights("fusion.image_seq_projector.conv.weight"))
-        textConv = Self.convMatrix(try weights("fusion.text_seq_projector.conv.weight"))
-    }
-
-    /// A convolution weight [O, C, k…] as [O, k…·C]: the kernel positions outermost, channels innermost, so that an
-    /// im2col row is the concatenation of whole token vectors.
-    static func convMatrix(_ weight: Tensor) -> Tensor {
-        let out = weight.shape[0], channels = weight.shape[1], taps = weight.shape.dropFirst(2).reduce(1, *)
-        let matrix = Tensor(zeros: [out, taps * channels], dtype: .f32)
-        weight.withFloat32 { w in matrix.withMutableFloat32 { m in
-            for o in 0..<out { for c in 0..<channels { for t in 0..<taps {
-                m[o * taps * channels + t * channels + c] = w[(o * channels + c) * taps + t]
-            } } }
-        } }
-        return matrix
+        imageCLSProjector = try CLSProjector(weights, "fusion.image_cls_projector")
+        textCLSProjector = try CLSProjector(weights, "fusion.text_cls_projector")
+        imageSequenceProjector = try SequenceProjector(weights, "fusion.image_seq_projector")
+        textSequenceProjector = try SequenceProjector(weights, "fusion.text_seq_projector")
     }
 
     private func linear(_ x: Tensor, _ prefix: String) throws -> Tensor {
         Linear.forward(x, weight: try weights.linear(prefix + ".weight"), bias: try weights(prefix + ".bias"))
     }
 
-    /// image_proj: x [N, d_img] → [N, d_align] (image CLS or patch tokens).
+    /// The alignment projection of image features [N, d_img] → [N, d_align].
     public func alignImage(_ x: Tensor) throws -> Tensor { try linear(x, "alignment.image_proj") }
 
-    /// text_proj: x [N, d_txt] → [N, d_align] (text CLS or sequence tokens).
+    /// The alignment projection of text features [N, d_txt] → [N, d_align].
     public func alignText(_ x: Tensor) throws -> Tensor { try linear(x, "alignment.text_proj") }
 
-    /// image_classifier: image CLS [N, d_img] → logits [N, K].
+    /// The image classifier on the image CLS [1, d_img] → [1, K].
     public func classifyImage(_ cls: Tensor) throws -> Tensor { try linear(cls, "image_classifier") }
 
-    /// fc2(GELU(fc1(x))): a CLS token [N, d] → [N, d_llm]; `projector` is `image_cls_projector` or `text_cls_projector`.
+    /// A CLS projector (`fc2(gelu(fc1(x)))`) on [1, d] → [1, d_llm]; `projector` is `image_cls_projector` or
+    /// `text_cls_projector`.
     public func projectCLS(_ x: Tensor, projector: String) throws -> Tensor {
-        let prefix = "fusion.\(projector)"
-        return try linear(Elementwise.apply(.gelu, try linear(x, prefix + ".fc1")), prefix + ".fc2")
+        (projector == "image_cls_projector" ? imageCLSProjector : textCLSProjector).forward(x).output
     }
 
-    /// The image sequence projector: patch tokens [h·w, d_img] of a row-major h × w grid → Conv2d (kernel 2, stride 2;
-    /// an odd last row or column is dropped) → GELU → Linear: [(h/2)·(w/2), d_llm].
+    /// The image sequence projector: Conv2d(d_img, d_llm, 2, stride 2) over the h × w patch grid [h·w, d_img] (the
+    /// last row or column dropped when odd), GELU, fc → [(h/2)·(w/2), d_llm].
     public func projectImageSequence(_ patches: Tensor, gridHeight h: Int, gridWidth w: Int) throws -> Tensor {
-        let c = config.imageWidth, h2 = h / 2, w2 = w / 2
-        precondition(patches.shape == [h * w, c], "image sequence projector: patches \(patches.shape) are not [\(h)·\(w), \(c)]")
-        let columns = Tensor(zeros: [h2 * w2, 4 * c], dtype: .f32)                    // im2col rows, (ky, kx, c)
-        patches.withFloat32 { x in columns.withMutableFloat32 { m in
-            for i in 0..<h2 { for j in 0..<w2 { for ky in 0..<2 { for kx in 0..<2 {
-                let source = ((2 * i + ky) * w + 2 * j + kx) * c
-                let target = (i * w2 + j) * 4 * c + (ky * 2 + kx) * c
-                (m.baseAddress! + target).update(from: x.baseAddress! + source, count: c)
-            } } } }
-        } }
-        let conv = Linear.forward(columns, weight: imageConv, bias: try weights("fusion.image_seq_projector.conv.bias"))
-        return try linear(Elementwise.apply(.gelu, conv), "fusion.image_seq_projector.fc")
+        precondition(patches.shape == [h * w, config.imageWidth], "image sequence projector: patches \(patches.shape) are not [\(h)·\(w), \(config.imageWidth)]")
+        return imageSequenceProjector.forward(patches, gridHeight: h, gridWidth: w).output
     }
 
-    /// The text sequence projector: sequence tokens [L, d_txt] (no [CLS], [SEP] or padding) → Conv1d (kernel 2,
-    /// stride 2; an odd last token is dropped) → GELU → Linear: [L/2, d_llm]; [0, d_llm] when L < 2.
+    /// The text sequence projector: Conv1d(d_txt, d_llm, 2, stride 2) over the tokens [L, d_txt] (an odd last
+    /// token dropped), GELU, fc → [L/2, d_llm].
     public func projectTextSequence(_ tokens: Tensor) throws -> Tensor {
-        let c = config.textWidth, length = tokens.shape[0], pairs = length / 2
-        precondition(tokens.shape == [length, c], "text sequence projector: tokens \(tokens.shape) are not [L, \(c)]")
-        guard pairs > 0 else { return Tensor(zeros: [0, config.decoderWidth], dtype: .f32) }
-        // Two consecutive rows of [L, c] are one contiguous (k, c) im2col row.
-        let columns = Tensor(zeros: [pairs, 2 * c], dtype: .f32)
-        tokens.withFloat32 { x in columns.withMutableFloat32 { m in m.baseAddress!.update(from: x.baseAddress!, count: pairs * 2 * c) } }
-        let conv = Linear.forward(columns, weight: textConv, bias: try weights("fusion.text_seq_projector.conv.bias"))
-        return try linear(Elementwise.apply(.gelu, conv), "fusion.text_seq_projector.fc")
+        precondition(tokens.shape.count == 2 && tokens.shape[1] == config.textWidth, "text sequence projector: tokens \(tokens.shape) are not [L, \(config.textWidth)]")
+        guard tokens.shape[0] >= 2 else { return Tensor(zeros: [0, config.decoderWidth], dtype: .f32) }
+        return textSequenceProjector.forward(tokens, gridHeight: 1, gridWidth: tokens.shape[0]).output
     }
 
-    /// The special token embeddings [4, d_llm]: `<|img_start|>`, `<|img_end|>`, `<|txt_start|>`, `<|txt_end|>`.
+    /// `fusion.special_tokens` [4, d_llm]: `<|img_start|>`, `<|img_end|>`, `<|txt_start|>`, `<|txt_end|>`.
     public func specialTokens() throws -> Tensor { try weights(PrimaHeadsConfig.specialTokensName) }
+}
+
+/// A CLS projector of the fusion heads, `fc2(gelu(fc1(x)))` (Docs/prima-model.md), bound at load.
+struct CLSProjector: Sendable {
+    let fc1, fc2: BoundLinear
+
+    struct Saved {
+        let input, hidden, activated: Tensor
+        let fc1, fc2: BoundLinear.Saved
+    }
+
+    init(_ weights: ModelWeights, _ prefix: String) throws {
+        fc1 = try weights.bind(prefix + ".fc1")
+        fc2 = try weights.bind(prefix + ".fc2")
+    }
+
+    /// x [1, d] → [1, d_llm].
+    func forward(_ x: Tensor) -> (output: Tensor, saved: Saved) {
+        let first = fc1.forward(x)
+        let activated = Elementwise.apply(.gelu, first.output)
+        let second = fc2.forward(activated)
+        return (second.output, Saved(input: x, hidden: first.output, activated: activated, fc1: first.saved, fc2: second.saved))
+    }
+
+    /// dx from dy; the projector's trainable gradients accumulate.
+    func backward(_ dy: Tensor, saved: Saved, gradients: GradientStore) throws -> Tensor {
+        let dActivated = try fc2.backward(dy, input: saved.activated, saved: saved.fc2, gradients: gradients)!
+        return try fc1.backward(Elementwise.backward(.gelu, dActivated, x: saved.hidden), input: saved.input, saved: saved.fc1,
+                                gradients: gradients)!
+    }
+}
+
+/// A sequence projector of the fusion heads: a stride-2 convolution over the token grid (TokenConvolution), GELU,
+/// then `fc`, bound at load.
+struct SequenceProjector: Sendable {
+    let role: String
+    let prefix: String
+    let convWeight: Tensor          // [O, C, 2, 2] or [O, C, 2]
+    let convMatrix: Tensor          // [O, k·C], TokenConvolution.weightMatrix
+    let convBias: Tensor
+    let fc: BoundLinear
+
+    struct Saved {
+        let tokens: Tensor
+        let gridHeight, gridWidth: Int
+        let convolved, activated: Tensor
+        let fc: BoundLinear.Saved
+    }
+
+    init(_ weights: ModelWeights, _ prefix: String) throws {
+        role = weights.role
+        self.prefix = prefix
+        convWeight = try weights(prefix + ".conv.weight")
+        convMatrix = TokenConvolution.weightMatrix(convWeight)
+        convBias = try weights(prefix + ".conv.bias")
+        fc = try weights.bind(prefix + ".fc")
+    }
+
+    /// tokens [gH·gW, C] → [(gH/kH)·(gW/kW), d_llm].
+    func forward(_ tokens: Tensor, gridHeight: Int, gridWidth: Int) -> (output: Tensor, saved: Saved) {
+        let convolved = TokenConvolution.forward(tokens, gridHeight: gridHeight, gridWidth: gridWidth, weightMatrix: convMatrix,
+                                                 kernel: TokenConvolution.kernel(of: convWeight), bias: convBias)
+        let activated = Elementwise.apply(.gelu, convolved)
+        let projected = fc.forward(activated)
+        return (projected.output, Saved(tokens: tokens, gridHeight: gridHeight, gridWidth: gridWidth, convolved: convolved,
+                                        activated: activated, fc: projected.saved))
+    }
+
+    /// d(tokens) [gH·gW, C] from dy (rows the convolution drops get 0); the trainable gradients accumulate.
+    func backward(_ dy: Tensor, saved: Saved, gradients: GradientStore) throws -> Tensor {
+        let dActivated = try fc.backward(dy, input: saved.activated, saved: saved.fc, gradients: gradients)!
+        let dConvolved = Elementwise.backward(.gelu, dActivated, x: saved.convolved)
+        return TokenConvolution.backward(dConvolved, tokens: saved.tokens, gridHeight: saved.gridHeight, gridWidth: saved.gridWidth,
+                                         weight: convWeight,
+                                         weightGradient: gradients[GradientStore.path(role: role, tensor: prefix + ".conv.weight")],
+                                         biasGradient: gradients[GradientStore.path(role: role, tensor: prefix + ".conv.bias")],
+                                         inputGradient: true)!
+    }
 }

@@ -171,3 +171,156 @@ func concatenateRows(_ parts: [Tensor]) -> Tensor {
     }
     return out
 }
+
+// MARK: - Training (stage 3: class_ce)
+
+extension PrimaModel {
+    /// An encoder's backward walk captured with its tape: dLoss/d(final hidden state), the gradient store and the
+    /// activation-gradient observer → dLoss/d(its input embeddings).
+    typealias EncoderBackward = (Tensor, GradientStore, (String, Tensor) throws -> Void) throws -> Tensor
+
+    /// What ``backward(_:tape:gradients:observe:)`` needs from ``trainingForward(_:observe:)``.
+    public struct Tape {
+        let inputs: PrimaInputs
+        let imageBackward, textBackward: EncoderBackward
+        let imageTokens, textTokens, imagePrefix, gridHeight, gridWidth: Int
+        let imageCLS, textCLS: CLSProjector.Saved
+        let imageSequence, textSequence: SequenceProjector.Saved
+        /// Rows of each part of the decoder input, in order (the special tokens are one row each between them).
+        let rows: (prompt: Int, imageCLS: Int, imageSequence: Int, textCLS: Int, textSequence: Int, answer: Int)
+        let decoder: Qwen3Model.Tape
+        let lastHidden: Tensor
+        let head: BoundLinear.Saved
+    }
+
+    /// The training forward of the whole pipeline (the §10 arithmetic, every stage recording its tape): the class
+    /// logits [1, K] — the LM head over the vocabulary at the last position, then the class columns — and the tape.
+    /// Reports the activations of the `prima` trace component.
+    public func trainingForward(_ inputs: PrimaInputs, observe: (String, Tensor) throws -> Void = { _, _ in }) throws -> (Tensor, Tape) {
+        let pixels = inputs.pixelValues.toFloat32()
+        guard pixels.shape.count == 4, pixels.shape[0] == 1 else {
+            throw RuntimeError("PRIMA takes one image [1, 3, H, W], got \(ShapeMath.describe(pixels.shape))")
+        }
+        guard inputs.textIds.count >= 2 else { throw RuntimeError("PRIMA's text input needs at least [CLS] and [SEP], got \(inputs.textIds.count) tokens") }
+        let (imageHidden, imageTape) = try imageEncoder.trainingForward(pixels: pixels) { try observe("image_encoder." + $0, $1) }
+        guard let text = textEncoder as? any TrainableEncoder else { throw RuntimeError("the text encoder cannot be trained") }
+        let (textHidden, textBackward) = try Self.trainingForward(text, ids: inputs.textIds) { try observe("text_encoder." + $0, $1) }
+
+        let p = imageEncoder.config.patchSize, prefix = 1 + imageEncoder.config.registerCount
+        let h = pixels.shape[2] / p, w = pixels.shape[3] / p
+        let imageCLS = embeddingLookup(imageHidden, [[0]]), patches = embeddingLookup(imageHidden, [Array(prefix..<(prefix + h * w))])
+        let textCLS = embeddingLookup(textHidden, [[0]]), sequence = embeddingLookup(textHidden, [Array(1..<(inputs.textIds.count - 1))])
+        try observe("alignment.image_global", try heads.alignImage(imageCLS))
+        try observe("alignment.text_global", try heads.alignText(textCLS))
+        try observe("alignment.image_local", try heads.alignImage(patches))
+        try observe("alignment.text_local", try heads.alignText(sequence))
+        try observe("image_classifier.logits", try heads.classifyImage(imageCLS))
+        let imageProjected = heads.imageCLSProjector.forward(imageCLS)
+        try observe("fusion.image_cls", imageProjected.output)
+        let imageSequence = heads.imageSequenceProjector.forward(patches, gridHeight: h, gridWidth: w)
+        try observe("fusion.image_seq", imageSequence.output)
+        let textProjected = heads.textCLSProjector.forward(textCLS)
+        try observe("fusion.text_cls", textProjected.output)
+        let textSequence = heads.textSequenceProjector.forward(sequence, gridHeight: 1, gridWidth: sequence.shape[0])
+        try observe("fusion.text_seq", textSequence.output)
+
+        let special = try heads.specialTokens()
+        let token = { (row: Int) in embeddingLookup(special, [[row]]) }
+        let embeddings = concatenateRows([try decoder.inputEmbeddings(inputs.promptIds), token(0), imageProjected.output,
+                                          imageSequence.output, token(1), token(2), textProjected.output, textSequence.output,
+                                          token(3), try decoder.inputEmbeddings(inputs.answerPrefixIds)])
+        let length = embeddings.shape[0]
+        let (hidden, decoderTape) = try decoder.trainingForward(embeddings: embeddings, mask: [Array(repeating: 1, count: length)]) {
+            try observe("decoder." + $0, $1)
+        }
+        let last = embeddingLookup(hidden, [[length - 1]])
+        let (logits, head) = decoder.headForward(last)                                          // [1, V]
+        let classLogits = gatherColumns(logits, heads.classTokenIds)                            // [1, K]
+        try observe("class_logits", classLogits)
+        try observe("class_probs", Tensor(shape: [1, heads.classTokenIds.count], float32: Self.softmax(classLogits.float32Values())))
+        let imageBackward: EncoderBackward = { [imageEncoder] in try imageEncoder.backward($0, tape: imageTape, gradients: $1, observe: $2) }
+        let tape = Tape(inputs: inputs, imageBackward: imageBackward, textBackward: textBackward, imageTokens: imageHidden.shape[0],
+                        textTokens: textHidden.shape[0], imagePrefix: prefix, gridHeight: h, gridWidth: w,
+                        imageCLS: imageProjected.saved, textCLS: textProjected.saved, imageSequence: imageSequence.saved,
+                        textSequence: textSequence.saved,
+                        rows: (inputs.promptIds.count, imageProjected.output.shape[0], imageSequence.output.shape[0],
+                               textProjected.output.shape[0], textSequence.output.shape[0], inputs.answerPrefixIds.count),
+                        decoder: decoderTape, lastHidden: last, head: head)
+        return (classLogits, tape)
+    }
+
+    /// A text encoder's training forward on one unpadded sequence, with its backward captured.
+    private static func trainingForward<M: TrainableEncoder>(_ model: M, ids: [Int], observe: (String, Tensor) throws -> Void) throws
+        -> (Tensor, EncoderBackward) {
+        let (hidden, tape) = try model.trainingForward(ids: [ids], mask: [Array(repeating: 1, count: ids.count)], observe: observe)
+        return (hidden, { try model.backward($0, tape: tape, gradients: $1, observe: $2) })
+    }
+
+    /// The backward walk from dLoss/d(class logits) [1, K]: accumulates the gradients of every trainable tensor of
+    /// the decoder, the fusion heads and the encoders, and reports dLoss/d(activation) for every activation of the
+    /// `prima` trace component (exactly 0 for those off the loss path: alignment, the image classifier, class_probs).
+    public func backward(_ dClassLogits: Tensor, tape: Tape, gradients: GradientStore,
+                         observe: (String, Tensor) throws -> Void = { _, _ in }) throws {
+        let c = decoder.config.hiddenSize, v = decoder.config.vocabSize
+        try observe("class_logits", dClassLogits)
+        try observe("class_probs", Tensor(zeros: dClassLogits.shape, dtype: .f32))
+        let dLogits = Tensor(zeros: [1, v], dtype: .f32)
+        dClassLogits.withFloat32 { g in dLogits.withMutableFloat32 { out in
+            for (k, id) in heads.classTokenIds.enumerated() { out[id] += g[k] }
+        } }
+        let dLast = try decoder.headBackward(dLogits, hidden: tape.lastHidden, saved: tape.head, gradients: gradients)
+        let rows = tape.rows
+        let total = rows.prompt + 4 + rows.imageCLS + rows.imageSequence + rows.textCLS + rows.textSequence + rows.answer
+        let dHidden = Tensor(zeros: [total, c], dtype: .f32)
+        dLast.withFloat32 { g in dHidden.withMutableFloat32 { out in (out.baseAddress! + (total - 1) * c).update(from: g.baseAddress!, count: c) } }
+        let dEmbeddings = try decoder.backward(dHidden, tape: tape.decoder, gradients: gradients) { try observe("decoder." + $0, $1) }
+
+        // Split the decoder input's gradient back into its parts, in the order fuse() assembled them.
+        var offset = 0
+        func take(_ count: Int) -> Tensor {
+            defer { offset += count }
+            return embeddingLookup(dEmbeddings, [Array(offset..<(offset + count))])
+        }
+        let dPrompt = take(rows.prompt), dStart = take(1), dImageCLS = take(rows.imageCLS), dImageSequence = take(rows.imageSequence)
+        let dImageEnd = take(1), dTextStart = take(1), dTextCLS = take(rows.textCLS), dTextSequence = take(rows.textSequence)
+        let dTextEnd = take(1), dAnswer = take(rows.answer)
+        if let table = gradients[GradientStore.path(role: ComponentRole.decoder.rawValue, tensor: "embed.tokens")] {
+            Embedding.backward(dPrompt, ids: tape.inputs.promptIds, tableGradient: table)
+            Embedding.backward(dAnswer, ids: tape.inputs.answerPrefixIds, tableGradient: table)
+        }
+        if let special = gradients[GradientStore.path(role: "prima", tensor: PrimaHeadsConfig.specialTokensName)] {
+            Embedding.backward(concatenateRows([dStart, dImageEnd, dTextStart, dTextEnd]), ids: [0, 1, 2, 3], tableGradient: special)
+        }
+        try observe("fusion.image_cls", dImageCLS)
+        try observe("fusion.image_seq", dImageSequence)
+        try observe("fusion.text_cls", dTextCLS)
+        try observe("fusion.text_seq", dTextSequence)
+        let dImageFeatures = try heads.imageCLSProjector.backward(dImageCLS, saved: tape.imageCLS, gradients: gradients)
+        let dPatches = try heads.imageSequenceProjector.backward(dImageSequence, saved: tape.imageSequence, gradients: gradients)
+        let dTextFeatures = try heads.textCLSProjector.backward(dTextCLS, saved: tape.textCLS, gradients: gradients)
+        let dSequence = try heads.textSequenceProjector.backward(dTextSequence, saved: tape.textSequence, gradients: gradients)
+        // Off the loss path: exactly zero.
+        let width = heads.config.alignWidth
+        for (name, rowsCount) in [("alignment.image_global", 1), ("alignment.text_global", 1),
+                                  ("alignment.image_local", tape.gridHeight * tape.gridWidth),
+                                  ("alignment.text_local", tape.textTokens - 2)] {
+            try observe(name, Tensor(zeros: [rowsCount, width], dtype: .f32))
+        }
+        try observe("image_classifier.logits", Tensor(zeros: [1, heads.classTokenIds.count], dtype: .f32))
+
+        // The encoders' final hidden states get the gradient of the rows the heads read.
+        let imageWidth = heads.config.imageWidth, textWidth = heads.config.textWidth
+        let dImage = Tensor(zeros: [tape.imageTokens, imageWidth], dtype: .f32)
+        dImage.withMutableFloat32 { out in
+            dImageFeatures.withFloat32 { (out.baseAddress!).update(from: $0.baseAddress!, count: imageWidth) }
+            dPatches.withFloat32 { (out.baseAddress! + tape.imagePrefix * imageWidth).update(from: $0.baseAddress!, count: $0.count) }
+        }
+        _ = try tape.imageBackward(dImage, gradients) { try observe("image_encoder." + $0, $1) }
+        let dText = Tensor(zeros: [tape.textTokens, textWidth], dtype: .f32)
+        dText.withMutableFloat32 { out in
+            dTextFeatures.withFloat32 { (out.baseAddress!).update(from: $0.baseAddress!, count: textWidth) }
+            dSequence.withFloat32 { (out.baseAddress! + textWidth).update(from: $0.baseAddress!, count: $0.count) }
+        }
+        _ = try tape.textBackward(dText, gradients) { try observe("text_encoder." + $0, $1) }
+    }
+}
