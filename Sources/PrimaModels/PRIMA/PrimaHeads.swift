@@ -108,16 +108,27 @@ public final class PrimaHeads: Sendable {
     /// The image sequence projector: Conv2d(d_img, d_llm, 2, stride 2) over the h × w patch grid [h·w, d_img] (the
     /// last row or column dropped when odd), GELU, fc → [(h/2)·(w/2), d_llm].
     public func projectImageSequence(_ patches: Tensor, gridHeight h: Int, gridWidth w: Int) throws -> Tensor {
-        precondition(patches.shape == [h * w, config.imageWidth], "image sequence projector: patches \(patches.shape) are not [\(h)·\(w), \(config.imageWidth)]")
-        return imageSequenceProjector.forward(patches, gridHeight: h, gridWidth: w).output
+        try imageSequence(patches, gridHeight: h, gridWidth: w).output
+    }
+
+    /// ``projectImageSequence(_:gridHeight:gridWidth:)`` with what its backward needs.
+    func imageSequence(_ patches: Tensor, gridHeight h: Int, gridWidth w: Int) throws -> (output: Tensor, saved: SequenceProjector.Saved) {
+        guard patches.shape == [h * w, config.imageWidth] else {
+            throw RuntimeError("image sequence projector: patches \(ShapeMath.describe(patches.shape)) are not [\(h)·\(w), \(config.imageWidth)]")
+        }
+        return imageSequenceProjector.forward(patches, gridHeight: h, gridWidth: w)
     }
 
     /// The text sequence projector: Conv1d(d_txt, d_llm, 2, stride 2) over the tokens [L, d_txt] (an odd last
     /// token dropped), GELU, fc → [L/2, d_llm].
-    public func projectTextSequence(_ tokens: Tensor) throws -> Tensor {
-        precondition(tokens.shape.count == 2 && tokens.shape[1] == config.textWidth, "text sequence projector: tokens \(tokens.shape) are not [L, \(config.textWidth)]")
-        guard tokens.shape[0] >= 2 else { return Tensor(zeros: [0, config.decoderWidth], dtype: .f32) }
-        return textSequenceProjector.forward(tokens, gridHeight: 1, gridWidth: tokens.shape[0]).output
+    public func projectTextSequence(_ tokens: Tensor) throws -> Tensor { try textSequence(tokens).output }
+
+    /// ``projectTextSequence(_:)`` with what its backward needs.
+    func textSequence(_ tokens: Tensor) throws -> (output: Tensor, saved: SequenceProjector.Saved) {
+        guard tokens.shape.count == 2, tokens.shape[1] == config.textWidth else {
+            throw RuntimeError("text sequence projector: tokens \(ShapeMath.describe(tokens.shape)) are not [L, \(config.textWidth)]")
+        }
+        return textSequenceProjector.forward(tokens, gridHeight: 1, gridWidth: tokens.shape[0])
     }
 
     /// `fusion.special_tokens` [4, d_llm]: `<|img_start|>`, `<|img_end|>`, `<|txt_start|>`, `<|txt_end|>`.

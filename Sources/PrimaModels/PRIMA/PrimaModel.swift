@@ -106,24 +106,43 @@ public final class PrimaModel: Sendable {
     /// answer prefix. Also reports the alignment and image-classifier outputs (not used by the decoder).
     public func fuse(_ image: EncodedImage, _ text: EncodedText, promptIds: [Int], answerPrefixIds: [Int],
                      observe: (String, Tensor) throws -> Void = { _, _ in }) throws -> Tensor {
+        try fuseRecording(image, text, promptIds: promptIds, answerPrefixIds: answerPrefixIds, observe: observe).embeddings
+    }
+
+    /// What the fusion's backward needs: the projectors' saved states and the rows of each part of the decoder input.
+    struct FusionTape {
+        let imageCLS, textCLS: CLSProjector.Saved
+        let imageSequence, textSequence: SequenceProjector.Saved
+        /// Rows of each part, in order (the special tokens are one row each between them).
+        let rows: (prompt: Int, imageCLS: Int, imageSequence: Int, textCLS: Int, textSequence: Int, answer: Int)
+    }
+
+    /// ``fuse(_:_:promptIds:answerPrefixIds:observe:)`` recording what the backward needs.
+    func fuseRecording(_ image: EncodedImage, _ text: EncodedText, promptIds: [Int], answerPrefixIds: [Int],
+                       observe: (String, Tensor) throws -> Void) throws -> (embeddings: Tensor, tape: FusionTape) {
         try observe("alignment.image_global", try heads.alignImage(image.cls))
         try observe("alignment.text_global", try heads.alignText(text.cls))
         try observe("alignment.image_local", try heads.alignImage(image.patches))
         try observe("alignment.text_local", try heads.alignText(text.sequence))
         try observe("image_classifier.logits", try heads.classifyImage(image.cls))
-        let imageCLS = try heads.projectCLS(image.cls, projector: "image_cls_projector")
-        try observe("fusion.image_cls", imageCLS)
-        let imageSequence = try heads.projectImageSequence(image.patches, gridHeight: image.gridHeight, gridWidth: image.gridWidth)
-        try observe("fusion.image_seq", imageSequence)
-        let textCLS = try heads.projectCLS(text.cls, projector: "text_cls_projector")
-        try observe("fusion.text_cls", textCLS)
-        let textSequence = try heads.projectTextSequence(text.sequence)
-        try observe("fusion.text_seq", textSequence)
+        let imageCLS = heads.imageCLSProjector.forward(image.cls)
+        try observe("fusion.image_cls", imageCLS.output)
+        let imageSequence = try heads.imageSequence(image.patches, gridHeight: image.gridHeight, gridWidth: image.gridWidth)
+        try observe("fusion.image_seq", imageSequence.output)
+        let textCLS = heads.textCLSProjector.forward(text.cls)
+        try observe("fusion.text_cls", textCLS.output)
+        let textSequence = try heads.textSequence(text.sequence)
+        try observe("fusion.text_seq", textSequence.output)
 
         let special = try heads.specialTokens()                                                            // [4, d_llm]
         let token = { (row: Int) in embeddingLookup(special, [[row]]) }
-        return concatenateRows([try decoder.inputEmbeddings(promptIds), token(0), imageCLS, imageSequence, token(1),
-                                token(2), textCLS, textSequence, token(3), try decoder.inputEmbeddings(answerPrefixIds)])
+        let embeddings = concatenateRows([try decoder.inputEmbeddings(promptIds), token(0), imageCLS.output, imageSequence.output,
+                                          token(1), token(2), textCLS.output, textSequence.output, token(3),
+                                          try decoder.inputEmbeddings(answerPrefixIds)])
+        let rows = (promptIds.count, imageCLS.output.shape[0], imageSequence.output.shape[0], textCLS.output.shape[0],
+                    textSequence.output.shape[0], answerPrefixIds.count)
+        return (embeddings, FusionTape(imageCLS: imageCLS.saved, textCLS: textCLS.saved, imageSequence: imageSequence.saved,
+                                       textSequence: textSequence.saved, rows: rows))
     }
 
     /// Runs the decoder on input embeddings [T_dec, d_llm]; returns the class logits [K] at the last position.
@@ -184,10 +203,7 @@ extension PrimaModel {
         let inputs: PrimaInputs
         let imageBackward, textBackward: EncoderBackward
         let imageTokens, textTokens, imagePrefix, gridHeight, gridWidth: Int
-        let imageCLS, textCLS: CLSProjector.Saved
-        let imageSequence, textSequence: SequenceProjector.Saved
-        /// Rows of each part of the decoder input, in order (the special tokens are one row each between them).
-        let rows: (prompt: Int, imageCLS: Int, imageSequence: Int, textCLS: Int, textSequence: Int, answer: Int)
+        let fusion: FusionTape
         let decoder: Qwen3Model.Tape
         let lastHidden: Tensor
         let head: BoundLinear.Saved
@@ -203,32 +219,16 @@ extension PrimaModel {
         }
         guard inputs.textIds.count >= 2 else { throw RuntimeError("PRIMA's text input needs at least [CLS] and [SEP], got \(inputs.textIds.count) tokens") }
         let (imageHidden, imageTape) = try imageEncoder.trainingForward(pixels: pixels) { try observe("image_encoder." + $0, $1) }
-        guard let text = textEncoder as? any TrainableEncoder else { throw RuntimeError("the text encoder cannot be trained") }
-        let (textHidden, textBackward) = try Self.trainingForward(text, ids: inputs.textIds) { try observe("text_encoder." + $0, $1) }
+        guard let textModel = textEncoder as? any TrainableEncoder else { throw RuntimeError("the text encoder cannot be trained") }
+        let (textHidden, textBackward) = try Self.trainingForward(textModel, ids: inputs.textIds) { try observe("text_encoder." + $0, $1) }
 
         let p = imageEncoder.config.patchSize, prefix = 1 + imageEncoder.config.registerCount
         let h = pixels.shape[2] / p, w = pixels.shape[3] / p
-        let imageCLS = embeddingLookup(imageHidden, [[0]]), patches = embeddingLookup(imageHidden, [Array(prefix..<(prefix + h * w))])
-        let textCLS = embeddingLookup(textHidden, [[0]]), sequence = embeddingLookup(textHidden, [Array(1..<(inputs.textIds.count - 1))])
-        try observe("alignment.image_global", try heads.alignImage(imageCLS))
-        try observe("alignment.text_global", try heads.alignText(textCLS))
-        try observe("alignment.image_local", try heads.alignImage(patches))
-        try observe("alignment.text_local", try heads.alignText(sequence))
-        try observe("image_classifier.logits", try heads.classifyImage(imageCLS))
-        let imageProjected = heads.imageCLSProjector.forward(imageCLS)
-        try observe("fusion.image_cls", imageProjected.output)
-        let imageSequence = heads.imageSequenceProjector.forward(patches, gridHeight: h, gridWidth: w)
-        try observe("fusion.image_seq", imageSequence.output)
-        let textProjected = heads.textCLSProjector.forward(textCLS)
-        try observe("fusion.text_cls", textProjected.output)
-        let textSequence = heads.textSequenceProjector.forward(sequence, gridHeight: 1, gridWidth: sequence.shape[0])
-        try observe("fusion.text_seq", textSequence.output)
-
-        let special = try heads.specialTokens()
-        let token = { (row: Int) in embeddingLookup(special, [[row]]) }
-        let embeddings = concatenateRows([try decoder.inputEmbeddings(inputs.promptIds), token(0), imageProjected.output,
-                                          imageSequence.output, token(1), token(2), textProjected.output, textSequence.output,
-                                          token(3), try decoder.inputEmbeddings(inputs.answerPrefixIds)])
+        let image = EncodedImage(cls: embeddingLookup(imageHidden, [[0]]), patches: embeddingLookup(imageHidden, [Array(prefix..<(prefix + h * w))]),
+                                 gridHeight: h, gridWidth: w)
+        let text = EncodedText(cls: embeddingLookup(textHidden, [[0]]), sequence: embeddingLookup(textHidden, [Array(1..<(inputs.textIds.count - 1))]))
+        let (embeddings, fusion) = try fuseRecording(image, text, promptIds: inputs.promptIds, answerPrefixIds: inputs.answerPrefixIds,
+                                                     observe: observe)
         let length = embeddings.shape[0]
         let (hidden, decoderTape) = try decoder.trainingForward(embeddings: embeddings, mask: [Array(repeating: 1, count: length)]) {
             try observe("decoder." + $0, $1)
@@ -240,11 +240,7 @@ extension PrimaModel {
         try observe("class_probs", Tensor(shape: [1, heads.classTokenIds.count], float32: Self.softmax(classLogits.float32Values())))
         let imageBackward: EncoderBackward = { [imageEncoder] in try imageEncoder.backward($0, tape: imageTape, gradients: $1, observe: $2) }
         let tape = Tape(inputs: inputs, imageBackward: imageBackward, textBackward: textBackward, imageTokens: imageHidden.shape[0],
-                        textTokens: textHidden.shape[0], imagePrefix: prefix, gridHeight: h, gridWidth: w,
-                        imageCLS: imageProjected.saved, textCLS: textProjected.saved, imageSequence: imageSequence.saved,
-                        textSequence: textSequence.saved,
-                        rows: (inputs.promptIds.count, imageProjected.output.shape[0], imageSequence.output.shape[0],
-                               textProjected.output.shape[0], textSequence.output.shape[0], inputs.answerPrefixIds.count),
+                        textTokens: textHidden.shape[0], imagePrefix: prefix, gridHeight: h, gridWidth: w, fusion: fusion,
                         decoder: decoderTape, lastHidden: last, head: head)
         return (classLogits, tape)
     }
@@ -269,7 +265,7 @@ extension PrimaModel {
             for (k, id) in heads.classTokenIds.enumerated() { out[id] += g[k] }
         } }
         let dLast = try decoder.headBackward(dLogits, hidden: tape.lastHidden, saved: tape.head, gradients: gradients)
-        let rows = tape.rows
+        let rows = tape.fusion.rows
         let total = rows.prompt + 4 + rows.imageCLS + rows.imageSequence + rows.textCLS + rows.textSequence + rows.answer
         let dHidden = Tensor(zeros: [total, c], dtype: .f32)
         dLast.withFloat32 { g in dHidden.withMutableFloat32 { out in (out.baseAddress! + (total - 1) * c).update(from: g.baseAddress!, count: c) } }
@@ -295,10 +291,10 @@ extension PrimaModel {
         try observe("fusion.image_seq", dImageSequence)
         try observe("fusion.text_cls", dTextCLS)
         try observe("fusion.text_seq", dTextSequence)
-        let dImageFeatures = try heads.imageCLSProjector.backward(dImageCLS, saved: tape.imageCLS, gradients: gradients)
-        let dPatches = try heads.imageSequenceProjector.backward(dImageSequence, saved: tape.imageSequence, gradients: gradients)
-        let dTextFeatures = try heads.textCLSProjector.backward(dTextCLS, saved: tape.textCLS, gradients: gradients)
-        let dSequence = try heads.textSequenceProjector.backward(dTextSequence, saved: tape.textSequence, gradients: gradients)
+        let dImageFeatures = try heads.imageCLSProjector.backward(dImageCLS, saved: tape.fusion.imageCLS, gradients: gradients)
+        let dPatches = try heads.imageSequenceProjector.backward(dImageSequence, saved: tape.fusion.imageSequence, gradients: gradients)
+        let dTextFeatures = try heads.textCLSProjector.backward(dTextCLS, saved: tape.fusion.textCLS, gradients: gradients)
+        let dSequence = try heads.textSequenceProjector.backward(dTextSequence, saved: tape.fusion.textSequence, gradients: gradients)
         // Off the loss path: exactly zero.
         let width = heads.config.alignWidth
         for (name, rowsCount) in [("alignment.image_global", 1), ("alignment.text_global", 1),

@@ -275,11 +275,8 @@ public enum Int8Linear {
                     var first = 0
                     while first < n {
                         let count = min(rowsPerBlock, n - first)
-                        for row in 0..<count {
-                            let source = q.baseAddress! + (first + row) * k, target = w.baseAddress! + row * k
-                            let rowScales = s.baseAddress! + (first + row) * blocks
-                            for i in 0..<k { target[i] = Float(source[i]) * rowScales[i / block] }
-                        }
+                        dequantizeRows(q.baseAddress!, s.baseAddress!, first: first, count: count, k: k, block: block,
+                                       blocks: blocks, into: w.baseAddress!)
                         // dx[M, K] += dy[M, first..<first+count] · W̃[first..<first+count, K]
                         BLAS.sgemm(m: m, n: k, k: count, a: g.baseAddress! + first, lda: n, b: w.baseAddress!, ldb: k,
                                    beta: 1, c: out.baseAddress!, ldc: k)
@@ -313,11 +310,8 @@ public enum Int8Linear {
                     var first = 0
                     while first < n {
                         let count = min(rowsPerBlock, n - first)
-                        for row in 0..<count {
-                            let source = q.baseAddress! + (first + row) * k, target = w.baseAddress! + row * k
-                            let rowScales = s.baseAddress! + (first + row) * blocks
-                            for i in 0..<k { target[i] = Float(source[i]) * rowScales[i / block] }
-                        }
+                        dequantizeRows(q.baseAddress!, s.baseAddress!, first: first, count: count, k: k, block: block,
+                                       blocks: blocks, into: w.baseAddress!)
                         // y[M, first..<first+count] (+)= x[M, K] · W̃[first..<first+count, K]ᵀ
                         BLAS.sgemm(transB: true, m: m, n: count, k: k, a: input.baseAddress!, lda: k, b: w.baseAddress!, ldb: k,
                                    beta: bias == nil ? 0 : 1, c: out.baseAddress! + first, ldc: n)
@@ -354,6 +348,15 @@ public enum Int8Linear {
         let block = min(blockSize, k), blocks = (k + block - 1) / block
         precondition(scales.dtype == .f32 && scales.elementCount == n * blocks, "int8 weight: scales \(ShapeMath.describe(scales.shape)) for [\(n), \(blocks)]")
         return (n, k, block, blocks)
+    }
+
+    /// Weight rows first..<first+count dequantised into `target` [count, K]: W̃[n, i] = values[n, i] · scales[n, i / block].
+    private static func dequantizeRows(_ values: UnsafePointer<Int8>, _ scales: UnsafePointer<Float>, first: Int, count: Int,
+                                       k: Int, block: Int, blocks: Int, into target: UnsafeMutablePointer<Float>) {
+        for row in 0..<count {
+            let source = values + (first + row) * k, destination = target + row * k, rowScales = scales + (first + row) * blocks
+            for i in 0..<k { destination[i] = Float(source[i]) * rowScales[i / block] }
+        }
     }
 
     /// The plain-loop reference for ``inputGradient(_:values:scales:blockSize:)``: Σ_n dy[m, n] · W̃[n, i] in double.
