@@ -4,9 +4,9 @@ import PrimaTestSupport
 import PrimaVerify
 import Testing
 
-/// The hand-written backward passes against PyTorch autograd (+ PEFT), layer by layer: every gradient trace of
-/// Fixtures/grad_traces (written by Fixtures/make_grad_fixtures.py) that the runtime trains today, through the
-/// library. Loss within 1e-5 relative, every activation and parameter gradient within 1e-4 · max|ref| and at
+/// The hand-written backward passes against PyTorch autograd (+ PEFT), layer by layer: every component gradient
+/// trace of Fixtures/grad_traces (written by Fixtures/make_grad_fixtures.py), through the library and through
+/// `prima-verify`. Loss within 1e-5 relative, every activation and parameter gradient within 1e-4 · max|ref| and at
 /// cosine ≥ 0.99999 (Tolerances.gradients).
 @Suite struct GradientTraceTests {
     static let traces = RuntimeTestSupport.repositoryRoot + "/Fixtures/grad_traces"
@@ -60,6 +60,9 @@ import Testing
             #expect(comparison.pass, "\(item[0]): \(comparison.name): \(comparison.failure ?? "") (max_rel \(comparison.maxRel), cosine \(comparison.cosine))")
         }
         #expect(!report.gradients.isEmpty && report.gradients.count == trace.gradients.count)
+        // The same through the binary.
+        let tool = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-verify"), [checkpoint, "--trace", Self.traces + "/\(item[0]).h5", "--json"])
+        #expect(tool.status == 0 && (try? JSON.parse(tool.stdout))?.object?["pass"]?.bool == true, "\(tool.stderr)")
         if ProcessInfo.processInfo.environment["PRIMA_PRINT_GRADIENT_ERRORS"] != nil {
             let worst = (report.activationGradients + report.gradients).max { $0.maxRel < $1.maxRel }
             print("\(item[0]): loss rel \(report.lossRelativeError), worst \(worst?.name ?? "-") max_rel \(worst?.maxRel ?? 0)")
