@@ -49,8 +49,9 @@ from .trace import (
     COMPONENT_OF_MODEL_TYPE,
     DEFAULT_TEXTS,
     INPUTS_GROUP,
-    LIBVER,
     _checkpoint_tensor_names,
+    _write_h5,
+    _write_named,
     hook_points,
     image_inputs,
     text_inputs,
@@ -639,34 +640,19 @@ def _final_norm_shape(gm: GradientModel, base) -> Tuple[int, int, int]:
 
 
 def _write_grad_h5(path: Path, attrs, inputs, run: GradientRun) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w", libver=LIBVER, track_order=True, track_times=False) as f:
-            for k, v in attrs.items():
-                f.attrs[k] = v
-            gi = f.create_group(INPUTS_GROUP, track_order=True, track_times=False)
-            for name, arr in inputs.items():
-                gi.create_dataset(name, data=arr, track_times=False)
-            for group, arrays in ((ACTIVATIONS_GROUP, run.activations), (ACTIVATION_GRADIENTS_GROUP, run.activation_gradients)):
-                g = f.create_group(group, track_order=True, track_times=False)
-                for i, (name, arr) in enumerate(arrays.items()):
-                    d = g.create_dataset(name, data=np.ascontiguousarray(arr, dtype="<f4"), track_times=False, track_order=True)
-                    d.attrs["order"] = np.int64(i)
-                    d.attrs["hf_module"] = run.origins[name]
-            f.create_dataset(LOSS_DATASET, data=np.float32(run.loss), dtype="<f4", track_times=False)
-            gg = f.create_group(GRADIENTS_GROUP, track_order=True, track_times=False)
-            for p, arr in run.gradients.items():
-                parent = gg
-                parts = p.split("/")
-                for part in parts[:-1]:
-                    parent = parent[part] if part in parent else parent.create_group(part, track_order=True, track_times=False)
-                d = parent.create_dataset(parts[-1], data=np.ascontiguousarray(arr, dtype="<f4"), track_times=False)
-                d.attrs["hf_name"] = run.hf_names[p]
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    def gradient_parts(f) -> None:
+        _write_named(f, ACTIVATION_GRADIENTS_GROUP, run.activation_gradients, run.origins)
+        f.create_dataset(LOSS_DATASET, data=np.float32(run.loss), dtype="<f4", track_times=False)
+        gg = f.create_group(GRADIENTS_GROUP, track_order=True, track_times=False)
+        for p, arr in run.gradients.items():
+            parent = gg
+            parts = p.split("/")
+            for part in parts[:-1]:
+                parent = parent[part] if part in parent else parent.create_group(part, track_order=True, track_times=False)
+            d = parent.create_dataset(parts[-1], data=np.ascontiguousarray(arr, dtype="<f4"), track_times=False)
+            d.attrs["hf_name"] = run.hf_names[p]
+
+    _write_h5(path, attrs, inputs, run.activations, run.origins, extra=gradient_parts)
 
 
 def gradient_paths(group: "h5py.Group", prefix: str = "") -> List[str]:

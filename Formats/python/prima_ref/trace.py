@@ -399,7 +399,18 @@ def write_trace(
     return Trace(attrs=dict(attrs), inputs=inputs, activations=acts, origins=origins)
 
 
-def _write_h5(path: Path, attrs, inputs, acts, origins) -> None:
+def _write_named(parent, group_name: str, arrays, origins) -> None:
+    """A group of float32 datasets in the given order, each with its `order` and `hf_module` (§4.2-§4.3)."""
+    g = parent.create_group(group_name, track_order=True, track_times=False)
+    for i, (name, arr) in enumerate(arrays.items()):
+        d = g.create_dataset(name, data=np.ascontiguousarray(arr, dtype="<f4"), track_times=False, track_order=True)
+        d.attrs["order"] = np.int64(i)
+        d.attrs["hf_module"] = origins[name]
+
+
+def _write_h5(path: Path, attrs, inputs, acts, origins, extra=None) -> None:
+    """Writes a trace through a temporary beside `path`, renamed into place when complete: root attributes,
+    /inputs, /activations, then whatever `extra(file)` adds (the gradient parts of §11)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
@@ -409,11 +420,9 @@ def _write_h5(path: Path, attrs, inputs, acts, origins) -> None:
             gi = f.create_group(INPUTS_GROUP, track_order=True, track_times=False)
             for name, arr in inputs.items():
                 gi.create_dataset(name, data=arr, track_times=False)
-            ga = f.create_group(ACTIVATIONS_GROUP, track_order=True, track_times=False)
-            for i, (name, arr) in enumerate(acts.items()):
-                d = ga.create_dataset(name, data=np.ascontiguousarray(arr, dtype="<f4"), track_times=False, track_order=True)
-                d.attrs["order"] = np.int64(i)
-                d.attrs["hf_module"] = origins[name]
+            _write_named(f, ACTIVATIONS_GROUP, acts, origins)
+            if extra is not None:
+                extra(f)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
