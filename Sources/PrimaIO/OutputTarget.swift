@@ -170,7 +170,7 @@ public final class OutputTarget {
         // "" or a path ending in "/" names no file: the temporary would be built under a name the final rename
         // cannot give it ("out.h5/" renames a file onto a directory path).
         let name = (destination as NSString).lastPathComponent
-        guard !destination.isEmpty, kind == .directory || !destination.hasSuffix("/"), name != ".", name != ".." else {
+        guard !destination.isEmpty, kind == .directory || !(destination.hasSuffix("/") || name == "." || name == "..") else {
             throw .input("\"\(destination)\": not a \(kind == .file ? "file" : "directory") name to write")
         }
         let parent = parentDirectory(of: destination)

@@ -41,17 +41,17 @@ public enum StoredValidation {
             return problems + [withoutOrigin("\(error)", component)]
         }
         problems += tiedProblems(component, records)
-        let stored = records.filter { $0.aliasOf == nil }
-        let elements = stored.reduce(0) { $0 + $1.shape.reduce(1, *) }
-        if let declared = try? component.group.intAttribute("parameter_count"), declared != elements {
-            problems.append("parameter_count says \(declared), tensors/ holds \(elements) elements (§3.1)")
-        }
         do {
             let config = try StoredConfig.read(component)
             problems += try TensorValidation.problems(component, config: config)
             if let config = config as? DINOv3ViTConfig { problems += inputSizeProblems(component, patchSize: config.patchSize) }
         } catch {
             problems.append(withoutOrigin("\(error)", component))
+        }
+        // After the tensors: a tensor of the wrong shape is the problem to name, not the count it changes.
+        let elements = records.filter { $0.aliasOf == nil }.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        if let declared = try? component.group.intAttribute("parameter_count"), declared != elements {
+            problems.append("parameter_count says \(declared), tensors/ holds \(elements) elements (§3.1)")
         }
         // The verbatim files as they are read: every JSON file parses, a tokenizer.json loads with its ids inside
         // vocab_size, an image encoder's preprocessing is valid.
