@@ -82,6 +82,30 @@ import Testing
         HostileConfigTests.expectOneLineError(try HostileConfigTests.diagnoseOne(checkpoint), status: 2, [line])
     }
 
+    /// With `do_resize` 0 an image keeps its own size, which the image encoder's input limit (§3.4) bounds before
+    /// the encoder runs: a 1024 × 1024 PNG at patch 8 is 16,384 tokens.
+    @Test func anImageKeptAtItsOwnSizeIsBoundedBeforeEncoding() throws {
+        let checkpoint = try Self.craft(["attr", "image_encoder/preprocessing", "do_resize", "0"])
+        let directory = (checkpoint as NSString).deletingLastPathComponent
+        let image = directory + "/large.png"
+        // A black 1024 × 1024 RGB PNG, written with the standard library (no randomness).
+        let script = """
+            import struct, sys, zlib
+            w = h = 1024
+            def chunk(kind, data): return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+            raw = b"".join(b"\\x00" + bytes(3 * w) for _ in range(h))
+            png = b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+            open(sys.argv[1], "wb").write(png)
+            """
+        let written = try RuntimeTestSupport.run("/usr/bin/python3", ["-c", script, image])
+        try #require(written.status == 0, "\(written.stderr)")
+        #expect(try RuntimeTestSupport.run(HostileConfigTests.verify, [checkpoint]).status == 0)
+        let result = try RuntimeTestSupport.run(HostileConfigTests.diagnose, ["--checkpoint", checkpoint, "--image", image,
+                                                                            "--metadata", try HostileConfigTests.metadata()])
+        HostileConfigTests.expectOneLineError(result, status: 2, [
+            "\(image): 1024x1024 pixels at patch size 8 make 16384 patch tokens, above the image encoder's limit of 4096"])
+    }
+
     @Test(arguments: ["", "/q.h5/"])
     func aFileOutputWithoutAFileNameIsAUsageError(suffix: String) throws {
         let directory = RuntimeTestSupport.temporaryDirectory()
