@@ -51,7 +51,7 @@ let package = Package(
         // libpng behind a C shim that keeps its setjmp/longjmp error handling out of Swift frames.
         .target(name: "PrimaPNG", dependencies: ["CPNG"]),
         .target(name: "PrimaImage", dependencies: ["CPNG", "PrimaIO", "PrimaPNG", "PrimaTensor"]),
-        .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint"]),
+        .target(name: "PrimaModels", dependencies: ["PrimaJSON", "PrimaTensor", "PrimaCheckpoint", "PrimaImage", "PrimaMetadata", "PrimaTokenizers"]),
         .target(name: "PrimaQuantize", dependencies: ["PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaCheckpoint", "PrimaModels", "PrimaTokenizers"]),
         .target(
             name: "PrimaConvert",

@@ -202,10 +202,12 @@ public final class ComponentReader {
         guard dataset.isContiguousUnfiltered else { throw fail("tensor \(tensorName) is not contiguous and unfiltered") }
         guard ShapeMath.byteCount(dataset.shape, dtype) != nil else { throw fail("tensor \(tensorName) has an impossible shape") }
         let hfName = dataset.hasAttribute("hf_name") ? try dataset.stringAttribute("hf_name") : nil
-        let crc = dataset.hasAttribute("crc32") ? try dataset.intAttribute("crc32") : nil
+        // Required (§5.1): without it the bytes cannot be checked, and a copy that computed one would launder them.
+        guard dataset.hasAttribute("crc32") else { throw fail("tensor \(tensorName): no crc32 attribute") }
+        let crc = try dataset.intAttribute("crc32")
         // Truncating an out-of-range value would let a copy rewrite it as a valid checksum of unchecked bytes.
-        if let crc, crc < 0 || crc > Int(UInt32.max) { throw fail("tensor \(tensorName): crc32 attribute \(crc) is outside 0...\(UInt32.max)") }
-        return TensorRecord(name: tensorName, dtype: dtype, shape: dataset.shape, hfName: hfName, crc32: crc.map { UInt32($0) }, aliasOf: nil)
+        guard crc >= 0 && crc <= Int(UInt32.max) else { throw fail("tensor \(tensorName): crc32 attribute \(crc) is outside 0...\(UInt32.max)") }
+        return TensorRecord(name: tensorName, dtype: dtype, shape: dataset.shape, hfName: hfName, crc32: UInt32(crc), aliasOf: nil)
     }
 
     /// Opens the dataset of a stored (non-alias) tensor for streaming reads.

@@ -18,6 +18,8 @@ public enum CheckpointFormat {
         "special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt",
         "chat_template.jinja", "preprocessor_config.json",
     ]
+    /// The files of the `/prima` heads group (§8).
+    public static let headsFileNames = ["labels.json", "prompt.txt", "answer_prefix.txt", "metadata_schema.json"]
 }
 
 /// A component's role in a PRIMA checkpoint: the name of its group (§3).

@@ -306,7 +306,15 @@ private struct TreeWalk {
         }
         for name in names {
             try checkName(name, in: object.path, kind: "attribute")
-            try HDF5.locked { try object.withRawAttribute(name) { _, _, _ in } }
+            try HDF5.locked {
+                try object.withRawAttribute(name) { type, _, _ in
+                    // A reference points at an object or region of this file: no reader follows one, and a copy
+                    // (prima-quantize) could not carry it into another file.
+                    guard H5Tdetect_class(type, H5T_REFERENCE) <= 0 else {
+                        throw fail(object.path, "attribute \(HDF5.printable(name)) holds HDF5 references (not part of the format)")
+                    }
+                }
+            }
         }
     }
 
@@ -572,6 +580,56 @@ public class HDF5Object: @unchecked Sendable {
             var values = [Double](repeating: 0, count: count)
             try check(H5Aread(attribute.id, prima_H5T_NATIVE_DOUBLE(), &values), "cannot read attribute \(name)")
             return values
+        }
+    }
+
+    /// Whether attribute `name` exists and is stored with exactly the file type `type` (one value, or a 1-D list
+    /// for ``HDF5AttributeType/float64List``). The readers above convert any integer or float type; the format
+    /// fixes one type per field (Formats/prima-checkpoint.md, conventions and §3.3), which this checks.
+    public func attribute(_ name: String, isStoredAs type: HDF5AttributeType) -> Bool {
+        HDF5.locked {
+            guard H5Aexists(handle.id, name) > 0 else {
+                H5Eclear2(prima_H5E_DEFAULT())
+                return false
+            }
+            let attribute = HDF5Handle(H5Aopen(handle.id, name, prima_H5P_DEFAULT()), close: H5Aclose)
+            let stored = HDF5Handle(H5Aget_type(attribute.id), close: H5Tclose)
+            let space = HDF5Handle(H5Aget_space(attribute.id), close: H5Sclose)
+            guard attribute.id >= 0, stored.id >= 0, space.id >= 0 else {
+                H5Eclear2(prima_H5E_DEFAULT())
+                return false
+            }
+            let count = H5Sget_simple_extent_npoints(space.id), rank = H5Sget_simple_extent_ndims(space.id)
+            switch type {
+            case .int64: return count == 1 && H5Tequal(stored.id, prima_H5T_STD_I64LE()) > 0
+            case .float64: return count == 1 && H5Tequal(stored.id, prima_H5T_IEEE_F64LE()) > 0
+            case .float64List: return rank == 1 && H5Tequal(stored.id, prima_H5T_IEEE_F64LE()) > 0
+            case .string: return count == 1 && H5Tget_class(stored.id) == H5T_STRING
+            }
+        }
+    }
+
+    /// How attribute `name` is stored, for messages: `a 32-bit signed integer`, `a 64-bit float`, `a string`, ….
+    public func attributeTypeDescription(_ name: String) -> String {
+        HDF5.locked {
+            let attribute = HDF5Handle(H5Aopen(handle.id, name, prima_H5P_DEFAULT()), close: H5Aclose)
+            let stored = HDF5Handle(H5Aget_type(attribute.id), close: H5Tclose)
+            let space = HDF5Handle(H5Aget_space(attribute.id), close: H5Sclose)
+            guard attribute.id >= 0, stored.id >= 0, space.id >= 0 else {
+                H5Eclear2(prima_H5E_DEFAULT())
+                return "unreadable"
+            }
+            let bits = H5Tget_size(stored.id) * 8
+            let order = H5Tget_order(stored.id) == H5T_ORDER_BE ? " big-endian" : ""
+            let kind: String
+            switch H5Tget_class(stored.id) {
+            case H5T_INTEGER: kind = "a \(bits)-bit\(order) \(H5Tget_sign(stored.id) == H5T_SGN_NONE ? "unsigned" : "signed") integer"
+            case H5T_FLOAT: kind = "a \(bits)-bit\(order) float"
+            case H5T_STRING: kind = "a string"
+            default: kind = "a non-numeric, non-string value"
+            }
+            let count = H5Sget_simple_extent_npoints(space.id)
+            return count == 1 ? kind : "\(kind) array of \(count) elements"
         }
     }
 
@@ -953,4 +1011,10 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         if elementCount > 0 { try bytes.withUnsafeMutableBytes { try readRows(start: 0, count: shape.first ?? 1, into: $0) } }
         return bytes
     }
+}
+
+/// The file types the format gives its attributes (Formats/prima-checkpoint.md, conventions): "int" is a 64-bit
+/// signed little-endian integer, a real a float64, a list of reals a 1-D float64 array, a string any HDF5 string.
+public enum HDF5AttributeType: Sendable {
+    case int64, float64, float64List, string
 }

@@ -31,8 +31,9 @@ public enum Exporter {
                            overwrite: Bool, showProgress: Bool, dequantize: Bool = false) throws -> Summary {
         let start = Date()
         let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: path) }
+        // The whole checkpoint, as every tool reads it: a bad checkpoint gets the same line whatever is exported.
+        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint) }
         let component = try ToolError.classify(asInput: true) { try checkpoint.component(role) }
-        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint, roles: [role], heads: false) }
         var records = try ToolError.classify(asInput: true) { try component.tensorRecords() }
         // Quantised tensors (§7) by stored name; their scales are not exported.
         var quantized: [String: QuantizedTensorInfo] = [:]

@@ -115,6 +115,11 @@ struct HFModelDirectory {
                 }
             }
         }
+        // What every reader refuses (§3.4) is refused here, before the checkpoint is written.
+        if doResize, let config = config as? DINOv3ViTConfig,
+           let problem = ImageEncoderLimits.problem(height: height, width: width, patchSize: config.patchSize) {
+            throw ToolError.input("\(path)/\(name): size \(problem)")
+        }
         return [("height", .int(height)), ("width", .int(width)), ("resample", .string(resample)),
                 ("do_resize", .bool(doResize)), ("do_rescale", .bool(doRescale)), ("do_normalize", .bool(doNormalize)),
                 ("rescale_factor", .double(rescaleFactor)), ("image_mean", .doubles(mean)),

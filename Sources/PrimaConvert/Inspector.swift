@@ -2,6 +2,7 @@ import Foundation
 import PrimaIO
 import PrimaCheckpoint
 import PrimaJSON
+import PrimaModels
 import PrimaTensor
 
 /// Describes a checkpoint: root attributes, then per component its attributes, config, files and tensors.
@@ -10,6 +11,8 @@ public enum Inspector {
     public static func json(checkpoint path: String) throws -> JSONValue {
         try ToolError.classify(asInput: true) {
             let checkpoint = try Checkpoint(path: path)
+            // A checkpoint every other tool refuses is refused here too (exit 2), with the same line.
+            try StoredValidation.validate(checkpoint)
             var components: [(String, JSONValue)] = []
             for name in checkpoint.roles.map(\.rawValue) + checkpoint.extraGroups {
                 let component = try ComponentRole(rawValue: name).map { try checkpoint.component($0) } ?? checkpoint.group(name)

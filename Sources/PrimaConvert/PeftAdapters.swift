@@ -139,7 +139,7 @@ public enum PeftAdapters {
         }
         let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: path) }
         let component = try ToolError.classify(asInput: true) { try checkpoint.component(role) }
-        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint, heads: false) }
+        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint) }
         if try ToolError.classify(asInput: true, { try component.loraAdapterNames() }).contains(name) {
             throw ToolError.input("\(path): \(role.rawValue) already has an adapter named \(name)")
         }
@@ -207,7 +207,7 @@ public enum PeftAdapters {
                                      overwrite: Bool) throws -> (tensorCount: Int, bytes: Int) {
         let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: path) }
         let component = try ToolError.classify(asInput: true) { try checkpoint.component(role) }
-        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint, roles: [role], heads: false) }
+        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint) }
         let (info, reader) = try ToolError.classify(asInput: true) { try component.loraAdapter(name) }
         guard !info.merged else {
             throw ToolError.input("\(path): \(role.rawValue)/lora/\(name) is merged into the base weights; export the component instead")
@@ -278,7 +278,7 @@ public enum LoraMerger {
         for role in chosen where !checkpoint.roles.contains(role) {
             throw ToolError.input("\(path): no \(role.rawValue) component")
         }
-        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint, roles: chosen, heads: false) }
+        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint) }
         // Plan: every (component, adapter, target) to merge, refused before anything is written.
         var plan: [(role: ComponentRole, info: LoraAdapterInfo, reader: ComponentReader, weight: TensorRecord)] = []
         for role in chosen {

@@ -32,10 +32,10 @@ public final class Diagnoser: Sendable {
         do {
             let checkpoint = try Checkpoint(path: path)
             model = try PrimaModel(checkpoint: checkpoint)
-            schema = try Self.schema(checkpoint)
-            preprocessing = try Self.preprocessing(try checkpoint.component(.imageEncoder), path: path)
-            textTokenizer = try Self.tokenizer(try checkpoint.component(.textEncoder), path: path)
-            let decoderTokenizer = try Self.tokenizer(try checkpoint.component(.decoder), path: path)
+            schema = try StoredParts.schema(checkpoint)
+            preprocessing = try StoredParts.preprocessing(try checkpoint.component(.imageEncoder))
+            textTokenizer = try StoredParts.tokenizer(try checkpoint.component(.textEncoder))
+            let decoderTokenizer = try StoredParts.tokenizer(try checkpoint.component(.decoder))
             promptIds = try decoderTokenizer.encode(model.heads.prompt, addSpecialTokens: false).ids
             answerPrefixIds = try decoderTokenizer.encode(model.heads.answerPrefix, addSpecialTokens: false).ids
         } catch let error as ToolError {
@@ -43,36 +43,6 @@ public final class Diagnoser: Sendable {
         } catch {
             throw ToolError.input("\(error)")
         }
-    }
-
-    /// The metadata schema of the `/prima` group (`prima/files/metadata_schema.json`).
-    public static func schema(_ checkpoint: Checkpoint) throws -> MetadataSchema {
-        try MetadataSchema(jsonText: String(decoding: try checkpoint.group("prima").file("metadata_schema.json"), as: UTF8.self),
-                           source: "\(checkpoint.path): prima/files/metadata_schema.json")
-    }
-
-    /// The component's `files/tokenizer.json`, loaded as diagnosis uses it.
-    public static func tokenizer(_ component: ComponentReader, path: String) throws -> Tokenizer {
-        guard try component.fileNames().contains("tokenizer.json") else {
-            throw ToolError.input("\(path): \(component.name) has no files/tokenizer.json")
-        }
-        return try Tokenizer(jsonData: Data(try component.file("tokenizer.json")), source: "\(path): \(component.name)/files/tokenizer.json")
-    }
-
-    /// The image encoder's `preprocessing/` attributes (Formats/prima-checkpoint.md §3.4).
-    public static func preprocessing(_ component: ComponentReader, path: String) throws -> ImagePreprocessing {
-        let group = try component.subgroup("preprocessing")
-        let resampleName = try group.stringAttribute("resample")
-        guard let resample = ImageResample(rawValue: resampleName) else {
-            throw ToolError.input("\(path): image_encoder/preprocessing: unsupported resample \"\(resampleName)\"")
-        }
-        let result = ImagePreprocessing(
-            height: try group.intAttribute("height"), width: try group.intAttribute("width"), resample: resample,
-            doResize: try group.intAttribute("do_resize") != 0, doRescale: try group.intAttribute("do_rescale") != 0,
-            doNormalize: try group.intAttribute("do_normalize") != 0, rescaleFactor: try group.doubleAttribute("rescale_factor"),
-            imageMean: try group.doublesAttribute("image_mean"), imageStd: try group.doublesAttribute("image_std"))
-        do { try result.validate() } catch { throw ToolError.input("\(path): image_encoder/\(error)") }
-        return result
     }
 
     /// One case's model inputs and the rendered text.
@@ -91,7 +61,15 @@ public final class Diagnoser: Sendable {
     /// The PNG at `path` as pixel values [1, 3, H, W].
     private func pixelValues(_ path: String) throws -> Tensor {
         do {
-            return try preprocessing.pixelValues(for: try PNGDecoder.decode(contentsOf: path))
+            let pixels = try preprocessing.pixelValues(for: try PNGDecoder.decode(contentsOf: path))
+            // With do_resize 0 the image keeps its own size, which the image encoder's input limit bounds.
+            if let problem = ImageEncoderLimits.problem(height: pixels.shape[2], width: pixels.shape[3],
+                                                        patchSize: model.imageEncoder.config.patchSize) {
+                throw ToolError.input("\(path): \(problem)")
+            }
+            return pixels
+        } catch let error as ToolError {
+            throw error
         } catch let error as ImageError {
             throw ToolError.input(error.description)
         } catch {

@@ -167,6 +167,12 @@ public final class OutputTarget {
     /// one, has the wrong kind, or exists without `overwrite`: for tools that check an output before a long job. ``init(destination:kind:overwrite:)``
     /// and ``commit()`` check again.
     public static func check(destination: String, kind: Kind, overwrite: Bool) throws(ToolError) {
+        // "" or a path ending in "/" names no file: the temporary would be built under a name the final rename
+        // cannot give it ("out.h5/" renames a file onto a directory path).
+        let name = (destination as NSString).lastPathComponent
+        guard !destination.isEmpty, kind == .directory || !(destination.hasSuffix("/") || name == "." || name == "..") else {
+            throw .input("\"\(destination)\": not a \(kind == .file ? "file" : "directory") name to write")
+        }
         let parent = parentDirectory(of: destination)
         var parentStatus = stat()
         guard stat(parent, &parentStatus) == 0 else {

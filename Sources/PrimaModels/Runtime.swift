@@ -224,12 +224,12 @@ public protocol TextEncoderModel: ComponentModel {
     var textConfig: any TextEncoderConfig { get }
 }
 
-/// Loads the runtime model of a checkpoint component: its configuration through `StoredConfig` (the typed
-/// `config/` checked against files/config.json), every tensor through `TensorValidation` before a weight is read,
-/// then the weights (for `training`, with what backward passes need of int8 weights).
+/// Loads the runtime model of a checkpoint component: every stored part through `StoredValidation` (the typed
+/// `config/` checked against files/config.json, every tensor's shape and dtype) before a weight is read, then the
+/// weights (for `training`, with what backward passes need of int8 weights).
 public func loadComponentModel(_ component: ComponentReader, training: Bool = false) throws -> any ComponentModel {
+    try StoredValidation.validate(component)
     let config = try StoredConfig.read(component)
-    try TensorValidation.validate(component, config: config)
     let weights = try ModelWeights(component: component, training: training)
     switch config {
     case let config as Qwen3Config: return try Qwen3Model(config: config, weights: weights)

@@ -56,6 +56,9 @@ public enum StoredConfig {
             } catch {
                 throw StoredComponentError("\(where_): config/\(key) does not have the type §3.3 gives it (files/config.json gives \(describe(expected)))")
             }
+            guard group.attribute(key, isStoredAs: storedType(of: expected)) else {
+                throw StoredComponentError("\(where_): config/\(key) is stored as \(group.attributeTypeDescription(key)), not the \(storedType(of: expected)) §3.3 gives it")
+            }
             guard stored == expected else {
                 throw StoredComponentError("\(where_): config/\(key) is \(describe(stored)) but files/config.json gives \(describe(expected))")
             }
@@ -81,6 +84,16 @@ public enum StoredConfig {
         }
     }
 
+    /// The file type §3.3 gives a field: integers and booleans int64, reals float64, lists of reals 1-D float64.
+    private static func storedType(of value: ConfigValue) -> HDF5AttributeType {
+        switch value {
+        case .int, .bool: .int64
+        case .double: .float64
+        case .doubles: .float64List
+        case .string, .json: .string
+        }
+    }
+
     /// A value as a message shows it.
     static func describe(_ value: ConfigValue) -> String {
         switch value {
@@ -98,8 +111,7 @@ public enum StoredConfig {
 }
 
 /// The one validation of a component's stored tensors against its configuration, run by every tool before a
-/// model is built or a tensor is read (the runtime through `loadComponentModel`, `prima-verify` integrity,
-/// `prima-quantize`, `prima-convert export`): every tensor the configuration implies is present unless optional,
+/// model is built or a tensor is read (through `StoredValidation`): every tensor the configuration implies is present unless optional,
 /// no tensor the configuration does not imply, every shape equal to the implied one, weights f32/f16/bf16 or
 /// int8 with their quantisation attributes and a scales companion of the right shape (§7.1), and `tensor_count`
 /// equal to the number of datasets.
@@ -190,13 +202,6 @@ public enum TensorValidation {
             problems.append("\(prefix): tensor \(record.name): not the A or B matrix of a listed target")
         }
         return problems
-    }
-
-    /// Throws the first problem as `FILE: ROLE: tensor NAME: …`.
-    public static func validate(_ component: ComponentReader, config: any ArchitectureConfig) throws {
-        if let first = try problems(component, config: config).first {
-            throw StoredComponentError("\(StoredConfig.origin(component)): \(first)")
-        }
     }
 }
 

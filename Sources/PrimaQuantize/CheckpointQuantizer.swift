@@ -58,9 +58,8 @@ public enum CheckpointQuantizer {
                            report: (TensorReport) -> Void) throws -> Summary {
         let start = Date()
         let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: input) }
-        // Each component's configuration and every tensor's shape and dtype first, as every tool does before reading
-        // weights. The /prima heads are copied byte for byte, never read, so they are not loaded here.
-        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint, heads: false) }
+        // Every stored part first, as every tool does before reading weights: a defect is refused, never copied on.
+        try ToolError.classify(asInput: true) { try StoredValidation.validate(checkpoint) }
         // Plan everything (and refuse bad input) before creating the output.
         var plans: [ComponentPlan] = []
         for role in try ToolError.classify(asInput: true, { try checkpointOrder(checkpoint) }) {

@@ -50,11 +50,14 @@ public enum AgainstVerifier {
     /// malformed trace is refused, naming it, in both modes.
     public static func run(checkpoint path: String, against referencePath: String, component role: ComponentRole?,
                            trace: Trace?, tolerances: Tolerances, gates: Gates, repeats: Int) throws -> Report {
-        if let trace, trace.role == nil || (role != nil && role != trace.role) {
+        // The trace's role read once, outside the condition: Swift 6.3's release optimiser crashes (an ownership
+        // verifier error) on `trace.role` inside this `if let` condition.
+        let traceRole: ComponentRole? = trace.flatMap { $0.role }
+        if let trace, traceRole == nil || (role != nil && role != traceRole) {
             throw ToolError.input("\(TraceContract.file(trace)): a trace of component \(trace.componentName) does not hold the inputs of "
                                   + (role.map { "component \($0.rawValue)" } ?? "one component") + " (--against compares one component on its trace's inputs)")
         }
-        let (ours, oursRole) = try load(path, role: role ?? trace?.role)
+        let (ours, oursRole) = try load(path, role: role ?? traceRole)
         let (reference, _) = try load(referencePath, role: oursRole)
         let inputs: ModelInputs
         if let trace, let traced = trace.inputs {

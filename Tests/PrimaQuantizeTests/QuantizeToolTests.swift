@@ -105,8 +105,10 @@ import Testing
     /// LoRA adapters and the /prima heads group are copied byte for byte and never quantised.
     @Test func loraAndPrimaGroupsAreCopied() throws {
         let work = Support.temporaryDirectory()
-        let input = try Support.imported("qwen3-tied-f32", in: work)
-        try addLoRAAndHeads(to: input)
+        // A whole PRIMA checkpoint (quantize validates every stored part before copying any), with an adapter added.
+        let input = work + "/tiny-prima.h5"
+        try FileManager.default.copyItem(atPath: Support.repositoryRoot + "/Fixtures/prima/tiny-prima.h5", toPath: input)
+        try addLoRA(to: input)
         let output = work + "/q.h5"
         let result = try Support.quantize("--int8", input, "-o", output, "--quantize-heads", "--quantize-embeddings")
         #expect(result.status == 0, "\(result.stderr)")
@@ -284,11 +286,11 @@ import Testing
     }
 
     /// Adds a LoRA adapter to the decoder and a minimal /prima heads group (§6, §8), with a tied soft link.
-    func addLoRAAndHeads(to path: String) throws {
+    /// Adds an unmerged rank-2 adapter on the decoder's `layers.0.attn.q.weight` [64, 48] (§6).
+    func addLoRA(to path: String) throws {
         let file = try HDF5File.open(path: path, writable: true)
         do {
-            let root = try file.root()
-            let adapter = try root.group("decoder").createGroup("lora").createGroup("default")
+            let adapter = try file.root().group("decoder").createGroup("lora").createGroup("default")
             try adapter.setAttribute("rank", int: 2)
             try adapter.setAttribute("alpha", double: 4)
             try adapter.setAttribute("use_rslora", int: 0)
@@ -296,23 +298,8 @@ import Testing
             try adapter.setAttribute("targets", string: #"["layers.0.attn.q.weight"]"#)
             try adapter.setAttribute("merged", int: 0)
             let loraTensors = try adapter.createGroup("tensors")
-            try writeFloats(loraTensors, "layers.0.attn.q.lora_a", shape: [2, 32])
+            try writeFloats(loraTensors, "layers.0.attn.q.lora_a", shape: [2, 48])
             try writeFloats(loraTensors, "layers.0.attn.q.lora_b", shape: [64, 2])
-
-            let prima = try root.createGroup("prima")
-            for (key, value) in [("heads_trained", 0), ("init_seed", 7), ("d_align", 256), ("d_image", 32), ("d_text", 32), ("d_llm", 32)] {
-                try prima.setAttribute(key, int: value)
-            }
-            try prima.createGroup("files").writeBytes("labels.json", Array(#"[{"code": "a", "name": "A"}]"#.utf8))
-            try prima.setAttribute("initialised_tensors", string: "[]")
-            try prima.setAttribute("tensor_count", int: 2)
-            try prima.setAttribute("parameter_count", int: 256 * 32 + 256)
-            for index in 0..<12 { try prima.setAttribute("field_\(index)", string: "value \(index)") }  // dense attribute storage
-            let heads = try prima.createGroup("tensors")
-            try writeFloats(heads, "alignment.image_proj.weight", shape: [256, 32])
-            try writeFloats(heads, "alignment.image_proj.bias", shape: [256])
-            try heads.createSoftLink("alignment.copy.weight", target: "/prima/tensors/alignment.image_proj.weight")
-            try prima.setAttribute("tied", string: #"[{"name": "alignment.copy.weight", "target": "alignment.image_proj.weight", "hf_name": null}]"#)
         }
         try file.close()
     }

@@ -209,6 +209,9 @@ public final class DINOv3ViTModel: ComponentModel {
         guard shape[2] >= p, shape[3] >= p, shape[2] % p == 0, shape[3] % p == 0 else {
             throw RuntimeError("\(weights.origin): pixel_values \(ShapeMath.describe(shape)): H \(shape[2]) and W \(shape[3]) must be positive multiples of the patch size \(p)")
         }
+        if let problem = ImageEncoderLimits.problem(height: shape[2], width: shape[3], patchSize: p) {
+            throw RuntimeError("\(weights.origin): pixel_values \(ShapeMath.describe(shape)): \(problem)")
+        }
         return (shape[0], shape[2] / p, shape[3] / p)
     }
 

@@ -52,11 +52,42 @@ public final class PrimaHeads: Sendable {
             }
             return PrimaLabel(code: code, name: name)
         }
-        config = PrimaHeadsConfig(classCount: labels.count, imageWidth: try int("d_image"), textWidth: try int("d_text"),
-                                  decoderWidth: try int("d_llm"), alignWidth: try int("d_align"))
-        trained = try int("heads_trained") != 0
-        prompt = String(decoding: try group.file("prompt.txt"), as: UTF8.self)
-        answerPrefix = String(decoding: try group.file("answer_prefix.txt"), as: UTF8.self)
+        var codes = Set<String>()
+        if let repeated = labels.first(where: { !codes.insert($0.code).inserted }) {
+            throw RuntimeError("\(origin)/files/labels.json: class \(repeated.code) appears twice")
+        }
+        // The widths size every head tensor; bounded like a component's hidden_size (§3.5).
+        func width(_ key: String) throws -> Int {
+            let value = try int(key)
+            guard (1...ConfigLimits.maxHiddenSize).contains(value) else {
+                throw RuntimeError("\(origin): attribute \(key) is \(value), outside 1...\(ConfigLimits.maxHiddenSize)")
+            }
+            return value
+        }
+        config = PrimaHeadsConfig(classCount: labels.count, imageWidth: try width("d_image"), textWidth: try width("d_text"),
+                                  decoderWidth: try width("d_llm"), alignWidth: try width("d_align"))
+        let trainedFlag = try int("heads_trained")
+        guard trainedFlag == 0 || trainedFlag == 1 else { throw RuntimeError("\(origin): attribute heads_trained is \(trainedFlag), not 0 or 1") }
+        trained = trainedFlag == 1
+        _ = try int("init_seed")
+        // initialised_tensors lists heads that hold their initialisation: none exactly when heads_trained is 1.
+        let floatNames = Set(config.floatTensors.map(\.name))
+        guard let initialised = (try? group.attribute("initialised_tensors")).flatMap({ try? JSON.parse($0).array }),
+              initialised.allSatisfy({ $0.string.map(floatNames.contains) == true }),
+              Set(initialised.compactMap(\.string)).count == initialised.count else {
+            throw RuntimeError("\(origin): attribute initialised_tensors is not a JSON list of distinct heads tensor names (§8)")
+        }
+        guard initialised.isEmpty == trained else {
+            throw RuntimeError("\(origin): heads_trained is \(trainedFlag) but initialised_tensors lists \(initialised.count) tensors")
+        }
+        func text(_ fileName: String) throws -> String {
+            guard let text = String(validating: try group.file(fileName), as: UTF8.self) else {
+                throw RuntimeError("\(origin)/files/\(fileName): not UTF-8 text")
+            }
+            return text
+        }
+        prompt = try text("prompt.txt")
+        answerPrefix = try text("answer_prefix.txt")
 
         let records = try group.tensorRecords()
         guard let idsRecord = records.first(where: { $0.name == PrimaHeadsConfig.classTokenIdsName }),

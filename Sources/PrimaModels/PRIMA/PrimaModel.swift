@@ -33,6 +33,7 @@ public final class PrimaModel: Sendable {
 
     /// Loads the three components and the heads; checks that their widths agree.
     public init(checkpoint: Checkpoint) throws {
+        try StoredValidation.validate(checkpoint)
         guard checkpoint.extraGroups.contains("prima") else {
             throw RuntimeError("\(checkpoint.path): not a PRIMA checkpoint (no /prima heads group; assemble one with prima-convert import --labels)")
         }
