@@ -198,8 +198,10 @@ import Testing
         let architecture = try Self.crafted("attr", "decoder", "architecture", #""qwen3\n\u001b[31mEVIL""#)
         let verified = try RuntimeTestSupport.run(Self.verify, [architecture])
         #expect(verified.status != 0 && !verified.stdout.contains("\u{1B}") && !verified.stdout.contains("\nEVIL"), "\(verified.stdout)")
+        // inspect refuses the unknown architecture (every tool validates what it opens), naming it escaped.
         let inspected = try RuntimeTestSupport.run(Self.convert, ["inspect", architecture, "--no-tensors"])
-        #expect(!inspected.stdout.contains("\u{1B}") && inspected.stdout.contains(#"qwen3\n\u{1B}[31mEVIL"#), "\(inspected.stdout)\(inspected.stderr)")
+        #expect(!(inspected.stdout + inspected.stderr).contains("\u{1B}")
+                && (inspected.stdout + inspected.stderr).contains(#"qwen3\n\u{1B}[31mEVIL"#), "\(inspected.stdout)\(inspected.stderr)")
 
         let model = RuntimeTestSupport.model
         let imported = try RuntimeTestSupport.run(Self.convert, [

@@ -58,10 +58,10 @@ import Testing
         let verified = try RuntimeTestSupport.run(Self.verify, [checkpoint])
         #expect(verified.status == 1, "\(verified.stdout)\(verified.stderr)")
         let problems = verified.stdout.split(separator: "\n").filter { $0.contains("nest more than") }
-        #expect(problems.count == 1 && problems[0].contains("text_encoder/files/tokenizer.json: pre_tokenizer.pretokenizers[0].pattern.Regex"),
+        #expect(problems.count == 1 && problems[0].contains("files/tokenizer.json: pre_tokenizer.pretokenizers[0].pattern.Regex"),
                 "\(verified.stdout)")
         try InputLimitTests.expectRefusal(Self.diagnose, ["--checkpoint", checkpoint, "--image", Self.image, "--metadata", try Self.record()],
-                                          contains: [checkpoint, "text_encoder/files/tokenizer.json: pre_tokenizer.pretokenizers[0].pattern.Regex",
+                                          contains: [checkpoint, "text_encoder: files/tokenizer.json: pre_tokenizer.pretokenizers[0].pattern.Regex",
                                                      "nest more than \(TokenizerLimits.maxRegexNesting) deep"])
     }
 
