@@ -12,6 +12,7 @@ exactly the refusal it is about):
                                         values from a seeded generator), same dtype attribute, its own CRC-32
     crc ROLE TENSOR VALUE|delete        set the crc32 attribute to VALUE (an int, e.g. -1 or 2**32 + crc) or
                                         delete it; "plus2^32" stores the true CRC-32 + 2**32
+    nan ROLE TENSOR                     set element 7 of an f32 tensor to NaN, with a matching CRC-32
     huge ROLE TENSOR                    scale an f32 tensor so that its largest magnitude is 3e38 (finite, near
                                         float32's maximum), with a matching CRC-32
     attr GROUP KEY JSON_VALUE           set attribute KEY of GROUP (e.g. text_encoder, image_encoder/preprocessing):
@@ -94,6 +95,13 @@ def main(argv):
             values = dataset[()].astype(np.float64)
             values = (values * (3e38 / np.abs(values).max())).astype(np.float32)
             assert np.isfinite(values).all()
+            dataset[...] = values
+            dataset.attrs.create("crc32", crc_of(values), dtype="<i8")
+        elif operation == "nan":
+            role, name = args
+            dataset = f[role]["tensors"][name]
+            values = dataset[()].astype(np.float32)
+            values.reshape(-1)[7] = np.float32("nan")
             dataset[...] = values
             dataset.attrs.create("crc32", crc_of(values), dtype="<i8")
         elif operation == "attr":

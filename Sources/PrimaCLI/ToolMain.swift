@@ -33,11 +33,10 @@ public enum ToolMain {
                 print(command.fullMessage(for: error))
                 exit(0)
             }
-            // ArgumentParser's own message (the error, then usage) spans lines by design; control characters from
-            // the arguments are still escaped.
-            var message = command.fullMessage(for: error)
+            // One line, like every other error: ArgumentParser's message without its usage block, pointing at --help.
+            var message = command.message(for: error)
             if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }  // already said by "error:"
-            FileHandle.standardError.write(Data("\(name): error: \(oneLine(message, keepNewlines: true))\n".utf8))
+            FileHandle.standardError.write(Data("\(name): error: \(oneLine(message)) (see \(name) --help)\n".utf8))
             exit(2)
         }
     }

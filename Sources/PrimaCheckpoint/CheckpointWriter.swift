@@ -68,10 +68,12 @@ public final class CheckpointWriter {
     /// checkpoint (`prima-quantize`). Drop it before ``commit()``.
     public func rootGroup() throws -> HDF5Group { try file.root() }
 
-    /// Closes the file, syncs it and renames it to the destination (refusing one that appeared meanwhile
-    /// unless `overwrite`).
-    public func commit() throws {
+    /// Closes the file, runs `check` on it (the complete temporary file, by path: a validation that refuses it keeps
+    /// it from ever appearing at the destination), syncs it and renames it to the destination (refusing one that
+    /// appeared meanwhile unless `overwrite`).
+    public func commit(check: ((String) throws -> Void)? = nil) throws {
         try file.close()
+        try check?(target.temporaryPath)
         try target.commit()
     }
 

@@ -68,8 +68,21 @@ public enum Importer {
         }
         progress.finish()
         if let assembly { try ToolError.classify(asInput: false) { try assembly.write(into: writer) } }
-        try ToolError.classify(asInput: false) { try writer.commit() }
+        try writer.commit(check: { temporary in try Self.requireReadable(temporary, output: output) })
         return ImportSummary(output: output, components: summaries, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Refuses (bad input, nothing written) a checkpoint that every reader would refuse: the validation every tool
+    /// runs at load (StoredValidation: tokenizers against vocab_size, added-token ids, the heads' texts through the
+    /// decoder's tokenizer, …), on the complete temporary file before it is renamed into place. Problems are named
+    /// as the destination's, the sources being what has to change.
+    static func requireReadable(_ temporary: String, output: String) throws {
+        do {
+            try StoredValidation.validate(try Checkpoint(path: temporary))
+        } catch {
+            let message = String(describing: error).replacingOccurrences(of: temporary, with: output)
+            throw ToolError.input("\(message) (nothing was written: every reader would refuse this checkpoint)")
+        }
     }
 
     private static func write(_ plan: ImportPlan, into writer: CheckpointWriter, progress: PrimaIO.Progress,

@@ -227,9 +227,11 @@ public enum PeftAdapters {
                 throw ToolError.input("\(path): \(reader.name): tensor \(record.name) has no Hugging Face name")
             }
             let module = String(weightName.dropLast(".weight".count))
-            if isA { modules.append(module) }
             return PeftLoraDirectory.keyPrefix + module + (isA ? ".lora_A.weight" : ".lora_B.weight")
         }
+        // The adapted modules, from the A matrices' keys (`base_model.model.M.lora_A.weight` → M), for a config
+        // written from the attributes.
+        modules = keys.compactMap { key in PeftLoraDirectory.split(key).flatMap { $0.1 == "A" ? $0.0 : nil } }
         let config: [UInt8]
         if try ToolError.classify(asInput: true, { try reader.fileNames() }).contains(PeftLoraDirectory.configName) {
             config = try ToolError.classify(asInput: true) { try reader.file(PeftLoraDirectory.configName) }

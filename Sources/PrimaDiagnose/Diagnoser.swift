@@ -105,8 +105,32 @@ public final class Diagnoser: Sendable {
     private func requireFinite(_ stage: String, _ outputs: [Float]...) throws {
         let bad = outputs.reduce(0) { count, values in count + values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
         guard bad == 0 else {
+            if let tensor = storedNonFinite(stage) {
+                throw ToolError.input("\(checkpointPath): \(tensor) holds NaN or Inf, so \(stage) computes \(bad) non-finite values")
+            }
             throw ToolError.input("\(checkpointPath): \(stage): \(bad) non-finite values (NaN or Inf); the checkpoint's weights overflow float32 on this input")
         }
+    }
+
+    /// The first stored tensor (or LoRA matrix) of the group behind `stage` that holds NaN or Inf, as
+    /// `GROUP: tensor NAME`; nil when every one is finite (then finite but huge weights overflowed). Read only on
+    /// this error path.
+    private func storedNonFinite(_ stage: String) -> String? {
+        guard let checkpoint = try? Checkpoint(path: checkpointPath) else { return nil }
+        let group = stage == "fusion" ? "prima" : stage
+        guard let reader = (try? ComponentRole(rawValue: group).map { try checkpoint.component($0) }) ?? (try? checkpoint.group(group)) else { return nil }
+        var readers = [(reader, "")]
+        for adapter in (try? reader.loraAdapterNames()) ?? [] {
+            if let adapterReader = try? reader.loraAdapter(adapter).reader { readers.append((adapterReader, "lora/\(adapter): ")) }
+        }
+        for (component, prefix) in readers {
+            for record in (try? component.tensorRecords()) ?? [] where record.aliasOf == nil && record.dtype.isWeightFloat {
+                var counter = NonFinite.Counter(dtype: record.dtype)
+                guard (try? component.streamTensor(record) { counter.update($0) }) != nil else { continue }
+                if counter.count > 0 { return "\(group): \(prefix)tensor \(record.name)" }
+            }
+        }
+        return nil
     }
 
     /// Diagnoses one case.

@@ -196,6 +196,13 @@ import Testing
         let csv = (try? String(contentsOfFile: results, encoding: .utf8)) ?? ""
         #expect(!csv.lowercased().contains("nan") && !csv.contains("null"), "\(csv)")
     }
+
+    /// A weight that already holds NaN is named, not blamed on float32 overflow.
+    @Test func aStoredNaNIsNamedByDiagnose() throws {
+        let checkpoint = try Self.craft("nan", "decoder", "layers.0.mlp.up.weight")
+        Self.expectOneLineError(try Self.diagnoseOne(checkpoint), status: 2,
+                                [checkpoint + ": decoder: tensor layers.0.mlp.up.weight holds NaN or Inf, so decoder computes"])
+    }
 }
 
 /// `prima-convert import` of a Hugging Face directory whose config.json is impossible or beyond the limits of

@@ -218,6 +218,10 @@ import Testing
                                                                   "--metadata", try HostileConfigTests.metadata(), "--repeat", "9999999999999"])
         #expect(repeated.status == 2 && repeated.stderr.contains("--repeat must be in 1...10000"), "\(repeated.stderr)")
         #expect(!repeated.stderr.contains("error: Error:"), "\(repeated.stderr)")
+        // A negative value is a value (not a missing one), and a usage error is one line.
+        let negative = try RuntimeTestSupport.run(Self.diagnose, ["--checkpoint", Self.fixture, "--repeat", "-1"])
+        #expect(negative.status == 2 && negative.stderr == "prima-diagnose: error: --repeat must be in 1...10000 (see prima-diagnose --help)\n",
+                "\(negative.stderr)")
         let verified = try RuntimeTestSupport.run(Self.verify, [Self.fixture, "--trace", RuntimeTestSupport.trace("prima-tiny-bert"),
                                                                 "--repeat", "100000"])
         #expect(verified.status == 2 && verified.stderr.contains("--repeat must be in 1...10000"), "\(verified.stderr)")
@@ -257,6 +261,27 @@ import Testing
         try index.replacingOccurrences(of: String(index[shard]), with: "config.json").write(toFile: indexPath, atomically: true, encoding: .utf8)
         let wrong = try RuntimeTestSupport.run(Self.convert, ["import", sharded, "-o", sharded + ".h5", "--no-progress"])
         #expect(wrong.status == 2 && wrong.stderr.contains("shard \"config.json\" is not a .safetensors file"), "\(wrong.stderr)")
+    }
+
+    /// import refuses, writing nothing, a checkpoint every reader would refuse: here a decoder tokenizer with an
+    /// added token whose id is past vocab_size.
+    @Test func importRefusesWhatEveryReaderRefuses() throws {
+        let directory = RuntimeTestSupport.temporaryDirectory() + "/decoder"
+        try FileManager.default.copyItem(atPath: RuntimeTestSupport.model("qwen3-tied-f32"), toPath: directory)
+        let path = directory + "/tokenizer.json"
+        var tokenizer = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        var added = tokenizer["added_tokens"] as? [[String: Any]] ?? []
+        added.append(["id": 100_000, "content": "<|far|>", "single_word": false, "lstrip": false, "rstrip": false,
+                      "normalized": false, "special": true])
+        tokenizer["added_tokens"] = added
+        try JSONSerialization.data(withJSONObject: tokenizer).write(to: URL(fileURLWithPath: path))
+        let output = RuntimeTestSupport.temporaryDirectory() + "/out.h5"
+        let result = try RuntimeTestSupport.run(Self.convert, ["import", directory, "-o", output, "--no-progress"])
+        #expect(result.status == 2 && result.stderr.contains("at or above vocab_size") && result.stderr.contains("nothing was written"),
+                "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: output))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: (output as NSString).deletingLastPathComponent)
+        #expect(!leftovers.contains { $0.contains(".prima-tmp-") }, "\(leftovers)")
     }
 
     /// A 60-byte PNG declaring a 2 GiB text chunk is refused from the chunk walk, under a 1 GB address-space limit.

@@ -102,6 +102,14 @@ import Testing
         // Same matrices under the names the stripped checkpoint's base implies (the base was imported with `bert.`).
         let keys = try SafetensorsFile(path: exported + "/adapter_model.safetensors").entries.map(\.name)
         #expect(keys.contains("base_model.model.bert.encoder.layer.1.output.dense.lora_B.weight"), "\(keys)")
+        // Without the config but with the tensors' PEFT keys, target_modules still names the adapted modules.
+        let keyed = RuntimeTestSupport.temporaryDirectory() + "/keyed.h5"
+        let stripFiles = "import shutil, sys, h5py\nshutil.copyfile(sys.argv[1], sys.argv[2])\nwith h5py.File(sys.argv[2], 'r+') as f:\n    del f['text_encoder/lora/default/files']\n"
+        #expect(try RuntimeTestSupport.run("/usr/bin/python3", ["-c", stripFiles, adapted, keyed]).status == 0)
+        let keyedExport = RuntimeTestSupport.temporaryDirectory() + "/keyed-peft"
+        #expect(try RuntimeTestSupport.run(Self.convert, ["export", keyed, "--component", "text_encoder", "--adapter", "default", "-o", keyedExport]).status == 0)
+        let keyedConfig = try String(contentsOfFile: keyedExport + "/adapter_config.json", encoding: .utf8)
+        #expect(keyedConfig.contains("\"encoder.layer.0.attention.self.query\""), "\(keyedConfig)")
         let back = RuntimeTestSupport.temporaryDirectory() + "/back.h5"
         let reimport = try RuntimeTestSupport.run(Self.convert, ["lora-import", base, "--role", "text_encoder", "--adapter", exported, "-o", back])
         #expect(reimport.status == 0, "\(reimport.stderr)")

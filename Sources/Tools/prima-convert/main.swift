@@ -71,7 +71,7 @@ struct Import: ParsableCommand {
     @Option(name: .customLong("metadata-schema"), help: ArgumentHelp("Metadata schema (default: PAD-UFES-20's).", valueName: "FILE.json"))
     var metadataSchema: String?
 
-    @Option(name: .customLong("init-seed"), help: "Seed of the initialisation of heads not given by --heads.")
+    @Option(name: .customLong("init-seed"), parsing: .unconditional, help: "Seed of the initialisation of heads not given by --heads.")
     var initSeed = 0
 
     @OptionGroup var overwrite: OverwriteOptions
@@ -130,7 +130,7 @@ struct Export: ParsableCommand {
     @Option(name: .shortAndLong, help: "The directory to write.")
     var output: String
 
-    @Option(name: .customLong("max-shard-size"), help: "Shard model.safetensors above this size (e.g. 5GB, 500MB, 2GiB).")
+    @Option(name: .customLong("max-shard-size"), parsing: .unconditional, help: "Shard model.safetensors above this size (e.g. 5GB, 500MB, 2GiB).")
     var maxShardSize = "5GB"
 
     @OptionGroup var overwrite: OverwriteOptions

@@ -48,7 +48,7 @@ struct PrimaDiagnoseCommand: ParsableCommand {
     @Flag(help: "Print the result (one case) or the summary (batch) as JSON.")
     var json = false
 
-    @Option(name: .customLong("repeat"), help: "Run the diagnosis N times and report the median time of each stage (for benchmarks).")
+    @Option(name: .customLong("repeat"), parsing: .unconditional, help: "Run the diagnosis N times and report the median time of each stage (for benchmarks).")
     var repeats = 1
 
     static func main() { ToolMain.run(self, name: "prima-diagnose") }

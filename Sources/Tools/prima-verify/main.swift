@@ -36,19 +36,19 @@ struct PrimaVerifyCommand: ParsableCommand {
     @Option(help: "With --against: the component to compare (image_encoder, text_encoder or decoder).")
     var component: String?
 
-    @Option(name: .customLong("min-final-cosine"), help: "With --against: minimum cosine of the final hidden state.")
+    @Option(name: .customLong("min-final-cosine"), parsing: .unconditional, help: "With --against: minimum cosine of the final hidden state.")
     var minFinalCosine = AgainstVerifier.Gates.int8.finalCosine
 
-    @Option(name: .customLong("max-kl"), help: "With --against, decoders: maximum mean KL of next-token distributions.")
+    @Option(name: .customLong("max-kl"), parsing: .unconditional, help: "With --against, decoders: maximum mean KL of next-token distributions.")
     var maxKL = AgainstVerifier.Gates.int8.meanKL
 
-    @Option(name: .customLong("min-top1"), help: "With --against, decoders: minimum top-1 agreement.")
+    @Option(name: .customLong("min-top1"), parsing: .unconditional, help: "With --against, decoders: minimum top-1 agreement.")
     var minTop1 = AgainstVerifier.Gates.int8.top1Agreement
 
     @Flag(help: "Print one JSON object.")
     var json = false
 
-    @Option(name: .customLong("repeat"), help: "Timed forward passes (the median is reported); with a trace of inputs only, the run is a timing run.")
+    @Option(name: .customLong("repeat"), parsing: .unconditional, help: "Timed forward passes (the median is reported); with a trace of inputs only, the run is a timing run.")
     var repeatCount: Int?
 
     /// Forward passes to time.
@@ -59,16 +59,16 @@ struct PrimaVerifyCommand: ParsableCommand {
 
     @OptionGroup var overwrite: OverwriteOptions
 
-    @Option(name: .customLong("atol-scale"), help: "Max absolute error, as a multiple of (1 + max |reference|).")
+    @Option(name: .customLong("atol-scale"), parsing: .unconditional, help: "Max absolute error, as a multiple of (1 + max |reference|).")
     var atolScale = Tolerances.fp32.absoluteScale
 
-    @Option(name: .customLong("max-rel"), help: "Max relative error (max_abs / max |reference|).")
+    @Option(name: .customLong("max-rel"), parsing: .unconditional, help: "Max relative error (max_abs / max |reference|).")
     var maxRel = Tolerances.fp32.relative
 
-    @Option(name: .customLong("min-cosine"), help: "Minimum cosine similarity.")
+    @Option(name: .customLong("min-cosine"), parsing: .unconditional, help: "Minimum cosine similarity.")
     var minCosine = Tolerances.fp32.cosine
 
-    @Option(name: .customLong("max-nmse"), help: "Max normalised mean squared error.")
+    @Option(name: .customLong("max-nmse"), parsing: .unconditional, help: "Max normalised mean squared error.")
     var maxNMSE = Tolerances.fp32.nmse
 
     @Flag(name: .customLong("system-info"), help: "Print the BLAS library and kernels in use, then exit.")
