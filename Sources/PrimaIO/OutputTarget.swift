@@ -60,7 +60,11 @@ public final class OutputTarget {
             let candidate = (parent as NSString).appendingPathComponent(".\(name)\(Self.marker)\(getpid())-\(Self.randomSuffix())")
             if TemporaryFiles.create(candidate, isDirectory: true, { mkdir(candidate, 0o700) == 0 }) { created = candidate; break }
             guard errno == EEXIST else {
-                throw .failed("\(destination): cannot create a temporary directory in \(parent): \(errnoText())")
+                // A directory that cannot hold files (missing, not a directory, read-only, /proc) is a bad output path
+                // (exit 2); a full or failing disk is a failed job (exit 1).
+                let code = errno
+                let message = "\(destination): cannot create a temporary directory in \(parent): \(errnoText(code))"
+                throw [ENOENT, ENOTDIR, EACCES, EPERM, EROFS].contains(code) ? .input(message) : .failed(message)
             }
         }
         guard let created else { throw .failed("\(destination): cannot create a temporary directory in \(parent)") }

@@ -97,6 +97,10 @@ public struct MetadataTable: Sendable {
                 for name in fields where !seen.insert(name).inserted {
                     throw MetadataError("\(source) line \(line): column '\(name)' appears more than once in the header")
                 }
+                // Every column is a schema field or ignored: named here, on the header's line, not on the first row.
+                if let unknown = fields.first(where: { $0 != "img_id" && schema.field($0) == nil && !schema.ignoredKeys.contains($0) }) {
+                    throw MetadataError("\(source) line \(line): unknown column '\(unknown)' in the header")
+                }
                 guard let id = fields.firstIndex(of: "img_id") else {
                     throw MetadataError("\(source): header has no img_id column")
                 }
@@ -218,7 +222,11 @@ struct CSVParser {
         }
         if crPending {
             crPending = false
-            if byte != UInt8(ascii: "\n") { try plain(UInt8(ascii: "\r"), source: source, emit) }
+            // A carriage return outside quotes ends a record only before a line feed: a file with CR-only line ends
+            // (old Mac) would otherwise read as one long record.
+            if byte != UInt8(ascii: "\n") {
+                throw MetadataError("\(source) line \(line): a carriage return without a line feed (CR-only line ends are not CSV; save the file with LF or CRLF line ends)")
+            }
         }
         if byte == UInt8(ascii: "\r") {
             crPending = true

@@ -155,8 +155,13 @@ func renderRow(_ row: String) throws -> String {
         expectError("metadata.csv line 2", "field 'age'", "\"old\"") {
             _ = try MetadataTable(csvText: header + "\nP,1,,,,,old,,,,,,,,,,,,,,,,,,a.png,\n", source: "metadata.csv")
         }
-        expectError("metadata.csv line 2", "unknown field 'weight'") {
+        // An unknown column is named on the header's line, before any row is read.
+        expectError("metadata.csv line 1", "unknown column 'weight' in the header") {
             _ = try MetadataTable(csvText: "img_id,weight\na.png,70\n", source: "metadata.csv")
+        }
+        // CR-only line ends (old Mac) are named, not read as one long record.
+        expectError("metadata.csv line 1", "a carriage return without a line feed") {
+            _ = try MetadataTable(csvText: "img_id,age\ra.png,70\r", source: "metadata.csv")
         }
     }
 

@@ -225,6 +225,9 @@ import Testing
         let verified = try RuntimeTestSupport.run(Self.verify, [Self.fixture, "--trace", RuntimeTestSupport.trace("prima-tiny-bert"),
                                                                 "--repeat", "100000"])
         #expect(verified.status == 2 && verified.stderr.contains("--repeat must be in 1...10000"), "\(verified.stderr)")
+        // An output directory that cannot hold files is a bad request (exit 2), not a failed job.
+        let unwritable = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-quantize"), ["--int8", Self.fixture, "-o", "/proc/self/x.h5"])
+        #expect(unwritable.status == 2 && unwritable.stderr.contains("cannot create a temporary directory in /proc/self"), "\(unwritable.stderr)")
         let sharded = try RuntimeTestSupport.run(Self.convert, ["export", Self.fixture, "--component", "decoder", "-o",
                                                                 RuntimeTestSupport.temporaryDirectory() + "/x",
                                                                 "--max-shard-size", "99999999999999999999GB"])
