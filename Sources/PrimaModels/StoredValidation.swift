@@ -31,9 +31,18 @@ public enum StoredValidation {
         }
     }
 
+    /// Children of a component (§3.2) or of `/prima` (§8) that the format does not define: refused rather than
+    /// ignored (an adapter under `/prima/lora` would otherwise silently not apply).
+    static func childProblems(_ component: ComponentReader, allowed: Set<String>) -> [String] {
+        ((try? component.group.linkNames()) ?? []).filter { !allowed.contains($0) }.map {
+            "\($0) is not a child of a \(component.name == "prima" ? "/prima group (§8)" : "component group (§3.2)")"
+        }
+    }
+
     /// Every problem of `component`, one line each without the `FILE: ROLE: ` prefix; empty when it is sound.
     public static func problems(_ component: ComponentReader) -> [String] {
         var problems = attributeProblems(component) + fileProblems(component, allowed: CheckpointFormat.auxiliaryFileNames)
+            + childProblems(component, allowed: ["files", "config", "preprocessing", "tensors", "lora"])
         let records: [TensorRecord]
         do {
             records = try component.tensorRecords()
@@ -82,7 +91,7 @@ public enum StoredValidation {
         }
         do {
             let group = try checkpoint.group("prima")
-            problems += fileProblems(group, allowed: CheckpointFormat.headsFileNames)
+            problems += fileProblems(group, allowed: CheckpointFormat.headsFileNames) + childProblems(group, allowed: ["files", "tensors"])
             let heads = try PrimaHeads(checkpoint: checkpoint)
             // The widths and the class tokens against the components (each component's own problems are its own).
             func field(_ role: ComponentRole, _ key: String) -> Int? {

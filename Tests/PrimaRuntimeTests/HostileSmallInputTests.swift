@@ -287,6 +287,22 @@ import Testing
         #expect(!leftovers.contains { $0.contains(".prima-tmp-") }, "\(leftovers)")
     }
 
+    /// Groups the format does not define under a component or /prima (an adapter put in /prima/lora would silently
+    /// not apply) are refused by every tool that loads them.
+    @Test func undefinedChildGroupsAreRefused() throws {
+        for (group, message) in [("prima/lora", "prima: lora is not a child of a /prima group (§8)"),
+                                  ("decoder/extra", "decoder: extra is not a child of a component group (§3.2)")] {
+            let crafted = RuntimeTestSupport.temporaryDirectory() + "/child.h5"
+            let script = "import shutil, sys, h5py\nshutil.copyfile(sys.argv[1], sys.argv[2])\nwith h5py.File(sys.argv[2], 'r+') as f:\n    f.create_group(sys.argv[3])\n"
+            #expect(try RuntimeTestSupport.run("/usr/bin/python3", ["-c", script, Self.fixture, crafted, group]).status == 0)
+            let diagnosed = try RuntimeTestSupport.run(Self.diagnose, ["--checkpoint", crafted, "--image", HostileConfigTests.image,
+                                                                       "--metadata", try HostileConfigTests.metadata()])
+            #expect(diagnosed.status == 2 && diagnosed.stderr.contains(message), "\(diagnosed.stderr)")
+            let inspected = try RuntimeTestSupport.run(Self.convert, ["inspect", crafted])
+            #expect(inspected.status == 2 && inspected.stderr.contains(message), "\(inspected.stderr)")
+        }
+    }
+
     /// A 60-byte PNG declaring a 2 GiB text chunk is refused from the chunk walk, under a 1 GB address-space limit.
     @Test func pngChunkLengthsAreCheckedBeforeAllocation() throws {
         var png = InputLimitTests.pngHeader(width: 8, height: 8, bitDepth: 8, colorType: 2)
