@@ -627,8 +627,9 @@ class Component:
             link = group.get(child, getlink=True)
             if not isinstance(link, h5py.HardLink) or not isinstance(group.get(child), h5py.Group):
                 raise CheckpointError(path, f"{group.name}/{child}", "expected a group")
-            if child not in KNOWN_COMPONENT_CHILDREN:
-                ckpt.warnings.append(f"{path}: {group.name}/{child}: unknown child group (ignored)")
+            known = {"files", "tensors"} if self.is_prima else KNOWN_COMPONENT_CHILDREN
+            if child not in known:  # §3.2, §8: refused, not ignored
+                raise CheckpointError(path, f"{group.name}/{child}", "not a child the format defines for this group")
 
         # tensors/ (§3.2, §5)
         if "tensors" not in group:
