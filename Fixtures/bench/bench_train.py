@@ -30,7 +30,9 @@ For each case this script
      final norm, without the MLM head). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the runtime's
      environment as in bench_forward.py,
   6. prints a Markdown table: seconds, ratio ours / PyTorch, peak RSS of both, pass, achieved GFLOP/s and its share
-     of the measured sgemm peak (`prima-verify --system-info`), and ours' step / forward.
+     of the measured sgemm peak (`prima-verify --system-info`), and backward / forward for both sides, with backward
+     taken as the step's median minus the inference forward's median (the training forward also records its tape,
+     so this slightly overstates the backward).
 
 FLOPs counted (2 per multiply-add, matrix products only; `step_flops`): the frozen base's weight products (every
 linear layer and the LM / MLM head, logits at every position) twice — forward and the input gradient dX = dY W;
@@ -268,15 +270,15 @@ def main():
           f"sgemm peak {peak:.0f} GFLOP/s; torch {torch.__version__}, transformers {transformers.__version__}, "
           f"peft {peft.__version__}; median of {args.repeat} steps after a warm-up\n")
     print("| model | LoRA | objective, shape | PyTorch s | ours s | ratio | PyTorch peak RSS | ours peak RSS | pass | "
-          "step GFLOP | ours GFLOP/s | % of sgemm peak | ours step / forward | PyTorch step / forward |")
+          "step GFLOP | ours GFLOP/s | % of sgemm peak | ours backward / forward | PyTorch backward / forward |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         t, o = r["torch"]["step_seconds"], r["ours_step"]
         gflop = r["flops"]["step"] / 1e9
         print(f"| {r['name']} | r{r['rank']} | {r['objective']}, {r['shape']} | {t:.3f} | {o:.3f} | **{o / t:.2f}** | "
               f"{r['torch']['peak_rss_mb']:.0f} MB | {r['ours_rss_mb']:.0f} MB | {r['pass']} | {gflop:.0f} | "
-              f"{gflop / o:.0f} | {100 * gflop / o / peak:.0f}% | {o / r['ours_forward']:.2f} | "
-              f"{t / r['torch']['forward_seconds']:.2f} |")
+              f"{gflop / o:.0f} | {100 * gflop / o / peak:.0f}% | {o / r['ours_forward'] - 1:.2f} | "
+              f"{t / r['torch']['forward_seconds'] - 1:.2f} |")
 
 
 if __name__ == "__main__":
