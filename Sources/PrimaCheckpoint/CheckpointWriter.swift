@@ -64,6 +64,16 @@ public final class CheckpointWriter {
         return try ComponentWriter(group: try lora.createGroup(name), rawDescriptor: rawDescriptor)
     }
 
+    /// Copies every top-level group of the checkpoint at `path` and its root attributes, except the ones this writer
+    /// sets itself (`format`, `format_version`, `tool`, `created`): the start of a modified copy (`lora-import`,
+    /// `merge-lora`).
+    public func copyContents(of path: String) throws {
+        let source = try HDF5File.open(path: path).root()
+        let root = try file.root()
+        for child in try source.linkNames() { try root.copyObject(child, from: source) }
+        try root.copyAttributes(from: source, excluding: ["format", "format_version", "tool", "created"])
+    }
+
     /// The root group of the file being written, for root attributes and for groups copied from another
     /// checkpoint (`prima-quantize`). Drop it before ``commit()``.
     public func rootGroup() throws -> HDF5Group { try file.root() }

@@ -150,10 +150,7 @@ public enum PeftAdapters {
 
         let writer = try ToolError.classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
         try ToolError.classify(asInput: false) {
-            let source = try HDF5File.open(path: path).root()
-            let root = try writer.rootGroup()
-            for child in try source.linkNames() { try root.copyObject(child, from: source) }
-            try root.copyAttributes(from: source, excluding: ["format", "format_version", "tool", "created"])
+            try writer.copyContents(of: path)
             let adapter = try writer.addAdapter(role: role, name: name)
             try info.write(to: adapter.group)
             try adapter.addFile(PeftLoraDirectory.configName, bytes: peft.configBytes)
@@ -310,10 +307,8 @@ public enum LoraMerger {
         let writer = try ToolError.classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
         var merged: [Merged] = []
         try ToolError.classify(asInput: false) {
-            let source = try HDF5File.open(path: path).root()
+            try writer.copyContents(of: path)
             let root = try writer.rootGroup()
-            for child in try source.linkNames() { try root.copyObject(child, from: source) }
-            try root.copyAttributes(from: source, excluding: ["format", "format_version", "tool", "created"])
             for item in plan {
                 let component = try root.group(item.role.rawValue)
                 let tensors = try component.group("tensors")
