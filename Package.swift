@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "PrimaTokenizers", targets: ["PrimaTokenizers"]),
         .library(name: "PrimaMetadata", targets: ["PrimaMetadata"]),
         .library(name: "PrimaDiagnose", targets: ["PrimaDiagnose"]),
+        .library(name: "PrimaTrain", targets: ["PrimaTrain"]),
         .library(name: "PrimaFuzzTargets", targets: ["PrimaFuzzTargets"]),
     ],
     dependencies: [
@@ -69,6 +70,11 @@ let package = Package(
         .target(
             name: "PrimaDiagnose",
             dependencies: ["PrimaCheckpoint", "PrimaImage", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaModels", "PrimaTensor", "PrimaTokenizers"]),
+        // Training: the optimiser, the data pipeline of the three stages and the training state (Formats/prima-training.md).
+        .target(
+            name: "PrimaTrain",
+            dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaImage", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaModels",
+                           "PrimaTensor", "PrimaTokenizers"]),
         .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaIO", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
@@ -116,6 +122,7 @@ let package = Package(
             name: "PrimaTokenizersTests",
             dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert", "COniguruma"]),
         .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
+        .testTarget(name: "PrimaTrainTests", dependencies: ["PrimaTrain", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport", "prima-verify"]),
         // File-system behaviour of every tool: inputs that are not regular files, outputs that alias inputs,
