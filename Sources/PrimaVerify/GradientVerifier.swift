@@ -11,6 +11,8 @@ extension Tolerances {
     public static let gradients = Tolerances(absoluteScale: .infinity, relative: 1e-4, cosine: 0.99999, nmse: .infinity)
     /// The loss: relative error ≤ 1e-5.
     public static let lossRelative = 1e-5
+    /// A loss term whose reference is exactly 0 (an alignment batch of one case): |ours| ≤ 1e-6.
+    public static let zeroTermAbsolute = 1e-6
 }
 
 /// Runs a component forward and backward under a gradient trace's objective (Formats/prima-trace.md §11) and
@@ -32,7 +34,23 @@ public enum GradientVerifier {
         public let stepRuns: [Double]
         /// The median step time.
         public var stepSeconds: Double { stepRuns.sorted()[stepRuns.count / 2] }
-        public var pass: Bool { lossPasses && activationGradients.allSatisfy(\.pass) && gradients.allSatisfy(\.pass) }
+        /// `alignment`: each unweighted loss term against the reference's `/loss_terms` (empty otherwise).
+        public let terms: [TermComparison]
+        public var pass: Bool {
+            lossPasses && terms.allSatisfy(\.pass) && activationGradients.allSatisfy(\.pass) && gradients.allSatisfy(\.pass)
+        }
+    }
+
+    /// One loss term against the reference: relative error ≤ ``Tolerances/lossRelative``, or within
+    /// ``Tolerances/zeroTermAbsolute`` of a reference that is exactly 0 (Formats/prima-trace.md §11.11).
+    public struct TermComparison: Sendable {
+        public let name: String
+        public let ours: Float
+        public let reference: Float
+        public var relativeError: Double { Double(abs(ours - reference)) / max(Double(abs(reference)), .leastNonzeroMagnitude) }
+        public var pass: Bool {
+            reference == 0 ? Double(abs(ours)) <= Tolerances.zeroTermAbsolute : relativeError <= Tolerances.lossRelative
+        }
     }
 
     /// Loads the trace's component from `path`, makes exactly the trace's `/gradients` tensors trainable, runs the
@@ -40,8 +58,13 @@ public enum GradientVerifier {
     public static func run(checkpoint path: String, trace: GradientTrace, tolerances: Tolerances = .gradients,
                            repeats: Int = 1) throws -> Report {
         let checkpoint = try ToolError.classify(asInput: true) { try Checkpoint(path: path) }
-        if case .prima(let inputs, let classIds) = trace.trace.subject {
+        switch trace.trace.subject {
+        case .prima(let inputs, let classIds):
             return try runPipeline(checkpoint, inputs: inputs, classIds: classIds, trace: trace, tolerances: tolerances, repeats: repeats)
+        case .primaBatch(let batch):
+            return try runBatch(checkpoint, batch: batch, trace: trace, tolerances: tolerances, repeats: repeats)
+        case .component:
+            break
         }
         guard let role = trace.trace.role, let inputs = trace.trace.inputs else {
             throw ToolError.input("\(trace.path): no component inputs")
@@ -64,38 +87,35 @@ public enum GradientVerifier {
     }
 
     /// Compares what a run produced with the trace.
-    private static func report(_ trace: GradientTrace, component: String, loss: Float, activationGradients: [String: Tensor],
-                               store: GradientStore, tolerances: Tolerances, runs: [Double]) throws -> Report {
-        let masked = trace.trace.attentionMask
+    private static func report(_ trace: GradientTrace, component: String, loss: Float, terms: [Float]? = nil,
+                               activationGradients: [String: Tensor], store: GradientStore, tolerances: Tolerances,
+                               runs: [Double]) throws -> Report {
         let compared = try trace.activationGradients.map { reference -> ActivationComparison in
             guard let ours = activationGradients[reference.name], ours.elementCount == reference.tensor.elementCount else {
                 throw ToolError.input("\(trace.path): activation gradient \(reference.name) is not one the \(component) backward produces with that shape")
             }
             return Comparison.compare(name: reference.name, ours: ours, reference: reference.tensor,
-                                      mask: reference.tensor.shape.count == 3 ? masked : nil, tolerances: tolerances)
+                                      mask: trace.trace.comparisonMask(for: reference.name, rank: reference.tensor.shape.count), tolerances: tolerances)
+        }
+        let termComparisons = zip(AlignmentLoss.termNames, zip(terms ?? [], trace.lossTerms ?? [])).map {
+            TermComparison(name: $0, ours: $1.0, reference: $1.1)
         }
         let parameters = trace.gradients.map { reference in
             Comparison.compare(name: reference.path, ours: store[reference.path]!, reference: reference.tensor, mask: nil,
                                tolerances: tolerances)
         }
         return Report(component: component, objective: trace.objective, loss: loss, referenceLoss: trace.loss,
-                      activationGradients: compared, gradients: parameters, stepRuns: runs)
+                      activationGradients: compared, gradients: parameters, stepRuns: runs, terms: termComparisons)
     }
 
     /// `class_ce` on the whole pipeline (§11.10): the heads' and the components' tensors may be trainable.
     private static func runPipeline(_ checkpoint: Checkpoint, inputs: PrimaInputs, classIds: [Int], trace: GradientTrace,
                                     tolerances: Tolerances, repeats: Int) throws -> Report {
-        let model = try ToolError.classify(asInput: true) { try PrimaModel(checkpoint: checkpoint) }
+        let model = try ToolError.classify(asInput: true) { try PrimaModel(checkpoint: checkpoint, training: true) }
         guard model.heads.classTokenIds == classIds else {
             throw ToolError.input("\(trace.path): class token ids \(classIds) differ from the checkpoint's \(model.heads.classTokenIds)")
         }
-        var shapes: [String: [Int]] = [:]
-        for reader in try ToolError.classify(asInput: true, { try checkpoint.roles.map { try checkpoint.component($0) } + [checkpoint.group("prima")] }) {
-            for record in try ToolError.classify(asInput: true, { try reader.tensorRecords() }) where record.aliasOf == nil {
-                shapes[GradientStore.path(role: reader.name, tensor: record.name)] = record.shape
-            }
-        }
-        let store = try storeFor(trace, shapes: shapes, checkpoint: checkpoint.path)
+        let store = try pipelineStore(for: trace, checkpoint: checkpoint)
         let label = trace.labels?.first?.first ?? 0
         var runs: [Double] = []
         var result: (Float, [String: Tensor]) = (0, [:])
@@ -113,6 +133,46 @@ public enum GradientVerifier {
         }
         return try report(trace, component: "prima", loss: result.0, activationGradients: result.1, store: store,
                           tolerances: tolerances, runs: runs)
+    }
+
+    /// `image_ce` and `alignment` on a batch of cases (§11.11): the encoders and the heads that read them.
+    private static func runBatch(_ checkpoint: Checkpoint, batch: PrimaBatchInputs, trace: GradientTrace, tolerances: Tolerances,
+                                 repeats: Int) throws -> Report {
+        let model = try ToolError.classify(asInput: true) { try PrimaModel(checkpoint: checkpoint, training: true) }
+        let store = try pipelineStore(for: trace, checkpoint: checkpoint)
+        var runs: [Double] = []
+        var result: (loss: Float, terms: [Float]?, gradients: [String: Tensor]) = (0, nil, [:])
+        for _ in 0..<max(1, repeats) {
+            store.zero()
+            let start = Date()
+            result = try ToolError.classify(asInput: true) {
+                var gradients: [String: Tensor] = [:]
+                switch (trace.objective, trace.labels, batch.textIds, batch.textMask, trace.softTargets, trace.alignmentSettings) {
+                case (.imageCE, let labels?, _, _, _, _):
+                    let loss = try model.imageClassifierStep(pixels: batch.pixelValues, labels: labels[0], gradients: store) { gradients[$0] = $1 }
+                    return (loss, nil, gradients)
+                case (.alignment, _, let ids?, let mask?, let targets?, let settings?):
+                    let step = try model.alignmentStep(AlignmentBatch(pixelValues: batch.pixelValues, textIds: ids, textMask: mask, softTargets: targets),
+                                                       settings: settings, gradients: store, textEncoderBackward: true) { gradients[$0] = $1 }
+                    return (step.loss, step.terms, gradients)
+                default:
+                    throw ToolError.input("\(trace.path): objective \(trace.objective.rawValue) does not apply to a batch of cases")
+                }
+            }
+            runs.append(Date().timeIntervalSince(start))
+        }
+        return try report(trace, component: "prima", loss: result.loss, terms: result.terms, activationGradients: result.gradients,
+                          store: store, tolerances: tolerances, runs: runs)
+    }
+
+    /// A gradient store for a `prima` trace: its paths may name a tensor of any component, a matrix of any stored
+    /// adapter, or a head (§11.10, §11.11).
+    private static func pipelineStore(for trace: GradientTrace, checkpoint: Checkpoint) throws -> GradientStore {
+        var shapes: [String: [Int]] = [:]
+        for reader in try ToolError.classify(asInput: true, { try checkpoint.roles.map { try checkpoint.component($0) } + [checkpoint.group("prima")] }) {
+            try ToolError.classify(asInput: true) { try storedShapes(of: reader, into: &shapes) }
+        }
+        return try storeFor(trace, shapes: shapes, checkpoint: checkpoint.path)
     }
 
     /// One forward + objective + backward step of the component's model on the trace's inputs.
@@ -142,6 +202,13 @@ public enum GradientVerifier {
     /// with the trace's shape; a tied alias, an unknown path or another shape is refused.
     static func gradientStore(for trace: GradientTrace, component: ComponentReader) throws -> GradientStore {
         var shapes: [String: [Int]] = [:]
+        try storedShapes(of: component, into: &shapes)
+        return try storeFor(trace, shapes: shapes, checkpoint: component.checkpoint.path)
+    }
+
+    /// The shape of every stored tensor of `component` (tied aliases left out) and of every matrix of its adapters,
+    /// by gradient path.
+    static func storedShapes(of component: ComponentReader, into shapes: inout [String: [Int]]) throws {
         for record in try component.tensorRecords() where record.aliasOf == nil {
             shapes[GradientStore.path(role: component.name, tensor: record.name)] = record.shape
         }
@@ -150,7 +217,6 @@ public enum GradientVerifier {
                 shapes["\(component.name)/lora/\(adapter)/tensors/\(record.name)"] = record.shape
             }
         }
-        return try storeFor(trace, shapes: shapes, checkpoint: component.checkpoint.path)
     }
 
     /// A gradient store for the trace's paths, each checked against `shapes` (stored tensors by path).

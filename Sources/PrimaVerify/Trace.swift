@@ -23,10 +23,21 @@ public enum TraceLimits {
     public static let maxClasses = 65_536
 }
 
-/// What a trace ran: one component on its inputs, or the whole PRIMA pipeline (component `prima`).
+/// What a trace ran: one component on its inputs, the whole PRIMA pipeline (component `prima`), or the encoders
+/// and heads of a `prima` gradient trace on a batch of cases (objectives `image_ce`, `alignment`).
 public enum TraceSubject: Sendable {
     case component(ComponentRole, ModelInputs)
     case prima(PrimaInputs, classTokenIds: [Int])
+    case primaBatch(PrimaBatchInputs)
+}
+
+/// The model inputs of a `prima` gradient trace over a batch of cases (Formats/prima-trace.md §11.11).
+public struct PrimaBatchInputs: Sendable {
+    /// [B, 3, H, W] (`image_ce`) or [2N, 3, H, W], view 1 of each case then view 2 (`alignment`).
+    public let pixelValues: Tensor
+    /// `alignment`: the right-padded texts [N][T] and their attention mask; nil for `image_ce`.
+    public let textIds: [[Int]]?
+    public let textMask: [[Int]]?
 }
 
 /// A reference trace (Formats/prima-trace.md): a component's (or the pipeline's) inputs and its named activations
@@ -47,7 +58,7 @@ public struct Trace: Sendable {
     public var componentName: String {
         switch subject {
         case .component(let role, _): role.rawValue
-        case .prima: "prima"
+        case .prima, .primaBatch: "prima"
         }
     }
 
@@ -67,6 +78,17 @@ public struct Trace: Sendable {
     public var attentionMask: [[Int]]? {
         if case .tokens(_, let mask) = inputs { return mask }
         return nil
+    }
+
+    /// The mask restricting the comparison of activation `name` of rank `rank` to real positions (§6 rule 1,
+    /// §10.4, §11.11): a component's (B, T, …) tensors; in a `prima` trace only the text encoder's activations and
+    /// `alignment.text_local` of a padded batch. nil: compare everything.
+    public func comparisonMask(for name: String, rank: Int) -> [[Int]]? {
+        switch subject {
+        case .component: rank == 3 ? attentionMask : nil
+        case .prima: nil
+        case .primaBatch(let inputs): name.hasPrefix("text_encoder.") || name == "alignment.text_local" ? inputs.textMask : nil
+        }
     }
 
     /// A trace made in memory (the runtime's own, or a test's), to be written with ``write(to:source:overwrite:)``.
@@ -112,8 +134,9 @@ public struct Trace: Sendable {
             }
             // §1: the root holds the two groups and nothing else (a gradient trace, version 2, the five of §11.1,
             // which GradientTrace checks).
-            let rootChildren: Set<String> = version == 2 ? ["inputs", "activations", "activation_gradients", "loss", "gradients"]
-                                                         : ["inputs", "activations"]
+            let alignment = version == 2 && componentName == "prima" && (try? root.stringAttribute("objective")) == "alignment"
+            let rootChildren = Set(version == 2 ? ["inputs", "activations", "activation_gradients", "loss", "gradients"] + (alignment ? ["loss_terms"] : [])
+                                                : ["inputs", "activations"])
             for name in try root.linkNames() where !rootChildren.contains(name) {
                 throw fail(version == 2 ? "/\(name) is not part of a gradient trace (Formats/prima-trace.md §11.1)"
                                         : "/\(name): the root of a trace holds only the groups inputs and activations (Formats/prima-trace.md §1)")
@@ -123,10 +146,13 @@ public struct Trace: Sendable {
                 guard case .group = try root.linkKind(name) else { throw fail("/\(name) is not a group") }
             }
             let inputs = try root.group("inputs")
+            // A prima gradient trace over a batch of cases has its own inputs (§11.11).
+            let batchObjective = componentName == "prima" && version == 2 && root.hasAttribute("objective")
+                ? Self.batchInputNames[(try? root.stringAttribute("objective")) ?? ""] : nil
             // A gradient trace adds its objective's input (§11.3; GradientTrace checks which).
-            let expected = (componentName == "prima" ? Self.primaInputNames
+            let expected = batchObjective ?? ((componentName == "prima" ? Self.primaInputNames
                 : role == .imageEncoder ? ["pixel_values"] : ["input_ids", "attention_mask"])
-                + (version == 2 ? ["output_weights", "labels"] : [])
+                + (version == 2 ? ["output_weights", "labels"] : []))
             for name in try inputs.linkNames() where !expected.contains(name) {
                 throw fail("/inputs/\(name) is not an input of component \(componentName) (its trace holds \(expected.joined(separator: ", ")) "
                            + "and nothing else; Formats/prima-trace.md \(componentName == "prima" ? "§10.2" : "§3"))")
@@ -143,6 +169,18 @@ public struct Trace: Sendable {
                     try Self.checkMask(mask, path: path)
                     subject = .component(role, .tokens(ids: ids, mask: mask))
                 }
+            } else if let batchObjective {
+                let pixels = try Self.readPixels(inputs, path: path, batch: nil)
+                var ids: [[Int]]?, mask: [[Int]]?
+                if batchObjective.contains("input_ids") {
+                    let (readIds, readMask) = (try Self.readInt64Matrix(inputs, "input_ids", path: path), try Self.readInt64Matrix(inputs, "attention_mask", path: path))
+                    guard readIds.count == readMask.count, zip(readIds, readMask).allSatisfy({ $0.count == $1.count }) else {
+                        throw fail("/inputs/input_ids and /inputs/attention_mask differ in shape")
+                    }
+                    try Self.checkMask(readMask, path: path)
+                    (ids, mask) = (readIds, readMask)
+                }
+                subject = .primaBatch(PrimaBatchInputs(pixelValues: pixels, textIds: ids, textMask: mask))
             } else {
                 subject = try Self.readPrimaInputs(inputs, path: path)
             }
@@ -199,6 +237,9 @@ public struct Trace: Sendable {
 
     /// The inputs of a `prima` trace, in the order of Formats/prima-trace.md §10.2.
     static let primaInputNames = ["pixel_values", "input_ids", "attention_mask", "prompt_ids", "answer_prefix_ids", "class_token_ids"]
+    /// The inputs of a `prima` gradient trace over a batch of cases, by objective (§11.11).
+    static let batchInputNames = ["image_ce": ["pixel_values", "labels"],
+                                  "alignment": ["pixel_values", "input_ids", "attention_mask", "soft_targets"]]
 
     /// Whether `name` has the form of Formats/prima-trace.md §4.1: `[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*`.
     static func isActivationName(_ name: String) -> Bool {
@@ -389,6 +430,8 @@ public struct Trace: Sendable {
                 try writeIds("answer_prefix_ids", [inputs.answerPrefixIds])
                 let dataset = try inputGroup.createDataset("class_token_ids", dtype: .i64, shape: [classIds.count])
                 try classIds.map(Int64.init).withUnsafeBytes { try dataset.writeAll($0) }
+            case .primaBatch:
+                throw ToolError.input("a trace over a batch of cases is a gradient trace (Formats/prima-trace.md §11.11); this writer writes forward traces")
             }
             let activationGroup = try root.createGroup("activations")
             for (order, activation) in activations.enumerated() {

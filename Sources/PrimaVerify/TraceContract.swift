@@ -132,6 +132,11 @@ enum TraceContract {
             return [batch, rows / batch] + produced.dropFirst()
         case .prima:
             return primaVectors.contains(name) ? produced : [1] + produced
+        case .primaBatch(let inputs):
+            // [rows, X] of a batch: per-case vectors as is, token rows as (batch, rows / batch, X) (§11.11).
+            let batch = name.hasPrefix("text_encoder.") || name.hasPrefix("alignment.text_") ? inputs.textIds?.count ?? 1 : inputs.pixelValues.shape[0]
+            guard !primaVectors.contains(name), let rows = produced.first, batch > 0, rows % batch == 0 else { return produced }
+            return [batch, rows / batch] + produced.dropFirst()
         }
     }
 

@@ -46,6 +46,8 @@ public enum TraceVerifier {
                 owner = "the prima pipeline of \(path)"
                 try TraceContract.checkInputs(of: trace, inputs, classTokenIds: classIds, model: model, checkpoint: path)
                 forward = { observe in _ = try model.forward(inputs, observe: observe) }
+            case .primaBatch:
+                throw ToolError.input("\(trace.path ?? "trace"): a trace over a batch of cases is checked with its gradients (Formats/prima-trace.md §11.11)")
             }
         } catch let error as RuntimeError {
             throw ToolError.input(TraceContract.located(error.description, in: path))

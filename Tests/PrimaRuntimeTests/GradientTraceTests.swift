@@ -87,6 +87,10 @@ import Testing
             switch source {
             case let name where name.hasPrefix("qwen3-tied-f32"): path = try GradientTraceTests.checkpoint(model: "qwen3-tied-f32", adapter: nil, role: "decoder")
             case let name where name.hasPrefix("bert-rslora"): path = try GradientTraceTests.checkpoint(model: "bert-mlm-f32", adapter: "bert-rslora", role: "text_encoder")
+            case let name where name.hasPrefix("prima-tiny-bert"):
+                path = try PipelineGradientTests.checkpoint(variant: 0, adapter: "dinov3-attention-mlp", role: "image_encoder")
+            case let name where name.hasPrefix("prima-tiny-modernbert"):
+                path = try PipelineGradientTests.checkpoint(variant: 1, adapter: "modernbert-fused", role: "text_encoder")
             default: path = try GradientTraceTests.checkpoint(model: "bert-mlm-f32", adapter: nil, role: "text_encoder")
             }
             checkpoints[source] = path
@@ -102,10 +106,53 @@ import Testing
     }
 }
 
-/// Stage 3's objective on the whole pipeline (Formats/prima-trace.md §11.10): the class cross-entropy through the
-/// decoder, the fusion heads and both encoders, against PyTorch on the pipeline of the `prima-tiny-bert` trace (its
-/// heads file), through the binary.
+/// The PRIMA objectives against PyTorch (Formats/prima-trace.md §11.10, §11.11): stage 3's class cross-entropy
+/// through the decoder, the fusion heads and both encoders on the pipeline of the `prima-tiny-bert` trace, and the
+/// batch objectives of stages 2b and 2 (image classifier, the four alignment losses in both L_loc modes) with LoRA on
+/// an encoder, through the library and the binary.
 @Suite struct PipelineGradientTests {
+    /// The pipeline checkpoint of `variant` (PrimaTraceTests.variants) with `adapter` (Fixtures/lora) imported as
+    /// `default` into `role`.
+    static func checkpoint(variant: Int, adapter: String, role: String) throws -> String {
+        let base = try PrimaTraceTests.assemble(PrimaTraceTests.variants[variant])
+        let adapted = RuntimeTestSupport.temporaryDirectory() + "/adapted.h5"
+        let result = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-convert"),
+                                                ["lora-import", base, "--role", role, "--adapter",
+                                                 RuntimeTestSupport.repositoryRoot + "/Fixtures/lora/" + adapter, "-o", adapted])
+        try #require(result.status == 0, "\(result.stderr)")
+        return adapted
+    }
+
+    /// trace, pipeline variant, adapter, its role.
+    static let batchCases: [[String]] = [
+        ["prima-tiny-bert-image_ce", "0", "dinov3-attention-mlp", "image_encoder"],
+        ["prima-tiny-bert-alignment", "0", "dinov3-attention-mlp", "image_encoder"],
+        ["prima-tiny-modernbert-alignment-direct", "1", "modernbert-fused", "text_encoder"],
+    ]
+
+    @Test(arguments: batchCases)
+    func batchObjectivesMatchPyTorch(_ item: [String]) throws {
+        let path = GradientTraceTests.traces + "/\(item[0]).h5"
+        let trace = try GradientTrace(path: path)
+        let checkpoint = try Self.checkpoint(variant: Int(item[1])!, adapter: item[2], role: item[3])
+        let report = try GradientVerifier.run(checkpoint: checkpoint, trace: trace)
+        #expect(report.lossPasses, "loss \(report.loss) against \(report.referenceLoss)")
+        #expect(report.terms.count == (trace.objective == .alignment ? 4 : 0))
+        for term in report.terms { #expect(term.pass, "\(item[0]): term \(term.name) \(term.ours) against \(term.reference)") }
+        for comparison in report.activationGradients + report.gradients {
+            #expect(comparison.pass, "\(item[0]): \(comparison.name): \(comparison.failure ?? "") (max_rel \(comparison.maxRel), cosine \(comparison.cosine))")
+        }
+        #expect(report.gradients.count == trace.gradients.count && report.activationGradients.count == trace.activationGradients.count)
+        let tool = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-verify"), [checkpoint, "--trace", path, "--json"])
+        let json = try? JSON.parse(tool.stdout).object
+        #expect(tool.status == 0 && json?["pass"]?.bool == true && json?["objective"]?.string == trace.objective.rawValue, "\(tool.stderr)")
+        #expect((json?["loss_terms"]?.array?.count ?? 0) == report.terms.count)
+        if ProcessInfo.processInfo.environment["PRIMA_PRINT_GRADIENT_ERRORS"] != nil {
+            let worst = (report.activationGradients + report.gradients).max { $0.maxRel < $1.maxRel }
+            print("\(item[0]): loss rel \(report.lossRelativeError), worst \(worst?.name ?? "-") max_rel \(worst?.maxRel ?? 0)")
+        }
+    }
+
     @Test func classCrossEntropyMatchesPyTorch() throws {
         let checkpoint = try PrimaTraceTests.assemble(PrimaTraceTests.variants[0])
         let trace = GradientTraceTests.traces + "/prima-tiny-bert-class_ce.h5"

@@ -36,6 +36,8 @@ struct CraftedTrace {
                       ("attention_mask", .ids([Array(repeating: 1, count: prima.textIds.count)])),
                       ("prompt_ids", .ids([prima.promptIds])), ("answer_prefix_ids", .ids([prima.answerPrefixIds])),
                       ("class_token_ids", .vector(classIds))]
+        case .primaBatch:
+            throw HostileHDF5Tests.GenerationError(message: "\(fixture): forward-trace fixtures have no batch subject")
         }
         activations = trace.activations.enumerated().map { ($1.name, $1.tensor, $0) }
     }

@@ -27,6 +27,8 @@ public final class PrimaHeads: Sendable {
     /// 0: the heads hold their seeded initialisation (the checkpoint's `heads_trained`).
     public let trained: Bool
     let weights: ModelWeights
+    /// The alignment projections and the image classifier, bound at load.
+    let imageProjection, textProjection, imageClassifier: BoundLinear
     /// The fusion projectors, bound at load (their convolution weights kept as im2col matrices too).
     let imageCLSProjector, textCLSProjector: CLSProjector
     let imageSequenceProjector, textSequenceProjector: SequenceProjector
@@ -111,24 +113,23 @@ public final class PrimaHeads: Sendable {
             throw RuntimeError("\(origin): tensor \(extra.name) is not a PRIMA heads tensor (§8)")
         }
         weights = try ModelWeights(component: group, excluding: [PrimaHeadsConfig.classTokenIdsName])
+        imageProjection = try weights.bind("alignment.image_proj")
+        textProjection = try weights.bind("alignment.text_proj")
+        imageClassifier = try weights.bind("image_classifier")
         imageCLSProjector = try CLSProjector(weights, "fusion.image_cls_projector")
         textCLSProjector = try CLSProjector(weights, "fusion.text_cls_projector")
         imageSequenceProjector = try SequenceProjector(weights, "fusion.image_seq_projector")
         textSequenceProjector = try SequenceProjector(weights, "fusion.text_seq_projector")
     }
 
-    private func linear(_ x: Tensor, _ prefix: String) throws -> Tensor {
-        Linear.forward(x, weight: try weights.linear(prefix + ".weight"), bias: try weights(prefix + ".bias"))
-    }
-
     /// The alignment projection of image features [N, d_img] → [N, d_align].
-    public func alignImage(_ x: Tensor) throws -> Tensor { try linear(x, "alignment.image_proj") }
+    public func alignImage(_ x: Tensor) -> Tensor { imageProjection.forward(x).output }
 
     /// The alignment projection of text features [N, d_txt] → [N, d_align].
-    public func alignText(_ x: Tensor) throws -> Tensor { try linear(x, "alignment.text_proj") }
+    public func alignText(_ x: Tensor) -> Tensor { textProjection.forward(x).output }
 
-    /// The image classifier on the image CLS [1, d_img] → [1, K].
-    public func classifyImage(_ cls: Tensor) throws -> Tensor { try linear(cls, "image_classifier") }
+    /// The image classifier on image CLS features [B, d_img] → [B, K].
+    public func classifyImage(_ cls: Tensor) -> Tensor { imageClassifier.forward(cls).output }
 
     /// A CLS projector (`fc2(gelu(fc1(x)))`) on [1, d] → [1, d_llm]; `projector` is `image_cls_projector` or
     /// `text_cls_projector`.

@@ -31,8 +31,9 @@ public final class PrimaModel: Sendable {
     public let decoder: Qwen3Model
     public let heads: PrimaHeads
 
-    /// Loads the three components and the heads; checks that their widths agree.
-    public init(checkpoint: Checkpoint) throws {
+    /// Loads the three components and the heads; checks that their widths agree. `training` keeps what the
+    /// backward passes need (an int8 weight's plain values: ``loadComponentModel(_:training:)``).
+    public init(checkpoint: Checkpoint, training: Bool = false) throws {
         try StoredValidation.validate(checkpoint)
         guard checkpoint.extraGroups.contains("prima") else {
             throw RuntimeError("\(checkpoint.path): not a PRIMA checkpoint (no /prima heads group; assemble one with prima-convert import --labels)")
@@ -40,13 +41,13 @@ public final class PrimaModel: Sendable {
         for role in [ComponentRole.imageEncoder, .textEncoder, .decoder] where !checkpoint.roles.contains(role) {
             throw RuntimeError("\(checkpoint.path): a PRIMA checkpoint needs a component \(role.rawValue)")
         }
-        guard let image = try loadComponentModel(try checkpoint.component(.imageEncoder)) as? DINOv3ViTModel else {
+        guard let image = try loadComponentModel(try checkpoint.component(.imageEncoder), training: training) as? DINOv3ViTModel else {
             throw RuntimeError("\(checkpoint.path): image_encoder is not a DINOv3 ViT")
         }
-        guard let decoder = try loadComponentModel(try checkpoint.component(.decoder)) as? Qwen3Model else {
+        guard let decoder = try loadComponentModel(try checkpoint.component(.decoder), training: training) as? Qwen3Model else {
             throw RuntimeError("\(checkpoint.path): decoder is not a Qwen3 model")
         }
-        guard let text = try loadComponentModel(try checkpoint.component(.textEncoder)) as? any TextEncoderModel else {
+        guard let text = try loadComponentModel(try checkpoint.component(.textEncoder), training: training) as? any TextEncoderModel else {
             throw RuntimeError("\(checkpoint.path): text_encoder is neither BERT nor ModernBERT")
         }
         let heads = try PrimaHeads(checkpoint: checkpoint)
@@ -121,11 +122,11 @@ public final class PrimaModel: Sendable {
     /// ``fuse(_:_:promptIds:answerPrefixIds:observe:)`` recording what the backward needs.
     func fuseRecording(_ image: EncodedImage, _ text: EncodedText, promptIds: [Int], answerPrefixIds: [Int],
                        observe: (String, Tensor) throws -> Void) throws -> (embeddings: Tensor, tape: FusionTape) {
-        try observe("alignment.image_global", try heads.alignImage(image.cls))
-        try observe("alignment.text_global", try heads.alignText(text.cls))
-        try observe("alignment.image_local", try heads.alignImage(image.patches))
-        try observe("alignment.text_local", try heads.alignText(text.sequence))
-        try observe("image_classifier.logits", try heads.classifyImage(image.cls))
+        try observe("alignment.image_global", heads.alignImage(image.cls))
+        try observe("alignment.text_global", heads.alignText(text.cls))
+        try observe("alignment.image_local", heads.alignImage(image.patches))
+        try observe("alignment.text_local", heads.alignText(text.sequence))
+        try observe("image_classifier.logits", heads.classifyImage(image.cls))
         let imageCLS = heads.imageCLSProjector.forward(image.cls)
         try observe("fusion.image_cls", imageCLS.output)
         let imageSequence = try heads.imageSequence(image.patches, gridHeight: image.gridHeight, gridWidth: image.gridWidth)
@@ -221,7 +222,9 @@ extension PrimaModel {
         guard inputs.textIds.count >= 2 else { throw RuntimeError("PRIMA's text input needs at least [CLS] and [SEP], got \(inputs.textIds.count) tokens") }
         let (imageHidden, imageTape) = try imageEncoder.trainingForward(pixels: pixels) { try observe("image_encoder." + $0, $1) }
         guard let textModel = textEncoder as? any TrainableEncoder else { throw RuntimeError("the text encoder cannot be trained") }
-        let (textHidden, textBackward) = try Self.trainingForward(textModel, ids: inputs.textIds) { try observe("text_encoder." + $0, $1) }
+        let (textHidden, textBackward) = try Self.trainingForward(textModel, ids: [inputs.textIds], mask: [Array(repeating: 1, count: inputs.textIds.count)]) {
+            try observe("text_encoder." + $0, $1)
+        }
 
         let p = imageEncoder.config.patchSize, prefix = 1 + imageEncoder.config.registerCount
         let h = pixels.shape[2] / p, w = pixels.shape[3] / p
@@ -246,10 +249,10 @@ extension PrimaModel {
         return (classLogits, tape)
     }
 
-    /// A text encoder's training forward on one unpadded sequence, with its backward captured.
-    private static func trainingForward<M: TrainableEncoder>(_ model: M, ids: [Int], observe: (String, Tensor) throws -> Void) throws
+    /// A text encoder's training forward on right-padded sequences ids [B][T] (mask [B][T]), with its backward captured.
+    static func trainingForward<M: TrainableEncoder>(_ model: M, ids: [[Int]], mask: [[Int]], observe: (String, Tensor) throws -> Void) throws
         -> (Tensor, EncoderBackward) {
-        let (hidden, tape) = try model.trainingForward(ids: [ids], mask: [Array(repeating: 1, count: ids.count)], observe: observe)
+        let (hidden, tape) = try model.trainingForward(ids: ids, mask: mask, observe: observe)
         return (hidden, { try model.backward($0, tape: tape, gradients: $1, observe: $2) })
     }
 
@@ -308,16 +311,12 @@ extension PrimaModel {
         // The encoders' final hidden states get the gradient of the rows the heads read.
         let imageWidth = heads.config.imageWidth, textWidth = heads.config.textWidth
         let dImage = Tensor(zeros: [tape.imageTokens, imageWidth], dtype: .f32)
-        dImage.withMutableFloat32 { out in
-            dImageFeatures.withFloat32 { (out.baseAddress!).update(from: $0.baseAddress!, count: imageWidth) }
-            dPatches.withFloat32 { (out.baseAddress! + tape.imagePrefix * imageWidth).update(from: $0.baseAddress!, count: $0.count) }
-        }
+        scatterRows(dImageFeatures, into: dImage, rows: [0])
+        scatterRows(dPatches, into: dImage, rows: Array(tape.imagePrefix..<(tape.imagePrefix + dPatches.shape[0])))
         _ = try tape.imageBackward(dImage, gradients) { try observe("image_encoder." + $0, $1) }
         let dText = Tensor(zeros: [tape.textTokens, textWidth], dtype: .f32)
-        dText.withMutableFloat32 { out in
-            dTextFeatures.withFloat32 { (out.baseAddress!).update(from: $0.baseAddress!, count: textWidth) }
-            dSequence.withFloat32 { (out.baseAddress! + textWidth).update(from: $0.baseAddress!, count: $0.count) }
-        }
+        scatterRows(dTextFeatures, into: dText, rows: [0])
+        scatterRows(dSequence, into: dText, rows: Array(1..<(1 + dSequence.shape[0])))
         _ = try tape.textBackward(dText, gradients) { try observe("text_encoder." + $0, $1) }
     }
 }

@@ -194,11 +194,18 @@ struct PrimaVerifyCommand: ParsableCommand {
                 ("step_seconds", .double(report.stepSeconds)), ("step_runs", .array(report.stepRuns.map { .double($0) })),
                 ("loss", loss), ("activations", .array(report.activationGradients.map(activationJSON))),
                 ("gradients", .array(report.gradients.map(activationJSON))),
-            ])).serialized())
+            ] + (report.terms.isEmpty ? [] : [("loss_terms", .array(report.terms.map { term in
+                .object(JSONObject([("name", .string(term.name)), ("ours", .double(Double(term.ours))), ("reference", .double(Double(term.reference))),
+                                    ("relative_error", number(term.relativeError)), ("pass", .bool(term.pass))]))
+            }))]))).serialized())
         } else {
             print("\(report.component) (\(report.objective.rawValue)) against \(tracePath): forward + backward \(String(format: "%.4f", report.stepSeconds)) s (median of \(report.stepRuns.count)), BLAS \(BLAS.info.coreName)")
             print(String(format: "loss %.8g, reference %.8g, relative error %.3e: ", report.loss, report.referenceLoss, report.lossRelativeError)
                   + (report.lossPasses ? "ok" : "FAIL (> \(Tolerances.lossRelative))"))
+            for term in report.terms {
+                print("  term \(term.name) " + String(format: "%.8g, reference %.8g, relative error %.3e: ", term.ours, term.reference, term.relativeError)
+                      + (term.pass ? "ok" : "FAIL"))
+            }
             printTable(report.activationGradients, heading: "activation grad")
             printTable(report.gradients, heading: "parameter grad")
             print(report.pass ? "PASS" : "FAIL")
