@@ -11,7 +11,6 @@ components' tensors.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -166,6 +165,19 @@ def _gradient_run(rec: _Recorder, loss, paths, param_names, trainable: Sequence[
                        meta={"trainable": "list", "excluded": excluded, "inputs": inputs}, loss_terms=loss_terms)
 
 
+def _run_encoders(rec: _Recorder, ref, inputs, dtype):
+    """Both encoders on the whole batch with their activations recorded: (pixel_values tensor, image final_norm,
+    text final_norm)."""
+    import torch
+
+    pv = torch.from_numpy(inputs["pixel_values"]).to(dtype)
+    rec.hooked("image_encoder", ref.image, lambda: ref.image.top(pixel_values=pv))
+    ids = torch.from_numpy(inputs["input_ids"])
+    mask = torch.from_numpy(inputs["attention_mask"])
+    rec.hooked("text_encoder", ref.text, lambda: ref.text.top(input_ids=ids, attention_mask=mask))
+    return pv, rec.acts["image_encoder.final_norm"], rec.acts["text_encoder.final_norm"]
+
+
 def _widened(dtype):
     import torch
 
@@ -186,13 +198,7 @@ def compute_class_ce(ref, inputs: Mapping[str, Any], trainable: Sequence[str], d
     acts, keep = rec.acts, rec.keep
 
     with torch.enable_grad(), _widened(dtype):
-        pv = torch.from_numpy(inputs["pixel_values"]).to(dtype)
-        rec.hooked("image_encoder", ref.image, lambda: ref.image.top(pixel_values=pv))
-        ids = torch.from_numpy(inputs["input_ids"])
-        mask = torch.from_numpy(inputs["attention_mask"])
-        rec.hooked("text_encoder", ref.text, lambda: ref.text.top(input_ids=ids, attention_mask=mask))
-        img = acts["image_encoder.final_norm"]
-        txt = acts["text_encoder.final_norm"]
+        pv, img, txt = _run_encoders(rec, ref, inputs, dtype)
         h, w = pv.shape[2] // ref.patch_size, pv.shape[3] // ref.patch_size
         n = int(inputs["attention_mask"][0].sum())
         cls_i, patches = img[:, 0], img[:, 1 + ref.num_registers:]
@@ -269,29 +275,10 @@ def write_class_ce_trace(ref, out_path, inputs: Mapping[str, Any], trainable: Se
 
 def _write_pipeline_trace(ref, out_path, objective: str, run: GradientRun, source: str,
                           input_recipe: Optional[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:
-    """The root attributes of a prima gradient trace (``extra`` after ``trainable``), then the file."""
-    import torch
-    import transformers
-
-    attrs: "OrderedDict[str, Any]" = OrderedDict()
-    attrs["prima_trace_version"] = np.int64(GRAD_TRACE_VERSION)
-    attrs["component"] = "prima"
-    attrs["source"] = source
-    attrs["torch_version"] = str(torch.__version__)
-    attrs["transformers_version"] = str(transformers.__version__)
-    attrs["attn_implementation"] = "eager"
-    attrs["dtype"] = "float32"
-    attrs["objective"] = objective
-    attrs["trainable"] = "list"
-    attrs.update(extra)
-    attrs["image_encoder_source"] = ref.image.source
-    attrs["text_encoder_source"] = ref.text.source
-    attrs["decoder_source"] = ref.decoder.source
-    attrs["heads_source"] = Path(ref.heads_path).name
-    attrs["model_types"] = f"{ref.image.model_type},{ref.text.model_type},{ref.decoder.model_type}"
-    attrs["producer"] = PRODUCER
-    if input_recipe is not None:
-        attrs["input_recipe"] = json.dumps(input_recipe, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """The root attributes of a prima gradient trace (objective, trainable, then ``extra``), then the file."""
+    head: "OrderedDict[str, Any]" = OrderedDict(objective=objective, trainable="list")
+    head.update(extra)
+    attrs = ref.trace_attrs(GRAD_TRACE_VERSION, source, PRODUCER, input_recipe, head)
     _write_grad_h5(Path(out_path), attrs, run.meta["inputs"], run)
     run.meta["attrs"] = dict(attrs)
 
@@ -590,13 +577,7 @@ def compute_alignment(ref, inputs: Mapping[str, Any], trainable: Sequence[str], 
     rec = _Recorder()
     lengths = inputs["attention_mask"].sum(axis=1)
     with torch.enable_grad(), _widened(dtype):
-        pv = torch.from_numpy(inputs["pixel_values"]).to(dtype)
-        rec.hooked("image_encoder", ref.image, lambda: ref.image.top(pixel_values=pv))
-        ids = torch.from_numpy(inputs["input_ids"])
-        mask = torch.from_numpy(inputs["attention_mask"])
-        rec.hooked("text_encoder", ref.text, lambda: ref.text.top(input_ids=ids, attention_mask=mask))
-        img = rec.acts["image_encoder.final_norm"]  # (2N, 1+R+Np, Ci)
-        txt = rec.acts["text_encoder.final_norm"]  # (N, T, Ct)
+        _, img, txt = _run_encoders(rec, ref, inputs, dtype)  # (2N, 1+R+Np, Ci), (N, T, Ct)
         al = ref.heads.alignment
         g = rec.keep("alignment.image_global", al.image_proj(img[:, 0]), "heads:alignment.image_proj(image CLS)")
         q = rec.keep("alignment.text_global", al.text_proj(txt[:, 0]), "heads:alignment.text_proj(text CLS)")
