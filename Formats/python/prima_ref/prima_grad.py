@@ -1,11 +1,20 @@
-"""Gradient traces of the whole PRIMA pipeline (Formats/prima-trace.md §11.10, component ``prima``).
+"""Gradient traces of the PRIMA pipeline (Formats/prima-trace.md §11.10-§11.11, component ``prima``).
 
 Objective ``class_ce`` (stage 3): the cross-entropy of the restricted class logits of §10 against a class index.
 ``compute_class_ce`` runs the §10 pipeline of a ``PrimaReference`` with autograd (the same arithmetic as
 ``PrimaReference._run``, written once more with gradients kept: encoders, heads, assembled decoder input, decoder,
-class logits), and ``write_class_ce_trace`` writes the version-2 trace. Trainable tensors are named by their
-checkpoint paths: ``prima/tensors/NAME`` for the heads (§8 canonical names), ``ROLE/tensors/NAME`` for the three
-components' tensors.
+class logits), and ``write_class_ce_trace`` writes the version-2 trace.
+
+Objectives ``image_ce`` (stage 2b) and ``alignment`` (stage 2), §11.11: a batch of cases through the encoders and
+the heads that read them (the decoder is not run). ``compute_image_ce`` is the image classifier's mean cross-entropy
+over B images; ``compute_alignment`` the weighted sum of L_img, L_glo, L_loc (attention or direct) and L_soft over
+N cases with two views each (``alignment_loss_terms``, checked against ``explicit_alignment_terms`` in float64);
+``write_batch_trace`` writes either (alignment with ``/loss_terms`` and the root attributes tau, tau_label,
+loss_weights, loc_mode); ``validate_batch_trace`` is what ``prima_ref.read_trace`` checks of them. ``attach_lora``
+puts a PEFT adapter on an encoder as prima_ref.grad does for component traces.
+
+Trainable tensors are named by their checkpoint paths: ``prima/tensors/NAME`` for the heads (§8 canonical names),
+``ROLE/tensors/NAME`` and ``ROLE/lora/ADAPTER/tensors/STEM.lora_a|lora_b`` for the three components' tensors.
 """
 
 from __future__ import annotations
