@@ -11,6 +11,12 @@ gradient for the tied embedding / LM head). INT8_JOBS: LoRA over int8 checkpoint
 dequantised by the reference quantiser (prima_ref.int8), per-channel and block32. PRIMA_JOBS: `class_ce` through the
 whole pipeline of prima-tiny-bert (prima_ref.prima_grad), checked by the same means where they apply (its forward
 half within PRIMA_FORWARD_TOLERANCE of the forward trace, a directional derivative over the trainable tensors).
+BATCH_JOBS: batches of cases through the encoders and the heads that read them (§11.11): `image_ce` (stage 2b: image
+LoRA + image_classifier) and `alignment` (stage 2: image LoRA + the two alignment projections, the text encoder
+frozen; and the ablation loc_mode direct with the soft term's weight 0, training every image encoder tensor and the
+text encoder's LoRA), checked likewise plus: exact zeros at the rows the heads do not read, the forward half against
+plain forwards of the same models, directional derivatives of the encoder activations, the weighted sum of the
+stored /loss_terms, the loc mode, and N = 1 (the contrastive terms exactly 0, no file).
 
 Inputs (as make_traces.py and make_lora_fixtures.py): text models the two TEXTS, right-padded (batch 2, the first
 sequence padded); DINOv3 two seeded 32x32 noise images. Objective inputs: output_weights seeded N(0, 1), zero at
@@ -97,7 +103,7 @@ TEXTS = (
 IMAGE_SEED = 0
 OUTPUT_WEIGHTS_SEED = 7
 LABELS_SEED = 11
-# The measured float32-vs-float64 error is at most 3.5e-6 of max|grad| (see the printout); this limit is about three
+# The measured float32-vs-float64 error is at most 4.0e-6 of max|grad| (see the printout); this limit is about three
 # times the worst seen and ten times tighter than the §11.8 tolerance 1e-4, so a regression in the reference shows.
 FLOAT64_RATIO_LIMIT = 1e-5
 # The worst loss seen is 1.1e-6 relative (a `dot` sum that cancels); half the §11.8 tolerance 1e-5.
@@ -142,6 +148,40 @@ PRIMA_JOBS = [
     ("prima-tiny-bert-class_ce", "dinov3-mlp-reg4-f32", "bert-mlm-f32", "qwen3-prima-f32", "heads-bert.safetensors",
      "prima-tiny-bert.h5", 2),
 ]
+# Batches of cases through the encoders and their heads (Formats/prima-trace.md §11.11): image_ce (stage 2b) and
+# alignment (stage 2). `train`: what is trainable ("image_lora", "image_full", "text_lora", "image_classifier",
+# "alignment"); the decoder of the pipeline is loaded but not run. Images are seeded 32x32 noise (alignment: view 1
+# from IMAGE_VIEW_SEEDS[0], view 2 a different draw from IMAGE_VIEW_SEEDS[1]); texts the first N of CASE_TEXTS.
+BATCH_JOBS = [
+    dict(stem="prima-tiny-bert-image_ce", objective="image_ce", image="dinov3-mlp-reg4-f32",
+         image_adapter="dinov3-attention-mlp", text="bert-mlm-f32", text_adapter=None, decoder="qwen3-prima-f32",
+         heads="heads-bert.safetensors", cases=3, train=("image_lora", "image_classifier")),
+    dict(stem="prima-tiny-bert-alignment", objective="alignment", image="dinov3-mlp-reg4-f32",
+         image_adapter="dinov3-attention-mlp", text="bert-mlm-f32", text_adapter=None, decoder="qwen3-prima-f32",
+         heads="heads-bert.safetensors", cases=3, train=("image_lora", "alignment"),
+         tau=0.07, tau_label=1.0, loss_weights=(0.2, 0.3, 0.2, 0.3), loc_mode="attention"),
+    # The ablations: L_loc without attention, and L_soft switched off (its term is still computed and stored).
+    dict(stem="prima-tiny-modernbert-alignment-direct", objective="alignment", image="dinov3-gated-noreg-f32",
+         image_adapter=None, text="modernbert-mlm-f32", text_adapter="modernbert-fused", decoder="qwen3-prima-f32",
+         heads="heads-modernbert.safetensors", cases=4, train=("image_full", "text_lora", "alignment"),
+         tau=0.07, tau_label=1.0, loss_weights=(0.2, 0.3, 0.2, 0.0), loc_mode="direct"),
+]
+BATCH_IMAGE_SEED = 21
+IMAGE_VIEW_SEEDS = (31, 32)
+CLASS_LABELS_SEED = 23
+SOFT_TARGETS_SEED = 41
+# Short metadata-like texts of different lengths (13, 19, 11 and 16 tokens with the fixture tokenizers; the batch is
+# right-padded to the longest, and all but the third are longer than ModernBERT's 9-key local window).
+CASE_TEXTS = (
+    "Age 55; face; bleeds",
+    "Age 71; back; grew; itches",
+    "Arm; no pain",
+    "Age 38; chest; raised",
+)
+# The soft-target vector of a case (Docs/prima-model.md, L_soft): the diagnosis one-hot weighted x3, then one one-hot
+# per metadata attribute with this many values (seeded codes).
+SOFT_TARGET_ATTRIBUTES = (2, 3, 4)
+CLASS_WEIGHT = 3.0
 # Autograd mode runs the heads' convolutions through other kernels than inference mode: the pipeline's forward
 # half matches the committed forward trace within this, not bit for bit (seen: 2.6e-6).
 PRIMA_FORWARD_TOLERANCE = 1e-5
@@ -252,31 +292,48 @@ def directional_check(stem, gm, inputs, run):
     return worst, err
 
 
-def names_check(stem, gm, run):
-    """Check 8: the tensor behind every gradient path is the file tensor that the path names."""
+def file_tensors(model_type, model_dir, adapter_dir=None, adapter_name="default"):
+    """The tensors of a model directory's safetensors files by canonical name, and the adapter file's LoRA matrices
+    as lora/ADAPTER/STEM.lora_a|b (the keys gradient_key gives)."""
     from safetensors.numpy import load_file
 
-    files = sorted(gm.model_dir.glob("*.safetensors"))
     by_canonical = {}
-    for f in files:
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
         for key, value in load_file(str(f)).items():
             try:
-                by_canonical[canonical_name(gm.model_type, key)] = value
+                by_canonical[canonical_name(model_type, key)] = value
             except UnknownNameError:
                 continue  # dropped on import (§4.6)
-    if gm.adapter_dir is not None:
-        for key, value in load_file(str(gm.adapter_dir / "adapter_model.safetensors")).items():
+    if adapter_dir is not None:
+        for key, value in load_file(str(Path(adapter_dir) / "adapter_model.safetensors")).items():
             module, which = key[len("base_model.model."):].rsplit(".lora_", 1)
-            stem_name = canonical_name(gm.model_type, module + ".weight")[: -len(".weight")]
-            by_canonical[f"lora/{gm.adapter_name}/{stem_name}.lora_{which[0].lower()}"] = value
-    params = gm.parameter_paths()
-    for p in run.gradients:
-        _, rest = p.split("/", 1)
-        key = rest[len("tensors/"):] if rest.startswith("tensors/") else rest.replace("/tensors/", "/")
-        if key not in by_canonical:
+            stem_name = canonical_name(model_type, module + ".weight")[: -len(".weight")]
+            by_canonical[f"lora/{adapter_name}/{stem_name}.lora_{which[0].lower()}"] = value
+    return by_canonical
+
+
+def gradient_key(path):
+    """ROLE/tensors/NAME -> NAME; ROLE/lora/ADAPTER/tensors/X -> lora/ADAPTER/X (file_tensors' keys)."""
+    _, rest = path.split("/", 1)
+    return rest[len("tensors/"):] if rest.startswith("tensors/") else rest.replace("/tensors/", "/")
+
+
+def check_gradient_names(stem, gradients, parameter_of, files_by_role):
+    """Check 8 for any set of gradient paths: parameter_of(path) is the tensor, files_by_role[ROLE] its file's."""
+    for p in gradients:
+        key = gradient_key(p)
+        stored = files_by_role[p.split("/")[0]].get(key)
+        if stored is None:
             sys.exit(f"{stem}: {p} names no tensor of the model's files")
-        if not np.array_equal(params[p][0].detach().numpy(), by_canonical[key]):
+        if not np.array_equal(parameter_of(p).detach().numpy(), stored):
             sys.exit(f"{stem}: the parameter behind {p} is not the file's {key}")
+
+
+def names_check(stem, gm, run):
+    """Check 8: the tensor behind every gradient path is the file tensor that the path names."""
+    files = file_tensors(gm.model_type, gm.model_dir, gm.adapter_dir, gm.adapter_name)
+    params = gm.parameter_paths()
+    check_gradient_names(stem, run.gradients, lambda p: params[p][0], {gm.role: files})
 
 
 def float64_check(stem, model_dir, objective, trainable, adapter, inputs, run32, mask):
@@ -309,6 +366,8 @@ def main():
             run_job(job, work, rows, overall)
         for job in PRIMA_JOBS:
             run_prima_job(job, rows, overall)
+        for job in BATCH_JOBS:
+            run_batch_job(job, rows, overall)
     finally:
         shutil.rmtree(work)
     chmod_outputs(OUT_DIR)
@@ -407,37 +466,61 @@ def run_prima_job(job, rows, overall):
     if any(np.any(run.activation_gradients[n] != 0) for n in zero):
         sys.exit(f"{stem}: an activation off the loss path has a non-zero gradient")
     # Names: heads against the heads file, decoder tensors against the decoder's safetensors file.
+    check_pipeline_names(stem, ref, run, heads)
+    # float64.
+    ref64 = to_float64(load())
+    run64 = compute_class_ce(ref64, inputs, trainable, dtype=torch.float64)
+    cmp = compare_float64(stem, run64, run, inputs["attention_mask"].astype(bool))
+    derr = pipeline_directional(stem, ref64, run64,
+                                lambda: compute_class_ce(ref64, inputs, trainable, dtype=torch.float64).loss)
+    report_pipeline(path, run, cmp, derr, rows, overall)
+
+
+def check_pipeline_names(stem, ref, run, heads):
+    """Check 8 for a pipeline trace: heads against the heads file, a component's tensors (and LoRA matrices)
+    against its directory's safetensors files (and adapter file)."""
     from safetensors.numpy import load_file
 
-    heads_file = load_file(str(FIXTURES / "prima" / heads))
-    decoder_file = {canonical_name("qwen3", k): v for k, v in load_file(str(MODELS_DIR / decoder / "model.safetensors")).items()}
-    params = {}
     from prima_ref.prima_grad import component_paths, heads_paths
 
-    params.update(heads_paths(ref.heads))
-    params.update(component_paths(ref.decoder))
-    for p in run.gradients:
-        role, name = p.split("/")[0], p.rsplit("/", 1)[-1]
-        stored = heads_file.get(name) if role == "prima" else decoder_file.get(name)
-        if stored is None or not np.array_equal(params[p].detach().numpy(), stored):
-            sys.exit(f"{stem}: the parameter behind {p} is not the file's {name}")
-    # float64.
-    ref64 = load()
-    for module in (ref64.image.top, ref64.text.top, ref64.decoder.top, ref64.heads):
+    params = dict(heads_paths(ref.heads))
+    files = {"prima": load_file(str(FIXTURES / "prima" / heads))}
+    for role, part in (("image_encoder", ref.image), ("text_encoder", ref.text), ("decoder", ref.decoder)):
+        if any(p.startswith(role + "/") for p in run.gradients):
+            params.update(component_paths(part))
+            files[role] = file_tensors(part.model_type, part.model_dir, getattr(part, "adapter_dir", None),
+                                       getattr(part, "adapter_name", "default"))
+    check_gradient_names(stem, run.gradients, params.__getitem__, files)
+
+
+def to_float64(ref):
+    for module in (ref.image.top, ref.text.top, ref.decoder.top, ref.heads):
         module.to(torch.float64)
-    run64 = compute_class_ce(ref64, inputs, trainable, dtype=torch.float64)
-    cmp = compare_runs(run64, run, inputs["attention_mask"].astype(bool), prima=True)
+    return ref
+
+
+def compare_float64(stem, run64, run, mask):
+    """compare_runs of a pipeline trace against its float64 re-run, bounded like the component traces."""
+    cmp = compare_runs(run64, run, mask, prima=True)
     for kind in ("gradients", "activation_gradients"):
         for name, e in cmp[kind].items():
             if not passes(e) or e["ratio"] > FLOAT64_RATIO_LIMIT:
                 sys.exit(f"{stem}: float32 {kind} {name} vs float64: {e}")
     if cmp["loss_relative_error"] > FLOAT64_LOSS_LIMIT:
         sys.exit(f"{stem}: float32 loss vs float64: relative {cmp['loss_relative_error']:.3g}")
-    # Directional derivative over the trainable tensors, float64.
+    return cmp
+
+
+def pipeline_directional(stem, ref64, run64, loss64):
+    """Directional derivative over the trainable tensors of a pipeline trace, float64: every trainable tensor moved
+    by ±eps·d (d seeded N(0, 1)), loss64() recomputed."""
+    from prima_ref.prima_grad import component_paths, heads_paths
+
     generator = torch.Generator("cpu").manual_seed(DIRECTION_SEED)
     params64 = {}
     params64.update(heads_paths(ref64.heads))
-    params64.update(component_paths(ref64.decoder))
+    for part in (ref64.image, ref64.text, ref64.decoder):
+        params64.update(component_paths(part))
     directions = {p: torch.randn(g.shape, generator=generator, dtype=torch.float64) for p, g in run64.gradients.items()}
     saved = {p: params64[p].detach().clone() for p in directions}
     values = []
@@ -445,7 +528,10 @@ def run_prima_job(job, rows, overall):
         with torch.no_grad():
             for p, d in directions.items():
                 params64[p].copy_(saved[p] + sign * DIRECTIONAL_EPS * d)
-        values.append(compute_class_ce(ref64, inputs, trainable, dtype=torch.float64).loss)
+        values.append(loss64())
+    with torch.no_grad():
+        for p in saved:
+            params64[p].copy_(saved[p])
     fd = (values[0] - values[1]) / (2 * DIRECTIONAL_EPS)
     analytic = sum(float((run64.gradients[p] * directions[p].numpy()).sum()) for p in directions)
     norm = np.sqrt(sum(float((g ** 2).sum()) for g in run64.gradients.values())) * np.sqrt(
@@ -453,6 +539,226 @@ def run_prima_job(job, rows, overall):
     derr = abs(fd - analytic) / norm
     if not derr <= DIRECTIONAL_LIMIT:
         sys.exit(f"{stem}: trainable tensors: finite difference {fd!r} vs <gradient, d> {analytic!r} ({derr:.3g})")
+    return derr
+
+
+def batch_inputs(job, ref):
+    """The seeded inputs of a BATCH_JOBS entry, and how they were made."""
+    image_dir = MODELS_DIR / job["image"]
+    k = len(ref.class_codes)
+    n = job["cases"]
+    if job["objective"] == "image_ce":
+        pv = image_inputs(image_dir, batch=n, height=32, width=32, seed=BATCH_IMAGE_SEED)["pixel_values"]
+        g = torch.Generator("cpu").manual_seed(CLASS_LABELS_SEED)
+        labels = torch.randint(0, k, (n,), generator=g, dtype=torch.int64).numpy()
+        if len(set(labels.tolist())) < 2:
+            sys.exit(f"{job['stem']}: the seeded labels {labels.tolist()} are all one class")
+        recipe = {"kind": "image_ce", "images": {"seed": BATCH_IMAGE_SEED, "shape": list(pv.shape),
+                                                 "generator": "torch.randn(generator=torch.Generator('cpu')"
+                                                              ".manual_seed(seed), dtype=float32)"},
+                  "labels": {"seed": CLASS_LABELS_SEED, "generator": f"torch.randint(0, {k}, (B,), generator=...)"}}
+        return {"pixel_values": pv, "labels": labels}, recipe
+    views = [image_inputs(image_dir, batch=n, height=32, width=32, seed=s)["pixel_values"] for s in IMAGE_VIEW_SEEDS]
+    texts = list(CASE_TEXTS[:n])
+    enc = text_inputs(MODELS_DIR / job["text"], texts)
+    g = torch.Generator("cpu").manual_seed(SOFT_TARGETS_SEED)
+    classes = torch.randint(0, k, (n,), generator=g, dtype=torch.int64)
+    if len(set(classes.tolist())) < 2:
+        sys.exit(f"{job['stem']}: the seeded classes {classes.tolist()} are all one class")
+    parts = [CLASS_WEIGHT * torch.nn.functional.one_hot(classes, k).to(torch.float32)]
+    codes = []
+    for size in SOFT_TARGET_ATTRIBUTES:
+        c = torch.randint(0, size, (n,), generator=g, dtype=torch.int64)
+        codes.append(c.tolist())
+        parts.append(torch.nn.functional.one_hot(c, size).to(torch.float32))
+    soft = np.ascontiguousarray(torch.cat(parts, dim=1).numpy(), dtype="<f4")
+    inputs = {"pixel_values": np.concatenate(views), **enc, "soft_targets": soft}
+    recipe = {"kind": "alignment", "texts": texts, "tokenizer": "text encoder directory, right padding",
+              "views": {"seeds": list(IMAGE_VIEW_SEEDS), "shape": [n, 3, 32, 32],
+                        "generator": "torch.randn(generator=torch.Generator('cpu').manual_seed(seed), dtype=float32); "
+                                     "rows 0..N-1 view 1, N..2N-1 view 2"},
+              "soft_targets": {"seed": SOFT_TARGETS_SEED, "classes": classes.tolist(), "attribute_codes": codes,
+                               "recipe": f"cat[{CLASS_WEIGHT} * one_hot(class, {k}), one_hot(code_a, size_a) for size_a "
+                                         f"in {list(SOFT_TARGET_ATTRIBUTES)}]; classes then codes drawn with "
+                                         "torch.randint from one generator"}}
+    return inputs, recipe
+
+
+def batch_trainable(job, ref):
+    from prima_ref.prima_grad import full_trainable, lora_trainable
+
+    out = []
+    for what in job["train"]:
+        if what == "image_lora":
+            out += lora_trainable(ref.image)
+        elif what == "image_full":
+            out += full_trainable(ref.image)
+        elif what == "text_lora":
+            out += lora_trainable(ref.text)
+        elif what == "image_classifier":
+            out += [f"prima/tensors/image_classifier.{w}" for w in ("weight", "bias")]
+        elif what == "alignment":
+            out += [f"prima/tensors/alignment.{m}.{w}" for m in ("image_proj", "text_proj") for w in ("weight", "bias")]
+        else:
+            raise ValueError(what)
+    return out
+
+
+def run_batch_job(job, rows, overall):
+    """image_ce / alignment on a batch: write, read back, the zero rows, the forward half against plain forwards of
+    the same models, the names, the float64 re-run and a directional derivative over the trainable tensors; for
+    alignment the weighted sum, the loc mode, and N = 1."""
+    from prima_ref.prima import PrimaReference
+    from prima_ref.prima_grad import attach_lora, compute_alignment, compute_image_ce, write_batch_trace
+
+    stem, objective = job["stem"], job["objective"]
+
+    def load():
+        ref = PrimaReference(MODELS_DIR / job["image"], MODELS_DIR / job["text"], MODELS_DIR / job["decoder"],
+                             FIXTURES / "prima" / job["heads"])
+        if job["image_adapter"]:
+            attach_lora(ref.image, LORA_DIR / job["image_adapter"])
+        if job["text_adapter"]:
+            attach_lora(ref.text, LORA_DIR / job["text_adapter"])
+        return ref
+
+    ref = load()
+    inputs, recipe = batch_inputs(job, ref)
+    trainable = batch_trainable(job, ref)
+    recipe.update({"trainable": list(job["train"]), "image_adapter": job["image_adapter"] and f"Fixtures/lora/{job['image_adapter']}",
+                   "text_adapter": job["text_adapter"] and f"Fixtures/lora/{job['text_adapter']}"})
+    settings = {k: job[k] for k in ("tau", "tau_label", "loss_weights", "loc_mode") if k in job}
+    path = OUT_DIR / f"{stem}.h5"
+    run = write_batch_trace(ref, path, objective, inputs, trainable, source=stem, input_recipe=recipe, **settings)
+    inputs = run.meta["inputs"]
+    back = check_read_back(stem, path, run)
+    if objective == "alignment" and back.loss_terms != {k: float(np.float32(v)) for k, v in run.loss_terms.items()}:
+        sys.exit(f"{stem}: /loss_terms reads back as {back.loss_terms}, wrote {run.loss_terms}")
+    if run.meta["excluded"]:
+        sys.exit(f"{stem}: trainable tensors without a gradient: {run.meta['excluded']}")
+    mask = inputs.get("attention_mask")
+    check_padding(stem, run, mask)
+    # Exact zeros where the loss does not read: the registers (and for image_ce the patches) of the image encoder's
+    # output; text_local's [CLS] and final [SEP].
+    r = ref.num_registers
+    g_img = run.activation_gradients["image_encoder.final_norm"]
+    if np.any(g_img[:, 1:1 + r] != 0) or (objective == "image_ce" and np.any(g_img[:, 1 + r:] != 0)):
+        sys.exit(f"{stem}: dLoss/dimage_encoder.final_norm is not exactly 0 at the rows the heads do not read")
+    if objective == "alignment":
+        g_loc = run.activation_gradients["alignment.text_local"]
+        for i, n_i in enumerate(mask.sum(axis=1).tolist()):
+            if np.any(g_loc[i, 0] != 0) or np.any(g_loc[i, n_i - 1:] != 0) or not np.any(g_loc[i, 1:n_i - 1] != 0):
+                sys.exit(f"{stem}: dLoss/dalignment.text_local row {i} is not 0 exactly off the local tokens")
+    # The forward half equals plain forwards of the same models (no autograd).
+    plain = {f"image_encoder.{k}": v for k, v in ref.image.run({"pixel_values": inputs["pixel_values"]}).items()}
+    if objective == "alignment":
+        plain.update({f"text_encoder.{k}": v for k, v in ref.text.run(
+            {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}).items()})
+    forward_worst = 0.0
+    for name, a in plain.items():
+        b = run.activations[name]
+        sel = mask.astype(bool) if name.startswith("text_encoder.") and b.ndim == 3 else Ellipsis
+        d = float(np.abs(b[sel].astype(np.float64) - a[sel]).max())
+        forward_worst = max(forward_worst, d)
+        if not d <= PRIMA_FORWARD_TOLERANCE:
+            sys.exit(f"{stem}: activation {name} differs from a plain forward by {d}")
+    check_pipeline_names(stem, ref, run, job["heads"])
+    note = f"; forward half within {forward_worst:.2g} of plain forwards"
+    # float64.
+    ref64 = to_float64(load())
+
+    def compute_with(r, dtype):
+        if objective == "image_ce":
+            return lambda x=inputs: compute_image_ce(r, x, trainable, dtype=dtype)
+        return lambda x=inputs, **kw: compute_alignment(r, x, trainable, dtype=dtype, **{**settings, **kw})
+
+    compute64 = compute_with(ref64, torch.float64)
+    run64 = compute64()
+    cmp = compare_float64(stem, run64, run, None if mask is None else mask.astype(bool))
+    if objective == "alignment":
+        term_rel = {k: abs(run.loss_terms[k] - v) / abs(v) for k, v in run64.loss_terms.items()}
+        worst_term = max(term_rel.items(), key=lambda kv: kv[1])
+        if worst_term[1] > FLOAT64_LOSS_LIMIT:
+            sys.exit(f"{stem}: float32 loss term {worst_term[0]} vs float64: relative {worst_term[1]:.3g}")
+        note += f"; loss terms within {worst_term[1]:.2g} relative ({worst_term[0]})"
+        note += alignment_checks(stem, job, run, inputs, compute_with(ref, torch.float32))
+    derr = pipeline_directional(stem, ref64, run64, lambda: compute64().loss)
+    aname, aerr = encoder_activation_directional(stem, ref64, run64, lambda: compute64().loss)
+    note += f"; encoder activations {aerr:.2g} ({aname})"
+    report_pipeline(path, run, cmp, derr, rows, overall, note)
+
+
+def alignment_checks(stem, job, run, inputs, compute32):
+    """The weighted sum, the loc mode actually used, an ablated weight, and N = 1 in float32 (the contrastive terms
+    exactly 0)."""
+    from prima_ref.prima_grad import explicit_alignment_terms
+
+    w = job["loss_weights"]
+    total = sum(wk * run.loss_terms[k] for wk, k in zip(w, ("img", "glo", "loc", "soft")))
+    if not abs(run.loss - total) <= 1e-6 * abs(total):
+        sys.exit(f"{stem}: loss {run.loss} is not the weighted sum of its terms ({total})")
+    if any(v == 0 for v in run.loss_terms.values()):
+        sys.exit(f"{stem}: a loss term is 0: {run.loss_terms}; every term must be tested")
+    acts = run.activations
+    lengths = inputs["attention_mask"].sum(axis=1)
+    other = "direct" if job["loc_mode"] == "attention" else "attention"
+    alt = explicit_alignment_terms(acts["alignment.image_global"], acts["alignment.text_global"],
+                                   acts["alignment.image_local"], acts["alignment.text_local"], lengths,
+                                   inputs["soft_targets"], job["tau"], job["tau_label"], other)
+    if abs(alt["loc"] - run.loss_terms["loc"]) <= 1e-3 * abs(alt["loc"]):
+        sys.exit(f"{stem}: L_loc is the same in both loc modes; the mode would not be tested")
+    n = inputs["input_ids"].shape[0]
+    one = {"pixel_values": inputs["pixel_values"][[0, n]], "input_ids": inputs["input_ids"][:1],
+           "attention_mask": inputs["attention_mask"][:1], "soft_targets": inputs["soft_targets"][:1]}
+    for mode in ("attention", "direct"):
+        terms = compute32(one, loc_mode=mode).loss_terms
+        zero = ("img", "glo", "soft") + (("loc",) if mode == "direct" else ())
+        if any(terms[k] != 0.0 for k in zero):
+            sys.exit(f"{stem}: N = 1 ({mode}) gives contrastive terms {terms}, not exactly 0")
+    if 0.0 in w:
+        return f"; ablation: weight 0 on {[k for k, wk in zip(('img', 'glo', 'loc', 'soft'), w) if wk == 0]}, term stored"
+    return ""
+
+
+def encoder_activation_directional(stem, ref64, run64, loss64):
+    """Check 7 for the encoder activations of a pipeline trace, float64: a forward hook adds ±eps·d to the hooked
+    tensor (d seeded N(0, 1) over every position, padding included); the central difference of loss64() must equal
+    <activation gradient, d>. Returns the worst (name, error)."""
+    generator = torch.Generator("cpu").manual_seed(DIRECTION_SEED + 1)
+    worst, done = ("", 0.0), set()
+    for name, grad in run64.activation_gradients.items():
+        part, _, act = name.partition(".")
+        if part not in ("image_encoder", "text_encoder"):
+            continue
+        model = ref64.image if part == "image_encoder" else ref64.text
+        module = model.module_path(act)
+        if (part, module) in done:
+            continue  # BERT: final_norm and layers.{L-1} are one tensor
+        done.add((part, module))
+        d = torch.randn(grad.shape, generator=generator, dtype=torch.float64)
+        values = []
+        for sign in (1.0, -1.0):
+            def hook(_module, _args, output, delta=sign * DIRECTIONAL_EPS * d):
+                if torch.is_tensor(output):
+                    return output + delta
+                return (output[0] + delta,) + tuple(output[1:])
+
+            handle = model.top.get_submodule(module).register_forward_hook(hook)
+            try:
+                values.append(loss64())
+            finally:
+                handle.remove()
+        fd = (values[0] - values[1]) / (2 * DIRECTIONAL_EPS)
+        analytic = float((grad * d.numpy()).sum())
+        err = abs(fd - analytic) / float(np.linalg.norm(grad) * np.linalg.norm(d.numpy()))
+        if not err <= DIRECTIONAL_LIMIT:
+            sys.exit(f"{stem}: activation {name}: finite difference {fd!r} vs <gradient, d> {analytic!r} ({err:.3g})")
+        if err > worst[1]:
+            worst = (name, err)
+    return worst
+
+
+def report_pipeline(path, run, cmp, derr, rows, overall, note=""):
     worst_grad = max(cmp["gradients"].items(), key=lambda kv: kv[1]["ratio"])
     worst_act = max(cmp["activation_gradients"].items(), key=lambda kv: kv[1]["ratio"])
     cos = min(e["cosine"] for e in list(cmp["gradients"].values()) + list(cmp["activation_gradients"].values()))
@@ -466,7 +772,7 @@ def run_prima_job(job, rows, overall):
           f"    float32 vs float64: loss {cmp['loss_relative_error']:.2g} relative; worst gradient "
           f"{worst_grad[1]['ratio']:.2g}·max|ref| ({worst_grad[0]}); worst activation gradient "
           f"{worst_act[1]['ratio']:.2g}·max|ref| ({worst_act[0]}); 1 - min cosine {1 - cos:.2g}\n"
-          f"    float64 directional derivatives: trainable tensors {derr:.2g}")
+          f"    float64 directional derivatives: trainable tensors {derr:.2g}{note}")
 
 
 def report(rows, overall):

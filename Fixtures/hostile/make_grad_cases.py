@@ -4,7 +4,9 @@
 Usage: make_grad_cases.py OUTDIR [--check]
 
 The sources are Fixtures/grad_traces/qwen3-tied-f32-causal_lm-full.h5 (labels, a tied embedding),
-bert-mlm-f32-dot-full.h5 (output_weights) and bert-rslora-mlm-lora.h5 (LoRA paths). OUTDIR gets one file per case
+bert-mlm-f32-dot-full.h5 (output_weights), bert-rslora-mlm-lora.h5 (LoRA paths), and the batch objectives of §11.11
+prima-tiny-bert-image_ce.h5 and prima-tiny-bert-alignment.h5 (checked against the assembled prima-tiny-bert
+pipeline: every `source` starting with prima-tiny- names it). OUTDIR gets one file per case
 and cases.json: a list of {"file", "source", "defect", "detected_by", "mentions"}. `detected_by` is "trace" when the
 trace alone is invalid (every reader refuses it: one error line, exit 2 for a tool) or "checkpoint" when only the
 checkpoint the trace is checked against shows the defect (a path that names no tensor or an alias of it, a shape
@@ -28,6 +30,8 @@ GRAD = os.path.join(os.path.dirname(HERE), "grad_traces")
 CAUSAL = "qwen3-tied-f32-causal_lm-full.h5"
 DOT = "bert-mlm-f32-dot-full.h5"
 LORA = "bert-rslora-mlm-lora.h5"
+IMAGE_CE = "prima-tiny-bert-image_ce.h5"
+ALIGNMENT = "prima-tiny-bert-alignment.h5"
 
 
 def replace(group, name, data, **attrs):
@@ -47,6 +51,20 @@ def edit_labels(f, b, t, value):
     f["inputs/labels"][...] = a
 
 
+def add_loss_terms(f):
+    g = f.create_group("loss_terms", track_order=True)
+    for name in ("img", "glo", "loc", "soft"):
+        g.create_dataset(name, data=np.float32(0.0), track_times=False)
+
+
+def set_length(f, row, n):
+    """attention_mask row `row` becomes n ones, then zeros (still right-padded)."""
+    m = f["inputs/attention_mask"][()]
+    m[row] = 0
+    m[row, :n] = 1
+    f["inputs/attention_mask"][...] = m
+
+
 def case_list():
     cases = []
 
@@ -59,7 +77,8 @@ def case_list():
         lambda f: f.attrs.__setitem__("prima_trace_version", np.int64(3)))
     add("grad-no-objective.h5", DOT, "no objective attribute", "trace", "objective",
         lambda f: f.attrs.__delitem__("objective"))
-    add("grad-unknown-objective.h5", DOT, "objective alignment (not defined yet)", "trace", "objective",
+    add("grad-unknown-objective.h5", DOT, "objective alignment on a text_encoder trace (defined for prima only)",
+        "trace", "objective",
         lambda f: f.attrs.__setitem__("objective", "alignment"))
     add("grad-mlm-on-decoder.h5", CAUSAL, "objective mlm on a decoder", "trace", "mlm",
         lambda f: f.attrs.__setitem__("objective", "mlm"))
@@ -129,6 +148,29 @@ def case_list():
     add("grad-soft-link.h5", DOT, "a soft link under /gradients", "trace", "layers.0.attn.q.weight2",
         lambda f: f["gradients/text_encoder/tensors"].__setitem__(
             "layers.0.attn.q.weight2", h5py.SoftLink("/gradients/text_encoder/tensors/layers.0.attn.q.weight")))
+    # Batches of cases (§11.11): image_ce and alignment.
+    add("grad-image_ce-label-out-of-range.h5", IMAGE_CE, "an image_ce label equal to K", "trace", "labels",
+        lambda f: f["inputs/labels"].__setitem__(1, f["activations/image_classifier.logits"].shape[-1]))
+    add("grad-image_ce-loss-terms.h5", IMAGE_CE, "/loss_terms in an image_ce trace", "trace", "loss_terms",
+        add_loss_terms)
+    add("grad-alignment-no-loss-terms.h5", ALIGNMENT, "an alignment trace without /loss_terms", "trace", "loss_terms",
+        lambda f: f.__delitem__("loss_terms"))
+    add("grad-alignment-no-loc-term.h5", ALIGNMENT, "/loss_terms without loc", "trace", "loss_terms",
+        lambda f: f["loss_terms"].__delitem__("loc"))
+    add("grad-alignment-no-tau.h5", ALIGNMENT, "no root attribute tau", "trace", "tau",
+        lambda f: f.attrs.__delitem__("tau"))
+    add("grad-alignment-tau-label-zero.h5", ALIGNMENT, "tau_label 0", "trace", "tau_label",
+        lambda f: f.attrs.__setitem__("tau_label", np.float64(0.0)))
+    add("grad-alignment-bogus-loc-mode.h5", ALIGNMENT, "loc_mode 'bogus'", "trace", "loc_mode",
+        lambda f: f.attrs.__setitem__("loc_mode", "bogus"))
+    add("grad-alignment-negative-weight.h5", ALIGNMENT, "a loss weight of -0.2", "trace", "loss_weights",
+        lambda f: f.attrs.__setitem__("loss_weights", np.array([0.2, 0.3, -0.2, 0.3], "<f8")))
+    add("grad-alignment-no-local-token.h5", ALIGNMENT, "attention_mask row 0 with n = 2 (no local token)", "trace",
+        "attention_mask", lambda f: set_length(f, 0, 2))
+    add("grad-alignment-odd-images.h5", ALIGNMENT, "pixel_values with 2N - 1 rows", "trace", "pixel_values",
+        lambda f: replace(f["inputs"], "pixel_values", f["inputs/pixel_values"][()][:-1]))
+    add("grad-alignment-soft-targets-nan.h5", ALIGNMENT, "a NaN in soft_targets", "trace", "soft_targets",
+        lambda f: f["inputs/soft_targets"].__setitem__((1, 0), np.float32("nan")))
     # Defects that only the checkpoint shows.
     add("grad-unknown-tensor.h5", DOT, "a gradient for layers.9.attn.q.weight (the model has 2 layers)",
         "checkpoint", "layers.9.attn.q.weight",

@@ -61,6 +61,7 @@ from .trace import (
 GRAD_TRACE_VERSION = 2
 PRODUCER = "prima_ref.grad"
 LOSS_DATASET = "loss"
+LOSS_TERMS_GROUP = "loss_terms"
 ACTIVATION_GRADIENTS_GROUP = "activation_gradients"
 GRADIENTS_GROUP = "gradients"
 OBJECTIVES = ("dot", "mlm", "causal_lm")
@@ -184,6 +185,8 @@ class GradientRun:
     hf_names: Dict[str, str]  # checkpoint path -> PyTorch parameter name
     origins: Dict[str, str]  # activation -> hooked module
     meta: Dict[str, Any] = field(default_factory=dict)
+    # The unweighted terms of a composite loss (alignment, §11.11: img, glo, loc, soft), written as /loss_terms.
+    loss_terms: Optional["OrderedDict[str, float]"] = None
 
 
 class GradientModel:
@@ -268,37 +271,7 @@ class GradientModel:
                 raise RuntimeError(f"{self.model_dir}: parameter {name} is {p.dtype}, not {dtype}")
 
     def _apply_adapter(self, adapter_dir: Path, adapter_name: str) -> None:
-        """PeftModel.from_pretrained onto the module the adapter's keys fit (the loaded class or its base model),
-        then check that every LoRA matrix of the file is in the model bit for bit."""
-        import torch
-        from peft import PeftModel
-        from safetensors.torch import load_file
-
-        stored = load_file(str(adapter_dir / "adapter_model.safetensors"))
-        modules = set()
-        for key in stored:
-            if not key.startswith("base_model.model.") or not (key.endswith(".lora_A.weight") or key.endswith(".lora_B.weight")):
-                raise ValueError(f"{adapter_dir}: key {key} is not a LoRA matrix (base_model.model.M.lora_A|B.weight)")
-            modules.add(key[len("base_model.model."):-len(".lora_A.weight")])
-        host = None
-        for candidate in (self.top, self.base):
-            names = dict(candidate.named_modules())
-            if all(m in names for m in modules):
-                host = candidate
-                break
-        if host is None:
-            raise ValueError(f"{adapter_dir}: the adapter's modules are neither in {self.loaded_class} nor in its base")
-        host_prefix = "" if host is self.top else self.base_prefix
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecation notes inside PEFT
-            PeftModel.from_pretrained(host, str(adapter_dir), adapter_name=adapter_name, is_trainable=True)
-        params = dict(self.top.named_parameters())
-        for key, value in stored.items():
-            module = key[len("base_model.model."):-len(".lora_A.weight")]
-            which = "lora_A" if key.endswith(".lora_A.weight") else "lora_B"
-            name = f"{host_prefix}{module}.{which}.{adapter_name}.weight"
-            if name not in params or not torch.equal(params[name].detach(), value.to(torch.float32)):
-                raise RuntimeError(f"{adapter_dir}: {key} did not load into {name} unchanged")
+        apply_lora_adapter(self.top, self.base, self.base_prefix, adapter_dir, adapter_name)
         self.adapter_name = adapter_name
         self.adapter_dir = adapter_dir
 
@@ -335,6 +308,43 @@ class GradientModel:
                 raise RuntimeError(f"two parameters map to {path}")
             out[path] = (param_by_id[pid], names[0])
         return out
+
+
+def apply_lora_adapter(top, base, base_prefix: str, adapter_dir, adapter_name: str = "default") -> None:
+    """PeftModel.from_pretrained onto the module the adapter's keys fit (``top`` or its base model ``base``, whose
+    parameter names in ``top`` start with ``base_prefix``), then check that every LoRA matrix of the file is in
+    ``top`` bit for bit. PEFT injects the LoRA layers into the modules in place, so ``top`` keeps its module paths
+    (no ``base_model.model.`` prefix) and its parameter names gain ``.base_layer.`` and ``.lora_A|B.<adapter>.``."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    adapter_dir = Path(adapter_dir)
+    stored = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    modules = set()
+    for key in stored:
+        if not key.startswith("base_model.model.") or not (key.endswith(".lora_A.weight") or key.endswith(".lora_B.weight")):
+            raise ValueError(f"{adapter_dir}: key {key} is not a LoRA matrix (base_model.model.M.lora_A|B.weight)")
+        modules.add(key[len("base_model.model."):-len(".lora_A.weight")])
+    host = None
+    for candidate in (top, base):
+        names = dict(candidate.named_modules())
+        if all(m in names for m in modules):
+            host = candidate
+            break
+    if host is None:
+        raise ValueError(f"{adapter_dir}: the adapter's modules are neither in {type(top).__name__} nor in its base")
+    host_prefix = "" if host is top else base_prefix
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecation notes inside PEFT
+        PeftModel.from_pretrained(host, str(adapter_dir), adapter_name=adapter_name, is_trainable=True)
+    params = dict(top.named_parameters())
+    for key, value in stored.items():
+        module = key[len("base_model.model."):-len(".lora_A.weight")]
+        which = "lora_A" if key.endswith(".lora_A.weight") else "lora_B"
+        name = f"{host_prefix}{module}.{which}.{adapter_name}.weight"
+        if name not in params or not torch.equal(params[name].detach(), value.to(torch.float32)):
+            raise RuntimeError(f"{adapter_dir}: {key} did not load into {name} unchanged")
 
 
 class _quiet:
@@ -643,6 +653,10 @@ def _write_grad_h5(path: Path, attrs, inputs, run: GradientRun) -> None:
     def gradient_parts(f) -> None:
         _write_named(f, ACTIVATION_GRADIENTS_GROUP, run.activation_gradients, run.origins)
         f.create_dataset(LOSS_DATASET, data=np.float32(run.loss), dtype="<f4", track_times=False)
+        if run.loss_terms is not None:  # alignment (§11.11): right after /loss
+            lt = f.create_group(LOSS_TERMS_GROUP, track_order=True, track_times=False)
+            for name, value in run.loss_terms.items():
+                lt.create_dataset(name, data=np.float32(value), dtype="<f4", track_times=False)
         gg = f.create_group(GRADIENTS_GROUP, track_order=True, track_times=False)
         for p, arr in run.gradients.items():
             parent = gg
@@ -674,10 +688,16 @@ def gradient_paths(group: "h5py.Group", prefix: str = "") -> List[str]:
 
 
 OBJECTIVE_COMPONENTS = {"dot": ("image_encoder", "text_encoder", "decoder"), "mlm": ("text_encoder",),
-                        "causal_lm": ("decoder",), "class_ce": ("prima",)}
-# Every objective a version-2 trace may name (class_ce is the pipeline's, prima_ref.prima_grad).
-TRACE_OBJECTIVES = OBJECTIVES + ("class_ce",)
+                        "causal_lm": ("decoder",), "class_ce": ("prima",), "image_ce": ("prima",),
+                        "alignment": ("prima",)}
+# Every objective a version-2 trace may name (class_ce, image_ce and alignment are the pipeline's,
+# prima_ref.prima_grad; the last two run a batch of cases through the encoders and their heads, §11.11).
+TRACE_OBJECTIVES = OBJECTIVES + ("class_ce", "image_ce", "alignment")
+BATCH_OBJECTIVES = ("image_ce", "alignment")
 GRADIENT_TRACE_CHILDREN = (INPUTS_GROUP, ACTIVATIONS_GROUP, ACTIVATION_GRADIENTS_GROUP, LOSS_DATASET, GRADIENTS_GROUP)
+# An alignment trace also has /loss_terms (§11.11); the reference writes it right after /loss.
+ALIGNMENT_TRACE_CHILDREN = (INPUTS_GROUP, ACTIVATIONS_GROUP, ACTIVATION_GRADIENTS_GROUP, LOSS_DATASET,
+                            LOSS_TERMS_GROUP, GRADIENTS_GROUP)
 
 
 def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
@@ -693,21 +713,30 @@ def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
     if component not in OBJECTIVE_COMPONENTS[objective]:
         raise ValueError(f"{path}: objective {objective} is not defined for component {component}")
     kinds = {k: f.get(k, getclass=True) for k in f.keys()}
-    want = {k: (h5py.Dataset if k == LOSS_DATASET else h5py.Group) for k in GRADIENT_TRACE_CHILDREN}
+    children = ALIGNMENT_TRACE_CHILDREN if objective == "alignment" else GRADIENT_TRACE_CHILDREN
+    want = {k: (h5py.Dataset if k == LOSS_DATASET else h5py.Group) for k in children}
     if kinds != want:
-        raise ValueError(f"{path}: / must hold exactly {list(GRADIENT_TRACE_CHILDREN)} (loss a dataset, the others"
-                         f" groups), has {sorted(kinds)}")
+        raise ValueError(f"{path}: / must hold exactly {list(children)} (loss a dataset, the others"
+                         f" groups) for objective {objective}, has {sorted(kinds)}")
     for g in (INPUTS_GROUP, ACTIVATIONS_GROUP, ACTIVATION_GRADIENTS_GROUP):
         for k in f[g]:
             if f[g].get(k, getclass=True) is not h5py.Dataset:
                 raise ValueError(f"{path}: /{g}/{k} is not a dataset")
     raw_inputs = OrderedDict((k, f[INPUTS_GROUP][k][()]) for k in f[INPUTS_GROUP])
     for k, a in raw_inputs.items():
-        want_dtype = np.float32 if k in ("pixel_values", "output_weights") else np.int64
+        want_dtype = np.float32 if k in ("pixel_values", "output_weights", "soft_targets") else np.int64
         if a.dtype != want_dtype:
             raise ValueError(f"{path}: /{INPUTS_GROUP}/{k} is {a.dtype}, expected {np.dtype(want_dtype)}")
     acts, origins = read_ordered_group(path, f[ACTIVATIONS_GROUP], "activation")
-    check_activation_names(path, component, list(acts))
+    if objective in BATCH_OBJECTIVES:
+        from .prima_grad import validate_batch_trace
+
+        try:
+            inputs = validate_batch_trace(objective, raw_inputs, acts, attrs)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+    else:
+        check_activation_names(path, component, list(acts))
     if objective == "class_ce":
         from .prima_grad import validate_class_ce_inputs
 
@@ -715,9 +744,9 @@ def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
             inputs = validate_class_ce_inputs(raw_inputs)
         except ValueError as e:
             raise ValueError(f"{path}: /{INPUTS_GROUP}: {e}") from None
-    elif objective != "dot" and "logits" not in acts:
+    elif objective in ("mlm", "causal_lm") and "logits" not in acts:
         raise ValueError(f"{path}: objective {objective} needs the activation logits")
-    if objective != "class_ce":
+    if objective in OBJECTIVES:
         vocab = acts["logits"].shape[-1] if "logits" in acts else None
         try:
             inputs = validate_gradient_inputs(component, objective, raw_inputs, vocab, acts["final_norm"].shape[-1])
@@ -745,6 +774,9 @@ def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
     loss = float(d[()])
     if not math.isfinite(loss):
         raise ValueError(f"{path}: /{LOSS_DATASET} is not finite")
+    loss_terms: "OrderedDict[str, float]" = OrderedDict()
+    if objective == "alignment":
+        loss_terms = read_loss_terms(path, f[LOSS_TERMS_GROUP])
     role = ROLE_OF_MODEL_TYPE_BY_COMPONENT[component]
     gradients: "OrderedDict[str, np.ndarray]" = OrderedDict()
     hf_names: Dict[str, str] = {}
@@ -771,7 +803,28 @@ def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
     if not gradients:
         raise ValueError(f"{path}: /{GRADIENTS_GROUP} holds no gradient (the trainable set is empty)")
     return Trace(attrs=attrs, inputs=inputs, activations=acts, origins=origins, loss=loss,
-                 activation_gradients=grads_of_acts, gradients=gradients, gradient_hf_names=hf_names)
+                 activation_gradients=grads_of_acts, gradients=gradients, gradient_hf_names=hf_names,
+                 loss_terms=loss_terms)
+
+
+LOSS_TERM_NAMES = ("img", "glo", "loc", "soft")
+
+
+def read_loss_terms(path, group: "h5py.Group") -> "OrderedDict[str, float]":
+    """/loss_terms of an alignment trace (§11.11): exactly img, glo, loc, soft, each a finite float32 scalar."""
+    names = sorted(group.keys())
+    if names != sorted(LOSS_TERM_NAMES):
+        raise ValueError(f"{path}: /{LOSS_TERMS_GROUP} must hold exactly {list(LOSS_TERM_NAMES)}, has {names}")
+    out: "OrderedDict[str, float]" = OrderedDict()
+    for name in LOSS_TERM_NAMES:
+        d = group[name]
+        if not isinstance(d, h5py.Dataset) or d.dtype != np.float32 or d.shape != ():
+            raise ValueError(f"{path}: /{LOSS_TERMS_GROUP}/{name} must be a float32 scalar dataset")
+        value = float(d[()])
+        if not math.isfinite(value):
+            raise ValueError(f"{path}: /{LOSS_TERMS_GROUP}/{name} is not finite")
+        out[name] = value
+    return out
 
 
 ROLE_OF_MODEL_TYPE_BY_COMPONENT = {"image_encoder": "image_encoder", "text_encoder": "text_encoder",
@@ -818,12 +871,17 @@ def passes(errors: Mapping[str, float]) -> bool:
     return errors["cosine"] >= COSINE_MINIMUM and errors["max_abs"] <= MAX_ABS_RELATIVE_TOLERANCE * errors["max_ref"]
 
 
+# In a prima trace, the activations with the text's (B, T) axes: the text encoder's, and alignment.text_local of
+# §11.11 (computed at every position; tensor_errors masks only an array whose first two axes are the mask's).
+PRIMA_MASKED_PREFIXES = ("text_encoder.", "alignment.text_local")
+
+
 def compare_runs(ref: GradientRun, other: GradientRun, mask: Optional[np.ndarray], prima: bool = False) -> Dict[str, Any]:
     """Loss relative error, and tensor_errors for every activation gradient (real positions) and gradient. With
     ``prima`` (a pipeline trace) only the text_encoder.* activations have the text's (B, T) axes (§10.4)."""
     loss_rel = abs(other.loss - ref.loss) / abs(ref.loss) if ref.loss != 0 else abs(other.loss)
     acts = OrderedDict((n, tensor_errors(a, other.activation_gradients[n],
-                                         mask if not prima or n.startswith("text_encoder.") else None))
+                                         mask if not prima or n.startswith(PRIMA_MASKED_PREFIXES) else None))
                        for n, a in ref.activation_gradients.items())
     grads = OrderedDict((p, tensor_errors(a, other.gradients[p])) for p, a in ref.gradients.items())
     if set(grads) != set(other.gradients):

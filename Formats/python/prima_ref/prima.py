@@ -537,29 +537,37 @@ class PrimaReference:
 
     # -- trace ---------------------------------------------------------------------------------------------------
     def write_trace(self, out_path, inputs, *, source: str, input_recipe: Optional[Mapping[str, Any]] = None) -> Trace:
+        inputs = validate_prima_inputs(inputs)
+        acts, origins = self._run(inputs)
+        attrs = self.trace_attrs(TRACE_VERSION, source, PRODUCER, input_recipe)
+        _write_h5(Path(out_path), attrs, inputs, acts, origins)
+        return Trace(attrs=dict(attrs), inputs=inputs, activations=acts, origins=origins)
+
+    def trace_attrs(self, version: int, source: str, producer: str, input_recipe: Optional[Mapping[str, Any]] = None,
+                    extra: Optional[Mapping[str, Any]] = None) -> "OrderedDict[str, Any]":
+        """The root attributes of a prima trace (§10.1), in the order the reference writes them; ``extra`` (a
+        gradient trace's objective and its settings, §11) goes after ``dtype``."""
         import torch
         import transformers
 
-        inputs = validate_prima_inputs(inputs)
-        acts, origins = self._run(inputs)
         attrs: "OrderedDict[str, Any]" = OrderedDict()
-        attrs["prima_trace_version"] = np.int64(TRACE_VERSION)
+        attrs["prima_trace_version"] = np.int64(version)
         attrs["component"] = "prima"
         attrs["source"] = source
         attrs["torch_version"] = str(torch.__version__)
         attrs["transformers_version"] = str(transformers.__version__)
         attrs["attn_implementation"] = "eager"
         attrs["dtype"] = "float32"
+        attrs.update(extra or {})
         attrs["image_encoder_source"] = self.image.source
         attrs["text_encoder_source"] = self.text.source
         attrs["decoder_source"] = self.decoder.source
         attrs["heads_source"] = self.heads_path.name
         attrs["model_types"] = f"{self.image.model_type},{self.text.model_type},{self.decoder.model_type}"
-        attrs["producer"] = PRODUCER
+        attrs["producer"] = producer
         if input_recipe is not None:
             attrs["input_recipe"] = json.dumps(input_recipe, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        _write_h5(Path(out_path), attrs, inputs, acts, origins)
-        return Trace(attrs=dict(attrs), inputs=inputs, activations=acts, origins=origins)
+        return attrs
 
 
 # ---------------------------------------------------------------------------------------------------------------------

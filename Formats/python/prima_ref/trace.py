@@ -454,6 +454,7 @@ class Trace:
     activation_gradients: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)  # in `order`
     gradients: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)  # checkpoint path -> gradient
     gradient_hf_names: Dict[str, str] = field(default_factory=dict)
+    loss_terms: "OrderedDict[str, float]" = field(default_factory=OrderedDict)  # alignment (§11.11) only
 
     @property
     def objective(self) -> Optional[str]:
@@ -635,7 +636,8 @@ def compare_traces(reference: os.PathLike | str | Trace, other: os.PathLike | st
     for name, a in ref.activations.items():
         if name in oth.activations:
             # In a prima trace only the text encoder's activations have the text's (B, T) token axes.
-            masked = ref.component != "prima" or name.startswith("text_encoder.")
+            # (alignment.text_local of §11.11 too, where it spans every position; the shape check decides.)
+            masked = ref.component != "prima" or name.startswith(("text_encoder.", "alignment.text_local"))
             out[name] = masked_max_abs_diff(a, oth.activations[name], ref.mask if masked else None)
     return out
 
