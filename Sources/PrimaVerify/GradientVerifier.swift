@@ -149,11 +149,13 @@ public enum GradientVerifier {
                 var gradients: [String: Tensor] = [:]
                 switch (trace.objective, trace.labels, batch.textIds, batch.textMask, trace.softTargets, trace.alignmentSettings) {
                 case (.imageCE, let labels?, _, _, _, _):
-                    let loss = try model.imageClassifierStep(pixels: batch.pixelValues, labels: labels[0], gradients: store) { gradients[$0] = $1 }
+                    let loss = try model.imageClassifierStep(pixels: batch.pixelValues, labels: labels[0], gradients: store,
+                                                             observeGradient: { gradients[$0] = $1 })
                     return (loss, nil, gradients)
                 case (.alignment, _, let ids?, let mask?, let targets?, let settings?):
                     let step = try model.alignmentStep(AlignmentBatch(pixelValues: batch.pixelValues, textIds: ids, textMask: mask, softTargets: targets),
-                                                       settings: settings, gradients: store, textEncoderBackward: true) { gradients[$0] = $1 }
+                                                       settings: settings, gradients: store, textEncoderBackward: true,
+                                                       observeGradient: { gradients[$0] = $1 })
                     return (step.loss, step.terms, gradients)
                 default:
                     throw ToolError.input("\(trace.path): objective \(trace.objective.rawValue) does not apply to a batch of cases")
