@@ -3,9 +3,11 @@
 
 A PRIMA checkpoint is one HDF5 file holding the components of a PRIMA model (``image_encoder``,
 ``text_encoder``, ``decoder``) and the optional ``prima`` heads group.  This module is an independent
-reader written from the format specification alone -- ``Formats/prima-checkpoint.md``, version 1 -- and
+reader written from the format specification alone -- ``Formats/prima-checkpoint.md``, version 2 -- and
 follows it section by section (§ numbers in the comments refer to that document).  It accepts every
-format_version up to 1 and refuses newer ones.
+format_version up to 2 and refuses newer ones; version 2 adds the optional ``/training`` group of
+``Formats/prima-training.md`` §4 (``ckpt.training``: its attributes, AdamW moments by gradient path and the
+history curves).
 
 Library use::
 
@@ -53,7 +55,9 @@ import numpy as np
 from h5py import h5d, h5t
 
 FORMAT_NAME = "prima-checkpoint"
-FORMAT_VERSION = 1  # newest version this reader implements (§11)
+FORMAT_VERSION = 2  # newest version this reader implements (§11)
+TRAINING_GROUP = "training"  # version 2: Formats/prima-training.md §4
+TRAINING_VERSION = 1
 
 # §3: component roles and their allowed architectures.
 COMPONENT_ARCHITECTURES = {
@@ -896,8 +900,12 @@ class Checkpoint:
         for name in _names_in_creation_order(self.file):
             link = self.file.get(name, getlink=True)
             obj = self.file.get(name) if isinstance(link, h5py.HardLink) else None
+            if name == TRAINING_GROUP and version >= 2:
+                if not isinstance(obj, h5py.Group):
+                    raise CheckpointError(self.path, f"/{name}", "expected a group")
+                continue  # read after the components, whose tensors it refers to
             if name not in COMPONENT_ARCHITECTURES and name != PRIMA_GROUP:
-                raise CheckpointError(self.path, f"/{name}", "unknown child of / (not allowed in version 1)")
+                raise CheckpointError(self.path, f"/{name}", f"unknown child of / (not allowed in version {version})")
             if not isinstance(obj, h5py.Group):
                 raise CheckpointError(self.path, f"/{name}", "expected a group")
             if name == PRIMA_GROUP:
@@ -906,6 +914,100 @@ class Checkpoint:
                 self.components[name] = Component(self, obj, self.strict)
         if not self.components:
             raise root.err("the file holds no component group (§2 requires at least one)")
+        self.training: Optional[Dict[str, Any]] = None
+        if TRAINING_GROUP in self.file and version >= 2:
+            self.training = self._read_training(self.file[TRAINING_GROUP])
+
+    def trainable_shapes(self) -> Dict[str, Tuple[int, ...]]:
+        """Every tensor a run could train, by gradient path (Formats/prima-trace.md §11.6): stored tensors
+        (aliases excluded) of every group and every matrix of every adapter."""
+        out: Dict[str, Tuple[int, ...]] = {}
+        for c in self.groups():
+            for n, t in c.tensors.items():
+                out[f"{c.name}/tensors/{n}"] = t.shape
+            for aname, ad in getattr(c, "lora", {}).items():
+                for n, t in ad.tensor_group.tensors.items():
+                    out[f"{c.name}/lora/{aname}/tensors/{n}"] = t.shape
+        return out
+
+    def _read_training(self, group: "h5py.Group") -> Dict[str, Any]:
+        """Formats/prima-training.md §4: attributes, optimizer/ moments (checked against the trainable tensors),
+        history/ curves (lengths checked against step and the finished epochs)."""
+        where = group.name
+
+        def fail(what: str) -> CheckpointError:
+            return CheckpointError(self.path, where, what)
+
+        attrs = _Attrs(self.path, group)
+        out: Dict[str, Any] = {}
+        for key in ("training_version", "step", "total_steps", "epoch", "cursor", "seed", "threads"):
+            if not attrs.has(key):
+                raise fail(f"missing attribute {key}")
+            out[key] = attrs.integer(key)
+        if out["training_version"] < 1 or out["training_version"] > TRAINING_VERSION:
+            raise fail(f"training_version {out['training_version']} is not supported")
+        for key in ("stage", "status", "tool"):
+            if not attrs.has(key):
+                raise fail(f"missing attribute {key}")
+            out[key] = attrs.string(key)
+        if out["stage"] not in ("stage1", "stage2", "stage2b", "stage3"):
+            raise fail(f"stage {out['stage']!r} is not stage1, stage2, stage2b or stage3")
+        if out["status"] not in ("running", "complete"):
+            raise fail(f"status {out['status']!r} is not running or complete")
+        if not (1 <= out["total_steps"] and 0 <= out["step"] <= out["total_steps"]):
+            raise fail("step must lie in 0..total_steps and total_steps be at least 1")
+        if out["seed"] < 0 or out["threads"] < 1 or out["epoch"] < 0 or out["cursor"] < 0:
+            raise fail("seed, epoch and cursor must be >= 0 and threads >= 1")
+        for key, kind in (("hyperparameters", dict), ("data", dict), ("split", dict), ("best", dict), ("stages", list)):
+            if not attrs.has(key):
+                raise fail(f"missing attribute {key}")
+            try:
+                value = json.loads(attrs.string(key))
+            except ValueError:
+                raise fail(f"attribute {key} is not JSON") from None
+            if not isinstance(value, kind):
+                raise fail(f"attribute {key} is not a JSON {'object' if kind is dict else 'array'}")
+            out[key] = value
+        if set(group.keys()) != {"optimizer", "history"}:
+            raise fail(f"children must be exactly optimizer and history, found {sorted(group.keys())}")
+        opt = group["optimizer"]
+        if "step" not in opt.attrs or set(opt.keys()) != {"exp_avg", "exp_avg_sq"}:
+            raise fail("optimizer needs attribute step and exactly the groups exp_avg and exp_avg_sq")
+        out["optimizer_step"] = int(opt.attrs["step"])
+        shapes = self.trainable_shapes()
+        moments: Dict[str, Dict[str, np.ndarray]] = {}
+        for kind in ("exp_avg", "exp_avg_sq"):
+            found: Dict[str, np.ndarray] = {}
+
+            def visit(name: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    found[name] = obj
+
+            opt[kind].visititems(visit)
+            for path, ds in found.items():
+                if path not in shapes:
+                    raise fail(f"optimizer/{kind}/{path} names no trainable tensor of the checkpoint")
+                if tuple(ds.shape) != tuple(shapes[path]) or ds.dtype != np.dtype("<f4"):
+                    raise fail(f"optimizer/{kind}/{path} must be float32 of shape {tuple(shapes[path])}")
+                moments.setdefault(path, {})[kind] = ds[()]
+        if any(len(v) != 2 for v in moments.values()):
+            raise fail("optimizer: exp_avg and exp_avg_sq hold different tensors")
+        out["moments"] = moments
+        hist = group["history"]
+        expected = {"loss": "<f4", "lr": "<f8", "grad_norm": "<f4", "train_loss": "<f4", "val_loss": "<f4",
+                    "val_macro_f1": "<f4", "val_accuracy": "<f4", "val_balanced_accuracy": "<f4"}
+        if set(hist.keys()) != set(expected):
+            raise fail(f"history must hold exactly {sorted(expected)}")
+        epochs = hist["train_loss"].shape[0] if hist["train_loss"].ndim == 1 else -1
+        curves = {}
+        for name, dtype in expected.items():
+            ds = hist[name]
+            length = out["step"] if name in ("loss", "lr", "grad_norm") else epochs
+            if ds.dtype != np.dtype(dtype) or ds.shape != (length,):
+                raise fail(f"history/{name} must be {np.dtype(dtype).name} of shape ({length},)")
+            curves[name] = ds[()]
+        out["history"] = curves
+        return out
 
     # -- access -----------------------------------------------------------------------------------
 
@@ -952,7 +1054,7 @@ class Checkpoint:
 def open_checkpoint(path: str, strict: bool = True) -> Checkpoint:
     """Open and validate a PRIMA checkpoint; raises CheckpointError (a ValueError) naming the file.
 
-    Validation covers the root attributes (format name, integer format_version ≤ 1), the allowed
+    Validation covers the root attributes (format name, integer format_version ≤ 2), the allowed
     root children, every component's attributes and groups, and every tensor's dtype attribute
     against its HDF5 type and layout.  Tensor data is only read on demand (``read``, ``verify``).
     """
@@ -973,6 +1075,10 @@ def _fmt_shape(shape: Tuple[int, ...]) -> str:
 
 def print_tree(ckpt: Checkpoint, out=sys.stdout) -> None:
     print(f"{ckpt.path}: {FORMAT_NAME} v{ckpt.format_version}, {ckpt.tool}, created {ckpt.created}", file=out)
+    if ckpt.training is not None:
+        t = ckpt.training
+        print(f"/training  {t['stage']} {t['status']}, step {t['step']} of {t['total_steps']}, epoch {t['epoch']}, "
+              f"{len(t['moments'])} trainable tensors", file=out)
     for c in ckpt.groups():
         head = f"/{c.name}"
         if c.architecture:
@@ -1000,7 +1106,7 @@ def print_tree(ckpt: Checkpoint, out=sys.stdout) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description="List and verify a PRIMA checkpoint (Formats/prima-checkpoint.md v1).")
+    ap = argparse.ArgumentParser(description="List and verify a PRIMA checkpoint (Formats/prima-checkpoint.md v2).")
     ap.add_argument("checkpoint", help="path to the .h5 checkpoint")
     ap.add_argument("--verify", action="store_true", help="recompute every tensor's crc32 (exit 1 on a mismatch)")
     ap.add_argument("--lenient", action="store_true",

@@ -57,6 +57,8 @@ public final class Checkpoint {
                 roles.append(role)
             } else if name == "prima" {
                 extra.append(name)
+            } else if name == TrainingRecord.groupName, version >= TrainingRecord.formatVersion {
+                extra.append(name)
             } else {
                 throw CheckpointError("\(path): unknown top-level group \"\(name)\"")
             }

@@ -6,8 +6,11 @@ import PrimaTensor
 public enum CheckpointFormat {
     /// The root `format` attribute's value.
     public static let name = "prima-checkpoint"
-    /// The newest format version this build reads and the one it writes.
-    public static let version = 1
+    /// The newest format version this build reads: 2 adds `/training` (Formats/prima-training.md §4). Files without
+    /// it are written as version 1.
+    public static let version = 2
+    /// The version of a file without `/training`, which every writer but `prima-train` writes.
+    public static let baseVersion = 1
     /// The `tool` attribute written by this build.
     public static let tool = "prima-toolkit 0.1.0"
     /// Largest auxiliary file (config, tokenizer, …) stored verbatim in `files/`.

@@ -36,7 +36,7 @@ public final class CheckpointWriter {
         file = try HDF5File.create(path: target.temporaryPath)
         let root = try file.root()
         try root.setAttribute("format", string: CheckpointFormat.name)
-        try root.setAttribute("format_version", int: CheckpointFormat.version)
+        try root.setAttribute("format_version", int: CheckpointFormat.baseVersion)
         try root.setAttribute("tool", string: CheckpointFormat.tool)
         try root.setAttribute("created", string: iso8601Now())
         rawDescriptor = Foundation.open(target.temporaryPath, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
@@ -64,14 +64,45 @@ public final class CheckpointWriter {
         return try ComponentWriter(group: try lora.createGroup(name), rawDescriptor: rawDescriptor)
     }
 
-    /// Copies every top-level group of the checkpoint at `path` and its root attributes, except the ones this writer
-    /// sets itself (`format`, `format_version`, `tool`, `created`): the start of a modified copy (`lora-import`,
-    /// `merge-lora`).
-    public func copyContents(of path: String) throws {
+    /// Copies every top-level group of the checkpoint at `path` (but those in `excluding`) and its root attributes,
+    /// except the ones this writer sets itself (`format`, `format_version`, `tool`, `created`): the start of a
+    /// modified copy (`lora-import`, `merge-lora`, a training save). A copied `/training` group makes the copy
+    /// version 2.
+    public func copyContents(of path: String, excluding: Set<String> = []) throws {
         let source = try HDF5File.open(path: path).root()
         let root = try file.root()
-        for child in try source.linkNames() { try root.copyObject(child, from: source) }
+        for child in try source.linkNames() where !excluding.contains(child) { try root.copyObject(child, from: source) }
         try root.copyAttributes(from: source, excluding: ["format", "format_version", "tool", "created"])
+        if root.contains(TrainingRecord.groupName) { try addTrainingRecord(nil) }
+    }
+
+    /// Replaces the values of float32 tensor `path` of the file being written (a copy: `ROLE/tensors/NAME`,
+    /// `ROLE/lora/ADAPTER/tensors/X.lora_a|b` or `prima/tensors/NAME`, Formats/prima-trace.md §11.6) by `tensor`,
+    /// and its `crc32`. The stored tensor must be float32 of the same shape.
+    public func replaceTensor(at path: String, with tensor: Tensor) throws {
+        var group = try file.root()
+        let parts = path.split(separator: "/").map(String.init)
+        for part in parts.dropLast() {
+            guard group.contains(part) else { throw CheckpointError("\(destination): no tensor \(path) to replace") }
+            group = try group.group(part)
+        }
+        guard let name = parts.last, group.contains(name) else { throw CheckpointError("\(destination): no tensor \(path) to replace") }
+        let dataset = try group.dataset(name)
+        let values = tensor.toFloat32()
+        guard dataset.storedTypeMatches(.f32), dataset.shape == values.shape else {
+            throw CheckpointError("\(destination): \(path) is not a float32 tensor of shape \(ShapeMath.describe(values.shape)); a trained tensor is written back as f32")
+        }
+        try values.withUnsafeBytes { bytes in
+            try dataset.writeAll(bytes)
+            try dataset.setAttribute("crc32", int: Int(CRC32.checksum(bytes)))
+        }
+    }
+
+    /// Marks the file as version 2 and, given a record, writes it as `/training` (Formats/prima-training.md §4).
+    public func addTrainingRecord(_ record: TrainingRecord?) throws {
+        let root = try file.root()
+        try root.setAttribute("format_version", int: TrainingRecord.formatVersion)
+        try record?.write(to: root)
     }
 
     /// The root group of the file being written, for root attributes and for groups copied from another

@@ -14,16 +14,30 @@ public enum Inspector {
             // A checkpoint every other tool refuses is refused here too (exit 2), with the same line.
             try StoredValidation.validate(checkpoint)
             var components: [(String, JSONValue)] = []
-            for name in checkpoint.roles.map(\.rawValue) + checkpoint.extraGroups {
+            for name in checkpoint.roles.map(\.rawValue) + checkpoint.extraGroups where name != TrainingRecord.groupName {
                 let component = try ComponentRole(rawValue: name).map { try checkpoint.component($0) } ?? checkpoint.group(name)
                 components.append((name, try describe(component)))
             }
-            return .object(JSONObject([
+            var fields: [(String, JSONValue)] = [
                 ("path", .string(path)), ("format", .string(CheckpointFormat.name)),
                 ("format_version", .int(checkpoint.formatVersion)), ("tool", .string(checkpoint.tool)),
                 ("created", .string(checkpoint.created)), ("components", .object(JSONObject(components))),
-            ]))
+            ]
+            if let record = try TrainingRecord.read(from: checkpoint, loadMoments: false) { fields.append(("training", describe(record))) }
+            return .object(JSONObject(fields))
         }
+    }
+
+    /// The training record (Formats/prima-training.md §4) without its moments.
+    private static func describe(_ record: TrainingRecord) -> JSONValue {
+        .object(JSONObject([
+            ("stage", .string(record.stage.rawValue)), ("status", .string(record.status.rawValue)), ("step", .int(record.step)),
+            ("total_steps", .int(record.totalSteps)), ("epoch", .int(record.epoch)), ("seed", .int(Int(record.seed))),
+            ("threads", .int(record.threads)), ("tool", .string(record.tool)),
+            ("last_loss", record.history.loss.last.map { .double(Double($0)) } ?? .null),
+            ("hyperparameters", .object(record.hyperparameters)), ("data", .object(record.data)), ("split", .object(record.split)),
+            ("best", .object(record.best)), ("stages", .array(record.stages)),
+        ]))
     }
 
     private static func describe(_ component: ComponentReader) throws -> JSONValue {
@@ -97,6 +111,12 @@ public enum Inspector {
         let description = try json(checkpoint: path)
         guard let root = description.object, let components = root["components"]?.object else { return "" }
         var lines = ["\(path): \(CheckpointFormat.name) v\(root["format_version"]?.int ?? 0), written by \(root["tool"]?.string ?? "?") at \(root["created"]?.string ?? "?")"]
+        if let training = root["training"]?.object {
+            let done = (training["stages"]?.array ?? []).compactMap { $0.object?["stage"]?.string }
+            lines.append("training: \(training["stage"]?.string ?? "?") \(training["status"]?.string ?? "?"), step \(training["step"]?.int ?? 0) of \(training["total_steps"]?.int ?? 0), "
+                         + "epoch \(training["epoch"]?.int ?? 0), seed \(training["seed"]?.int ?? 0), \(training["threads"]?.int ?? 0) threads"
+                         + (done.isEmpty ? "" : "; completed stages: " + done.joined(separator: ", ")))
+        }
         for (name, value) in components.entries {
             guard let component = value.object else { continue }
             let tensors = component["tensors"]?.array ?? []

@@ -307,7 +307,8 @@ public enum LoraMerger {
         let writer = try ToolError.classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
         var merged: [Merged] = []
         try ToolError.classify(asInput: false) {
-            try writer.copyContents(of: path)
+            // A merged adapter no longer trains: the optimiser state of a run does not carry over (Formats/prima-training.md §4.3).
+            try writer.copyContents(of: path, excluding: [TrainingRecord.groupName])
             let root = try writer.rootGroup()
             for item in plan {
                 let component = try root.group(item.role.rawValue)

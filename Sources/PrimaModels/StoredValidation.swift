@@ -22,6 +22,11 @@ public enum StoredValidation {
                 throw StoredComponentError("\(checkpoint.path): prima: \(first)")
             }
         }
+        do {
+            _ = try TrainingRecord.read(from: checkpoint, loadMoments: false)
+        } catch {
+            throw StoredComponentError("\(error)")
+        }
     }
 
     /// Validates one component; throws its first problem as `FILE: ROLE: problem`.

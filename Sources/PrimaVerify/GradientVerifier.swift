@@ -170,11 +170,7 @@ public enum GradientVerifier {
     /// A gradient store for a `prima` trace: its paths may name a tensor of any component, a matrix of any stored
     /// adapter, or a head (§11.10, §11.11).
     private static func pipelineStore(for trace: GradientTrace, checkpoint: Checkpoint) throws -> GradientStore {
-        var shapes: [String: [Int]] = [:]
-        for reader in try ToolError.classify(asInput: true, { try checkpoint.roles.map { try checkpoint.component($0) } + [checkpoint.group("prima")] }) {
-            try ToolError.classify(asInput: true) { try storedShapes(of: reader, into: &shapes) }
-        }
-        return try storeFor(trace, shapes: shapes, checkpoint: checkpoint.path)
+        try storeFor(trace, shapes: try ToolError.classify(asInput: true) { try checkpoint.trainableShapes() }, checkpoint: checkpoint.path)
     }
 
     /// One forward + objective + backward step of the component's model on the trace's inputs.
@@ -203,22 +199,8 @@ public enum GradientVerifier {
     /// A gradient buffer for every path of the trace, each naming a stored tensor (or LoRA matrix) of `component`
     /// with the trace's shape; a tied alias, an unknown path or another shape is refused.
     static func gradientStore(for trace: GradientTrace, component: ComponentReader) throws -> GradientStore {
-        var shapes: [String: [Int]] = [:]
-        try storedShapes(of: component, into: &shapes)
+        let shapes = try component.checkpoint.trainableShapes().filter { $0.key.hasPrefix(component.name + "/") }
         return try storeFor(trace, shapes: shapes, checkpoint: component.checkpoint.path)
-    }
-
-    /// The shape of every stored tensor of `component` (tied aliases left out) and of every matrix of its adapters,
-    /// by gradient path.
-    static func storedShapes(of component: ComponentReader, into shapes: inout [String: [Int]]) throws {
-        for record in try component.tensorRecords() where record.aliasOf == nil {
-            shapes[GradientStore.path(role: component.name, tensor: record.name)] = record.shape
-        }
-        for adapter in try component.loraAdapterNames() {
-            for record in try component.loraAdapter(adapter).reader.tensorRecords() {
-                shapes["\(component.name)/lora/\(adapter)/tensors/\(record.name)"] = record.shape
-            }
-        }
     }
 
     /// A gradient store for the trace's paths, each checked against `shapes` (stored tensors by path).
