@@ -36,7 +36,10 @@ public struct ModelWeights: Sendable {
     /// Reads every tensor of `component` but those named in `excluding` (non-weight tensors its owner reads itself).
     /// With `training`, int8 weights also keep their plain values and scales, which the input gradient through them
     /// needs (``BoundLinear/backward(_:input:saved:gradients:needsInputGradient:)``); inference keeps one copy.
-    public init(component: ComponentReader, excluding: Set<String> = [], training: Bool = false) throws {
+    ///
+    /// `extraAdapters` adds adapters that are not stored (a training stage's new adapter, before its first save),
+    /// applied like stored ones.
+    public init(component: ComponentReader, excluding: Set<String> = [], training: Bool = false, extraAdapters: [TrainingAdapter] = []) throws {
         origin = "\(component.checkpoint.path): \(component.name)"
         role = component.name
         self.training = training
@@ -75,7 +78,34 @@ public struct ModelWeights: Sendable {
         self.tensors = tensors
         self.quantized = quantized
         aliases = Dictionary(records.compactMap { record in record.aliasOf.map { (record.name, $0) } }, uniquingKeysWith: { first, _ in first })
-        adapters = try Self.readAdapters(component)
+        var adapters = try Self.readAdapters(component)
+        for extra in extraAdapters {
+            if adapters.values.contains(where: { $0.contains { $0.name == extra.name } }) {
+                throw RuntimeError("\(origin): adapter \(extra.name) is already stored")
+            }
+            for (target, lora) in extra.targets {
+                guard let weight = tensors[target] ?? quantized[target]?.rows?.values, weight.shape == [lora.b.shape[0], lora.a.shape[1]] else {
+                    throw RuntimeError("\(origin): adapter \(extra.name): no linear weight \(target) of shape [\(lora.b.shape[0]), \(lora.a.shape[1])]")
+                }
+                adapters[target, default: []].append((extra.name, lora))
+            }
+        }
+        self.adapters = adapters
+    }
+
+    /// The live tensor behind `path` inside this component (a gradient path without the role:
+    /// `tensors/NAME` or `lora/ADAPTER/tensors/STEM.lora_a|lora_b`): the storage the model computes with, so an
+    /// optimiser updates it in place. nil when there is none (or it is int8, which does not train).
+    public func parameter(_ path: String) -> Tensor? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if parts.count == 2, parts[0] == "tensors" { return tensors[storedName(parts[1])] }
+        guard parts.count == 4, parts[0] == "lora", parts[2] == "tensors" else { return nil }
+        for suffix in [".lora_a", ".lora_b"] where parts[3].hasSuffix(suffix) {
+            let target = String(parts[3].dropLast(suffix.count)) + ".weight"
+            guard let lora = adapters[target]?.first(where: { $0.name == parts[1] })?.lora else { return nil }
+            return suffix == ".lora_a" ? lora.a : lora.b
+        }
+        return nil
     }
 
     /// Every unmerged adapter of `component` as f32 updates by target (merged ones are already in the weights).
@@ -227,16 +257,40 @@ public protocol TextEncoderModel: ComponentModel {
 /// Loads the runtime model of a checkpoint component: every stored part through `StoredValidation` (the typed
 /// `config/` checked against files/config.json, every tensor's shape and dtype) before a weight is read, then the
 /// weights (for `training`, with what backward passes need of int8 weights).
-public func loadComponentModel(_ component: ComponentReader, training: Bool = false) throws -> any ComponentModel {
+public func loadComponentModel(_ component: ComponentReader, training: Bool = false, extraAdapters: [TrainingAdapter] = []) throws
+    -> any ComponentModel {
     try StoredValidation.validate(component)
     let config = try StoredConfig.read(component)
-    let weights = try ModelWeights(component: component, training: training)
+    let weights = try ModelWeights(component: component, training: training, extraAdapters: extraAdapters)
     switch config {
     case let config as Qwen3Config: return try Qwen3Model(config: config, weights: weights)
     case let config as ModernBERTConfig: return try ModernBERTModel(config: config, weights: weights)
     case let config as BERTConfig: return try BERTModel(config: config, weights: weights)
     case let config as DINOv3ViTConfig: return try DINOv3ViTModel(config: config, weights: weights)
     default: throw RuntimeError("\(component.checkpoint.path): \(component.name): no runtime for \(type(of: config).architecture.rawValue)")
+    }
+}
+
+/// A LoRA adapter that a training stage adds to a component before it is stored (Formats/prima-training.md §4):
+/// its name and, per target weight `X.weight`, the f32 matrices the optimiser will update in place.
+public struct TrainingAdapter: Sendable {
+    public let name: String
+    public let targets: [(target: String, lora: Linear.LoRA)]
+
+    public init(name: String, targets: [(target: String, lora: Linear.LoRA)]) {
+        self.name = name
+        self.targets = targets
+    }
+}
+
+/// The live tensor of `model` at `path` (``ModelWeights/parameter(_:)``).
+public func parameter(of model: any ComponentModel, _ path: String) -> Tensor? {
+    switch model {
+    case let model as DINOv3ViTModel: model.weights.parameter(path)
+    case let model as BERTModel: model.weights.parameter(path)
+    case let model as ModernBERTModel: model.weights.parameter(path)
+    case let model as Qwen3Model: model.weights.parameter(path)
+    default: nil
     }
 }
 

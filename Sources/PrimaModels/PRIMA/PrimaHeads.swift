@@ -29,7 +29,7 @@ public final class PrimaHeads: Sendable {
     let weights: ModelWeights
     /// The alignment projections and the image classifier, bound at load.
     let imageProjection, textProjection, imageClassifier: BoundLinear
-    /// The fusion projectors, bound at load (their convolution weights kept as im2col matrices too).
+    /// The fusion projectors, bound at load.
     let imageCLSProjector, textCLSProjector: CLSProjector
     let imageSequenceProjector, textSequenceProjector: SequenceProjector
 
@@ -202,8 +202,7 @@ struct CLSProjector: Sendable {
 struct SequenceProjector: Sendable {
     let role: String
     let prefix: String
-    let convWeight: Tensor          // [O, C, 2, 2] or [O, C, 2]
-    let convMatrix: Tensor          // [O, k·C], TokenConvolution.weightMatrix
+    let convWeight: Tensor          // [O, C, 2, 2] or [O, C, 2]; its im2col form is made per forward (training updates it)
     let convBias: Tensor
     let fc: BoundLinear
 
@@ -218,14 +217,13 @@ struct SequenceProjector: Sendable {
         role = weights.role
         self.prefix = prefix
         convWeight = try weights(prefix + ".conv.weight")
-        convMatrix = TokenConvolution.weightMatrix(convWeight)
         convBias = try weights(prefix + ".conv.bias")
         fc = try weights.bind(prefix + ".fc")
     }
 
     /// tokens [gH·gW, C] → [(gH/kH)·(gW/kW), d_llm].
     func forward(_ tokens: Tensor, gridHeight: Int, gridWidth: Int) -> (output: Tensor, saved: Saved) {
-        let convolved = TokenConvolution.forward(tokens, gridHeight: gridHeight, gridWidth: gridWidth, weightMatrix: convMatrix,
+        let convolved = TokenConvolution.forward(tokens, gridHeight: gridHeight, gridWidth: gridWidth, weightMatrix: TokenConvolution.weightMatrix(convWeight),
                                                  kernel: TokenConvolution.kernel(of: convWeight), bias: convBias)
         let activated = Elementwise.apply(.gelu, convolved)
         let projected = fc.forward(activated)

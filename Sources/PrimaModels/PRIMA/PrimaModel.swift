@@ -33,7 +33,8 @@ public final class PrimaModel: Sendable {
 
     /// Loads the three components and the heads; checks that their widths agree. `training` keeps what the
     /// backward passes need (an int8 weight's plain values: ``loadComponentModel(_:training:)``).
-    public init(checkpoint: Checkpoint, training: Bool = false) throws {
+    /// `extraAdapters` adds a training stage's new adapters by role (``TrainingAdapter``).
+    public init(checkpoint: Checkpoint, training: Bool = false, extraAdapters: [ComponentRole: [TrainingAdapter]] = [:]) throws {
         try StoredValidation.validate(checkpoint)
         guard checkpoint.extraGroups.contains("prima") else {
             throw RuntimeError("\(checkpoint.path): not a PRIMA checkpoint (no /prima heads group; assemble one with prima-convert import --labels)")
@@ -41,13 +42,13 @@ public final class PrimaModel: Sendable {
         for role in [ComponentRole.imageEncoder, .textEncoder, .decoder] where !checkpoint.roles.contains(role) {
             throw RuntimeError("\(checkpoint.path): a PRIMA checkpoint needs a component \(role.rawValue)")
         }
-        guard let image = try loadComponentModel(try checkpoint.component(.imageEncoder), training: training) as? DINOv3ViTModel else {
+        guard let image = try loadComponentModel(try checkpoint.component(.imageEncoder), training: training, extraAdapters: extraAdapters[.imageEncoder] ?? []) as? DINOv3ViTModel else {
             throw RuntimeError("\(checkpoint.path): image_encoder is not a DINOv3 ViT")
         }
-        guard let decoder = try loadComponentModel(try checkpoint.component(.decoder), training: training) as? Qwen3Model else {
+        guard let decoder = try loadComponentModel(try checkpoint.component(.decoder), training: training, extraAdapters: extraAdapters[.decoder] ?? []) as? Qwen3Model else {
             throw RuntimeError("\(checkpoint.path): decoder is not a Qwen3 model")
         }
-        guard let text = try loadComponentModel(try checkpoint.component(.textEncoder), training: training) as? any TextEncoderModel else {
+        guard let text = try loadComponentModel(try checkpoint.component(.textEncoder), training: training, extraAdapters: extraAdapters[.textEncoder] ?? []) as? any TextEncoderModel else {
             throw RuntimeError("\(checkpoint.path): text_encoder is neither BERT nor ModernBERT")
         }
         let heads = try PrimaHeads(checkpoint: checkpoint)
@@ -64,6 +65,21 @@ public final class PrimaModel: Sendable {
         self.textEncoder = text
         self.decoder = decoder
         self.heads = heads
+    }
+
+    /// The live tensor at gradient path `path` (`ROLE/tensors/NAME`, `ROLE/lora/ADAPTER/tensors/X.lora_a|b`,
+    /// `prima/tensors/NAME`; Formats/prima-trace.md §11.6), which the model computes with: an optimiser updates it
+    /// in place. nil when the pipeline has no such float tensor.
+    public func parameter(atPath path: String) -> Tensor? {
+        guard let slash = path.firstIndex(of: "/") else { return nil }
+        let role = String(path[..<slash]), local = String(path[path.index(after: slash)...])
+        switch role {
+        case ComponentRole.imageEncoder.rawValue: return PrimaModels.parameter(of: imageEncoder, local)
+        case ComponentRole.textEncoder.rawValue: return PrimaModels.parameter(of: textEncoder, local)
+        case ComponentRole.decoder.rawValue: return PrimaModels.parameter(of: decoder, local)
+        case "prima": return heads.weights.parameter(local)
+        default: return nil
+        }
     }
 
     /// The image encoder's output, split: CLS [1, d_img] and the patch tokens [h·w, d_img] of the h × w grid
