@@ -122,7 +122,7 @@ let package = Package(
             name: "PrimaTokenizersTests",
             dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert", "COniguruma"]),
         .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
-        .testTarget(name: "PrimaTrainTests", dependencies: ["PrimaTrain", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
+        .testTarget(name: "PrimaTrainTests", dependencies: ["PrimaTrain", "PrimaCheckpoint", "PrimaModels", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport", "prima-verify"]),
         // File-system behaviour of every tool: inputs that are not regular files, outputs that alias inputs,
