@@ -73,7 +73,7 @@ public struct OptimizerError: Error, CustomStringConvertible, Equatable {
 /// AdamW exactly as torch.optim.AdamW (2.15; default single-tensor path, amsgrad and maximize off) on CPU computes
 /// it in float32, the bias corrections and step size in double (Formats/prima-training.md §2). One instance holds
 /// the moments of every trainable tensor, keyed by path; ``state()`` and ``restore(_:parameters:)`` carry them
-/// through a checkpoint so that a resumed run continues bit for bit.
+/// through a checkpoint so that a resumed run continues bit for bit. One step at a time: calls must not overlap.
 public final class AdamW: @unchecked Sendable {
     /// The AdamW state of one tensor: torch's `exp_avg`, `exp_avg_sq` (f32, the tensor's shape) and `step` (the
     /// number of updates this tensor has had).
