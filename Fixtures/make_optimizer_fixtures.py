@@ -62,8 +62,9 @@ def f32(x):
 
 
 def fma32(a, b, c):
-    """float32 fused multiply-add: a·b is exact in float64 (24 + 24 bits) and the float64 sum is rounded once more
-    to float32; for these magnitudes the double rounding cannot land on a float32 tie (checked by check 1)."""
+    """float32 fused multiply-add: a·b is exact in float64 (24 + 24 bits), the sum is rounded to float64 and then to
+    float32. That double rounding could differ from one rounding when the float64 sum lands on a float32 tie; check 1
+    would report such a case as a difference from torch."""
     return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)).astype(np.float32)
 
 
