@@ -286,7 +286,14 @@ extension JSONObject {
 
     @Test func futureVersion() throws {
         let path = try importedCheckpoint()
-        try HDF5File.open(path: path, writable: true).root().setAttribute("format_version", int: 2)
+        try HDF5File.open(path: path, writable: true).root().setAttribute("format_version", int: CheckpointFormat.version + 1)
         try expectRefusal(path, mentioning: "newer toolkit")
+    }
+
+    /// `/training` exists from version 2 on: a version-1 file holding one has an unknown top-level group.
+    @Test func trainingGroupNeedsVersionTwo() throws {
+        let path = try importedCheckpoint()
+        try HDF5File.open(path: path, writable: true).root().createGroup("training")
+        try expectRefusal(path, mentioning: "unknown top-level group \"training\"")
     }
 }
