@@ -34,7 +34,8 @@ extension PrimaModel {
     /// cross-entropy over images [B, 3, H, W] against class indices `labels` [B]. Runs forward and backward, adds
     /// the trainable tensors' gradients to `gradients` (image encoder and `image_classifier.*`), reports the
     /// activations to `observe` and dLoss/d(activation) to `observeGradient`; returns the loss.
-    public func imageClassifierStep(pixels: Tensor, labels: [Int], gradients: GradientStore,
+    /// `lossScale` multiplies the gradients (a micro-batch's share of its step), not the returned loss.
+    public func imageClassifierStep(pixels: Tensor, labels: [Int], gradients: GradientStore, lossScale: Float = 1,
                                     observe: Observer = { _, _ in }, observeGradient: Observer = { _, _ in }) throws -> Float {
         let classes = heads.classTokenIds.count
         guard pixels.shape.count == 4, labels.count == pixels.shape[0], !labels.isEmpty else {
@@ -48,7 +49,7 @@ extension PrimaModel {
         let cls = embeddingLookup(hidden, [labels.indices.map { $0 * tokens }])                                          // [B, Ci]
         let classifier = heads.imageClassifier.forward(cls)
         try observe("image_classifier.logits", classifier.output)                                                       // [B, K]
-        let entropy = Loss.crossEntropy(classifier.output, labels: labels)
+        let entropy = Loss.crossEntropy(classifier.output, labels: labels, lossGradient: lossScale)
         try observeGradient("image_classifier.logits", entropy.logitsGradient)
         let dCLS = try heads.imageClassifier.backward(entropy.logitsGradient, input: cls, saved: classifier.saved, gradients: gradients)!
         let dHidden = Tensor(zeros: hidden.shape, dtype: .f32)
@@ -61,8 +62,9 @@ extension PrimaModel {
     /// projections and the four losses of ``AlignmentLoss``. Adds the trainable tensors' gradients to `gradients`
     /// (image encoder, `alignment.*`, and the text encoder's when `textEncoderBackward`: stage 2 freezes the text
     /// encoder, so a trainer skips its backward; a verification runs it to report its activation gradients).
+    /// `lossScale` multiplies the gradients (a micro-batch's share of its step), not the returned loss.
     public func alignmentStep(_ batch: AlignmentBatch, settings: AlignmentLoss.Settings, gradients: GradientStore,
-                              textEncoderBackward: Bool, observe: Observer = { _, _ in },
+                              textEncoderBackward: Bool, lossScale: Float = 1, observe: Observer = { _, _ in },
                               observeGradient: Observer = { _, _ in }) throws -> AlignmentStepLoss {
         let pixels = batch.pixelValues.toFloat32(), n = batch.textIds.count
         guard n >= 1, pixels.shape.count == 4, pixels.shape[0] == 2 * n else {
@@ -99,7 +101,9 @@ extension PrimaModel {
         let features = AlignmentLoss.Features(imageGlobal: imageGlobal.output, textGlobal: textGlobal.output, imageLocal: imageLocal.output,
                                               textLocal: textLocal.output, localRows: lengths.enumerated().map { i, length in (i * t + 1)..<(i * t + length - 1) },
                                               softTargets: batch.softTargets)
-        let result = AlignmentLoss.evaluate(features, settings: settings)
+        var scaled = settings
+        scaled.weights = settings.weights.map { $0 * lossScale }
+        let result = AlignmentLoss.evaluate(features, settings: scaled)
         try observeGradient("alignment.image_global", result.imageGlobal)
         try observeGradient("alignment.text_global", result.textGlobal)
         try observeGradient("alignment.image_local", result.imageLocal)
@@ -121,7 +125,7 @@ extension PrimaModel {
             addRows(dTextCLS, into: dText, rows: textCLSRows)
             _ = try textBackward(dText, gradients) { try observeGradient("text_encoder." + $0, $1) }
         }
-        return AlignmentStepLoss(terms: result.terms, loss: result.loss)
+        return AlignmentStepLoss(terms: result.terms, loss: lossScale == 1 ? result.loss : zip(settings.weights, result.terms).reduce(0) { $0 + $1.0 * $1.1 })
     }
 }
 
