@@ -2,8 +2,9 @@
 """Write Fixtures/train/draws.json and Fixtures/train/augmentation/.
 
 draws.json: what the numpy reference (Formats/python/prima_ref/train_data.py) draws for the masked-LM masks of
-two token sequences over several epochs, the epoch orders, the balanced sampler, the stage-2 view picks and the
-class weights, which MaskedLMMaskingTests, SamplingTests and ViewsTests compare with exactly.
+two token sequences over several epochs, the epoch orders, the balanced sampler, the stage-2 view picks, the
+class weights and the soft targets of the bundled case folder's rows (reference schema, full and labels only),
+which MaskedLMMaskingTests, SamplingTests, ViewsTests and SoftTargetsTests compare with exactly.
 
 augmentation/: augmented views computed by the numpy reference of the data pipeline
 (Formats/python/prima_ref/train_data.py, Formats/prima-training.md §3.4), which AugmentationTests reproduces.
@@ -37,7 +38,9 @@ from fixture_common import FIXTURES, REPO, check_versions
 check_versions(Path(__file__).name, "training data fixtures")
 sys.path.insert(0, str(REPO / "Formats" / "python"))
 from prima_ref.train_data import (  # noqa: E402
-    Preprocessing, apply_view, balanced_order, class_weights, draw_view, epoch_order, mask_tokens, pick_views)
+    Preprocessing, apply_view, balanced_order, class_weights, draw_view, epoch_order, mask_tokens, pick_views,
+    soft_target_blocks, soft_target_vector)
+from prima_ref.metadata import Schema, read_csv  # noqa: E402
 
 OUT = FIXTURES / "train" / "augmentation"
 
@@ -114,6 +117,20 @@ SEQUENCES = [
 LABELS = [0, 0, 0, 1, 2, 2, 0, 4, 4, 0, 0, 2]
 
 
+CLASSES = ["BCC", "SCC", "ACK", "SEK", "MEL", "NEV"]
+
+
+def soft_targets():
+    schema = Schema.pad_ufes_20()
+    rows = read_csv(REPO / "Fixtures/prima/cases/metadata.csv")
+    parsed = [schema.parse(row) for row in rows]
+    out = {}
+    for name, labels_only in (("full", False), ("labels_only", True)):
+        blocks = soft_target_blocks(schema, CLASSES, parsed, labels_only=labels_only)
+        out[name] = [[float(x) for x in soft_target_vector(blocks, p)] for p in parsed]
+    return out
+
+
 def draws():
     masks = []
     for index, (ids, special) in enumerate(SEQUENCES):
@@ -129,14 +146,17 @@ def draws():
         "class_weights": [float(w) for w in class_weights(LABELS, 6)],
         "view_picks": [{"images": [10, 11, 12, 13], "seed": 5, "epoch": e, "index": 3, "pick": list(pick_views([10, 11, 12, 13], 5, e, 3))}
                        for e in range(4)],
+        "soft_targets": soft_targets(),
     }
 
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT.parent / "draws.json").write_text(json.dumps(draws()) + "\n")
-    entries = []
     digest = hashlib.sha256()
+    draws_text = json.dumps(draws()) + "\n"
+    (OUT.parent / "draws.json").write_text(draws_text)
+    digest.update(draws_text.encode())
+    entries = []
     for name, source, seed, epoch, index, view, settings in VIEWS:
         image = decode_png(REPO / source)
         height, width = image.shape[:2]
@@ -159,7 +179,7 @@ def main():
     text = json.dumps({"views": entries}, indent=1) + "\n"
     (OUT / "augmentation.json").write_text(text)
     digest.update(text.encode())
-    print(f"wrote {len(entries)} views to {OUT.relative_to(REPO)}; sha256 {digest.hexdigest()}")
+    print(f"wrote Fixtures/train/draws.json and {len(entries)} views to {OUT.relative_to(REPO)}; sha256 of all {digest.hexdigest()}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,23 @@ import Testing
         #expect(Array(targets.float32Values().prefix(encoder.width)) == y)
     }
 
+    /// The Python reference's vectors (Fixtures/train/draws.json, from prima_ref.metadata's parsing of the bundled
+    /// metadata.csv), exactly.
+    @Test func sameAsThePythonReference() throws {
+        let data = try TrainingCases(folder: Support.casesFolder, classCodes: Support.classCodes, schema: .padUfes20)
+        let reference = try #require(try MaskedLMMaskingTests.draws()["soft_targets"]?.object)
+        for (name, labelsOnly) in [("full", false), ("labels_only", true)] {
+            let encoder = try SoftTargetEncoder(schema: .padUfes20, classCodes: Support.classCodes, labelsOnly: labelsOnly,
+                                                records: data.cases.map(\.record))
+            let rows = try #require(reference[name]?.array)
+            #expect(rows.count == data.cases.count)
+            for (item, row) in zip(data.cases, rows) {
+                let expected = (row.array ?? []).compactMap(\.double).map { Float($0) }
+                #expect(encoder.vector(item.record) == expected, "\(name): row \(item.row)")
+            }
+        }
+    }
+
     @Test func labelsOnly() throws {
         let encoder = try SoftTargetEncoder(schema: .padUfes20, classCodes: Support.classCodes, labelsOnly: true, records: [])
         #expect(encoder.width == 6)

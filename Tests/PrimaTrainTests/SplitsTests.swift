@@ -139,8 +139,11 @@ import Testing
 
     @Test func splitFileMayNotLeakALesionOrPatient() throws {
         let data = Support.generated(patients: 20)
-        // The first lesion with two images: one image on each side.
-        let lesion = Dictionary(grouping: data.cases.indices, by: { data.cases[$0].lesionKey }).values.first { $0.count >= 2 }!
+        // The first lesion (in CSV order) with two images, outside patient PAT_19 (all in val): one image on each side.
+        let first = data.cases.indices.first { i in
+            data.cases[i].patientID != "PAT_19" && data.cases.indices.contains { $0 > i && data.cases[$0].lesionKey == data.cases[i].lesionKey }
+        }!
+        let lesion = data.cases.indices.filter { data.cases[$0].lesionKey == data.cases[first].lesionKey }
         var lines = ["img_id,split"]
         for (position, item) in data.cases.enumerated() {
             lines.append("\(item.imageID),\(position == lesion[1] || item.patientID == "PAT_19" ? "val" : "train")")

@@ -341,3 +341,64 @@ def class_weights(labels: Sequence[int], class_count: int) -> np.ndarray:
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=class_count)
     present = int((counts > 0).sum())
     return np.array([0.0 if c == 0 else len(labels) / (present * c) for c in counts], dtype=np.float64).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# §3.5 Soft targets, §3.6 corpus text.
+
+LABEL_KEY = "diagnostic"
+LABEL_WEIGHT = 3.0
+DEFAULT_EDGES_BY_UNIT = {"years": [30.0, 45.0, 60.0, 75.0], "mm": [5.0, 10.0, 15.0, 20.0]}
+
+
+def soft_target_blocks(schema, class_codes: Sequence[str], parsed_records, labels_only: bool = False,
+                       number_edges=None):
+    """[(key, kind, codes)] of y: kind boolean/category/number/text/label; codes the values (category, text,
+    label) or the bin edges (number). schema is a prima_ref.metadata.Schema, parsed_records Schema.parse outputs
+    of the folder's usable rows."""
+    number_edges = number_edges or {}
+    blocks = []
+    if not labels_only:
+        for f in schema.fields:
+            if not f.soft_target or f.key == LABEL_KEY:
+                continue
+            if f.kind == "boolean":
+                blocks.append((f.key, "boolean", [False, True]))
+            elif f.kind == "category":
+                blocks.append((f.key, "category", list(f.values)))
+            elif f.kind == "number":
+                edges = number_edges.get(f.key, DEFAULT_EDGES_BY_UNIT.get(f.unit))
+                if edges is None:
+                    raise ValueError(f"field {f.key!r}: a soft-target number without bin edges")
+                blocks.append((f.key, "number", list(edges)))
+            else:
+                values = {r[f.key] for r in parsed_records if f.key in r}
+                blocks.append((f.key, "text", sorted(values, key=lambda s: s.encode("utf-8"))))
+    blocks.append((LABEL_KEY, "label", list(class_codes)))
+    return blocks
+
+
+def soft_target_vector(blocks, parsed) -> np.ndarray:
+    """y of one parsed record, float32 [D]."""
+    parts = []
+    for key, kind, codes in blocks:
+        width = len(codes) + 1 if kind == "number" else len(codes)
+        part = np.zeros(width, dtype=np.float32)
+        value = parsed.get(key)
+        code = None
+        if value is not None:
+            if kind == "number":
+                code = sum(1 for e in codes if value >= e)
+            elif value in codes:
+                code = codes.index(value)
+        if code is not None:
+            part[code] = LABEL_WEIGHT if kind == "label" else 1.0
+        parts.append(part)
+    return np.concatenate(parts)
+
+
+def corpus_record_text(record) -> str:
+    """The masked LM's text of a corpus record {"name", "summary", "details"}."""
+    name = record["name"].strip(" \t")
+    body = " ".join(s for s in (record["summary"].strip(" \t"), record["details"].strip(" \t")) if s)
+    return f"{name}: {body}" if body else f"{name}:"
