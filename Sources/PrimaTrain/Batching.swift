@@ -78,4 +78,80 @@ public enum Batching {
             throw ToolError.input("\(imagePath): \(error)")
         }
     }
+
+    // MARK: Whole batches
+
+    /// A stage-1 batch: masked inputs right-padded with `padId`, labels padded with −100.
+    public struct MaskedLMBatch: Sendable, Equatable {
+        /// [B][T]: the masked input ids.
+        public let ids: [[Int]]
+        /// [B][T]: 1 on tokens, 0 on padding.
+        public let mask: [[Int]]
+        /// [B][T]: the original id at masked positions, −100 elsewhere and on padding.
+        public let labels: [[Int]]
+    }
+
+    /// The corpus examples `indices` (places in the corpus, which key their masks) masked for `epoch` and padded.
+    public static func maskedLMBatch(_ examples: [RiskFactorCorpus.Example], indices: [Int], maskTokenId: Int, vocabularySize: Int,
+                                     padId: Int, settings: MaskedLMMasking.Settings = .standard, seed: UInt64,
+                                     epoch: Int) -> MaskedLMBatch {
+        let masked = indices.map {
+            MaskedLMMasking.mask(examples[$0], maskTokenId: maskTokenId, vocabularySize: vocabularySize, settings: settings,
+                                 seed: seed, epoch: epoch, index: $0)
+        }
+        let text = pad(masked.map(\.inputIds), padId: padId)
+        let length = text.ids.first?.count ?? 0
+        let labels = masked.map { $0.labels + [Int](repeating: MaskedLMMasking.ignoreLabel, count: length - $0.labels.count) }
+        return MaskedLMBatch(ids: text.ids, mask: text.mask, labels: labels)
+    }
+
+    /// A stage-2 batch's images and the cases behind them.
+    public struct AlignmentBatch: Sendable {
+        /// [2N, 3, H, W]: view 0 of the N examples, then view 1 of the same examples (`AlignmentLoss.Features` order).
+        public let pixelValues: Tensor
+        /// The case positions of view 0 and view 1 of each example.
+        public let views: [(Int, Int)]
+        /// The case position whose record gives each example's text and soft target (its first case).
+        public let representatives: [Int]
+    }
+
+    /// The views of the stage-2 examples `indices` (places in `examples`, which key their draws) for `epoch`:
+    /// the picks of §3.3, each view augmented (§3.4, part = the view) or, with `augmentation` nil, preprocessed
+    /// plainly. Errors name the image file.
+    public static func alignmentBatch(_ data: TrainingCases, examples: [AlignmentExample], indices: [Int], preprocessing: ImagePreprocessing,
+                                      augmentation: Augmentation.Settings? = .standard, seed: UInt64,
+                                      epoch: Int) throws(ToolError) -> AlignmentBatch {
+        let views = indices.map { Views.pick(examples[$0], seed: seed, epoch: epoch, index: $0) }
+        var images: [Tensor] = []
+        for view in 0..<2 {
+            for (index, pair) in zip(indices, views) {
+                let path = data.cases[view == 0 ? pair.0 : pair.1].imagePath
+                if let augmentation {
+                    images.append(try augmentedPixelValues(imagePath: path, preprocessing: preprocessing, settings: augmentation,
+                                                           seed: seed, epoch: epoch, index: index, view: view))
+                } else {
+                    images.append(try pixelValues(imagePath: path, preprocessing: preprocessing))
+                }
+            }
+        }
+        return AlignmentBatch(pixelValues: stackImages(images), views: views, representatives: indices.map { examples[$0].representative })
+    }
+
+    /// [B, 3, H, W]: the images of the stage-2b/3 examples `indices` (places in `positions`, the training side's
+    /// case positions in ascending order, which key their draws), augmented as view 0 or, with `augmentation` nil,
+    /// preprocessed plainly.
+    public static func caseImages(_ data: TrainingCases, positions: [Int], indices: [Int], preprocessing: ImagePreprocessing,
+                                  augmentation: Augmentation.Settings? = nil, seed: UInt64, epoch: Int) throws(ToolError) -> Tensor {
+        var images: [Tensor] = []
+        for index in indices {
+            let path = data.cases[positions[index]].imagePath
+            if let augmentation {
+                images.append(try augmentedPixelValues(imagePath: path, preprocessing: preprocessing, settings: augmentation,
+                                                       seed: seed, epoch: epoch, index: index, view: 0))
+            } else {
+                images.append(try pixelValues(imagePath: path, preprocessing: preprocessing))
+            }
+        }
+        return stackImages(images)
+    }
 }

@@ -78,26 +78,24 @@ public struct TrainingCases: Sendable {
                 throw ToolError.input("\(place): lesion (\(patient), \(lesion)) is \(code) here but \(classCodes[earlier.label]) in row \(earlier.row); a lesion has one diagnosis")
             }
             lesionLabels[lesionKey] = lesionLabels[lesionKey] ?? (label, item.row)
-            let path: String
             switch item.image {
             case .failure(let error):
                 skipped.append(Skipped(row: item.row, imageID: item.imageID, reason: error.description))
-                continue
-            case .success(let found):
-                path = found
+            case .success(let path):
+                // The identifiers were read only to group the rows: the record keeps the checkpoint's fields alone.
+                let record = MetadataRecord(values: item.record.values.filter { schema.field($0.key) != nil })
+                cases.append(Case(row: item.row, imageID: item.imageID, imagePath: path, record: record, label: label,
+                                  patientID: patient, lesionID: lesion))
             }
-            if checkImages {
-                do {
-                    _ = try PNGDecoder.decode(contentsOf: path, limits: imageLimits)
-                } catch {
-                    skipped.append(Skipped(row: item.row, imageID: item.imageID, reason: error.description))
-                    continue
-                }
+        }
+        if checkImages {
+            let problems = Self.undecodable(cases.map(\.imagePath), limits: imageLimits)
+            for (position, problem) in zip(cases.indices, problems) {
+                guard let problem else { continue }
+                skipped.append(Skipped(row: cases[position].row, imageID: cases[position].imageID, reason: problem))
             }
-            // The identifiers were read only to group the rows: the record keeps the checkpoint's fields alone.
-            let record = MetadataRecord(values: item.record.values.filter { schema.field($0.key) != nil })
-            cases.append(Case(row: item.row, imageID: item.imageID, imagePath: path, record: record, label: label,
-                              patientID: patient, lesionID: lesion))
+            cases = zip(cases, problems).filter { $1 == nil }.map(\.0)
+            skipped.sort { $0.row < $1.row }
         }
         guard !cases.isEmpty else {
             throw ToolError.input("\(caseFolder.csvPath): no usable case (all \(skipped.count) rows skipped: missing or corrupt images)")
@@ -114,6 +112,29 @@ public struct TrainingCases: Sendable {
         self.schema = schema
         self.cases = cases
         self.skipped = skipped
+    }
+
+    /// For each path, nil if the PNG decodes within `limits`, else the one-line reason; decoded on every core
+    /// (each result lands at its own index, so the outcome does not depend on the threads).
+    static func undecodable(_ paths: [String], limits: ImageLimits) -> [String?] {
+        final class Results: @unchecked Sendable {
+            var values: [String?]
+            let lock = NSLock()
+            init(count: Int) { values = [String?](repeating: nil, count: count) }
+        }
+        let results = Results(count: paths.count)
+        DispatchQueue.concurrentPerform(iterations: paths.count) { index in
+            var problem: String?
+            do throws(ImageError) {
+                _ = try PNGDecoder.decode(contentsOf: paths[index], limits: limits)
+            } catch {
+                problem = error.description
+            }
+            results.lock.lock()
+            results.values[index] = problem
+            results.lock.unlock()
+        }
+        return results.values
     }
 
     /// `schema` with patient_id and lesion_id read as text fields that feed neither the text nor the soft targets

@@ -75,3 +75,32 @@ import Testing
         }
     }
 }
+
+/// Mutated corpora: every outcome is a parse or a one-line error naming the file, never a crash.
+@Suite struct CorpusMutationTests {
+    /// 3,000 corpora from a valid one by seeded byte flips, insertions and deletions.
+    @Test func mutatedCorpora() {
+        let seed = Array(#"{"name": "Sun", "summary": "UV light.", "details": "Cumulative \u00e9."}"#.utf8 + [10] + #"{"name": "b", "summary": "", "details": ""}"#.utf8)
+        var stream = TrainingRandom(seed: 17, purpose: .shuffle, epoch: 0, index: 0)
+        var accepted = 0
+        for _ in 0..<3000 {
+            var bytes = seed
+            for _ in 0..<(1 + stream.below(4)) {
+                let at = stream.below(bytes.count)
+                switch stream.below(3) {
+                case 0: bytes[at] = UInt8(stream.below(256))
+                case 1: bytes.insert(UInt8(stream.below(256)), at: at)
+                default: bytes.remove(at: at)
+                }
+            }
+            do {
+                let corpus = try RiskFactorCorpus(bytes: bytes, source: "corpus.jsonl")
+                #expect(!corpus.records.isEmpty)
+                accepted += 1
+            } catch {
+                #expect(!"\(error)".contains("\n") && "\(error)".hasPrefix("corpus.jsonl"), "\(error)")
+            }
+        }
+        #expect(accepted > 0 && accepted < 3000)
+    }
+}
