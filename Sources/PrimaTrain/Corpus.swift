@@ -102,12 +102,16 @@ public struct RiskFactorCorpus: Sendable {
         public let special: [Bool]
     }
 
-    /// Every record tokenized with the text encoder's tokenizer (special tokens added) and truncated to
+    /// Every record tokenized with the text encoder's tokenizer (special tokens added; its own padding setting
+    /// ignored) and truncated to
     /// `maxLength` tokens keeping the final token ([SEP]), as the metadata text is (Sources/PrimaDiagnose).
     /// Throws naming the line for a record whose text cannot be encoded or has no token masking could select.
     public func examples(tokenizer: Tokenizer, maxLength: Int) throws(ToolError) -> [Example] {
         precondition(maxLength >= 3, "a masked-LM example needs room for [CLS], a token and [SEP]")
         let specialIds = MaskedLMMasking.specialIds(tokenizer)
+        // Examples are padded per batch (Batching.maskedLMBatch), never by the file's own padding setting.
+        var tokenizer = tokenizer
+        tokenizer.padding = nil
         var examples: [Example] = []
         examples.reserveCapacity(records.count)
         for record in records {

@@ -119,7 +119,13 @@ public enum Splits {
     /// a malformed file, an unknown or repeated img_id, an unknown side, a usable case without a line, a group on
     /// both sides, and an empty side. Rows of skipped cases may be listed and are ignored.
     public static func read(splitFile path: String, cases data: TrainingCases, grouping: SplitGrouping) throws(ToolError) -> DataSplit {
-        let text = try InputFile.readText(path, limit: maxSplitFileBytes)
+        try parse(splitText: try InputFile.readText(path, limit: maxSplitFileBytes), source: path, cases: data, grouping: grouping)
+    }
+
+    /// A split file's text (``read(splitFile:cases:grouping:)``'s rules; `source` names it in errors): for a split
+    /// recorded in a checkpoint (``DataSplit/csvText(_:)``) and read back on resume.
+    public static func parse(splitText text: String, source path: String, cases data: TrainingCases,
+                             grouping: SplitGrouping) throws(ToolError) -> DataSplit {
         let records: [(line: Int, fields: [String])]
         do {
             records = try CSVReader.parse(text, source: path)

@@ -96,6 +96,7 @@ import Testing
         let split = try Splits.crossValidation(data, fold: 1, of: 5, grouping: .lesion, seed: 4)
         let path = Support.write(split.csvText(data), name: "split.csv")
         #expect(try Splits.read(splitFile: path, cases: data, grouping: .lesion) == split)
+        #expect(try Splits.parse(splitText: split.csvText(data), source: "checkpoint", cases: data, grouping: .lesion) == split)
     }
 
     @Test func hostileSplitFiles() throws {
