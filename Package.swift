@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "PrimaTrain",
             dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaImage", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaModels",
-                           "PrimaTensor", "PrimaTokenizers"]),
+                           "PrimaTensor", "PrimaTokenizers", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaIO", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
@@ -122,7 +122,7 @@ let package = Package(
             name: "PrimaTokenizersTests",
             dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert", "COniguruma"]),
         .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
-        .testTarget(name: "PrimaTrainTests", dependencies: ["PrimaTrain", "PrimaCheckpoint", "PrimaModels", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
+        .testTarget(name: "PrimaTrainTests", dependencies: ["PrimaTrain", "PrimaCheckpoint", "PrimaDiagnose", "PrimaModels", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport", "prima-verify"]),
         // File-system behaviour of every tool: inputs that are not regular files, outputs that alias inputs,

@@ -64,6 +64,15 @@ public enum OpenedInputs {
         if let identity = FileIdentity(descriptor: descriptor) { record(identity, path: path) }
     }
 
+    /// Stops counting the file at `path` as an input: only for a run that has read its own earlier output whole
+    /// into memory and now replaces it (`prima-train --resume` continuing its save). Never for an input the user
+    /// named as one.
+    public static func release(path: String) {
+        guard let identity = FileIdentity(path: path) else { return }
+        lock.lock(); defer { lock.unlock() }
+        inputs[identity] = nil
+    }
+
     /// The path of the input that is the file `identity`, if any.
     public static func input(sameAs identity: FileIdentity) -> String? {
         lock.lock()

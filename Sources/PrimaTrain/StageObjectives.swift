@@ -1,33 +1,131 @@
 import PrimaModels
 import PrimaTensor
 
-/// Stage 2b (Docs/prima-model.md): the image classifier's cross-entropy on the image CLS, through the image
-/// encoder (`PrimaModel.imageClassifierStep`). One loss item per image; the examples' images come from `batch`
-/// (which decodes and augments them: Formats/prima-training.md §3).
-public final class ImageClassifierObjective: StageObjective {
-    /// Images [B, 3, H, W] and class indices [B] of examples in `epoch`.
-    public typealias Batch = (_ examples: [Int], _ epoch: Int) throws -> (pixels: Tensor, labels: [Int])
+/// Stage 1 (Docs/prima-model.md): the text encoder's masked-LM cross-entropy on the risk-factor corpus, masked as
+/// Formats/prima-training.md §3.7 draws it. One loss item per masked token (transformers' `num_items_in_batch`).
+public final class MaskedLMObjective<Model: MaskedLanguageModel>: StageObjective {
+    public let model: Model
+    let examples: [RiskFactorCorpus.Example]
+    let maskTokenId, vocabularySize, padId: Int
+    let masking: MaskedLMMasking.Settings
+    let seed: UInt64
+    public var exampleCount: Int { examples.count }
 
-    public let model: PrimaModel
-    public let exampleCount: Int
-    let batch: Batch
-    /// Per-class weights of the loss (nil: unweighted), Formats/prima-training.md §3.
-    let classWeights: [Float]?
-
-    public init(model: PrimaModel, exampleCount: Int, classWeights: [Float]? = nil, batch: @escaping Batch) {
-        self.model = model
-        self.exampleCount = exampleCount
-        self.classWeights = classWeights
-        self.batch = batch
+    public init(model: Model, examples: [RiskFactorCorpus.Example], maskTokenId: Int, vocabularySize: Int, padId: Int,
+                masking: MaskedLMMasking.Settings = .standard, seed: UInt64) {
+        (self.model, self.examples, self.maskTokenId, self.vocabularySize, self.padId) = (model, examples, maskTokenId, vocabularySize, padId)
+        (self.masking, self.seed) = (masking, seed)
     }
 
-    public func lossItems(_ examples: [Int], epoch: Int) throws -> Int { examples.count }
+    func batch(_ indices: [Int], epoch: Int) -> Batching.MaskedLMBatch {
+        Batching.maskedLMBatch(examples, indices: indices, maskTokenId: maskTokenId, vocabularySize: vocabularySize, padId: padId,
+                               settings: masking, seed: seed, epoch: epoch)
+    }
 
-    public func accumulate(_ examples: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
-        let (pixels, labels) = try batch(examples, epoch)
-        // The step's mean over all its images: this micro-batch's mean scaled by its share.
-        let share = Double(examples.count) / Double(normalizer)
-        let loss = try model.imageClassifierStep(pixels: pixels, labels: labels, gradients: gradients, lossScale: Float(share))
+    public func lossItems(_ indices: [Int], epoch: Int) throws -> Int {
+        batch(indices, epoch: epoch).labels.joined().filter { $0 != MaskedLMMasking.ignoreLabel }.count
+    }
+
+    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
+        let batch = self.batch(indices, epoch: epoch)
+        let (hidden, tape) = try model.trainingForward(ids: batch.ids, mask: batch.mask, observe: { _, _ in })
+        let (logits, headBackward) = try model.maskedLM(hidden, gradients: gradients)
+        let entropy = Loss.crossEntropy(logits, labels: batch.labels.flatMap { $0 }, normalizer: normalizer)
+        try model.backward(try headBackward(entropy.logitsGradient), tape: tape, gradients: gradients, observe: { _, _ in })
+        return Double(entropy.loss)
+    }
+}
+
+/// Stage 2: the four alignment losses over batches of lesions with two augmented views each
+/// (`PrimaModel.alignmentStep`); the text encoder is frozen, so its backward is skipped. One loss item per example;
+/// a micro-batch's losses are weighted by its share of the step's examples (§2.6).
+public final class AlignmentObjective: StageObjective {
+    public let model: PrimaModel
+    let data: TrainingCases
+    let examples: [AlignmentExample]
+    let context: CaseContext
+    let augmentation: Augmentation.Settings?
+    let settings: AlignmentLoss.Settings
+    let softTargets: SoftTargetEncoder
+    public var exampleCount: Int { examples.count }
+
+    public init(model: PrimaModel, data: TrainingCases, examples: [AlignmentExample], context: CaseContext,
+                augmentation: Augmentation.Settings?, settings: AlignmentLoss.Settings, softTargets: SoftTargetEncoder) {
+        (self.model, self.data, self.examples, self.context) = (model, data, examples, context)
+        (self.augmentation, self.settings, self.softTargets) = (augmentation, settings, softTargets)
+    }
+
+    public func lossItems(_ indices: [Int], epoch: Int) throws -> Int { indices.count }
+
+    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
+        let views = try Batching.alignmentBatch(data, examples: examples, indices: indices, preprocessing: context.preprocessing,
+                                                augmentation: augmentation, seed: context.seed, epoch: epoch)
+        let records = views.representatives.map { data.cases[$0].record }
+        let text = Batching.pad(try views.representatives.map { try context.textIds(data.cases[$0]) }, padId: context.padId)
+        let share = Double(indices.count) / Double(normalizer)
+        let step = try model.alignmentStep(AlignmentBatch(pixelValues: views.pixelValues, textIds: text.ids, textMask: text.mask,
+                                                          softTargets: softTargets.targets(records)),
+                                           settings: settings, gradients: gradients, textEncoderBackward: false, lossScale: Float(share))
+        return Double(step.loss) * share
+    }
+}
+
+/// Stage 2b: the image classifier's cross-entropy on the image CLS, through the image encoder
+/// (`PrimaModel.imageClassifierStep`). One loss item per image.
+public final class ImageClassifierObjective: StageObjective {
+    public let model: PrimaModel
+    let data: TrainingCases
+    /// The training side's case positions (an example is a place in it).
+    let positions: [Int]
+    let context: CaseContext
+    let augmentation: Augmentation.Settings?
+    public var exampleCount: Int { positions.count }
+
+    public init(model: PrimaModel, data: TrainingCases, positions: [Int], context: CaseContext, augmentation: Augmentation.Settings?) {
+        (self.model, self.data, self.positions, self.context, self.augmentation) = (model, data, positions, context, augmentation)
+    }
+
+    public func lossItems(_ indices: [Int], epoch: Int) throws -> Int { indices.count }
+
+    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
+        let pixels = try Batching.caseImages(data, positions: positions, indices: indices, preprocessing: context.preprocessing,
+                                             augmentation: augmentation, seed: context.seed, epoch: epoch)
+        let share = Double(indices.count) / Double(normalizer)
+        let loss = try model.imageClassifierStep(pixels: pixels, labels: indices.map { data.cases[positions[$0]].label },
+                                                 gradients: gradients, lossScale: Float(share))
         return Double(loss) * share
+    }
+}
+
+/// Stage 3: the restricted class cross-entropy through the whole pipeline (`PrimaModel.trainingForward` and
+/// `backward`), one case at a time; the encoders are frozen, so their backward is skipped. One loss item per case.
+public final class ClassificationObjective: StageObjective {
+    public let model: PrimaModel
+    let data: TrainingCases
+    let positions: [Int]
+    let context: CaseContext
+    let augmentation: Augmentation.Settings?
+    public var exampleCount: Int { positions.count }
+
+    public init(model: PrimaModel, data: TrainingCases, positions: [Int], context: CaseContext, augmentation: Augmentation.Settings?) {
+        (self.model, self.data, self.positions, self.context, self.augmentation) = (model, data, positions, context, augmentation)
+    }
+
+    public func lossItems(_ indices: [Int], epoch: Int) throws -> Int { indices.count }
+
+    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
+        var loss = 0.0
+        for index in indices {
+            let item = data.cases[positions[index]]
+            let pixels = try Batching.caseImages(data, positions: positions, indices: [index], preprocessing: context.preprocessing,
+                                                 augmentation: augmentation, seed: context.seed, epoch: epoch)
+            let inputs = PrimaInputs(pixelValues: pixels, textIds: try context.textIds(item), promptIds: context.promptIds,
+                                     answerPrefixIds: context.answerPrefixIds)
+            let (logits, tape) = try model.trainingForward(inputs)
+            let entropy = Loss.crossEntropy(logits, labels: [item.label], lossGradient: 1 / Float(normalizer))
+            try model.backward(entropy.logitsGradient, tape: tape, gradients: gradients, encoderGradients: false)
+            loss += Double(entropy.loss) / Double(normalizer)
+        }
+        return loss
     }
 }

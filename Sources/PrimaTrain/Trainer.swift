@@ -137,10 +137,10 @@ public final class Trainer {
         optimizer.state().sorted { $0.key < $1.key }.map { TrainingRecord.Moments(path: $0.key, expAvg: $0.value.expAvg, expAvgSq: $0.value.expAvgSq) }
     }
 
-    /// The epoch's order of the examples: a permutation from the stream (seed, shuffle, epoch).
-    public func order(epoch: Int) -> [Int] {
-        var random = TrainingRandom(seed: settings.seed, purpose: .shuffle, epoch: epoch, index: 0)
-        return random.permutation(objective.exampleCount)
+    /// The order of the examples in an epoch: by default the seeded permutation of §3.8 (`Sampling.epochOrder`);
+    /// a balanced sampler replaces it (`Sampling.balancedOrder`). It must depend on the epoch alone.
+    public lazy var epochOrder: (Int) -> [Int] = { [settings, objective] in
+        Sampling.epochOrder(count: objective.exampleCount, seed: settings.seed, epoch: $0)
     }
 
     /// Runs the remaining steps. After every step `onStep`; after every epoch `onEpoch` (validation; nil: none) then
@@ -150,9 +150,9 @@ public final class Trainer {
                     shouldStop: () -> Bool) throws -> Outcome {
         let n = objective.exampleCount
         while epoch < settings.epochs {
-            let order = self.order(epoch: epoch)
+            let order = epochOrder(epoch)
             while cursor < n {
-                let examples = Array(order[cursor..<min(cursor + settings.batchSize, n)])
+                let examples = Array(order[cursor..<min(cursor + settings.batchSize, order.count)])
                 let report = try takeStep(examples)
                 try onStep(report)
                 if cursor == n { break }

@@ -275,7 +275,10 @@ extension PrimaModel {
     /// The backward walk from dLoss/d(class logits) [1, K]: accumulates the gradients of every trainable tensor of
     /// the decoder, the fusion heads and the encoders, and reports dLoss/d(activation) for every activation of the
     /// `prima` trace component (exactly 0 for those off the loss path: alignment, the image classifier, class_probs).
-    public func backward(_ dClassLogits: Tensor, tape: Tape, gradients: GradientStore,
+    ///
+    /// `encoderGradients` false stops at the encoders' outputs (stage 3 freezes them: nothing there trains, and
+    /// their activation gradients are not reported).
+    public func backward(_ dClassLogits: Tensor, tape: Tape, gradients: GradientStore, encoderGradients: Bool = true,
                          observe: (String, Tensor) throws -> Void = { _, _ in }) throws {
         let c = decoder.config.hiddenSize, v = decoder.config.vocabSize
         try observe("class_logits", dClassLogits)
@@ -324,6 +327,7 @@ extension PrimaModel {
         }
         try observe("image_classifier.logits", Tensor(zeros: [1, heads.classTokenIds.count], dtype: .f32))
 
+        guard encoderGradients else { return }
         // The encoders' final hidden states get the gradient of the rows the heads read.
         let imageWidth = heads.config.imageWidth, textWidth = heads.config.textWidth
         let dImage = Tensor(zeros: [tape.imageTokens, imageWidth], dtype: .f32)
