@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "prima-verify", targets: ["prima-verify"]),
         .executable(name: "prima-quantize", targets: ["prima-quantize"]),
         .executable(name: "prima-diagnose", targets: ["prima-diagnose"]),
+        .executable(name: "prima-train", targets: ["prima-train"]),
         .library(name: "PrimaCheckpoint", targets: ["PrimaCheckpoint"]),
         .library(name: "PrimaConvert", targets: ["PrimaConvert"]),
         .library(name: "PrimaQuantize", targets: ["PrimaQuantize"]),
@@ -95,6 +96,11 @@ let package = Package(
             dependencies: ["PrimaCLI", "PrimaDiagnose", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaModels", "PrimaTokenizers",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-diagnose"),
+        .executableTarget(
+            name: "prima-train",
+            dependencies: ["PrimaCLI", "PrimaCheckpoint", "PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaTrain",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Tools/prima-train"),
         // Measures the int8 kernels against OpenBLAS sgemm (Docs/benchmarks.md); depends on nothing heavier.
         .executableTarget(name: "prima-bench-int8", dependencies: ["PrimaTensor"], path: "Sources/Tools/prima-bench-int8"),
 
@@ -122,7 +128,10 @@ let package = Package(
             name: "PrimaTokenizersTests",
             dependencies: ["PrimaTokenizers", "PrimaJSON", "PrimaTestSupport", "prima-convert", "COniguruma"]),
         .testTarget(name: "PrimaMetadataTests", dependencies: ["PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
-        .testTarget(name: "PrimaTrainTests", dependencies: ["PrimaTrain", "PrimaCheckpoint", "PrimaDiagnose", "PrimaModels", "PrimaTensor", "PrimaJSON", "PrimaTestSupport"]),
+        .testTarget(
+            name: "PrimaTrainTests",
+            dependencies: ["PrimaTrain", "PrimaCheckpoint", "PrimaDiagnose", "PrimaModels", "PrimaTensor", "PrimaJSON", "PrimaTestSupport",
+                           "prima-train", "prima-convert"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport", "prima-verify"]),
         // File-system behaviour of every tool: inputs that are not regular files, outputs that alias inputs,

@@ -15,9 +15,11 @@ extension ToolError: ToolFailure {}
 /// Interrupting (SIGINT/SIGTERM) removes temporary outputs. Every HDF5 input is walked in a child process first
 /// (``HDF5Probe``), so that libhdf5 crashing on corrupted metadata is an error line, not a crash.
 public enum ToolMain {
-    public static func run<Command: ParsableCommand>(_ command: Command.Type, name: String) -> Never {
+    /// `gracefulStop`: the first SIGINT/SIGTERM only sets `TemporaryFiles.stopRequested` (a training run saves
+    /// and stops); a second one interrupts as for every tool.
+    public static func run<Command: ParsableCommand>(_ command: Command.Type, name: String, gracefulStop: Bool = false) -> Never {
         HDF5Probe.startTool()  // first: a probe child of this tool walks its file and exits here
-        TemporaryFiles.installSignalHandlers()
+        TemporaryFiles.installSignalHandlers(graceful: gracefulStop)
         OutputTarget.warn = { printWarning(name, $0) }
         do {
             var parsed = try command.parseAsRoot()

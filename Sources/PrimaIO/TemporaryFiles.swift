@@ -48,9 +48,19 @@ public enum TemporaryFiles {
         }
     }
 
+    nonisolated(unsafe) private static var stopSignal: Int32 = 0
+
+    /// The first SIGINT, SIGTERM or SIGHUP received when signals stop gracefully (0: none): a long job (training)
+    /// polls it, saves its state and exits with 128 + it.
+    public static var stopRequested: Int32 {
+        lock.lock(); defer { lock.unlock() }
+        return stopSignal
+    }
+
     /// Blocks SIGINT, SIGTERM and SIGHUP and starts the thread that, on receiving one, removes every registered
-    /// temporary and exits with status 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
-    public static func installSignalHandlers() {
+    /// temporary and exits with status 128 + the signal number (130 for SIGINT, 143 for SIGTERM). With `graceful`,
+    /// the first signal only sets ``stopRequested`` (the job stops at its next safe point); a second one exits.
+    public static func installSignalHandlers(graceful: Bool = false) {
         var signals = sigset_t()
         sigemptyset(&signals)
         for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, signal) }
@@ -59,6 +69,12 @@ public enum TemporaryFiles {
         let waiter = Thread {
             var received: Int32 = 0
             while withUnsafePointer(to: waited, { sigwait($0, &received) }) != 0 {}
+            if graceful {
+                lock.lock()
+                stopSignal = received
+                lock.unlock()
+                while withUnsafePointer(to: waited, { sigwait($0, &received) }) != 0 {}
+            }
             lock.lock()
             for (path, isDirectory) in paths { removeLocked(path, isDirectory: isDirectory) }
             _exit(128 + received)

@@ -59,6 +59,9 @@ public struct StageOptions: Sendable {
         }
     }
 
+    /// Every setting, as the record and the log carry it.
+    public var hyperparametersForLog: JSONObject { hyperparameters }
+
     /// Every setting, for the record.
     var hyperparameters: JSONObject {
         let t = trainer
@@ -126,6 +129,9 @@ public final class StageRunner {
         var settings = options.trainer
         let role = options.adaptedRole
         if options.resume {
+            guard FileManager.default.fileExists(atPath: options.output) else {
+                throw ToolError.input("\(options.output): no saved run to resume (the output does not exist)")
+            }
             // A resume reads its own save and replaces it; the input checkpoint is never that file.
             if let output = FileIdentity(path: options.output), output == FileIdentity(path: options.checkpoint) {
                 throw ToolError.input("\(options.output): the output must differ from the input checkpoint \(options.checkpoint) (it is the same file)")
