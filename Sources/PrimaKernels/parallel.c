@@ -87,8 +87,21 @@ static void *worker_main(void *unused) {
     return NULL;
 }
 
+/// The thread count asked for before the pool starts (prima_pool_request_threads); 0: one per online CPU.
+static _Atomic int requested_threads = 0;
+static _Atomic int started = 0;
+
+int prima_pool_request_threads(int threads) {
+    if (threads < 1 || atomic_load(&started)) return -1;
+    atomic_store(&requested_threads, threads);
+    return 0;
+}
+
 static void start_workers(void) {
+    atomic_store(&started, 1);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int requested = atomic_load(&requested_threads);
+    if (requested > 0) cpus = requested;
     int wanted = cpus > 1 ? (int)(cpus - 1) : 0;
     if (wanted > PRIMA_POOL_MAX_WORKERS) wanted = PRIMA_POOL_MAX_WORKERS;
     for (int w = 0; w < wanted; w++) {

@@ -87,6 +87,17 @@ public enum BLAS {
         return try body()
     }
 
+    /// The thread count OpenBLAS uses now.
+    public static var threads: Int { Int(library.getThreads()) }
+
+    /// Runs every later product on `threads` threads: OpenBLAS's and the PrimaKernels pool's (the pool only if it has
+    /// not started yet: call this first thing). Results are bit-identical at a given thread count.
+    public static func useThreads(_ threads: Int) {
+        precondition(threads >= 1, "at least one thread")
+        library.setThreads(Int32(threads))
+        _ = prima_pool_request_threads(Int32(threads))
+    }
+
     /// Loads OpenBLAS (if not yet loaded) and describes it.
     public static var info: Info { library.info }
 

@@ -283,7 +283,7 @@ public final class StageRunner {
                 ])))
             }
             return TrainingRecord(stage: options.stage, status: status, step: trainer.step, totalSteps: trainer.totalSteps, epoch: trainer.epoch,
-                                  cursor: trainer.cursor, seed: settings.seed, threads: BLAS.info.threads, hyperparameters: options.hyperparameters,
+                                  cursor: trainer.cursor, seed: settings.seed, threads: BLAS.threads, hyperparameters: options.hyperparameters,
                                   data: JSONObject(dataRecord), split: splitRecord, best: best, stages: stages,
                                   optimizerStep: trainer.optimizerStep, moments: trainer.moments(), history: trainer.history)
         }

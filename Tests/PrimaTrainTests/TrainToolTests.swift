@@ -17,14 +17,15 @@ import Testing
 
     @Test func aStageThroughTheBinary() throws {
         let directory = TestProcess.temporaryDirectory("prima-train-tool")
-        let result = try TestProcess.run(Self.tool, ["stage3", "--checkpoint", Self.checkpoint, "--data", Self.cases, "-o", directory + "/out.h5"] + Self.small)
+        let result = try TestProcess.run(Self.tool, ["stage3", "--checkpoint", Self.checkpoint, "--data", Self.cases, "-o", directory + "/out.h5",
+                                                     "--threads", "1"] + Self.small)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("stage3: epoch 3/3: train loss") && result.stdout.contains("macro F1"))
         let lines = try String(contentsOfFile: directory + "/out.jsonl", encoding: .utf8).split(separator: "\n")
         let events = lines.compactMap { try? JSON.parse(String($0)).object?["event"]?.string }
         #expect(events.count == lines.count && events.first == "start" && events.filter { $0 == "step" }.count == 6 && events.filter { $0 == "epoch" }.count == 3)
         let record = try #require(try TrainingRecord.read(from: try Checkpoint(path: directory + "/out.h5"), loadMoments: false))
-        #expect(record.status == .complete && record.step == 6 && record.hyperparameters["lr"]?.double == 0.01)
+        #expect(record.status == .complete && record.step == 6 && record.hyperparameters["lr"]?.double == 0.01 && record.threads == 1)
         #expect(FileManager.default.fileExists(atPath: directory + "/out-best.h5"))
         let inspect = try TestProcess.run(TestProcess.binary("prima-convert"), ["inspect", directory + "/out.h5"])
         #expect(inspect.stdout.contains("training: stage3 complete, step 6 of 6"), "\(inspect.stdout)")
@@ -50,25 +51,30 @@ import Testing
         try #require(whole.status == 0, "\(whole.stderr)")
         let output = directory + "/killed.h5"
         var random = SplitMix64(seed: 11)
-        var kills = 0
-        for _ in 0..<40 {
+        var kills = 0, resumedKills = 0
+        // Eight runs killed at random moments (each resuming the last save if there is one), then one to the end.
+        for attempt in 0...8 {
             if FileManager.default.fileExists(atPath: output),
                try TrainingRecord.read(from: try Checkpoint(path: output), loadMoments: false)?.status == .complete { break }
+            let resuming = FileManager.default.fileExists(atPath: output)
             let process = Process()
             process.executableURL = URL(fileURLWithPath: Self.tool)
-            process.arguments = arguments + ["-o", output] + (FileManager.default.fileExists(atPath: output) ? ["--resume"] : [])
+            process.arguments = arguments + ["-o", output] + (resuming ? ["--resume"] : [])
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
-            usleep(UInt32(200_000 + (random.next() % 1_300_000)))
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                kills += 1
+            if attempt < 8 {
+                usleep(UInt32(300_000 + (random.next() % 1_700_000)))
+                if process.isRunning {
+                    kill(process.processIdentifier, SIGKILL)
+                    kills += 1
+                    if resuming { resumedKills += 1 }
+                }
             }
             process.waitUntilExit()
         }
         let record = try #require(try TrainingRecord.read(from: try Checkpoint(path: output), loadMoments: false))
-        #expect(record.status == .complete && kills >= 1, "kills \(kills)")
+        #expect(record.status == .complete && kills >= 2 && resumedKills >= 1, "kills \(kills), of resumed runs \(resumedKills)")
         #expect(try Self.state(output) == Self.state(directory + "/whole.h5"))
     }
 

@@ -237,4 +237,8 @@ void prima_parallel_for(int64_t count, prima_task_fn fn, void *context);
 /// The pool's worker threads (0 on a single-processor machine), starting them if needed.
 int prima_pool_workers(void);
 
+/// Asks for `threads` threads in all (the caller and threads − 1 workers) instead of one per online CPU; only before
+/// the pool's first use (it starts once). Returns 0, or −1 when the pool has started or threads < 1.
+int prima_pool_request_threads(int threads);
+
 #endif

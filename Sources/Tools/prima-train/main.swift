@@ -49,13 +49,14 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Weights the adapter targets, comma-separated canonical names (default: every attention and MLP projection).",
                                valueName: "NAMES")) var targets: String?
     @Option(name: .customLong("save-every"), help: "Also save every N optimiser steps.") var saveEvery: Int?
+    @Option(help: "Threads for the products (default: every processor); a run is bit-identical at a given count.") var threads: Int?
     @Flag(help: "Continue the interrupted run saved in OUT.h5.") var resume = false
     @Option(help: ArgumentHelp("The JSONL log (default: OUT.jsonl beside the output).", valueName: "FILE")) var log: String?
     @OptionGroup var progress: ProgressOptions
 
     func validate() throws {
         for (name, value) in [("--epochs", epochs), ("--batch-size", batchSize), ("--grad-accum", accumulation), ("--rank", rank),
-                              ("--save-every", saveEvery)] {
+                              ("--save-every", saveEvery), ("--threads", threads)] {
             if let value, !(1...1_000_000).contains(value) { throw ValidationError("\(name) must be in 1...1000000") }
         }
         for (name, value) in [("--lr", lr), ("--weight-decay", weightDecay), ("--warmup-ratio", warmupRatio), ("--max-grad-norm", maxGradNorm),
@@ -237,6 +238,7 @@ struct All: ParsableCommand {
 enum StageCLI {
     /// `appendLog`: continue an existing log (a resume, or a later stage of `all` writing to one --log).
     static func run(_ options: StageOptions, common: CommonOptions, appendLog: Bool? = nil) throws {
+        if let threads = common.threads { BLAS.useThreads(threads) }
         let logPath = common.log ?? URL(fileURLWithPath: options.output).deletingPathExtension().path + ".jsonl"
         let log = try TrainingLog(path: logPath, append: appendLog ?? options.resume)
         let showProgress = common.progress.showProgress && isatty(STDERR_FILENO) == 1
