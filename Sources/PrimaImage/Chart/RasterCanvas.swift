@@ -132,8 +132,8 @@ public struct RasterCanvas: Sendable, Equatable {
     public mutating func drawPolyline(_ points: [CanvasPoint], lineWidth: Double, _ color: RGBColor, clip: PixelRect? = nil) {
         guard !points.isEmpty, lineWidth > 0 else { return }
         precondition(points.allSatisfy { $0.x.isFinite && $0.y.isFinite }, "a polyline point is not finite")
-        var mask = CoverageMask(clip: (clip ?? bounds).intersection(bounds))
         let half = lineWidth / 2
+        var mask = CoverageMask(clip: CoverageMask.box(around: points, reach: half + 0.5).intersection((clip ?? bounds).intersection(bounds)))
         if points.count == 1 {
             mask.addSegment(points[0], points[0], halfWidth: half)
         } else {
@@ -146,7 +146,7 @@ public struct RasterCanvas: Sendable, Equatable {
     public mutating func drawMarker(_ shape: MarkerShape, at center: CanvasPoint, radius: Double, _ color: RGBColor,
                                     clip: PixelRect? = nil) {
         guard center.x.isFinite && center.y.isFinite, radius > 0 else { return }
-        var mask = CoverageMask(clip: (clip ?? bounds).intersection(bounds))
+        var mask = CoverageMask(clip: CoverageMask.box(around: [center], reach: radius + 0.5).intersection((clip ?? bounds).intersection(bounds)))
         mask.addMarker(shape, center: center, radius: radius)
         composite(mask, color)
     }
@@ -203,8 +203,9 @@ public struct RasterCanvas: Sendable, Equatable {
     }
 }
 
-/// Per-pixel coverage (0…1) of one shape over a clip rectangle, combined by maximum, so overlapping parts of the
-/// shape (a polyline's joints) blend once.
+/// Per-pixel coverage (0…1) of one shape over a clip rectangle (the shape's box within the canvas' clip, so a
+/// marker costs its own few pixels), combined by maximum, so overlapping parts of the shape (a polyline's joints)
+/// blend once.
 struct CoverageMask {
     let clip: PixelRect
     private var values: [Float]
@@ -217,6 +218,13 @@ struct CoverageMask {
     }
 
     subscript(x: Int, y: Int) -> Float { values[(y - clip.y) * clip.width + (x - clip.x)] }
+
+    /// The pixels whose centres can lie within `reach` of `points`' bounding box.
+    static func box(around points: [CanvasPoint], reach: Double) -> PixelRect {
+        let left = index((points.map(\.x).min() ?? 0) - reach), right = index((points.map(\.x).max() ?? 0) + reach)
+        let top = index((points.map(\.y).min() ?? 0) - reach), bottom = index((points.map(\.y).max() ?? 0) + reach)
+        return PixelRect(x: left, y: top, width: right - left + 1, height: bottom - top + 1)
+    }
 
     /// Covers the pixels whose centres lie within `halfWidth` of the segment `a`–`b` (a dot where a == b):
     /// coverage `clamp(halfWidth + 0.5 - distance, 0, 1)`.
@@ -245,10 +253,7 @@ struct CoverageMask {
     /// coverage and `coverage(centre)` clamped to 0…1.
     private mutating func cover(minX: Double, maxX: Double, minY: Double, maxY: Double, reach: Double,
                                 _ coverage: (Double, Double) -> Double) {
-        // Pixel i's centre is i + 0.5: the columns whose centres can be within reach.
-        let box = PixelRect(x: Self.index(minX - reach), y: Self.index(minY - reach), width: 0, height: 0)
-        let right = Self.index(maxX + reach), bottom = Self.index(maxY + reach)
-        let area = PixelRect(x: box.x, y: box.y, width: right - box.x + 1, height: bottom - box.y + 1).intersection(clip)
+        let area = Self.box(around: [CanvasPoint(x: minX, y: minY), CanvasPoint(x: maxX, y: maxY)], reach: reach).intersection(clip)
         guard !area.isEmpty else { return }
         var any = false
         for y in area.y..<area.maxY {
@@ -271,7 +276,7 @@ struct CoverageMask {
     }
 
     /// The pixel index holding coordinate `value`, clamped far outside any canvas so huge coordinates stay integers.
-    private static func index(_ value: Double) -> Int {
+    static func index(_ value: Double) -> Int {
         Int(min(max(value, -1e9), 1e9).rounded(.down))
     }
 }
