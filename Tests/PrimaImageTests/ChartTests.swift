@@ -283,6 +283,15 @@ import Testing
         #expect(try PNGEncoder.encode(first.image, name: "a") == PNGEncoder.encode(second.image, name: "b"))
     }
 
+    /// A title too wide for the chart at the title scale is drawn smaller, inside the chart.
+    @Test func longTitlesShrink() {
+        let title = String(repeating: "m", count: 30)  // 179 font pixels: 537 at 3x, 358 at 2x
+        let canvas = LineChart(title: title, xLabel: "", panels: [ChartPanel(yLabel: "", series: [])], width: 400, height: 200).render()
+        // The title's rows: from the margin (12) down one 2x cell.
+        let inked = (0..<400).filter { x in (0..<30).contains { canvas.color(x: x, y: $0) != .white } }
+        #expect(inked.first == 21 && inked.last == 21 + 358 - 1, "title columns \(inked.first ?? -1)...\(inked.last ?? -1)")
+    }
+
     /// A chart smaller than its margins still renders (a one-pixel plot), without trapping.
     @Test func tinyChartsRender() {
         let series = ChartSeries(name: "a long legend entry", color: Self.red, points: [ChartPoint(x: 0, y: 0), ChartPoint(x: 1, y: 1)])

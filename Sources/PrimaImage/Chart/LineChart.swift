@@ -63,7 +63,7 @@ public struct ChartStyle: Sendable, Equatable {
     public var grid = RGBColor(228, 228, 228)
     /// The "no data" note of an empty panel.
     public var note = RGBColor(150, 150, 150)
-    /// ``BitmapFont`` scale of the title, and of every other text.
+    /// ``BitmapFont`` scale of the title (smaller for a title too wide for the chart), and of every other text.
     public var titleScale = 3
     public var textScale = 2
     /// Space around the chart, in pixels.
@@ -132,7 +132,13 @@ public struct LineChart: Sendable, Equatable {
 
     /// The text height at the text scale, and the same for the title.
     private var textHeight: Int { BitmapFont.cellHeight * style.textScale }
-    private var titleHeight: Int { title.isEmpty ? 0 : BitmapFont.cellHeight * style.titleScale }
+    private var titleHeight: Int { title.isEmpty ? 0 : BitmapFont.cellHeight * titleScale }
+    /// The title's scale: the style's, or smaller (down to 1) while the title is wider than the chart's margins allow.
+    private var titleScale: Int {
+        var scale = max(style.titleScale, 1)
+        while scale > 1 && RasterCanvas.textSize(title, scale: scale).width > width - 2 * style.margin { scale -= 1 }
+        return scale
+    }
 
     public func layout() -> Layout {
         let xScale = xRange.map { ChartScale(lower: $0.lowerBound, upper: $0.upperBound) }
@@ -197,8 +203,8 @@ public struct LineChart: Sendable, Equatable {
         let scale = style.textScale, capHeight = BitmapFont.capHeight * scale
 
         if !title.isEmpty {
-            let size = RasterCanvas.textSize(title, scale: style.titleScale)
-            canvas.drawText(title, x: (width - size.width) / 2, y: style.margin, scale: style.titleScale, style.text)
+            let size = RasterCanvas.textSize(title, scale: titleScale)
+            canvas.drawText(title, x: (width - size.width) / 2, y: style.margin, scale: titleScale, style.text)
         }
         for (index, panel) in panels.enumerated() {
             let rect = layout.plots[index], yScale = layout.yScales[index]
