@@ -6,7 +6,7 @@ import PrimaPNG
 public enum PNGEncoder {
     /// The PNG file of `image`. 8-bit samples are stored as they are; float samples (from 16-bit sources, on the
     /// 0…255 scale) are rounded to the nearest integer and clamped to 0…255 (NaN becomes 0). `name` stands for the
-    /// file in the error, which only a failed allocation inside libpng can cause.
+    /// file in the error, which only libpng's own limit (10^6 pixels per row) or a failed allocation can cause.
     public static func encode(_ image: RGBImage, name: String) throws(ImageError) -> [UInt8] {
         let samples: [UInt8]
         switch image.samples {

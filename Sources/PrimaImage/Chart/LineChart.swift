@@ -107,8 +107,9 @@ public struct LineChart: Sendable, Equatable {
     /// Where a chart's parts go on the canvas.
     public struct Layout: Sendable, Equatable {
         public let xScale: ChartScale
-        /// Per panel, top to bottom: the data area (the frame lies one pixel outside it) and the y axis.
+        /// Per panel, top to bottom: its data area (the frame lies one pixel outside it).
         public let plots: [PixelRect]
+        /// Per panel: its y axis.
         public let yScales: [ChartScale]
         /// Per panel, the box of each legend entry (its sample line, then its name), in series order (nil for a
         /// series not in the legend).
