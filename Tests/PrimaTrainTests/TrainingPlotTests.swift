@@ -99,6 +99,31 @@ import Testing
         #expect(layout.xScale.upper == 0.4 && layout.xScale.label(layout.xScale.ticks.last!) == "0.4")
     }
 
+    /// A history read from someone else's checkpoint may hold anything a float can: extremes, infinities, an F1
+    /// outside 0…1. The chart still renders, on finite axes, with the F1 outside its axis clipped.
+    @Test func extremeValuesRender() {
+        var history = TrainingRecord.History()
+        history.loss = [.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, 0, .infinity, .nan, -.infinity]
+        history.trainLoss = [.greatestFiniteMagnitude, .nan]
+        history.valLoss = [.nan, -1e-30]
+        history.valMacroF1 = [1.2, -.infinity]
+        let chart = TrainingPlot.chart(history: history, title: "hostile", stepsPerEpoch: 3)
+        let layout = chart.layout()
+        #expect(layout.yScales.allSatisfy { $0.lower.isFinite && $0.upper.isFinite && !$0.ticks.isEmpty })
+        #expect(layout.yScales[0].lower <= -Double(Float.greatestFiniteMagnitude) && layout.yScales[0].upper >= Double(Float.greatestFiniteMagnitude))
+        let image = chart.render().image
+        #expect(image.width == TrainingPlot.defaultWidth)
+        // The F1 of 1.2 lies above its panel (about 30 px): nothing green above the clip margin but the legend.
+        let plot = layout.plots[1], green = Self.green, legend = layout.legendEntries[1][0]!
+        let above = (0..<plot.y - 6).contains { y in
+            (plot.x..<plot.maxX).contains { x in
+                !(legend.y..<legend.maxY).contains(y)
+                    && (0..<3).allSatisfy { UInt8(image.sample(y: y, x: x, channel: $0)) == [green.red, green.green, green.blue][$0] }
+            }
+        }
+        #expect(!above)
+    }
+
     @Test func writesADeterministicPNG() throws {
         let directory = TestProcess.temporaryDirectory("prima-training-plot")
         defer { try? FileManager.default.removeItem(atPath: directory) }
