@@ -8,10 +8,15 @@ public enum OutputFile {
     /// file and an existing file is only ever replaced by a complete one. Refuses an existing `path` unless
     /// `overwrite` is true, and always an input of this run (for example the metadata file).
     public static func write(_ text: String, to path: String, overwrite: Bool) throws(ToolError) {
+        try write(Array(text.utf8), to: path, overwrite: overwrite)
+    }
+
+    /// Writes `bytes` (a binary file, such as a PNG chart) the same way: whole or not at all.
+    public static func write(_ bytes: [UInt8], to path: String, overwrite: Bool) throws(ToolError) {
         do throws(ToolError) {
             let target = try OutputTarget(destination: path, kind: .file, overwrite: overwrite)
             let descriptor = try target.createFile()
-            var remaining = Array(text.utf8)[...]
+            var remaining = bytes[...]
             while !remaining.isEmpty {
                 let written = remaining.withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress, $0.count) }
                 if written < 0 && errno == EINTR { continue }

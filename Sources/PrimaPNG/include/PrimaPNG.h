@@ -1,5 +1,6 @@
-// PNG decoding through libpng, with every libpng error (a longjmp) caught inside C: no longjmp ever crosses a
-// Swift frame. Swift reaches this through PrimaImage's PNGDecoder; nothing else should call it.
+// PNG decoding and encoding through libpng, with every libpng error (a longjmp) caught inside C: no longjmp ever
+// crosses a Swift frame. Swift reaches this through PrimaImage's PNGDecoder and PNGEncoder; nothing else should
+// call it.
 #ifndef PRIMA_PNG_H
 #define PRIMA_PNG_H
 #include <stddef.h>
@@ -33,5 +34,24 @@ int prima_png_decode(const uint8_t *data, size_t size, uint32_t max_side, uint64
 
 /// Releases the pixels of an image filled by prima_png_decode (safe on an empty image).
 void prima_png_free(prima_png_image *image);
+
+/// An encoded PNG file in memory, `bytes[0..<size]`. Owned by the caller, released with prima_png_buffer_free.
+typedef struct {
+    uint8_t *bytes;
+    size_t size;
+} prima_png_buffer;
+
+/// Encodes `height` rows of `width` pixels, interleaved 8-bit RGB samples, row-major without padding
+/// (`width * height * 3` bytes), as a PNG file: colour type 2, bit depth 8, not interlaced, zlib level 6 with
+/// libpng's adaptive row filters, and only the IHDR, IDAT and IEND chunks (no tIME or text), so the same pixels
+/// always give the same bytes with the same libpng and zlib.
+///
+/// Returns 0 and fills `out`, or returns -1 and writes a one-line, NUL-terminated reason into
+/// `message[0..<message_size]`; `out` is then left empty.
+int prima_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, prima_png_buffer *out, char *message,
+                     size_t message_size);
+
+/// Releases a file filled by prima_png_encode (safe on an empty buffer).
+void prima_png_buffer_free(prima_png_buffer *buffer);
 
 #endif
