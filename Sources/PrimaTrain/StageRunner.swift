@@ -103,7 +103,8 @@ public final class StageRunner {
     public enum Event: Sendable {
         case loaded(examples: Int, validation: Int, skipped: [String], trainable: Int, resumedAt: Int?)
         case step(Trainer.StepReport, secondsPerStep: Double)
-        case epoch(index: Int, trainLoss: Float, validation: Trainer.EpochMetrics?)
+        /// A finished epoch, with the whole history so far (for the curves).
+        case epoch(index: Int, trainLoss: Float, validation: Trainer.EpochMetrics?, history: TrainingRecord.History, stepsPerEpoch: Int)
         case saved(path: String, status: TrainingRecord.Status)
     }
 
@@ -124,7 +125,7 @@ public final class StageRunner {
 
     /// Runs the stage (or what remains of it with `resume`). `shouldStop` is polled after every step (Ctrl-C): the
     /// state is saved and `.interrupted` returned.
-    public func run(report: (Event) -> Void = { _ in }, shouldStop: () -> Bool = { false }) throws -> Trainer.Outcome {
+    public func run(report: (Event) throws -> Void = { _ in }, shouldStop: () -> Bool = { false }) throws -> Trainer.Outcome {
         let options = self.options
         var settings = options.trainer
         let role = options.adaptedRole
@@ -266,7 +267,7 @@ public final class StageRunner {
             // Everything of the save is in memory now; the run's next saves replace it.
             OpenedInputs.release(path: options.output)
         }
-        report(.loaded(examples: counts.training, validation: counts.validation, skipped: counts.skipped, trainable: parameters.count,
+        try report(.loaded(examples: counts.training, validation: counts.validation, skipped: counts.skipped, trainable: parameters.count,
                        resumedAt: resumed?.step))
 
         // Saves: the input's contents, the live tensors, the adapter if the input lacks it, and the record.
@@ -300,17 +301,23 @@ public final class StageRunner {
                 })]
             try TrainingSave.write(input: options.checkpoint, output: path, trained: replaced.map { ($0.path, $0.value) }, adapters: adapters,
                                    trainedHeads: trainedHeads, record: record(status), overwrite: true)
-            report(.saved(path: path, status: status))
+            try report(.saved(path: path, status: status))
         }
 
         var last = Date()
         let outcome = try trainer.run(onStep: { step in
             let now = Date()
-            report(.step(step, secondsPerStep: now.timeIntervalSince(last)))
+            try report(.step(step, secondsPerStep: now.timeIntervalSince(last)))
             last = now
         }, onEpoch: { epoch in
             let metrics = try validate?()
-            report(.epoch(index: epoch, trainLoss: trainer.history.trainLoss.last ?? .nan, validation: metrics))
+            var history = trainer.history
+            history.valLoss.append(metrics?.loss ?? .nan)
+            history.valMacroF1.append(metrics?.macroF1 ?? .nan)
+            history.valAccuracy.append(metrics?.accuracy ?? .nan)
+            history.valBalancedAccuracy.append(metrics?.balancedAccuracy ?? .nan)
+            try report(.epoch(index: epoch, trainLoss: trainer.history.trainLoss.last ?? .nan, validation: metrics, history: history,
+                          stepsPerEpoch: trainer.stepsPerEpoch))
             if let metrics, metrics.macroF1 > Float(best["value"]?.double ?? -1) {
                 best = JSONObject([("metric", "macro_f1"), ("value", .double(Double(metrics.macroF1))), ("epoch", .int(epoch)),
                                    ("step", .int(trainer.step))])

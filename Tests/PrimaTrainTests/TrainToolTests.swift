@@ -1,5 +1,6 @@
 import Foundation
 import PrimaCheckpoint
+import PrimaImage
 import PrimaJSON
 import PrimaTestSupport
 import PrimaTrain
@@ -27,6 +28,9 @@ import Testing
         let record = try #require(try TrainingRecord.read(from: try Checkpoint(path: directory + "/out.h5"), loadMoments: false))
         #expect(record.status == .complete && record.step == 6 && record.hyperparameters["lr"]?.double == 0.01 && record.threads == 1)
         #expect(FileManager.default.fileExists(atPath: directory + "/out-best.h5"))
+        // The curves beside the output: a PNG the project's decoder reads.
+        let curves = try PNGDecoder.decode(contentsOf: directory + "/out-curves.png")
+        #expect(curves.width == 900 && curves.height == 540)
         let inspect = try TestProcess.run(TestProcess.binary("prima-convert"), ["inspect", directory + "/out.h5"])
         #expect(inspect.stdout.contains("training: stage3 complete, step 6 of 6"), "\(inspect.stdout)")
     }

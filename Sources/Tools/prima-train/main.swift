@@ -241,6 +241,7 @@ enum StageCLI {
         if let threads = common.threads { BLAS.useThreads(threads) }
         let logPath = common.log ?? URL(fileURLWithPath: options.output).deletingPathExtension().path + ".jsonl"
         let log = try TrainingLog(path: logPath, append: appendLog ?? options.resume)
+        let curvesPath = URL(fileURLWithPath: options.output).deletingPathExtension().path + "-curves.png"
         let showProgress = common.progress.showProgress && isatty(STDERR_FILENO) == 1
         let started = Date()
         var doneSteps = 0, firstStep: Int?
@@ -267,7 +268,9 @@ enum StageCLI {
                                                                              step.loss, step.learningRate, samples) + duration(remaining)
                     FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
                 }
-            case .epoch(let index, let trainLoss, let validation):
+            case .epoch(let index, let trainLoss, let validation, let history, let stepsPerEpoch):
+                try TrainingPlot.write(history: history, title: "\(options.stage.rawValue): \((options.output as NSString).lastPathComponent)",
+                                       stepsPerEpoch: stepsPerEpoch, to: curvesPath, overwrite: true)
                 var fields: [(String, JSONValue)] = [("event", "epoch"), ("stage", .string(options.stage.rawValue)), ("epoch", .int(index)),
                                                      ("train_loss", .double(Double(trainLoss)))]
                 if let validation {
