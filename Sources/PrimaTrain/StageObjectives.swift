@@ -58,8 +58,26 @@ public final class AlignmentObjective: StageObjective {
     public func lossItems(_ indices: [Int], epoch: Int) throws -> Int { indices.count }
 
     public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
+        try run(indices, epoch: epoch, normalizer: normalizer, gradients: gradients)
+    }
+
+    /// The mean alignment loss over `examples` of the validation side in batches of `batchSize`, forward only and
+    /// without augmentation (each example's views are still the seeded picks of epoch 0).
+    public func validationLoss(batchSize: Int) throws -> Float {
+        var total = 0.0
+        var start = 0
+        while start < examples.count {
+            let indices = Array(start..<min(start + batchSize, examples.count))
+            total += try run(indices, epoch: 0, normalizer: examples.count, gradients: nil)
+            start += batchSize
+        }
+        return Float(total)
+    }
+
+    /// One batch forward (and backward, with `gradients`), weighted by its share of `normalizer` examples.
+    private func run(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore?) throws -> Double {
         let views = try Batching.alignmentBatch(data, examples: examples, indices: indices, preprocessing: context.preprocessing,
-                                                augmentation: augmentation, seed: context.seed, epoch: epoch)
+                                                augmentation: gradients == nil ? nil : augmentation, seed: context.seed, epoch: epoch)
         let records = views.representatives.map { data.cases[$0].record }
         let text = Batching.pad(try views.representatives.map { try context.textIds(data.cases[$0]) }, padId: context.padId)
         let share = Double(indices.count) / Double(normalizer)

@@ -226,6 +226,10 @@ public final class StageRunner {
                                                     records: data.cases.map(\.record))
                 objective = AlignmentObjective(model: model, data: data, examples: examples, context: context, augmentation: options.augmentation,
                                                settings: options.alignment, softTargets: encoder)
+                let held = AlignmentObjective(model: model, data: data, examples: Views.alignmentExamples(data, positions: split.validation),
+                                              context: context, augmentation: nil, settings: options.alignment, softTargets: encoder)
+                let batch = settings.batchSize
+                validate = { Trainer.EpochMetrics(loss: try held.validationLoss(batchSize: batch), macroF1: .nan, accuracy: .nan, balancedAccuracy: .nan) }
             case .stage2b:
                 headPaths = heads.filter { $0.hasPrefix("image_classifier.") }.map { GradientStore.path(role: "prima", tensor: $0) }
                 objective = ImageClassifierObjective(model: model, data: data, positions: split.training, context: context,

@@ -35,6 +35,24 @@ import Testing
         #expect(inspect.stdout.contains("training: stage3 complete, step 6 of 6"), "\(inspect.stdout)")
     }
 
+    /// `all` chains the four stages, each from the previous output, and the final checkpoint records all four;
+    /// run again with --resume it finds every stage complete and changes nothing.
+    @Test func allRunsTheFourStages() throws {
+        let directory = TestProcess.temporaryDirectory("prima-train-tool")
+        let arguments = ["all", "--checkpoint", Self.checkpoint, "--corpus", try StageRunnerTests.corpus(), "--data", Self.cases,
+                         "-o", directory + "/prima.h5", "--epochs", "1", "--batch-size", "3", "--rank", "2", "--folds", "2", "--no-progress"]
+        let result = try TestProcess.run(Self.tool, arguments)
+        #expect(result.status == 0, "\(result.stderr)")
+        let record = try #require(try TrainingRecord.read(from: try Checkpoint(path: directory + "/prima.h5"), loadMoments: false))
+        #expect(record.stage == .stage3 && record.status == .complete)
+        #expect(record.stages.compactMap { $0.object?["stage"]?.string } == ["stage1", "stage2", "stage2b", "stage3"])
+        for file in ["prima-stage1.h5", "prima-stage2.h5", "prima-stage2b.h5"] { #expect(FileManager.default.fileExists(atPath: directory + "/" + file)) }
+        let saved = try Checkpoint(path: directory + "/prima.h5")
+        for role in [ComponentRole.textEncoder, .imageEncoder, .decoder] { #expect(try saved.component(role).loraAdapterNames() == ["prima"]) }
+        let again = try TestProcess.run(Self.tool, arguments + ["--resume"])
+        #expect(again.status == 0 && again.stderr.components(separatedBy: "is complete").count == 5, "\(again.stderr)")
+    }
+
     /// The trained tensors and moments of a save, by gradient path.
     static func state(_ path: String) throws -> [String: [Float]] {
         let record = try #require(try TrainingRecord.read(from: try Checkpoint(path: path), loadMoments: true))

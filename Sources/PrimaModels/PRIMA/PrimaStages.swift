@@ -63,7 +63,8 @@ extension PrimaModel {
     /// (image encoder, `alignment.*`, and the text encoder's when `textEncoderBackward`: stage 2 freezes the text
     /// encoder, so a trainer skips its backward; a verification runs it to report its activation gradients).
     /// `lossScale` multiplies the gradients (a micro-batch's share of its step), not the returned loss.
-    public func alignmentStep(_ batch: AlignmentBatch, settings: AlignmentLoss.Settings, gradients: GradientStore,
+    /// `gradients` nil computes the loss only (a validation pass: no backward).
+    public func alignmentStep(_ batch: AlignmentBatch, settings: AlignmentLoss.Settings, gradients: GradientStore?,
                               textEncoderBackward: Bool, lossScale: Float = 1, observe: Observer = { _, _ in },
                               observeGradient: Observer = { _, _ in }) throws -> AlignmentStepLoss {
         let pixels = batch.pixelValues.toFloat32(), n = batch.textIds.count
@@ -104,6 +105,8 @@ extension PrimaModel {
         var scaled = settings
         scaled.weights = settings.weights.map { $0 * lossScale }
         let result = AlignmentLoss.evaluate(features, settings: scaled)
+        let loss = AlignmentStepLoss(terms: result.terms, loss: lossScale == 1 ? result.loss : zip(settings.weights, result.terms).reduce(0) { $0 + $1.0 * $1.1 })
+        guard let gradients else { return loss }
         try observeGradient("alignment.image_global", result.imageGlobal)
         try observeGradient("alignment.text_global", result.textGlobal)
         try observeGradient("alignment.image_local", result.imageLocal)
@@ -125,7 +128,7 @@ extension PrimaModel {
             addRows(dTextCLS, into: dText, rows: textCLSRows)
             _ = try textBackward(dText, gradients) { try observeGradient("text_encoder." + $0, $1) }
         }
-        return AlignmentStepLoss(terms: result.terms, loss: lossScale == 1 ? result.loss : zip(settings.weights, result.terms).reduce(0) { $0 + $1.0 * $1.1 })
+        return loss
     }
 }
 

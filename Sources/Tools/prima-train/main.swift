@@ -274,13 +274,19 @@ enum StageCLI {
                 var fields: [(String, JSONValue)] = [("event", "epoch"), ("stage", .string(options.stage.rawValue)), ("epoch", .int(index)),
                                                      ("train_loss", .double(Double(trainLoss)))]
                 if let validation {
-                    fields += [("val_loss", .double(Double(validation.loss))), ("val_macro_f1", .double(Double(validation.macroF1))),
-                               ("val_accuracy", .double(Double(validation.accuracy))), ("val_balanced_accuracy", .double(Double(validation.balancedAccuracy)))]
+                    fields.append(("val_loss", .double(Double(validation.loss))))
+                    if !validation.macroF1.isNaN {
+                        fields += [("val_macro_f1", .double(Double(validation.macroF1))), ("val_accuracy", .double(Double(validation.accuracy))),
+                                   ("val_balanced_accuracy", .double(Double(validation.balancedAccuracy)))]
+                    }
                 }
                 log.write(fields)
                 if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
-                let summary = validation.map { String(format: ", validation loss %.4f, macro F1 %.4f, accuracy %.4f, balanced accuracy %.4f",
-                                                      $0.loss, $0.macroF1, $0.accuracy, $0.balancedAccuracy) } ?? ""
+                let summary = validation.map {
+                    $0.macroF1.isNaN ? String(format: ", validation loss %.4f", $0.loss)
+                        : String(format: ", validation loss %.4f, macro F1 %.4f, accuracy %.4f, balanced accuracy %.4f",
+                                 $0.loss, $0.macroF1, $0.accuracy, $0.balancedAccuracy)
+                } ?? ""
                 print("\(options.stage.rawValue): epoch \(index + 1)/\(options.trainer.epochs): train loss \(String(format: "%.4f", trainLoss))\(summary)")
             case .saved(let path, let status):
                 log.write([("event", "saved"), ("path", .string(path)), ("status", .string(status.rawValue))])
