@@ -88,9 +88,9 @@ public final class AlignmentObjective: StageObjective {
     }
 }
 
-/// Stage 2b: the image classifier's cross-entropy on the image CLS, through the image encoder
-/// (`PrimaModel.imageClassifierStep`). One loss item per image.
-public final class ImageClassifierObjective: StageObjective {
+/// An objective over the training side's cases (stages 2b and 3): an example is a place in `positions`, one loss
+/// item each; its image is view 0 of its augmentation (or plain).
+public class CaseObjective {
     public let model: PrimaModel
     let data: TrainingCases
     /// The training side's case positions (an example is a place in it).
@@ -105,40 +105,33 @@ public final class ImageClassifierObjective: StageObjective {
 
     public func lossItems(_ indices: [Int], epoch: Int) throws -> Int { indices.count }
 
+    /// The images [B, 3, H, W] of examples `indices` in `epoch`.
+    func images(_ indices: [Int], epoch: Int) throws -> Tensor {
+        try Batching.caseImages(data, positions: positions, indices: indices, preprocessing: context.preprocessing,
+                                augmentation: augmentation, seed: context.seed, epoch: epoch)
+    }
+}
+
+/// Stage 2b: the image classifier's cross-entropy on the image CLS, through the image encoder
+/// (`PrimaModel.imageClassifierStep`).
+public final class ImageClassifierObjective: CaseObjective, StageObjective {
     public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
-        let pixels = try Batching.caseImages(data, positions: positions, indices: indices, preprocessing: context.preprocessing,
-                                             augmentation: augmentation, seed: context.seed, epoch: epoch)
         let share = Double(indices.count) / Double(normalizer)
-        let loss = try model.imageClassifierStep(pixels: pixels, labels: indices.map { data.cases[positions[$0]].label },
+        let loss = try model.imageClassifierStep(pixels: try images(indices, epoch: epoch), labels: indices.map { data.cases[positions[$0]].label },
                                                  gradients: gradients, lossScale: Float(share))
         return Double(loss) * share
     }
 }
 
 /// Stage 3: the restricted class cross-entropy through the whole pipeline (`PrimaModel.trainingForward` and
-/// `backward`), one case at a time; the encoders are frozen, so their backward is skipped. One loss item per case.
-public final class ClassificationObjective: StageObjective {
-    public let model: PrimaModel
-    let data: TrainingCases
-    let positions: [Int]
-    let context: CaseContext
-    let augmentation: Augmentation.Settings?
-    public var exampleCount: Int { positions.count }
-
-    public init(model: PrimaModel, data: TrainingCases, positions: [Int], context: CaseContext, augmentation: Augmentation.Settings?) {
-        (self.model, self.data, self.positions, self.context, self.augmentation) = (model, data, positions, context, augmentation)
-    }
-
-    public func lossItems(_ indices: [Int], epoch: Int) throws -> Int { indices.count }
-
+/// `backward`), one case at a time; the encoders are frozen, so their backward is skipped.
+public final class ClassificationObjective: CaseObjective, StageObjective {
     public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
         var loss = 0.0
         for index in indices {
             let item = data.cases[positions[index]]
-            let pixels = try Batching.caseImages(data, positions: positions, indices: [index], preprocessing: context.preprocessing,
-                                                 augmentation: augmentation, seed: context.seed, epoch: epoch)
-            let inputs = PrimaInputs(pixelValues: pixels, textIds: try context.textIds(item), promptIds: context.promptIds,
-                                     answerPrefixIds: context.answerPrefixIds)
+            let inputs = PrimaInputs(pixelValues: try images([index], epoch: epoch), textIds: try context.textIds(item),
+                                     promptIds: context.promptIds, answerPrefixIds: context.answerPrefixIds)
             let (logits, tape) = try model.trainingForward(inputs)
             let entropy = Loss.crossEntropy(logits, labels: [item.label], lossGradient: 1 / Float(normalizer))
             try model.backward(entropy.logitsGradient, tape: tape, gradients: gradients, encoderGradients: false)

@@ -42,6 +42,12 @@ import Testing
             base = quantized
         }
         guard let adapter else { return base }
+        return try importAdapter(adapter, role: role, into: base)
+    }
+
+    /// A copy of the checkpoint at `base` with the PEFT adapter Fixtures/lora/`adapter` imported as `default` into
+    /// `role` (`prima-convert lora-import`).
+    static func importAdapter(_ adapter: String, role: String, into base: String) throws -> String {
         let adapted = RuntimeTestSupport.temporaryDirectory() + "/adapted.h5"
         let result = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-convert"),
                                                 ["lora-import", base, "--role", role, "--adapter",
@@ -114,13 +120,7 @@ import Testing
     /// The pipeline checkpoint of `variant` (PrimaTraceTests.variants) with `adapter` (Fixtures/lora) imported as
     /// `default` into `role`.
     static func checkpoint(variant: Int, adapter: String, role: String) throws -> String {
-        let base = try PrimaTraceTests.assemble(PrimaTraceTests.variants[variant])
-        let adapted = RuntimeTestSupport.temporaryDirectory() + "/adapted.h5"
-        let result = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-convert"),
-                                                ["lora-import", base, "--role", role, "--adapter",
-                                                 RuntimeTestSupport.repositoryRoot + "/Fixtures/lora/" + adapter, "-o", adapted])
-        try #require(result.status == 0, "\(result.stderr)")
-        return adapted
+        try GradientTraceTests.importAdapter(adapter, role: role, into: try PrimaTraceTests.assemble(PrimaTraceTests.variants[variant]))
     }
 
     /// trace, pipeline variant, adapter, its role.

@@ -115,6 +115,13 @@ struct FolderOptions: ParsableArguments {
         if split != nil, folds != nil || fold != nil { throw ValidationError("give --split or --folds/--fold, not both") }
     }
 
+    /// Runs a stage that needs nothing beyond the common and folder options.
+    func run(_ stage: TrainingRecord.Stage, common: CommonOptions) throws {
+        var options = try common.options(stage, data: data)
+        apply(to: &options)
+        try StageCLI.run(options, common: common)
+    }
+
     func apply(to options: inout StageOptions) {
         if let folds { options.folds = folds }
         if let fold { options.fold = fold }
@@ -180,11 +187,7 @@ struct Stage2b: ParsableCommand {
     @OptionGroup var common: CommonOptions
     @OptionGroup var folder: FolderOptions
 
-    func run() throws {
-        var options = try common.options(.stage2b, data: folder.data)
-        folder.apply(to: &options)
-        try StageCLI.run(options, common: common)
-    }
+    func run() throws { try folder.run(.stage2b, common: common) }
 }
 
 struct Stage3: ParsableCommand {
@@ -192,11 +195,7 @@ struct Stage3: ParsableCommand {
     @OptionGroup var common: CommonOptions
     @OptionGroup var folder: FolderOptions
 
-    func run() throws {
-        var options = try common.options(.stage3, data: folder.data)
-        folder.apply(to: &options)
-        try StageCLI.run(options, common: common)
-    }
+    func run() throws { try folder.run(.stage3, common: common) }
 }
 
 struct All: ParsableCommand {
