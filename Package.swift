@@ -131,7 +131,7 @@ let package = Package(
         .testTarget(
             name: "PrimaTrainTests",
             dependencies: ["PrimaTrain", "PrimaCheckpoint", "PrimaDiagnose", "PrimaModels", "PrimaTensor", "PrimaJSON", "PrimaTestSupport",
-                           "prima-train", "prima-convert"]),
+                           "prima-train", "prima-convert", "prima-verify"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport", "prima-verify"]),
         // File-system behaviour of every tool: inputs that are not regular files, outputs that alias inputs,

@@ -37,7 +37,26 @@ public enum IntegrityChecker {
             }
         }
         if checkpoint.extraGroups.contains("prima") { reports.append(try checkHeads(checkpoint)) }
+        if checkpoint.extraGroups.contains(TrainingRecord.groupName) { reports.append(checkTraining(checkpoint)) }
         return reports
+    }
+
+    /// The `/training` group (Formats/prima-training.md §4): its record and every AdamW moment read and checked
+    /// (paths and shapes against the checkpoint's tensors, finite values, non-negative second moments).
+    private static func checkTraining(_ checkpoint: Checkpoint) -> ComponentReport {
+        do {
+            guard let record = try TrainingRecord.read(from: checkpoint, loadMoments: true) else {
+                return ComponentReport(name: "training", architecture: "?", tensorCount: 0, bytes: 0, problems: ["unreadable"])
+            }
+            let bytes = record.moments.reduce(0) { $0 + 4 * ($1.expAvg.elementCount + $1.expAvgSq.elementCount) }
+            return ComponentReport(name: "training", architecture: "\(record.stage.rawValue) \(record.status.rawValue), step \(record.step) of \(record.totalSteps)",
+                                   tensorCount: 2 * record.moments.count, bytes: bytes, problems: [])
+        } catch {
+            let message = "\(error)"
+            let prefix = "\(checkpoint.path): training: "
+            return ComponentReport(name: "training", architecture: "?", tensorCount: 0, bytes: 0,
+                                   problems: [message.hasPrefix(prefix) ? String(message.dropFirst(prefix.count)) : message])
+        }
     }
 
     /// The `/prima` group (§8): everything `StoredValidation` checks (which includes the metadata schema and the

@@ -33,6 +33,19 @@ import Testing
         #expect(curves.width == 900 && curves.height == 540)
         let inspect = try TestProcess.run(TestProcess.binary("prima-convert"), ["inspect", directory + "/out.h5"])
         #expect(inspect.stdout.contains("training: stage3 complete, step 6 of 6"), "\(inspect.stdout)")
+        let verify = try TestProcess.run(TestProcess.binary("prima-verify"), [directory + "/out.h5"])
+        #expect(verify.status == 0 && verify.stdout.contains("training: stage3 complete, step 6 of 6"), "\(verify.stdout)")
+        // A moment that is not finite: prima-verify names it and fails.
+        let moment = try #require(try TrainingRecord.read(from: try Checkpoint(path: directory + "/out.h5"), loadMoments: true)?.moments.first)
+        let file = try HDF5File.open(path: directory + "/out.h5", writable: true)
+        var group = try file.root().group("training").group("optimizer").group("exp_avg")
+        let parts = moment.path.split(separator: "/").map(String.init)
+        for part in parts.dropLast() { group = try group.group(part) }
+        let values = [Float](repeating: .nan, count: moment.expAvg.elementCount)
+        try values.withUnsafeBytes { try group.dataset(parts.last!).writeAll($0) }
+        try file.close()
+        let broken = try TestProcess.run(TestProcess.binary("prima-verify"), [directory + "/out.h5"])
+        #expect(broken.status != 0 && (broken.stdout + broken.stderr).contains("non-finite"), "\(broken.stdout)\(broken.stderr)")
     }
 
     /// `all` chains the four stages, each from the previous output, and the final checkpoint records all four;
