@@ -224,11 +224,11 @@ extension PrimaModel {
         let fusion: FusionTape
         let decoder: Qwen3Model.Tape
         let lastHidden: Tensor
-        let head: BoundLinear.Saved
+        let head: Qwen3Model.ClassHeadSaved
     }
 
     /// The training forward of the whole pipeline (the §10 arithmetic, every stage recording its tape): the class
-    /// logits [1, K] — the LM head over the vocabulary at the last position, then the class columns — and the tape.
+    /// logits [1, K] — only the K class rows of the LM head at the last position — and the tape.
     /// Reports the activations of the `prima` trace component.
     public func trainingForward(_ inputs: PrimaInputs, observe: (String, Tensor) throws -> Void = { _, _ in }) throws -> (Tensor, Tape) {
         let pixels = inputs.pixelValues.toFloat32()
@@ -254,8 +254,7 @@ extension PrimaModel {
             try observe("decoder." + $0, $1)
         }
         let last = embeddingLookup(hidden, [[length - 1]])
-        let (logits, head) = decoder.headForward(last)                                          // [1, V]
-        let classLogits = gatherColumns(logits, heads.classTokenIds)                            // [1, K]
+        let (classLogits, head) = decoder.classHeadForward(last, rows: heads.classTokenIds)     // [1, K]: the K rows only
         try observe("class_logits", classLogits)
         try observe("class_probs", Tensor(shape: [1, heads.classTokenIds.count], float32: Self.softmax(classLogits.float32Values())))
         let imageBackward: EncoderBackward = { [imageEncoder] in try imageEncoder.backward($0, tape: imageTape, gradients: $1, observe: $2) }
@@ -280,14 +279,10 @@ extension PrimaModel {
     /// their activation gradients are not reported).
     public func backward(_ dClassLogits: Tensor, tape: Tape, gradients: GradientStore, encoderGradients: Bool = true,
                          observe: (String, Tensor) throws -> Void = { _, _ in }) throws {
-        let c = decoder.config.hiddenSize, v = decoder.config.vocabSize
+        let c = decoder.config.hiddenSize
         try observe("class_logits", dClassLogits)
         try observe("class_probs", Tensor(zeros: dClassLogits.shape, dtype: .f32))
-        let dLogits = Tensor(zeros: [1, v], dtype: .f32)
-        dClassLogits.withFloat32 { g in dLogits.withMutableFloat32 { out in
-            for (k, id) in heads.classTokenIds.enumerated() { out[id] += g[k] }
-        } }
-        let dLast = try decoder.headBackward(dLogits, hidden: tape.lastHidden, saved: tape.head, gradients: gradients)
+        let dLast = try decoder.classHeadBackward(dClassLogits, hidden: tape.lastHidden, saved: tape.head, gradients: gradients)
         let rows = tape.fusion.rows
         let total = rows.prompt + 4 + rows.imageCLS + rows.imageSequence + rows.textCLS + rows.textSequence + rows.answer
         let dHidden = Tensor(zeros: [total, c], dtype: .f32)

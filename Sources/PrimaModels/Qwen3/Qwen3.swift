@@ -157,6 +157,45 @@ public final class Qwen3Model: ComponentModel, TrainableEncoder {
         return (logits, saved)
     }
 
+    /// What ``classHeadBackward(_:hidden:saved:gradients:)`` needs: the K rows of a float head, or (an int8 or
+    /// adapted head) the full head's saved state.
+    public enum ClassHeadSaved: Sendable {
+        case rows(ids: [Int], weight: Tensor)
+        case full(ids: [Int], saved: BoundLinear.Saved)
+    }
+
+    /// The LM head restricted to the vocabulary rows `ids` (PRIMA's class tokens): logits [N, K] computed from those
+    /// K rows of the head alone, as the restricted cross-entropy needs (an int8 or adapted head runs whole and its
+    /// columns are taken).
+    public func classHeadForward(_ hidden: Tensor, rows ids: [Int]) -> (logits: Tensor, saved: ClassHeadSaved) {
+        if case .float(let table) = head.weight, head.adapters.isEmpty {
+            let weight = embeddingLookup(table, [ids])                                            // [K, C]
+            return (Linear.forward(hidden, weight: weight, bias: nil), .rows(ids: ids, weight: weight))
+        }
+        let (logits, saved) = head.forward(hidden)
+        return (gatherColumns(logits, ids), .full(ids: ids, saved: saved))
+    }
+
+    /// Backward of ``classHeadForward(_:rows:)``: dLoss/d(hidden) from dLoss/d(logits) [N, K]; a trainable head
+    /// weight (or the tied embedding table) gets gradient in the K rows only, as autograd gives it.
+    public func classHeadBackward(_ dLogits: Tensor, hidden: Tensor, saved: ClassHeadSaved, gradients: GradientStore) throws -> Tensor {
+        switch saved {
+        case .rows(let ids, let weight):
+            let tableGradient = gradients[GradientStore.path(role: weights.role, tensor: head.weightName)]
+            let rowsGradient = tableGradient.map { _ in Tensor(zeros: weight.shape, dtype: .f32) }
+            let dHidden = Linear.backward(dLogits, x: hidden, weight: weight, weightGradient: rowsGradient)!
+            if let tableGradient, let rowsGradient { Embedding.backward(rowsGradient, ids: ids, tableGradient: tableGradient) }
+            return dHidden
+        case .full(let ids, let full):
+            let n = dLogits.shape[0], v = config.vocabSize, k = ids.count
+            let dFull = Tensor(zeros: [n, v], dtype: .f32)
+            dLogits.withFloat32 { g in dFull.withMutableFloat32 { out in
+                for row in 0..<n { for (column, id) in ids.enumerated() { out[row * v + id] += g[row * k + column] } }
+            } }
+            return try headBackward(dFull, hidden: hidden, saved: full, gradients: gradients)
+        }
+    }
+
     /// The LM head's backward: dLoss/d(hidden) from dLoss/d(logits); its trainable gradients accumulate.
     public func headBackward(_ dLogits: Tensor, hidden: Tensor, saved: BoundLinear.Saved, gradients: GradientStore) throws -> Tensor {
         try head.backward(dLogits, input: hidden, saved: saved, gradients: gradients)!
