@@ -183,77 +183,11 @@ public final class StageRunner {
         let extra = created.map { [role: [$0.adapter]] } ?? [:]
 
         // The model, the objective and the validation of the stage.
-        let objective: any StageObjective
-        var validate: (() throws -> Trainer.EpochMetrics)?
-        var headPaths: [String] = []
-        let live: (String) -> Tensor?
-        var dataRecord: [(String, JSONValue)] = []
-        var splitRecord = JSONObject([])
-        var counts = (training: 0, validation: 0, skipped: [String]())
-        var orderLabels: [Int]?
-        switch options.stage {
-        case .stage1:
-            let loaded = try ToolError.classify(asInput: true) { try loadComponentModel(component, training: true, extraAdapters: extra[role] ?? []) }
-            guard let model = loaded as? any MaskedLanguageModel else {
-                throw ToolError.input("\(options.checkpoint): the text encoder cannot run a masked-LM head")
-            }
-            let tokenizer = try ToolError.classify(asInput: true) { try StoredParts.tokenizer(component) }
-            let corpus = try RiskFactorCorpus(path: options.data)
-            let maxLength = (model as? any TextEncoderModel)?.textConfig.maxPositionEmbeddings ?? 512
-            let examples = try corpus.examples(tokenizer: tokenizer, maxLength: maxLength)
-            headPaths = try ToolError.classify(asInput: true) { try component.tensorRecords() }
-                .filter { $0.name.hasPrefix("mlm.") && $0.aliasOf == nil && $0.dtype != .i8 }
-                .map { GradientStore.path(role: role.rawValue, tensor: $0.name) }
-            guard !headPaths.isEmpty else { throw ToolError.input("\(options.checkpoint): the text encoder has no masked-LM head (mlm.*) to train") }
-            objective = try Self.maskedLMObjective(model, examples: examples, tokenizer: tokenizer, options: options, seed: settings.seed)
-            live = { path in PrimaModels.parameter(of: loaded, String(path.dropFirst(role.rawValue.count + 1))) }
-            dataRecord = [("kind", "corpus"), ("name", .string((options.data as NSString).lastPathComponent)),
-                          ("digest", .string(try Self.digest(files: [options.data]))), ("examples", .int(examples.count)), ("skipped", .array([]))]
-            counts.training = examples.count
-        case .stage2, .stage2b, .stage3:
-            let model = try ToolError.classify(asInput: true) { try PrimaModel(checkpoint: source, training: true, extraAdapters: extra) }
-            let context = try ToolError.classify(asInput: true) { try CaseContext(checkpoint: source, model: model, seed: settings.seed) }
-            let data = try TrainingCases(folder: options.data, classCodes: model.heads.labels.map(\.code), schema: context.schema)
-            let split = try options.splitFile.map { try Splits.read(splitFile: $0, cases: data, grouping: options.grouping) }
-                ?? Splits.crossValidation(data, fold: options.fold, of: options.folds, grouping: options.grouping, seed: settings.seed)
-            counts = (split.training.count, split.validation.count, data.skipped.map { "\($0.imageID): \($0.reason)" })
-            let heads = model.heads.config.floatTensors.map(\.name)
-            switch options.stage {
-            case .stage2:
-                headPaths = heads.filter { $0.hasPrefix("alignment.") }.map { GradientStore.path(role: "prima", tensor: $0) }
-                let examples = Views.alignmentExamples(data, positions: split.training)
-                let encoder = try SoftTargetEncoder(schema: context.schema, classCodes: data.classCodes, labelsOnly: options.softLabelsOnly,
-                                                    records: data.cases.map(\.record))
-                objective = AlignmentObjective(model: model, data: data, examples: examples, context: context, augmentation: options.augmentation,
-                                               settings: options.alignment, softTargets: encoder)
-                let held = AlignmentObjective(model: model, data: data, examples: Views.alignmentExamples(data, positions: split.validation),
-                                              context: context, augmentation: nil, settings: options.alignment, softTargets: encoder)
-                let batch = settings.batchSize
-                validate = { Trainer.EpochMetrics(loss: try held.validationLoss(batchSize: batch), macroF1: .nan, accuracy: .nan, balancedAccuracy: .nan) }
-            case .stage2b:
-                headPaths = heads.filter { $0.hasPrefix("image_classifier.") }.map { GradientStore.path(role: "prima", tensor: $0) }
-                objective = ImageClassifierObjective(model: model, data: data, positions: split.training, context: context,
-                                                     augmentation: options.augmentation)
-                validate = { try Self.validateImageClassifier(model, data: data, positions: split.validation, context: context) }
-                orderLabels = split.training.map { data.cases[$0].label }
-            default:
-                let stored = Set(try ToolError.classify(asInput: true) { try source.group("prima").tensorRecords() }.map(\.name))
-                headPaths = heads.filter { $0.hasPrefix("fusion.") && stored.contains($0) }.map { GradientStore.path(role: "prima", tensor: $0) }
-                objective = ClassificationObjective(model: model, data: data, positions: split.training, context: context,
-                                                    augmentation: options.augmentation)
-                validate = { try Self.validatePipeline(model, data: data, positions: split.validation, context: context) }
-                orderLabels = split.training.map { data.cases[$0].label }
-            }
-            if split.validation.isEmpty { validate = nil }
-            live = { model.parameter(atPath: $0) }
-            dataRecord = [("kind", "folder"), ("name", .string((options.data as NSString).lastPathComponent)),
-                          ("digest", .string(try Self.digest(files: [data.csvPath] + data.cases.map(\.imagePath)))),
-                          ("examples", .int(data.cases.count)), ("skipped", .array(counts.skipped.map { .string($0) }))]
-            splitRecord = JSONObject([("mode", .string(options.splitFile == nil ? options.grouping.rawValue : "file")),
-                                      ("folds", .int(options.folds)), ("fold", .int(options.fold)), ("train", .int(split.training.count)),
-                                      ("validation", .int(split.validation.count)),
-                                      ("digest", .string(Self.sha256(Array(split.csvText(data).utf8))))])
-        }
+        let setup = options.stage == .stage1
+            ? try setUpCorpusStage(component: component, adapters: extra[role] ?? [], seed: settings.seed)
+            : try setUpFolderStage(source: source, adapters: extra, settings: settings)
+        let (objective, headPaths, live) = (setup.objective, setup.headPaths, setup.live)
+        let counts = setup.counts
 
         // The trainable tensors, live in the model.
         var parameters: [(path: String, value: Tensor)] = []
@@ -263,7 +197,7 @@ public final class StageRunner {
         }
         let store = GradientStore(trainable: parameters.map { ($0.path, $0.value.shape) })
         let trainer = try Trainer(settings: settings, objective: objective, parameters: parameters, gradients: store)
-        if options.balanced, let labels = orderLabels {
+        if options.balanced, let labels = setup.orderLabels {
             trainer.epochOrder = { Sampling.balancedOrder(labels: labels, seed: settings.seed, epoch: $0) }
         }
         if let resumed {
@@ -283,13 +217,13 @@ public final class StageRunner {
                 stages.append(.object(JSONObject([
                     ("stage", .string(options.stage.rawValue)), ("steps", .int(trainer.step)), ("epochs", .int(settings.epochs)),
                     ("final_loss", trainer.history.loss.last.map { .double(Double($0)) } ?? .null),
-                    ("hyperparameters", .object(options.hyperparameters)), ("data", .object(JSONObject(dataRecord))),
-                    ("split", .object(splitRecord)), ("seed", .int(Int(settings.seed))), ("tool", .string(CheckpointFormat.tool)),
+                    ("hyperparameters", .object(options.hyperparameters)), ("data", .object(setup.data)),
+                    ("split", .object(setup.split)), ("seed", .int(Int(settings.seed))), ("tool", .string(CheckpointFormat.tool)),
                 ])))
             }
             return TrainingRecord(stage: options.stage, status: status, step: trainer.step, totalSteps: trainer.totalSteps, epoch: trainer.epoch,
                                   cursor: trainer.cursor, seed: settings.seed, threads: BLAS.threads, hyperparameters: options.hyperparameters,
-                                  data: JSONObject(dataRecord), split: splitRecord, best: best, stages: stages,
+                                  data: setup.data, split: setup.split, best: best, stages: stages,
                                   optimizerStep: trainer.optimizerStep, moments: trainer.moments(), history: trainer.history)
         }
         func save(_ status: TrainingRecord.Status, to path: String) throws {
@@ -314,7 +248,7 @@ public final class StageRunner {
             try report(.step(step, secondsPerStep: now.timeIntervalSince(last)))
             last = now
         }, onEpoch: { epoch in
-            let metrics = try validate?()
+            let metrics = try setup.validate?()
             var history = trainer.history
             history.valLoss.append(metrics?.loss ?? .nan)
             history.valMacroF1.append(metrics?.macroF1 ?? .nan)
@@ -332,6 +266,94 @@ public final class StageRunner {
         }, save: { try save(.running, to: options.output) }, shouldStop: shouldStop)
         if outcome == .complete { try save(.complete, to: options.output) }
         return outcome
+    }
+
+    /// What a stage trains on and how it validates.
+    struct StageSetup {
+        let objective: any StageObjective
+        /// Validation of a finished epoch (nil: none).
+        let validate: (() throws -> Trainer.EpochMetrics)?
+        /// The heads' gradient paths the stage trains.
+        let headPaths: [String]
+        /// The live tensor at a gradient path.
+        let live: (String) -> Tensor?
+        /// The record's `data` and `split` (§4.1, §4.5).
+        let data: JSONObject
+        let split: JSONObject
+        let counts: (training: Int, validation: Int, skipped: [String])
+        /// The training examples' classes, for balanced sampling (nil: no classes).
+        let orderLabels: [Int]?
+    }
+
+    /// Stage 1: the text encoder with its masked-LM head and the corpus.
+    private func setUpCorpusStage(component: ComponentReader, adapters: [TrainingAdapter], seed: UInt64) throws -> StageSetup {
+        let role = component.name
+        let loaded = try ToolError.classify(asInput: true) { try loadComponentModel(component, training: true, extraAdapters: adapters) }
+        guard let model = loaded as? any MaskedLanguageModel, let encoder = loaded as? any TextEncoderModel else {
+            throw ToolError.input("\(options.checkpoint): the text encoder cannot run a masked-LM head")
+        }
+        let tokenizer = try ToolError.classify(asInput: true) { try StoredParts.tokenizer(component) }
+        let examples = try RiskFactorCorpus(path: options.data).examples(tokenizer: tokenizer, maxLength: encoder.textConfig.maxPositionEmbeddings)
+        let headPaths = try ToolError.classify(asInput: true) { try component.tensorRecords() }
+            .filter { $0.name.hasPrefix("mlm.") && $0.aliasOf == nil && $0.dtype != .i8 }
+            .map { GradientStore.path(role: role, tensor: $0.name) }
+        guard !headPaths.isEmpty else { throw ToolError.input("\(options.checkpoint): the text encoder has no masked-LM head (mlm.*) to train") }
+        let data = JSONObject([("kind", "corpus"), ("name", .string((options.data as NSString).lastPathComponent)),
+                               ("digest", .string(try Self.digest(files: [options.data]))), ("examples", .int(examples.count)),
+                               ("skipped", .array([]))])
+        return StageSetup(objective: try Self.maskedLMObjective(model, examples: examples, tokenizer: tokenizer, options: options, seed: seed),
+                          validate: nil, headPaths: headPaths,
+                          live: { PrimaModels.parameter(of: loaded, String($0.dropFirst(role.count + 1))) },
+                          data: data, split: JSONObject([]), counts: (examples.count, 0, []), orderLabels: nil)
+    }
+
+    /// Stages 2, 2b and 3: the PRIMA pipeline, the case folder and its split.
+    private func setUpFolderStage(source: Checkpoint, adapters: [ComponentRole: [TrainingAdapter]], settings: TrainerSettings) throws -> StageSetup {
+        let model = try ToolError.classify(asInput: true) { try PrimaModel(checkpoint: source, training: true, extraAdapters: adapters) }
+        let context = try ToolError.classify(asInput: true) { try CaseContext(checkpoint: source, model: model, seed: settings.seed) }
+        let data = try TrainingCases(folder: options.data, classCodes: model.heads.labels.map(\.code), schema: context.schema)
+        let split = try options.splitFile.map { try Splits.read(splitFile: $0, cases: data, grouping: options.grouping) }
+            ?? Splits.crossValidation(data, fold: options.fold, of: options.folds, grouping: options.grouping, seed: settings.seed)
+        let heads = model.heads.config.floatTensors.map(\.name)
+        func paths(_ prefix: String, where keep: (String) -> Bool = { _ in true }) -> [String] {
+            heads.filter { $0.hasPrefix(prefix) && keep($0) }.map { GradientStore.path(role: "prima", tensor: $0) }
+        }
+        let objective: any StageObjective
+        var validate: (() throws -> Trainer.EpochMetrics)?
+        let headPaths: [String]
+        switch options.stage {
+        case .stage2:
+            headPaths = paths("alignment.")
+            let encoder = try SoftTargetEncoder(schema: context.schema, classCodes: data.classCodes, labelsOnly: options.softLabelsOnly,
+                                                records: data.cases.map(\.record))
+            objective = AlignmentObjective(model: model, data: data, examples: Views.alignmentExamples(data, positions: split.training),
+                                           context: context, augmentation: options.augmentation, settings: options.alignment, softTargets: encoder)
+            let held = AlignmentObjective(model: model, data: data, examples: Views.alignmentExamples(data, positions: split.validation),
+                                          context: context, augmentation: nil, settings: options.alignment, softTargets: encoder)
+            let batch = settings.batchSize
+            validate = { Trainer.EpochMetrics(loss: try held.validationLoss(batchSize: batch), macroF1: .nan, accuracy: .nan, balancedAccuracy: .nan) }
+        case .stage2b:
+            headPaths = paths("image_classifier.")
+            objective = ImageClassifierObjective(model: model, data: data, positions: split.training, context: context, augmentation: options.augmentation)
+            validate = { try Self.validateImageClassifier(model, data: data, positions: split.validation, context: context) }
+        default:
+            let stored = Set(try ToolError.classify(asInput: true) { try source.group("prima").tensorRecords() }.map(\.name))
+            headPaths = paths("fusion.", where: stored.contains)
+            objective = ClassificationObjective(model: model, data: data, positions: split.training, context: context, augmentation: options.augmentation)
+            validate = { try Self.validatePipeline(model, data: data, positions: split.validation, context: context) }
+        }
+        let skipped = data.skipped.map { "\($0.imageID): \($0.reason)" }
+        let record = JSONObject([("kind", "folder"), ("name", .string((options.data as NSString).lastPathComponent)),
+                                 ("digest", .string(try Self.digest(files: [data.csvPath] + data.cases.map(\.imagePath)))),
+                                 ("examples", .int(data.cases.count)), ("skipped", .array(skipped.map { .string($0) }))])
+        let splitRecord = JSONObject([("mode", .string(options.splitFile == nil ? options.grouping.rawValue : "file")),
+                                      ("folds", .int(options.folds)), ("fold", .int(options.fold)), ("train", .int(split.training.count)),
+                                      ("validation", .int(split.validation.count)),
+                                      ("digest", .string(Self.sha256(Array(split.csvText(data).utf8))))])
+        return StageSetup(objective: objective, validate: split.validation.isEmpty ? nil : validate, headPaths: headPaths,
+                          live: { model.parameter(atPath: $0) }, data: record, split: splitRecord,
+                          counts: (split.training.count, split.validation.count, skipped),
+                          orderLabels: options.stage == .stage2 ? nil : split.training.map { data.cases[$0].label })
     }
 
     /// Stage 1's objective for a concrete masked-LM model type.
