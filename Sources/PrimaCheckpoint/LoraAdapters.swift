@@ -85,7 +85,11 @@ extension ComponentReader {
         }
         func double(_ key: String) throws -> Double {
             guard adapter.hasAttribute(key) else { throw fail("missing attribute \(key)") }
-            do { return try adapter.doubleAttribute(key) } catch { throw fail("attribute \(key) is not a float64") }
+            // §6 stores them as float64: an integer (PEFT's lora_alpha is often one) is converted on import, never read as is.
+            guard adapter.attribute(key, isStoredAs: .float64), let value = try? adapter.doubleAttribute(key) else {
+                throw fail("attribute \(key) is \(adapter.attributeTypeDescription(key)), not a float64")
+            }
+            return value
         }
         func flag(_ key: String) throws -> Bool {
             let value = try int(key)

@@ -74,8 +74,12 @@ public enum AgainstVerifier {
 
         var comparisons: [ActivationComparison] = []
         for (name, tensor) in referenceActivations {
-            guard let mine = oursActivations.first(where: { $0.name == name })?.tensor, mine.shape == tensor.shape else {
+            guard let mine = oursActivations.first(where: { $0.name == name })?.tensor else {
                 throw ToolError.input("\(path): the runtime did not produce \(name) as \(referencePath) did")
+            }
+            guard mine.shape == tensor.shape else {
+                throw ToolError.input("\(path): \(name) is \(ShapeMath.describe(mine.shape)) but \(ShapeMath.describe(tensor.shape)) in \(referencePath): "
+                                      + "--against compares two checkpoints of one model (a quantised or merged copy and its source), not models of different shapes")
             }
             let tokenLevel = tensor.shape.count == 2 && tensor.shape[0] != inputs.batch
             comparisons.append(Comparison.compare(name: name, ours: mine, reference: tensor, mask: tokenLevel ? mask : nil,

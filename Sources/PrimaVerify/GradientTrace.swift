@@ -210,12 +210,15 @@ public struct GradientTrace: Sendable {
     /// The root attributes `tau`, `tau_label`, `loss_weights` and `loc_mode` of an `alignment` trace (§11.11).
     private static func alignmentSettings(_ root: HDF5Group, _ fail: (String) -> ToolError) throws -> AlignmentLoss.Settings {
         func number(_ name: String) throws -> Double {
-            guard root.hasAttribute(name), let value = try? root.doubleAttribute(name) else { throw fail("root attribute \(name) is missing or not a float64 (§11.11)") }
+            guard root.hasAttribute(name), root.attribute(name, isStoredAs: .float64), let value = try? root.doubleAttribute(name) else {
+                throw fail("root attribute \(name) is missing or not a float64 (§11.11)")
+            }
             guard value.isFinite, value > 0 else { throw fail("root attribute \(name) is \(value), not a positive number") }
             return value
         }
         let tau = try number("tau"), tauLabel = try number("tau_label")
-        guard root.hasAttribute("loss_weights"), let weights = try? root.doublesAttribute("loss_weights"), weights.count == 4 else {
+        guard root.hasAttribute("loss_weights"), root.attribute("loss_weights", isStoredAs: .float64List) || root.attribute("loss_weights", isStoredAs: .float64),
+              let weights = try? root.doublesAttribute("loss_weights"), weights.count == 4 else {
             throw fail("root attribute loss_weights is missing or not four float64 values (img, glo, loc, soft; §11.11)")
         }
         guard weights.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw fail("root attribute loss_weights \(weights) holds a negative or non-finite weight") }

@@ -188,7 +188,8 @@ import Testing
     /// naming the adapter) and reported by prima-verify (exit 1).
     @Test(arguments: [
         (["attr", "text_encoder/lora/default", "rank", "0"], "lora/default: rank 0 is outside 1...4096"),
-        (["attr", "text_encoder/lora/default", "alpha", "\"x\""], "lora/default: attribute alpha is not a float64"),
+        (["attr", "text_encoder/lora/default", "alpha", "\"x\""], "lora/default: attribute alpha is a string, not a float64"),
+        (["attr", "text_encoder/lora/default", "alpha", "4"], "lora/default: attribute alpha is a 64-bit signed integer, not a float64"),
         (["attr", "text_encoder/lora/default", "targets", "\"[\\\"layers.0.attn_norm.weight\\\"]\""],
          "lora/default: target layers.0.attn_norm.weight is not a rank-2 weight of this component"),
         (["reshape", "text_encoder/lora/default", "layers.0.attn.q.lora_a"], "lora/default: tensor layers.0.attn.q.lora_a: f32 [3, 33]"),

@@ -10,6 +10,14 @@ import Testing
 @Suite struct VerifyToolTests {
     let verify = RuntimeTestSupport.binary("prima-verify")
 
+    /// `--against` on two models of different widths says what it compares, in one line.
+    @Test func againstModelsOfDifferentShapesIsExplained() throws {
+        let a = try RuntimeTestSupport.importFixture("qwen3-tied-f32"), b = try RuntimeTestSupport.importFixture("qwen3-prima-f32")
+        let result = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-verify"), [a, "--against", b])
+        #expect(result.status == 2 && result.stderr.contains("embeddings is [48, 32] but [48, 48]")
+                && result.stderr.contains("not models of different shapes") && result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+    }
+
     @Test func integrityPassesOnAnImportAndFailsOnACorruptTensor() throws {
         let checkpoint = try RuntimeTestSupport.importFixture("qwen3-tied-f32")
         let good = try RuntimeTestSupport.run(verify, [checkpoint])
