@@ -5,16 +5,23 @@ same data as ``prima-train`` and computes the same optimiser steps with PyTorch'
 
 - the model: each component exported from the checkpoint into a Hugging Face directory (its ``files/`` and its
   tensors under their ``hf_name``), the heads into a safetensors file, loaded with ``prima_ref.prima.PrimaReference``
-  (transformers, float32, eager attention, eval mode: no dropout, as prima-train) — ``export_checkpoint``;
+  (transformers, float32, eager attention, eval mode: no dropout, as prima-train) — ``export_checkpoint``; stage 1
+  loads the text encoder with its masked-LM head (``AutoModelForMaskedLM``);
 - the adapter: PEFT's ``inject_adapter_in_model`` with a ``LoraConfig`` (rank, alpha, dropout 0, the stage's target
   modules, adapter name ``prima``), whose ``lora_A`` is then set to the values of §5's initialisation stream and
   ``lora_B`` to zero, exactly what ``StageAdapters.create`` draws;
-- the data: ``prima_ref.train_data`` (the folds of §3.2, the epoch order of §3.8, the augmentation of §3.4);
+- the data: ``prima_ref.train_data`` (the folds of §3.2, the stage-2 views of §3.3, the augmentation of §3.4, the
+  soft targets of §3.5, the corpus and masking of §3.6-§3.7, the epoch order of §3.8);
 - the optimiser: ``torch.optim.AdamW`` (single-tensor path) with two parameter groups (§2.3 ``matrices``: tensors
   of rank ≥ 2 decay, the others not), ``transformers.get_cosine_schedule_with_warmup`` with §2.4's warm-up steps
   (⌈0.1·T⌉, given as a number), ``torch.nn.utils.clip_grad_norm_``;
-- the losses: stage 2b the image classifier's mean cross-entropy over the step's images; stage 3 the restricted
-  class cross-entropy of each case divided by the step's case count (§2.6), the encoders frozen.
+- the losses (§2.6): stage 1 the masked-LM cross-entropy summed over the step's masked tokens and divided by their
+  count; stage 2 the weighted alignment terms of ``prima_grad.alignment_loss_terms`` (text encoder frozen);
+  stage 2b the image classifier's mean cross-entropy over the step's images; stage 3 the restricted class
+  cross-entropy of each case divided by the step's case count, the encoders frozen.
+
+One micro-batch per step (no gradient accumulation) and no balanced sampling or class weights: the settings the
+parity fixtures use.
 
 The trainable set is §5's and is named by gradient paths (Formats/prima-trace.md §11.6); the step's parameters are
 handed to AdamW and to the clipping in path order, as ``Trainer`` sorts them. A run stops after ``max_steps``
