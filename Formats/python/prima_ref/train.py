@@ -112,6 +112,11 @@ class TrainResult:
     tensors: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
     total_steps: int = 0
     warmup_steps: int = 0
+    # What imports back into a checkpoint (``save_outputs``): the adapter in PEFT's on-disk form (its LoraConfig
+    # and {base_model.model.M.lora_A|B.weight: value}) and every head tensor, trained or not.
+    lora_config: object = None
+    adapter_state: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
+    heads: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
 
 
 def warmup_steps(ratio: float, total: int) -> int:
@@ -199,12 +204,12 @@ def is_default_target(name: str) -> bool:
 
 
 def attach_stage_adapter(top, role: str, stored: Sequence[str], names: "Dict[str, Tuple[str, Tuple[int, ...]]]",
-                         rank: int, alpha: float, seed: int) -> "OrderedDict[str, object]":
+                         rank: int, alpha: float, seed: int):
     """PEFT LoRA on every default target of the component (in storage order), named ``prima``, with §5's
     initialisation: A [r, in] row by row float32((2·unit() − 1)/√in) from the stream (seed, initialisation, 0,
     index = the target's place, part = the component's place in ROLES), B zero. ``stored``: the component's
-    canonical tensor names in storage order; ``names``: ``loaded_names`` of the module. Returns {gradient path:
-    parameter} of the A and B matrices."""
+    canonical tensor names in storage order; ``names``: ``loaded_names`` of the module. Returns ({gradient path:
+    parameter} of the A and B matrices, {PEFT key: parameter} of the same, the LoraConfig)."""
     import torch
     from peft import LoraConfig, inject_adapter_in_model
 
@@ -215,6 +220,7 @@ def attach_stage_adapter(top, role: str, stored: Sequence[str], names: "Dict[str
     inject_adapter_in_model(config, top, adapter_name=ADAPTER)
     part = ROLES.index(role)
     out: "OrderedDict[str, object]" = OrderedDict()
+    peft_keys: "OrderedDict[str, object]" = OrderedDict()
     for index, (target, module) in enumerate(zip(targets, modules)):
         layer = top.get_submodule(module)
         out_features, in_features = names[target][1]
@@ -229,8 +235,10 @@ def attach_stage_adapter(top, role: str, stored: Sequence[str], names: "Dict[str
         stem = target[: -len(".weight")]
         out[f"{role}/lora/{ADAPTER}/tensors/{stem}.lora_a"] = layer.lora_A[ADAPTER].weight
         out[f"{role}/lora/{ADAPTER}/tensors/{stem}.lora_b"] = layer.lora_B[ADAPTER].weight
+        peft_keys[f"base_model.model.{module}.lora_A.weight"] = layer.lora_A[ADAPTER].weight
+        peft_keys[f"base_model.model.{module}.lora_B.weight"] = layer.lora_B[ADAPTER].weight
     top.eval()
-    return out
+    return out, peft_keys, config
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -443,8 +451,8 @@ def _train_stage1(checkpoint, corpus, s: StageSettings, max_steps: Optional[int]
     model = _Loaded()
     model.top, model.model_type = top, top.config.model_type
     names = loaded_names(model)
-    lora = attach_stage_adapter(top, "text_encoder", list(exported.hf_names["text_encoder"]), names, s.rank, s.alpha,
-                                s.seed)
+    lora, peft_keys, config = attach_stage_adapter(top, "text_encoder", list(exported.hf_names["text_encoder"]), names,
+                                                   s.rank, s.alpha, s.seed)
     params = dict(top.named_parameters())
     heads = OrderedDict((f"text_encoder/tensors/{n}", params[names[n][0]]) for n in exported.hf_names["text_encoder"]
                         if n.startswith("mlm.") and n in names)
@@ -478,9 +486,36 @@ def _train_stage1(checkpoint, corpus, s: StageSettings, max_steps: Optional[int]
                                    reduction="sum") / items
             loss.backward()
             _optimiser_step(trainable, optimizer, scheduler, s, result, lr, loss.detach().item())
-    for path, p in trainable.items():
-        result.tensors[path] = np.ascontiguousarray(p.detach().numpy(), dtype=np.float32)
+    _finish(result, trainable, peft_keys, config, OrderedDict())
     return result
+
+
+def _finish(result: TrainResult, trainable, peft_keys, config, heads) -> None:
+    """The trained tensors by gradient path, the adapter in PEFT's form and the heads, as float32 arrays."""
+    def values(p):
+        return np.ascontiguousarray(p.detach().numpy(), dtype=np.float32)
+
+    result.tensors = OrderedDict((path, values(p)) for path, p in trainable.items())
+    result.adapter_state = OrderedDict((key, values(p)) for key, p in peft_keys.items())
+    result.lora_config = config
+    result.heads = OrderedDict((name, values(p)) for name, p in heads.items())
+
+
+def save_outputs(result: TrainResult, out_dir: "os.PathLike | str") -> None:
+    """OUT/adapter (PEFT's adapter_config.json and adapter_model.safetensors, for ``prima-convert lora-import``),
+    OUT/heads.safetensors (canonical names, for ``prima-convert import --heads``; absent for stage 1) and
+    OUT/steps.json (the loss, learning rate and pre-clip norm of every step)."""
+    from safetensors.numpy import save_file
+
+    out_dir = Path(out_dir)
+    (out_dir / "adapter").mkdir(parents=True, exist_ok=True)
+    result.lora_config.save_pretrained(str(out_dir / "adapter"))
+    save_file(dict(result.adapter_state), str(out_dir / "adapter" / "adapter_model.safetensors"))
+    if result.heads:
+        save_file(dict(result.heads), str(out_dir / "heads.safetensors"))
+    steps = dict(loss=result.losses, lr=result.learning_rates, grad_norm=result.gradient_norms,
+                 total_steps=result.total_steps, warmup_steps=result.warmup_steps)
+    (out_dir / "steps.json").write_text(json.dumps(steps, indent=1) + "\n", encoding="utf-8")
 
 
 def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: StageSettings,
@@ -500,8 +535,8 @@ def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: S
         text_pad = _pad_id(exported.dirs)
     role = STAGE_ROLE[s.stage]
     model = {"image_encoder": ref.image, "decoder": ref.decoder}[role]
-    lora = attach_stage_adapter(model.top, role, list(exported.hf_names[role]), loaded_names(model), s.rank, s.alpha,
-                                s.seed)
+    lora, peft_keys, config = attach_stage_adapter(model.top, role, list(exported.hf_names[role]), loaded_names(model),
+                                                   s.rank, s.alpha, s.seed)
     prefix = {"stage2": "alignment.", "stage2b": "image_classifier.", "stage3": "fusion."}[s.stage]
     heads = OrderedDict((f"prima/tensors/{n}", p) for n, p in ref.heads.named_parameters() if n.startswith(prefix))
     trainable = OrderedDict(sorted(list(lora.items()) + list(heads.items())))  # Trainer's path order
@@ -514,6 +549,10 @@ def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: S
     examples_of_stage2 = alignment_examples(cases, training)
     count = len(examples_of_stage2) if s.stage == "stage2" else len(training)
     pre = preprocessing(exported.preprocessing)
+    rank, world = _distributed()
+    if world > 1 and s.stage != "stage2b":
+        raise NotImplementedError(f"{s.stage}: the distributed reference trainer covers stage2b")
+    ddp = _distributed_image_ce_module(ref) if world > 1 else None
     optimizer, scheduler, total, warm = _optimiser(trainable, s, count)
     result = TrainResult(total_steps=total, warmup_steps=warm)
     max_length = int(ref.text.config.max_position_embeddings)
@@ -532,6 +571,8 @@ def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: S
                                        text_tokenizer, text_pad, max_length)
                 loss.backward()
                 step_loss = float(np.float32(loss.detach().item()))
+            elif ddp is not None:
+                step_loss = _distributed_image_ce(ddp, cases, training, examples, pre, s, epoch, rank, world)
             elif s.stage == "stage2b":
                 pixels = np.concatenate([case_pixels(cases[training[i]], pre, s, epoch, i) for i in examples])
                 labels = torch.tensor([cases[training[i]].label for i in examples], dtype=torch.long)
@@ -549,9 +590,60 @@ def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: S
                     (ce / len(examples)).backward()
                     step_loss += float(np.float32(ce.detach().item())) / len(examples)
             _optimiser_step(trainable, optimizer, scheduler, s, result, lr, step_loss)
-    for path, p in trainable.items():
-        result.tensors[path] = np.ascontiguousarray(p.detach().numpy(), dtype=np.float32)
+    _finish(result, trainable, peft_keys, config, OrderedDict(ref.heads.named_parameters()))
     return result
+
+
+def _distributed() -> Tuple[int, int]:
+    """(rank, world size) of a torch.distributed run (torchrun sets WORLD_SIZE; gloo, CPU), (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _distributed_image_ce_module(ref):
+    """Stage 2b's loss — the image encoder and the image classifier, the summed cross-entropy of a batch times a
+    scale — wrapped in DistributedDataParallel, which averages the gradients over the processes after backward
+    (its initial broadcast from rank 0 changes nothing: every rank builds the same model)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.parallel import DistributedDataParallel
+
+    class ImageClassifierLoss(torch.nn.Module):
+        def __init__(self, image, classifier):
+            super().__init__()
+            self.image, self.classifier = image, classifier
+
+        def forward(self, pixels, labels, scale: float):
+            img = self.image(pixel_values=pixels).last_hidden_state  # (B, 1+R+Np, Ci)
+            return F.cross_entropy(self.classifier(img[:, 0]), labels, reduction="sum") * scale
+
+    return DistributedDataParallel(ImageClassifierLoss(ref.image.top, ref.heads.image_classifier))
+
+
+def _distributed_image_ce(ddp, cases, training, examples, pre, s: StageSettings, epoch: int, rank: int, world: int) -> float:
+    """One step of stage 2b over `world` processes: rank r takes examples r, r + world, …; its loss is its summed
+    cross-entropy times world / N (N the step's examples), so that DDP's average of the ranks' gradients is the
+    gradient of the step's mean, as one process computes it (§2.6). A rank left without an example (the last step
+    of an epoch) runs the step's first one with scale 0, because every rank must take part in the reduction.
+    Returns the step's mean loss, summed over the ranks."""
+    import torch
+    import torch.distributed as dist
+
+    mine = examples[rank::world]
+    scale = world / len(examples) if mine else 0.0
+    chosen = mine or examples[:1]
+    pixels = np.concatenate([case_pixels(cases[training[i]], pre, s, epoch, i) for i in chosen])
+    labels = torch.tensor([cases[training[i]].label for i in chosen], dtype=torch.long)
+    loss = ddp(torch.from_numpy(pixels), labels, scale)
+    loss.backward()
+    total = loss.detach().clone() / world
+    dist.all_reduce(total)
+    return float(np.float32(total.item()))
 
 
 def _alignment_loss(ref, cases, stage_examples, indices, pre, s: StageSettings, epoch: int, schema: Schema,
@@ -639,3 +731,58 @@ def _class_logits(ref, pixels: np.ndarray, ids: np.ndarray):
                     use_cache=False)
     final = out.last_hidden_state[:, -1]  # (1, D), after the final norm
     return top.lm_head(final)[:, torch.tensor(ref.class_token_ids, dtype=torch.long)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------------------
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m prima_ref.train STAGE --checkpoint IN.h5 --data DIR|CORPUS -o OUT_DIR …``, or under
+    ``torchrun --nproc_per_node N -m prima_ref.train stage2b …`` (DDP on gloo, CPU): trains and writes
+    ``save_outputs``'s files from rank 0."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m prima_ref.train", description=__doc__.split("\n")[0])
+    p.add_argument("stage", choices=sorted(STAGE_ROLE))
+    p.add_argument("--checkpoint", required=True, help="the PRIMA checkpoint (.h5, float32)")
+    p.add_argument("--data", required=True, help="the case folder, or the corpus for stage1")
+    p.add_argument("-o", "--output", required=True, help="the directory of the outputs")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--lr", type=float, required=True)
+    p.add_argument("--weight-decay", type=float, required=True)
+    p.add_argument("--rank", type=int, required=True)
+    p.add_argument("--alpha", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--patient-split", action="store_true")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps of the stage's schedule")
+    args = p.parse_args(argv)
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    torch.set_num_threads(1)
+    s = StageSettings(stage=args.stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      weight_decay=args.weight_decay, rank=args.rank, alpha=args.alpha or 2.0 * args.rank,
+                      seed=args.seed, max_grad_norm=args.max_grad_norm or None, folds=args.folds, fold=args.fold,
+                      grouping="patient" if args.patient_split else "lesion")
+    try:
+        result = train_stage(args.checkpoint, args.data, s, max_steps=args.max_steps)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"python -m prima_ref.train: {e}", file=sys.stderr)
+        return 2
+    rank, _ = _distributed()
+    if rank == 0:
+        save_outputs(result, args.output)
+        for k, (loss, lr, norm) in enumerate(zip(result.losses, result.learning_rates, result.gradient_norms)):
+            print(f"step {k + 1}/{result.total_steps}: loss {loss:.6f} lr {lr:.3e} grad_norm {norm:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
