@@ -26,7 +26,7 @@ echo "working in $WORK"
 
 "$BIN/prima-train" stage2b --checkpoint "$CKPT" --data "$DATA" -o "$WORK/prima-train.h5" "${SETTINGS[@]}" --no-progress
 
-(cd "$ROOT/Formats/python" && OMP_NUM_THREADS=1 "$TORCHRUN" --nproc_per_node 2 --master_port "${MASTER_PORT:-29517}" \
+(PYTHONPATH="$ROOT/Formats/python" OMP_NUM_THREADS=1 "$TORCHRUN" --nproc_per_node 2 --master_port "${MASTER_PORT:-29517}" \
     -m prima_ref.train stage2b --checkpoint "$CKPT" --data "$DATA" -o "$WORK/ddp" "${SETTINGS[@]}")
 
 for role in image_encoder text_encoder decoder; do
