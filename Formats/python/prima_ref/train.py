@@ -143,18 +143,30 @@ class Exported:
     class_token_ids: List[int]
     hf_names: Dict[str, Dict[str, str]]
     preprocessing: Dict[str, object]
+    adapters: Dict[str, "StoredAdapter"] = field(default_factory=dict)
+
+
+@dataclass
+class StoredAdapter:
+    """A component's adapter ``prima`` in the checkpoint (Formats/prima-checkpoint.md §6)."""
+    rank: int
+    alpha: float
+    use_rslora: bool
+    targets: List[str]
+    values: Dict[str, np.ndarray]
 
 
 def export_checkpoint(checkpoint: "os.PathLike | str", out_dir: "os.PathLike | str") -> Exported:
     """Each component of a PRIMA checkpoint as a Hugging Face directory (its stored files and model.safetensors
     with every stored tensor under its hf_name, tied aliases left to the config's tie), the /prima heads as a
-    safetensors file of canonical names (task.class_token_ids apart). Only float32 components are supported."""
+    safetensors file of canonical names (task.class_token_ids apart), and each component's adapter ``prima``. Only
+    float32 components are supported; another adapter is refused."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from prima_h5 import open_checkpoint
     from safetensors.numpy import save_file
 
     out_dir = Path(out_dir)
-    dirs, hf_names = {}, {}
+    dirs, hf_names, adapters = {}, {}, {}
     with open_checkpoint(str(checkpoint)) as ckpt:
         for role in ROLES:
             comp = ckpt[role]
@@ -174,6 +186,14 @@ def export_checkpoint(checkpoint: "os.PathLike | str", out_dir: "os.PathLike | s
                 hf_names[role][name] = t.hf_name
             save_file(tensors, str(d / "model.safetensors"))
             dirs[role] = d
+            for name, adapter in getattr(comp, "lora", {}).items():
+                if name != ADAPTER or adapter.attrs.get("merged"):
+                    raise ValueError(f"{checkpoint}: {role}/lora/{name}: the reference trainer applies only the "
+                                     f"unmerged adapters named {ADAPTER!r} that prima-train's stages write")
+                a = adapter.attrs
+                adapters[role] = StoredAdapter(rank=int(a["rank"]), alpha=float(a["alpha"]),
+                                               use_rslora=bool(a.get("use_rslora", 0)), targets=list(a["targets"]),
+                                               values={n: t.read() for n, t in adapter.tensors.items()})
         prima = ckpt.prima
         heads = {n: np.ascontiguousarray(prima.read(n)) for n in prima.tensors if n != "task.class_token_ids"}
         class_token_ids = [int(x) for x in prima.read("task.class_token_ids")]
@@ -185,7 +205,7 @@ def export_checkpoint(checkpoint: "os.PathLike | str", out_dir: "os.PathLike | s
     return Exported(dirs=dirs, heads=heads_path, class_codes=[x["code"] for x in labels],
                     prompt=files["prompt.txt"].decode("utf-8"), answer_prefix=files["answer_prefix.txt"].decode("utf-8"),
                     schema_json=files["metadata_schema.json"].decode("utf-8"), class_token_ids=class_token_ids,
-                    hf_names=hf_names, preprocessing=pre)
+                    hf_names=hf_names, preprocessing=pre, adapters=adapters)
 
 
 def preprocessing(attrs: Dict[str, object]) -> td.Preprocessing:
@@ -205,33 +225,54 @@ def is_default_target(name: str) -> bool:
 
 def attach_stage_adapter(top, role: str, stored: Sequence[str], names: "Dict[str, Tuple[str, Tuple[int, ...]]]",
                          rank: int, alpha: float, seed: int):
-    """PEFT LoRA on every default target of the component (in storage order), named ``prima``, with §5's
-    initialisation: A [r, in] row by row float32((2·unit() − 1)/√in) from the stream (seed, initialisation, 0,
+    """A new PEFT LoRA adapter on every default target of the component (in storage order), named ``prima``, with
+    §5's initialisation: A [r, in] row by row float32((2·unit() − 1)/√in) from the stream (seed, initialisation, 0,
     index = the target's place, part = the component's place in ROLES), B zero. ``stored``: the component's
     canonical tensor names in storage order; ``names``: ``loaded_names`` of the module. Returns ({gradient path:
     parameter} of the A and B matrices, {PEFT key: parameter} of the same, the LoraConfig)."""
+    part = ROLES.index(role)
+
+    def initial(index: int, target: str, out_features: int, in_features: int):
+        stream = td.TrainingRandom(seed, td.PURPOSE_INITIALISATION, 0, index, part)
+        bound = 1 / math.sqrt(in_features)
+        a = np.array([(2 * stream.unit() - 1) * bound for _ in range(rank * in_features)], dtype=np.float32)
+        return a.reshape(rank, in_features), np.zeros((out_features, rank), dtype=np.float32)
+
+    targets = [n for n in stored if is_default_target(n)]
+    return _inject(top, role, targets, names, rank, alpha, False, initial)
+
+
+def attach_stored_adapter(top, role: str, adapter: "StoredAdapter", names: "Dict[str, Tuple[str, Tuple[int, ...]]]"):
+    """The checkpoint's adapter ``prima`` of the component as a PEFT adapter with its stored matrices (a stage
+    continues it, or it runs frozen under another stage). Returns what ``attach_stage_adapter`` returns."""
+    def stored(index: int, target: str, out_features: int, in_features: int):
+        stem = target[: -len(".weight")]
+        return adapter.values[f"{stem}.lora_a"], adapter.values[f"{stem}.lora_b"]
+
+    return _inject(top, role, adapter.targets, names, adapter.rank, adapter.alpha, adapter.use_rslora, stored)
+
+
+def _inject(top, role: str, targets: Sequence[str], names, rank: int, alpha: float, use_rslora: bool, values):
+    """PEFT's ``inject_adapter_in_model`` (LoraConfig r, lora_alpha, dropout 0, use_rslora, the targets' modules)
+    named ``prima``, then lora_A and lora_B of target i set to ``values(i, target, out, in)``."""
     import torch
     from peft import LoraConfig, inject_adapter_in_model
 
-    targets = [n for n in stored if is_default_target(n)]
     modules = [names[t][0][: -len(".weight")] for t in targets]
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=modules, bias="none",
-                        init_lora_weights=True)
+                        init_lora_weights=True, use_rslora=use_rslora)
     inject_adapter_in_model(config, top, adapter_name=ADAPTER)
-    part = ROLES.index(role)
+    scale = alpha / math.sqrt(rank) if use_rslora else alpha / rank
     out: "OrderedDict[str, object]" = OrderedDict()
     peft_keys: "OrderedDict[str, object]" = OrderedDict()
     for index, (target, module) in enumerate(zip(targets, modules)):
         layer = top.get_submodule(module)
-        out_features, in_features = names[target][1]
-        stream = td.TrainingRandom(seed, td.PURPOSE_INITIALISATION, 0, index, part)
-        bound = 1 / math.sqrt(in_features)
-        a = np.array([(2 * stream.unit() - 1) * bound for _ in range(rank * in_features)], dtype=np.float32)
+        a, b = values(index, target, *names[target][1])
         with torch.no_grad():
-            layer.lora_A[ADAPTER].weight.copy_(torch.from_numpy(a.reshape(rank, in_features)))
-            layer.lora_B[ADAPTER].weight.zero_()
-        if layer.scaling[ADAPTER] != alpha / rank:
-            raise RuntimeError(f"{module}: PEFT's scaling {layer.scaling[ADAPTER]} is not alpha / rank")
+            layer.lora_A[ADAPTER].weight.copy_(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)))
+            layer.lora_B[ADAPTER].weight.copy_(torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)))
+        if layer.scaling[ADAPTER] != scale:
+            raise RuntimeError(f"{module}: PEFT's scaling {layer.scaling[ADAPTER]} is not {scale}")
         stem = target[: -len(".weight")]
         out[f"{role}/lora/{ADAPTER}/tensors/{stem}.lora_a"] = layer.lora_A[ADAPTER].weight
         out[f"{role}/lora/{ADAPTER}/tensors/{stem}.lora_b"] = layer.lora_B[ADAPTER].weight
@@ -239,6 +280,23 @@ def attach_stage_adapter(top, role: str, stored: Sequence[str], names: "Dict[str
         peft_keys[f"base_model.model.{module}.lora_B.weight"] = layer.lora_B[ADAPTER].weight
     top.eval()
     return out, peft_keys, config
+
+
+def adapters_of(top, role: str, exported: "Exported", stage_role: str, s: "StageSettings"):
+    """The component's adapter as the stage runs it: for the stage's component its stored ``prima`` adapter
+    (continued) or a new one (§5), trainable; for another component its stored ``prima`` adapter, frozen, or
+    nothing. Returns (gradient paths → parameters, PEFT keys → parameters, LoraConfig), or None."""
+    names = _loaded_by_type(top)
+    stored = exported.adapters.get(role)
+    if stored is not None:
+        result = attach_stored_adapter(top, role, stored, names)
+    elif role == stage_role:
+        result = attach_stage_adapter(top, role, list(exported.hf_names[role]), names, s.rank, s.alpha, s.seed)
+    else:
+        return None
+    for p in result[0].values():
+        p.requires_grad_(role == stage_role)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -368,6 +426,16 @@ def _load(exported: Exported):
     return ref
 
 
+def _loaded_by_type(top) -> "OrderedDict[str, Tuple[str, Tuple[int, ...]]]":
+    """loaded_names of a loaded transformers module (its config's model_type names its tensors)."""
+    class _Loaded:  # what loaded_names reads of a ReferenceModel
+        pass
+
+    loaded = _Loaded()
+    loaded.top, loaded.model_type = top, top.config.model_type
+    return loaded_names(loaded)
+
+
 def loaded_names(ref_model) -> "OrderedDict[str, Tuple[str, Tuple[int, ...]]]":
     """Canonical name -> (parameter name in the loaded module, shape), through prima_ref.names (transformers may
     rename a checkpoint's keys on loading, e.g. DINOv3's ``layer.N`` to ``model.layer.N``)."""
@@ -445,16 +513,10 @@ def _train_stage1(checkpoint, corpus, s: StageSettings, max_steps: Optional[int]
     for p in top.parameters():
         p.requires_grad_(False)
 
-    class _Loaded:  # what loaded_names reads of a ReferenceModel
-        pass
-
-    model = _Loaded()
-    model.top, model.model_type = top, top.config.model_type
-    names = loaded_names(model)
-    lora, peft_keys, config = attach_stage_adapter(top, "text_encoder", list(exported.hf_names["text_encoder"]), names,
-                                                   s.rank, s.alpha, s.seed)
+    lora, peft_keys, config = adapters_of(top, "text_encoder", exported, "text_encoder", s)
+    names = {n: h for n, (h, _) in _loaded_by_type(top).items()}
     params = dict(top.named_parameters())
-    heads = OrderedDict((f"text_encoder/tensors/{n}", params[names[n][0]]) for n in exported.hf_names["text_encoder"]
+    heads = OrderedDict((f"text_encoder/tensors/{n}", params[names[n]]) for n in exported.hf_names["text_encoder"]
                         if n.startswith("mlm.") and n in names)
     trainable = OrderedDict(sorted(list(lora.items()) + list(heads.items())))
     for p in trainable.values():
@@ -534,9 +596,10 @@ def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: S
         text_tokenizer = _tokenizer(exported.dirs["text_encoder"])
         text_pad = _pad_id(exported.dirs)
     role = STAGE_ROLE[s.stage]
-    model = {"image_encoder": ref.image, "decoder": ref.decoder}[role]
-    lora, peft_keys, config = attach_stage_adapter(model.top, role, list(exported.hf_names[role]), loaded_names(model),
-                                                   s.rank, s.alpha, s.seed)
+    for r, m in zip(ROLES, (ref.image, ref.text, ref.decoder)):
+        attached = adapters_of(m.top, r, exported, role, s)
+        if r == role:
+            lora, peft_keys, config = attached
     prefix = {"stage2": "alignment.", "stage2b": "image_classifier.", "stage3": "fusion."}[s.stage]
     heads = OrderedDict((f"prima/tensors/{n}", p) for n, p in ref.heads.named_parameters() if n.startswith(prefix))
     trainable = OrderedDict(sorted(list(lora.items()) + list(heads.items())))  # Trainer's path order
