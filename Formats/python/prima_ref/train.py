@@ -377,7 +377,13 @@ def read_cases(folder: "os.PathLike | str", class_codes: Sequence[str], schema: 
     folder = Path(folder)
     keys = {f.key for f in schema.fields}
     cases = []
-    for row in read_csv(folder / "metadata.csv"):
+    for line, row in enumerate(read_csv(folder / "metadata.csv"), start=2):
+        missing = [k for k in ("img_id", "patient_id", "lesion_id", "diagnostic") if not row.get(k)]
+        if missing:
+            raise ValueError(f"{folder / 'metadata.csv'} line {line}: no {', '.join(missing)}")
+        if row["diagnostic"] not in class_codes:
+            raise ValueError(f"{folder / 'metadata.csv'} line {line}: diagnostic {row['diagnostic']!r} is not one of "
+                             f"the checkpoint's classes {list(class_codes)}")
         record = {k: v for k, v in row.items() if k in keys}
         cases.append(Case(folder / "imgs" / row["img_id"], record, list(class_codes).index(row["diagnostic"]),
                           row["patient_id"], row["lesion_id"]))
