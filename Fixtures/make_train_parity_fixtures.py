@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Write Fixtures/train/parity/<stage>.h5: five optimiser steps of a prima-train stage computed by the PyTorch +
+PEFT reference trainer (Formats/python/prima_ref/train.py), which ParityTests reproduces with StageRunner.
+
+Each stage starts from the bundled tiny PRIMA checkpoint (Fixtures/prima/tiny-prima.h5) and trains on the bundled
+case folder (Fixtures/prima/cases) with small settings (batch 2, LoRA rank 2 and alpha 4, lr 1e-2 so that the
+weights move visibly, 2 epochs over the 5 training cases of fold 0 of 2: 3 steps an epoch, T = 6, W = ⌈0.6⌉ = 1);
+the schedule is the whole run's (T = 6) and the run stops after step 5, as StageRunner stopped by `shouldStop`
+after its fifth step. The stage's own weight decay (Docs/prima-model.md) and clipping at 1.0 apply.
+
+A file holds (layout: Fixtures/README.md, "The training parity fixtures"):
+  root attributes  stage, settings (JSON of prima_ref.train.StageSettings), cli (the prima-train command line of
+                   the same run), steps (5), total_steps, warmup_steps, checkpoint, data, torch_version,
+                   transformers_version, peft_version
+  loss             float32 [5]   the loss of each step (what prima-train logs)
+  lr               float64 [5]   the learning rate each step used
+  grad_norm        float32 [5]   the global gradient norm before clipping
+  tensors/         one float32 dataset per trained tensor after step 5, named by its gradient path
+                   (Formats/prima-trace.md §11.6) with "/" written as "|"; attribute tensor_order lists the paths
+
+Pinned versions (Fixtures/requirements.txt), one thread, deterministic algorithms; rerun from the repository root
+(two runs give byte-identical files):
+
+    /work/venv/bin/python Fixtures/make_train_parity_fixtures.py
+"""
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from fixture_common import FIXTURES, REPO, check_versions, set_environment, setup_torch
+
+check_versions(Path(__file__).name, "training parity fixtures")
+set_environment()
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(REPO / "Formats" / "python"))
+from prima_ref.train import StageSettings, train_stage  # noqa: E402
+
+OUT = FIXTURES / "train" / "parity"
+CHECKPOINT = "Fixtures/prima/tiny-prima.h5"
+DATA = "Fixtures/prima/cases"
+CORPUS = "Fixtures/train/corpus.jsonl"
+STEPS = 5
+# Small settings shared by the stages; each stage keeps its own weight decay (StageOptions.defaults).
+COMMON = dict(epochs=2, batch_size=2, lr=1e-2, rank=2, alpha=4.0, seed=0, folds=2, fold=0)
+STAGES = {
+    "stage1": StageSettings(stage="stage1", weight_decay=1e-3, **COMMON),
+    "stage2": StageSettings(stage="stage2", weight_decay=1e-3, **COMMON),
+    "stage2b": StageSettings(stage="stage2b", weight_decay=1e-3, **COMMON),
+    "stage3": StageSettings(stage="stage3", weight_decay=3e-2, **COMMON),
+}
+
+
+def write(stage: str, s: StageSettings) -> None:
+    import peft
+    import torch
+    import transformers
+
+    data = CORPUS if stage == "stage1" else DATA
+    result = train_stage(REPO / CHECKPOINT, REPO / data, s, max_steps=STEPS)
+    assert len(result.losses) == STEPS, f"{stage}: {len(result.losses)} steps"
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{stage}.h5"
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w", libver=("v108", "v110"), track_order=True, track_times=False) as f:
+        f.attrs["stage"] = stage
+        f.attrs["settings"] = json.dumps(asdict(s), sort_keys=True)
+        f.attrs["cli"] = " ".join(["prima-train"] + s.cli_flags()[:1] + ["--checkpoint", CHECKPOINT, "--corpus" if stage == "stage1" else "--data", data, "-o", "OUT.h5"]
+                                  + s.cli_flags()[1:])
+        f.attrs["steps"] = np.int64(STEPS)
+        f.attrs["total_steps"] = np.int64(result.total_steps)
+        f.attrs["warmup_steps"] = np.int64(result.warmup_steps)
+        f.attrs["checkpoint"] = CHECKPOINT
+        f.attrs["data"] = data
+        f.attrs["torch_version"] = torch.__version__.split("+", 1)[0]
+        f.attrs["transformers_version"] = transformers.__version__
+        f.attrs["peft_version"] = peft.__version__
+        f.create_dataset("loss", data=np.array(result.losses, np.float32), track_times=False)
+        f.create_dataset("lr", data=np.array(result.learning_rates, np.float64), track_times=False)
+        f.create_dataset("grad_norm", data=np.array(result.gradient_norms, np.float32), track_times=False)
+        g = f.create_group("tensors", track_order=True, track_times=False)
+        g.attrs["tensor_order"] = ",".join(result.tensors)
+        for name, value in result.tensors.items():
+            g.create_dataset(name.replace("/", "|"), data=value.astype("<f4"), track_times=False)
+    tmp.replace(path)
+    path.chmod(0o644)
+    print(f"{path.relative_to(REPO)}: losses {[round(x, 6) for x in result.losses]}, {len(result.tensors)} tensors")
+
+
+def main() -> int:
+    setup_torch()
+    for stage, settings in STAGES.items():
+        write(stage, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

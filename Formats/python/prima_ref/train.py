@@ -1,0 +1,865 @@
+"""The PyTorch + PEFT reference trainer of prima-train's stages (Formats/prima-training.md §5), for parity.
+
+It reads the same PRIMA checkpoint (.h5, through the independent reader ``Formats/python/prima_h5.py``) and the
+same data as ``prima-train`` and computes the same optimiser steps with PyTorch's own parts:
+
+- the model: each component exported from the checkpoint into a Hugging Face directory (its ``files/`` and its
+  tensors under their ``hf_name``), the heads into a safetensors file, loaded with ``prima_ref.prima.PrimaReference``
+  (transformers, float32, eager attention, eval mode: no dropout, as prima-train) — ``export_checkpoint``; stage 1
+  loads the text encoder with its masked-LM head (``AutoModelForMaskedLM``);
+- the adapter: PEFT's ``inject_adapter_in_model`` with a ``LoraConfig`` (rank, alpha, dropout 0, the stage's target
+  modules, adapter name ``prima``), whose ``lora_A`` is then set to the values of §5's initialisation stream and
+  ``lora_B`` to zero, exactly what ``StageAdapters.create`` draws;
+- the data: ``prima_ref.train_data`` (the folds of §3.2, the stage-2 views of §3.3, the augmentation of §3.4, the
+  soft targets of §3.5, the corpus and masking of §3.6-§3.7, the epoch order of §3.8);
+- the optimiser: ``torch.optim.AdamW`` (single-tensor path) with two parameter groups (§2.3 ``matrices``: tensors
+  of rank ≥ 2 decay, the others not), ``transformers.get_cosine_schedule_with_warmup`` with §2.4's warm-up steps
+  (⌈0.1·T⌉, given as a number), ``torch.nn.utils.clip_grad_norm_``;
+- the losses (§2.6): stage 1 the masked-LM cross-entropy summed over the step's masked tokens and divided by their
+  count; stage 2 the weighted alignment terms of ``prima_grad.alignment_loss_terms`` (text encoder frozen);
+  stage 2b the image classifier's mean cross-entropy over the step's images; stage 3 the restricted class
+  cross-entropy of each case divided by the step's case count, the encoders frozen.
+
+One micro-batch per step (no gradient accumulation) and no balanced sampling or class weights: the settings the
+parity fixtures use.
+
+The trainable set is §5's and is named by gradient paths (Formats/prima-trace.md §11.6); the step's parameters are
+handed to AdamW and to the clipping in path order, as ``Trainer`` sorts them. A run stops after ``max_steps``
+steps of the stage's schedule (T = epochs × ⌈examples / batch⌉), like ``StageRunner`` interrupted after that step.
+
+    from prima_ref.train import StageSettings, train_stage
+    result = train_stage("tiny-prima.h5", "Fixtures/prima/cases", StageSettings(stage="stage2b", ...), max_steps=5)
+    result.losses, result.learning_rates, result.gradient_norms, result.tensors   # {gradient path: np.float32}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import sys
+import tempfile
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import train_data as td
+from .metadata import Schema, read_csv
+
+ADAPTER = "prima"
+ROLES = ("image_encoder", "text_encoder", "decoder")
+# §5: the projections a default adapter targets (canonical layers.N.<part>.<proj>.weight).
+DEFAULT_PROJECTIONS = {"attn.q", "attn.k", "attn.v", "attn.o", "attn.qkv", "mlp.up", "mlp.gate", "mlp.wi", "mlp.down"}
+STAGE_ROLE = {"stage1": "text_encoder", "stage2": "image_encoder", "stage2b": "image_encoder", "stage3": "decoder"}
+
+
+@dataclass
+class StageSettings:
+    """One stage's settings, as ``StageOptions`` of Sources/PrimaTrain/StageRunner.swift (the defaults are only
+    the optimiser's; give the rest)."""
+    stage: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    rank: int
+    alpha: float
+    seed: int = 0
+    warmup_ratio: float = 0.1
+    max_grad_norm: Optional[float] = 1.0
+    betas: Tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    folds: int = 5
+    fold: int = 0
+    grouping: str = "lesion"
+    augmentation: bool = True
+    # Stage 2: the alignment losses (Docs/prima-model.md's defaults).
+    tau: float = 0.07
+    tau_label: float = 1.0
+    loss_weights: Tuple[float, float, float, float] = (0.2, 0.3, 0.2, 0.3)
+    loc_mode: str = "attention"
+    soft_labels_only: bool = False
+
+    def cli_flags(self) -> List[str]:
+        """The prima-train options that give the same run."""
+        flags = [self.stage, "--epochs", str(self.epochs), "--batch-size", str(self.batch_size), "--lr", repr(self.lr),
+                 "--weight-decay", repr(self.weight_decay), "--rank", str(self.rank), "--alpha", repr(self.alpha),
+                 "--seed", str(self.seed), "--max-grad-norm", repr(self.max_grad_norm)]
+        if self.stage != "stage1":
+            flags += ["--folds", str(self.folds), "--fold", str(self.fold)]
+            flags += ["--patient-split"] if self.grouping == "patient" else []
+            flags += [] if self.augmentation else ["--no-augment"]
+        if self.stage == "stage2":
+            flags += ["--tau", repr(self.tau), "--tau-label", repr(self.tau_label),
+                      "--loss-weights", ",".join(repr(w) for w in self.loss_weights)]
+            flags += ["--loc-direct"] if self.loc_mode == "direct" else []
+            flags += ["--soft-labels-only"] if self.soft_labels_only else []
+        return flags
+
+
+@dataclass
+class TrainResult:
+    """Per step: the loss (float32, as prima-train logs it), the learning rate (double), the pre-clip global norm
+    (float32); after the last step: every trained tensor by gradient path, float32."""
+    losses: List[float] = field(default_factory=list)
+    learning_rates: List[float] = field(default_factory=list)
+    gradient_norms: List[float] = field(default_factory=list)
+    tensors: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
+    total_steps: int = 0
+    warmup_steps: int = 0
+    # What imports back into a checkpoint (``save_outputs``): the adapter in PEFT's on-disk form (its LoraConfig
+    # and {base_model.model.M.lora_A|B.weight: value}) and every head tensor, trained or not.
+    lora_config: object = None
+    adapter_state: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
+    heads: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
+
+
+def warmup_steps(ratio: float, total: int) -> int:
+    """§2.4: ⌈ratio · T⌉, a product within 1e-9 (relative) of an integer counting as that integer."""
+    product = total * ratio
+    nearest = round(product)
+    return int(nearest if abs(product - nearest) <= 1e-9 * max(1.0, product) else math.ceil(product))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The checkpoint
+# ---------------------------------------------------------------------------------------------------------------------
+@dataclass
+class Exported:
+    """What ``export_checkpoint`` wrote: a Hugging Face directory per component, the heads file, and the /prima
+    files (class codes, prompt, answer prefix, schema), plus each component's canonical name -> hf_name and the
+    image preprocessing attributes."""
+    dirs: Dict[str, Path]
+    heads: Path
+    class_codes: List[str]
+    prompt: str
+    answer_prefix: str
+    schema_json: str
+    class_token_ids: List[int]
+    hf_names: Dict[str, Dict[str, str]]
+    preprocessing: Dict[str, object]
+    adapters: Dict[str, "StoredAdapter"] = field(default_factory=dict)
+
+
+@dataclass
+class StoredAdapter:
+    """A component's adapter ``prima`` in the checkpoint (Formats/prima-checkpoint.md §6)."""
+    rank: int
+    alpha: float
+    use_rslora: bool
+    targets: List[str]
+    values: Dict[str, np.ndarray]
+
+
+def export_checkpoint(checkpoint: "os.PathLike | str", out_dir: "os.PathLike | str") -> Exported:
+    """Each component of a PRIMA checkpoint as a Hugging Face directory (its stored files and model.safetensors
+    with every stored tensor under its hf_name, tied aliases left to the config's tie), the /prima heads as a
+    safetensors file of canonical names (task.class_token_ids apart), and each component's adapter ``prima``. Only
+    float32 components are supported; another adapter is refused."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from prima_h5 import open_checkpoint
+    from safetensors.numpy import save_file
+
+    out_dir = Path(out_dir)
+    dirs, hf_names, adapters = {}, {}, {}
+    with open_checkpoint(str(checkpoint)) as ckpt:
+        for role in ROLES:
+            comp = ckpt[role]
+            d = out_dir / role
+            d.mkdir(parents=True, exist_ok=True)
+            for name, data in comp.files.items():
+                (d / name).write_bytes(data)
+            tensors = {}
+            hf_names[role] = {}
+            for name, t in comp.tensors.items():
+                if t.hf_name is None:
+                    raise ValueError(f"{checkpoint}: {role}/{name} has no hf_name")
+                value = comp.read(name)
+                if value.dtype != np.float32:
+                    raise ValueError(f"{checkpoint}: {role}/{name} is {value.dtype}; export float32 checkpoints only")
+                tensors[t.hf_name] = np.ascontiguousarray(value)
+                hf_names[role][name] = t.hf_name
+            save_file(tensors, str(d / "model.safetensors"))
+            dirs[role] = d
+            for name, adapter in getattr(comp, "lora", {}).items():
+                if name != ADAPTER or adapter.attrs.get("merged"):
+                    raise ValueError(f"{checkpoint}: {role}/lora/{name}: the reference trainer applies only the "
+                                     f"unmerged adapters named {ADAPTER!r} that prima-train's stages write")
+                a = adapter.attrs
+                adapters[role] = StoredAdapter(rank=int(a["rank"]), alpha=float(a["alpha"]),
+                                               use_rslora=bool(a.get("use_rslora", 0)), targets=list(a["targets"]),
+                                               values={n: t.read() for n, t in adapter.tensors.items()})
+        prima = ckpt.prima
+        heads = {n: np.ascontiguousarray(prima.read(n)) for n in prima.tensors if n != "task.class_token_ids"}
+        class_token_ids = [int(x) for x in prima.read("task.class_token_ids")]
+        heads_path = out_dir / "heads.safetensors"
+        save_file(heads, str(heads_path))
+        files = prima.files
+        pre = dict(ckpt.file["image_encoder/preprocessing"].attrs)
+    labels = json.loads(files["labels.json"].decode("utf-8"))
+    return Exported(dirs=dirs, heads=heads_path, class_codes=[x["code"] for x in labels],
+                    prompt=files["prompt.txt"].decode("utf-8"), answer_prefix=files["answer_prefix.txt"].decode("utf-8"),
+                    schema_json=files["metadata_schema.json"].decode("utf-8"), class_token_ids=class_token_ids,
+                    hf_names=hf_names, preprocessing=pre, adapters=adapters)
+
+
+def preprocessing(attrs: Dict[str, object]) -> td.Preprocessing:
+    """train_data's Preprocessing from a component's preprocessing/ attributes (Formats/prima-checkpoint.md §3.4)."""
+    return td.Preprocessing(height=int(attrs["height"]), width=int(attrs["width"]), resample=str(attrs["resample"]),
+                            do_rescale=bool(attrs["do_rescale"]), do_normalize=bool(attrs["do_normalize"]),
+                            rescale_factor=float(attrs["rescale_factor"]),
+                            image_mean=[float(x) for x in attrs["image_mean"]],
+                            image_std=[float(x) for x in attrs["image_std"]])
+
+
+def is_default_target(name: str) -> bool:
+    parts = name.split(".")
+    return (len(parts) == 5 and parts[0] == "layers" and parts[1].isdigit() and parts[4] == "weight"
+            and f"{parts[2]}.{parts[3]}" in DEFAULT_PROJECTIONS)
+
+
+def attach_stage_adapter(top, role: str, stored: Sequence[str], names: "Dict[str, Tuple[str, Tuple[int, ...]]]",
+                         rank: int, alpha: float, seed: int):
+    """A new PEFT LoRA adapter on every default target of the component (in storage order), named ``prima``, with
+    §5's initialisation: A [r, in] row by row float32((2·unit() − 1)/√in) from the stream (seed, initialisation, 0,
+    index = the target's place, part = the component's place in ROLES), B zero. ``stored``: the component's
+    canonical tensor names in storage order; ``names``: ``loaded_names`` of the module. Returns ({gradient path:
+    parameter} of the A and B matrices, {PEFT key: parameter} of the same, the LoraConfig)."""
+    part = ROLES.index(role)
+
+    def initial(index: int, target: str, out_features: int, in_features: int):
+        stream = td.TrainingRandom(seed, td.PURPOSE_INITIALISATION, 0, index, part)
+        bound = 1 / math.sqrt(in_features)
+        a = np.array([(2 * stream.unit() - 1) * bound for _ in range(rank * in_features)], dtype=np.float32)
+        return a.reshape(rank, in_features), np.zeros((out_features, rank), dtype=np.float32)
+
+    targets = [n for n in stored if is_default_target(n)]
+    return _inject(top, role, targets, names, rank, alpha, False, initial)
+
+
+def attach_stored_adapter(top, role: str, adapter: "StoredAdapter", names: "Dict[str, Tuple[str, Tuple[int, ...]]]"):
+    """The checkpoint's adapter ``prima`` of the component as a PEFT adapter with its stored matrices (a stage
+    continues it, or it runs frozen under another stage). Returns what ``attach_stage_adapter`` returns."""
+    def stored(index: int, target: str, out_features: int, in_features: int):
+        stem = target[: -len(".weight")]
+        return adapter.values[f"{stem}.lora_a"], adapter.values[f"{stem}.lora_b"]
+
+    return _inject(top, role, adapter.targets, names, adapter.rank, adapter.alpha, adapter.use_rslora, stored)
+
+
+def _inject(top, role: str, targets: Sequence[str], names, rank: int, alpha: float, use_rslora: bool, values):
+    """PEFT's ``inject_adapter_in_model`` (LoraConfig r, lora_alpha, dropout 0, use_rslora, the targets' modules)
+    named ``prima``, then lora_A and lora_B of target i set to ``values(i, target, out, in)``."""
+    import torch
+    from peft import LoraConfig, inject_adapter_in_model
+
+    modules = [names[t][0][: -len(".weight")] for t in targets]
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=modules, bias="none",
+                        init_lora_weights=True, use_rslora=use_rslora)
+    inject_adapter_in_model(config, top, adapter_name=ADAPTER)
+    scale = alpha / math.sqrt(rank) if use_rslora else alpha / rank
+    out: "OrderedDict[str, object]" = OrderedDict()
+    peft_keys: "OrderedDict[str, object]" = OrderedDict()
+    for index, (target, module) in enumerate(zip(targets, modules)):
+        layer = top.get_submodule(module)
+        a, b = values(index, target, *names[target][1])
+        with torch.no_grad():
+            layer.lora_A[ADAPTER].weight.copy_(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)))
+            layer.lora_B[ADAPTER].weight.copy_(torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)))
+        if layer.scaling[ADAPTER] != scale:
+            raise RuntimeError(f"{module}: PEFT's scaling {layer.scaling[ADAPTER]} is not {scale}")
+        stem = target[: -len(".weight")]
+        out[f"{role}/lora/{ADAPTER}/tensors/{stem}.lora_a"] = layer.lora_A[ADAPTER].weight
+        out[f"{role}/lora/{ADAPTER}/tensors/{stem}.lora_b"] = layer.lora_B[ADAPTER].weight
+        peft_keys[f"base_model.model.{module}.lora_A.weight"] = layer.lora_A[ADAPTER].weight
+        peft_keys[f"base_model.model.{module}.lora_B.weight"] = layer.lora_B[ADAPTER].weight
+    top.eval()
+    return out, peft_keys, config
+
+
+def adapters_of(top, role: str, exported: "Exported", stage_role: str, s: "StageSettings"):
+    """The component's adapter as the stage runs it: for the stage's component its stored ``prima`` adapter
+    (continued) or a new one (§5), trainable; for another component its stored ``prima`` adapter, frozen, or
+    nothing. Returns (gradient paths → parameters, PEFT keys → parameters, LoraConfig), or None."""
+    names = _loaded_by_type(top)
+    stored = exported.adapters.get(role)
+    if stored is not None:
+        result = attach_stored_adapter(top, role, stored, names)
+    elif role == stage_role:
+        result = attach_stage_adapter(top, role, list(exported.hf_names[role]), names, s.rank, s.alpha, s.seed)
+    else:
+        return None
+    for p in result[0].values():
+        p.requires_grad_(role == stage_role)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The data
+# ---------------------------------------------------------------------------------------------------------------------
+def decode_png(path: "os.PathLike | str") -> np.ndarray:
+    """[h, w, 3] of a PNG, alpha discarded and grey replicated, as the Swift decoder gives them: float32 v / 257
+    (the 0…255 scale) for 16 bits per sample; uint8 otherwise, through Pillow when it is installed, else by the
+    plain decoder below (8-bit, non-interlaced grey / RGB / grey+alpha / RGBA; slow on large images)."""
+    data = Path(path).read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path}: not a PNG file")
+    pos, idat, ihdr = 8, b"", None
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            ihdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        elif kind == b"IEND":
+            break
+        pos += 12 + n
+    w, h, depth, ctype, _, _, interlace = ihdr
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
+    if depth == 16 and not interlace and channels is not None:
+        from .prima import _read_png16
+
+        samples = _read_png16(Path(path)).astype(np.float32)
+        rgb = samples[..., :3] if channels >= 3 else np.repeat(samples[..., :1], 3, axis=2)
+        return np.ascontiguousarray(rgb / np.float32(257))
+    try:  # Pillow, when installed, decodes every other PNG to the same samples, faster (prima.load_image's rule)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    except ImportError:
+        pass
+    if depth != 8 or interlace or channels is None:
+        raise ValueError(f"{path}: without Pillow only 8- or 16-bit non-interlaced grey/RGB(A) PNGs are decoded")
+    stride = channels * w
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(h, stride + 1)
+    out = np.zeros((h, stride), dtype=np.int32)
+    prev = np.zeros(stride, dtype=np.int32)
+    for y in range(h):
+        f, line = int(raw[y, 0]), raw[y, 1:].astype(np.int32)
+        cur = np.zeros(stride, dtype=np.int32)
+        for i in range(stride):
+            a = cur[i - channels] if i >= channels else 0
+            b = prev[i]
+            c = prev[i - channels] if i >= channels else 0
+            if f == 0:
+                p = 0
+            elif f == 1:
+                p = a
+            elif f == 2:
+                p = b
+            elif f == 3:
+                p = (a + b) // 2
+            elif f == 4:
+                q = a + b - c
+                pa, pb, pc = abs(q - a), abs(q - b), abs(q - c)
+                p = a if pa <= pb and pa <= pc else b if pb <= pc else c
+            else:
+                raise ValueError(f"{path}: bad filter type {f}")
+            cur[i] = (line[i] + p) & 255
+        out[y] = cur
+        prev = cur
+    pixels = out.reshape(h, w, channels).astype(np.uint8)
+    rgb = pixels[..., :3] if channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
+    return np.ascontiguousarray(rgb)
+
+
+@dataclass
+class Case:
+    image: Path
+    record: Dict[str, str]
+    label: int
+    patient: str
+    lesion: str
+
+
+def read_cases(folder: "os.PathLike | str", class_codes: Sequence[str], schema: Schema) -> List[Case]:
+    """The folder's cases in metadata.csv order (every row usable: this trainer is for fixtures), each record kept
+    to the schema's fields as TrainingCases keeps it."""
+    folder = Path(folder)
+    keys = {f.key for f in schema.fields}
+    cases = []
+    for line, row in enumerate(read_csv(folder / "metadata.csv"), start=2):
+        missing = [k for k in ("img_id", "patient_id", "lesion_id", "diagnostic") if not row.get(k)]
+        if missing:
+            raise ValueError(f"{folder / 'metadata.csv'} line {line}: no {', '.join(missing)}")
+        if row["diagnostic"] not in class_codes:
+            raise ValueError(f"{folder / 'metadata.csv'} line {line}: diagnostic {row['diagnostic']!r} is not one of "
+                             f"the checkpoint's classes {list(class_codes)}")
+        record = {k: v for k, v in row.items() if k in keys}
+        cases.append(Case(folder / "imgs" / row["img_id"], record, list(class_codes).index(row["diagnostic"]),
+                          row["patient_id"], row["lesion_id"]))
+    return cases
+
+
+def split(cases: Sequence[Case], s: StageSettings, class_count: int) -> Tuple[List[int], List[int]]:
+    """(training, validation) case positions of fold s.fold of s.folds (§3.2), ascending."""
+    fold_of = td.folds([(c.patient, c.lesion, c.label) for c in cases], s.folds, s.grouping, s.seed, class_count)
+    return [i for i, f in enumerate(fold_of) if f != s.fold], [i for i, f in enumerate(fold_of) if f == s.fold]
+
+
+def alignment_examples(cases: Sequence[Case], positions: Sequence[int]) -> List[List[int]]:
+    """Stage 2's examples (§3.3): one per lesion of `positions`, in order of the lesion's first position, each
+    its images' positions ascending (the first gives the text and the soft target)."""
+    order: "OrderedDict[Tuple[str, str], List[int]]" = OrderedDict()
+    for position in sorted(positions):
+        order.setdefault((cases[position].patient, cases[position].lesion), []).append(position)
+    return list(order.values())
+
+
+def case_pixels(case: Case, pre: td.Preprocessing, s: StageSettings, epoch: int, index: int, view: int = 0) -> np.ndarray:
+    """[1, 3, H, W]: view `view` of the example `index` (its place among the training positions, or in the
+    stage-2 example list) in `epoch`, augmented (§3.4)."""
+    if not s.augmentation:
+        raise NotImplementedError("the parity trainer augments, as prima-train's default")
+    image = decode_png(case.image)
+    draw = td.draw_view(image.shape[0], image.shape[1], s.seed, epoch, index, view)
+    return td.apply_view(draw, image, pre)[None]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The stages
+# ---------------------------------------------------------------------------------------------------------------------
+def _load(exported: Exported):
+    from .prima import PrimaReference
+
+    ref = PrimaReference(exported.dirs["image_encoder"], exported.dirs["text_encoder"], exported.dirs["decoder"],
+                         exported.heads, class_codes=exported.class_codes, prompt=exported.prompt,
+                         answer_prefix=exported.answer_prefix, schema=Schema.from_json(exported.schema_json))
+    if list(ref.class_token_ids) != exported.class_token_ids:
+        raise RuntimeError(f"class token ids {ref.class_token_ids} differ from the checkpoint's {exported.class_token_ids}")
+    for module in (ref.image.top, ref.text.top, ref.decoder.top, ref.heads):
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return ref
+
+
+def _loaded_by_type(top) -> "OrderedDict[str, Tuple[str, Tuple[int, ...]]]":
+    """loaded_names of a loaded transformers module (its config's model_type names its tensors)."""
+    class _Loaded:  # what loaded_names reads of a ReferenceModel
+        pass
+
+    loaded = _Loaded()
+    loaded.top, loaded.model_type = top, top.config.model_type
+    return loaded_names(loaded)
+
+
+def loaded_names(ref_model) -> "OrderedDict[str, Tuple[str, Tuple[int, ...]]]":
+    """Canonical name -> (parameter name in the loaded module, shape), through prima_ref.names (transformers may
+    rename a checkpoint's keys on loading, e.g. DINOv3's ``layer.N`` to ``model.layer.N``)."""
+    from .names import checkpoint_path
+
+    out: "OrderedDict[str, Tuple[str, Tuple[int, ...]]]" = OrderedDict()
+    for name, p in ref_model.top.named_parameters():
+        canonical = checkpoint_path(ref_model.model_type, name).split("/tensors/", 1)[1]
+        out[canonical] = (name, tuple(p.shape))
+    return out
+
+
+def _optimiser(trainable: "OrderedDict[str, object]", s: StageSettings, examples: int):
+    """AdamW over the trainable tensors in path order, two groups (§2.3 `matrices`), and the schedule of §2.4:
+    (optimizer, scheduler, total steps, warm-up steps)."""
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    total = s.epochs * -(-examples // s.batch_size)
+    warm = warmup_steps(s.warmup_ratio, total)
+    decayed = [p for p in trainable.values() if p.dim() >= 2]
+    plain = [p for p in trainable.values() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([dict(params=decayed, weight_decay=s.weight_decay), dict(params=plain, weight_decay=0.0)],
+                                  lr=s.lr, betas=s.betas, eps=s.eps, foreach=False)
+    return optimizer, get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warm, num_training_steps=total), total, warm
+
+
+def _optimiser_step(trainable, optimizer, scheduler, s: StageSettings, result: TrainResult, lr: float, loss: float) -> None:
+    """Clipping (the pre-clip norm recorded), AdamW, the schedule's next rate, and the step's record."""
+    import torch
+
+    params = list(trainable.values())
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm=s.max_grad_norm) if s.max_grad_norm is not None else _norm(params)
+    optimizer.step()
+    scheduler.step()
+    result.losses.append(float(np.float32(loss)))
+    result.learning_rates.append(float(lr))
+    result.gradient_norms.append(float(norm))
+
+
+def corpus_examples(path: "os.PathLike | str", tokenizer, max_length: int) -> List[Tuple[List[int], List[bool]]]:
+    """(ids, special) of every corpus record (§3.6): its text encoded with special tokens, cut to max_length
+    keeping the last id; special = added by the post-processor or an added token marked special."""
+    special_ids = {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip(" \t\r"):
+            continue
+        enc = tokenizer.encode(td.corpus_record_text(json.loads(line)), add_special_tokens=True)
+        ids = list(enc.ids)
+        special = [bool(m) or i in special_ids for m, i in zip(enc.special_tokens_mask, ids)]
+        if len(ids) > max_length:
+            ids, special = ids[:max_length - 1] + ids[-1:], special[:max_length - 1] + special[-1:]
+        out.append((ids, special))
+    return out
+
+
+def _train_stage1(checkpoint, corpus, s: StageSettings, max_steps: Optional[int]) -> TrainResult:
+    """Stage 1: the text encoder (BertForMaskedLM / ModernBertForMaskedLM from the checkpoint) with its LoRA and
+    its masked-LM head (every stored mlm.* tensor but the tied decoder weight), the masked-LM cross-entropy summed
+    over the step's masked tokens and divided by their count (§2.6)."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForMaskedLM
+
+    from .names import checkpoint_path
+
+    with tempfile.TemporaryDirectory(prefix="prima-train-ref-") as tmp:
+        exported = export_checkpoint(checkpoint, tmp)
+        top = AutoModelForMaskedLM.from_pretrained(str(exported.dirs["text_encoder"]), attn_implementation="eager",
+                                                   dtype=torch.float32)
+        tokenizer = _tokenizer(exported.dirs["text_encoder"])
+        pad = _pad_id(exported.dirs)
+    top.eval()
+    for p in top.parameters():
+        p.requires_grad_(False)
+
+    lora, peft_keys, config = adapters_of(top, "text_encoder", exported, "text_encoder", s)
+    names = {n: h for n, (h, _) in _loaded_by_type(top).items()}
+    params = dict(top.named_parameters())
+    heads = OrderedDict((f"text_encoder/tensors/{n}", params[names[n]]) for n in exported.hf_names["text_encoder"]
+                        if n.startswith("mlm.") and n in names)
+    trainable = OrderedDict(sorted(list(lora.items()) + list(heads.items())))
+    for p in trainable.values():
+        p.requires_grad_(True)
+
+    max_length = int(top.config.max_position_embeddings)
+    examples = corpus_examples(corpus, tokenizer, max_length)
+    vocabulary = tokenizer.get_vocab_size(with_added_tokens=True)
+    mask_id = next(i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special and t.content in ("[MASK]", "<mask>"))
+    optimizer, scheduler, total, warm = _optimiser(trainable, s, len(examples))
+    result = TrainResult(total_steps=total, warmup_steps=warm)
+    steps = total if max_steps is None else min(max_steps, total)
+    for epoch in range(s.epochs):
+        order = td.epoch_order(len(examples), s.seed, epoch)
+        for start in range(0, len(order), s.batch_size):
+            if len(result.losses) == steps:
+                break
+            batch = order[start:start + s.batch_size]
+            masked = [td.mask_tokens(examples[i][0], examples[i][1], mask_id, vocabulary, s.seed, epoch, i) for i in batch]
+            length = max(len(m[0]) for m in masked)
+            ids = torch.tensor([m[0] + [pad] * (length - len(m[0])) for m in masked], dtype=torch.long)
+            attention = torch.tensor([[1] * len(m[0]) + [0] * (length - len(m[0])) for m in masked], dtype=torch.long)
+            labels = torch.tensor([m[1] + [td.IGNORE_LABEL] * (length - len(m[1])) for m in masked], dtype=torch.long)
+            items = int((labels != td.IGNORE_LABEL).sum())
+            optimizer.zero_grad(set_to_none=False)
+            lr = scheduler.get_last_lr()[0]
+            logits = top(input_ids=ids, attention_mask=attention).logits  # (B, T, V)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=td.IGNORE_LABEL,
+                                   reduction="sum") / items
+            loss.backward()
+            _optimiser_step(trainable, optimizer, scheduler, s, result, lr, loss.detach().item())
+    _finish(result, trainable, peft_keys, config, OrderedDict())
+    return result
+
+
+def _finish(result: TrainResult, trainable, peft_keys, config, heads) -> None:
+    """The trained tensors by gradient path, the adapter in PEFT's form and the heads, as float32 arrays."""
+    def values(p):
+        return np.ascontiguousarray(p.detach().numpy(), dtype=np.float32)
+
+    result.tensors = OrderedDict((path, values(p)) for path, p in trainable.items())
+    result.adapter_state = OrderedDict((key, values(p)) for key, p in peft_keys.items())
+    result.lora_config = config
+    result.heads = OrderedDict((name, values(p)) for name, p in heads.items())
+
+
+def save_outputs(result: TrainResult, out_dir: "os.PathLike | str") -> None:
+    """OUT/adapter (PEFT's adapter_config.json and adapter_model.safetensors, for ``prima-convert lora-import``),
+    OUT/heads.safetensors (canonical names, for ``prima-convert import --heads``; absent for stage 1) and
+    OUT/steps.json (the loss, learning rate and pre-clip norm of every step)."""
+    from safetensors.numpy import save_file
+
+    out_dir = Path(out_dir)
+    (out_dir / "adapter").mkdir(parents=True, exist_ok=True)
+    result.lora_config.save_pretrained(str(out_dir / "adapter"))
+    save_file(dict(result.adapter_state), str(out_dir / "adapter" / "adapter_model.safetensors"))
+    if result.heads:
+        save_file(dict(result.heads), str(out_dir / "heads.safetensors"))
+    steps = dict(loss=result.losses, lr=result.learning_rates, grad_norm=result.gradient_norms,
+                 total_steps=result.total_steps, warmup_steps=result.warmup_steps)
+    (out_dir / "steps.json").write_text(json.dumps(steps, indent=1) + "\n", encoding="utf-8")
+
+
+def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: StageSettings,
+                max_steps: Optional[int] = None) -> TrainResult:
+    """Runs stage s.stage from `checkpoint` on `data` (the corpus for stage 1, a case folder for the others) for
+    max_steps optimiser steps (None: all)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)  # nothing is drawn from torch; PEFT's own initialisation is overwritten
+    if s.stage == "stage1":
+        return _train_stage1(checkpoint, data, s, max_steps)
+    with tempfile.TemporaryDirectory(prefix="prima-train-ref-") as tmp:
+        exported = export_checkpoint(checkpoint, tmp)
+        ref = _load(exported)
+        text_tokenizer = _tokenizer(exported.dirs["text_encoder"])
+        text_pad = _pad_id(exported.dirs)
+    role = STAGE_ROLE[s.stage]
+    for r, m in zip(ROLES, (ref.image, ref.text, ref.decoder)):
+        attached = adapters_of(m.top, r, exported, role, s)
+        if r == role:
+            lora, peft_keys, config = attached
+    prefix = {"stage2": "alignment.", "stage2b": "image_classifier.", "stage3": "fusion."}[s.stage]
+    heads = OrderedDict((f"prima/tensors/{n}", p) for n, p in ref.heads.named_parameters() if n.startswith(prefix))
+    trainable = OrderedDict(sorted(list(lora.items()) + list(heads.items())))  # Trainer's path order
+    for p in trainable.values():
+        p.requires_grad_(True)
+
+    schema = Schema.from_json(exported.schema_json)
+    cases = read_cases(data, exported.class_codes, schema)
+    training, _ = split(cases, s, len(exported.class_codes))
+    examples_of_stage2 = alignment_examples(cases, training)
+    count = len(examples_of_stage2) if s.stage == "stage2" else len(training)
+    pre = preprocessing(exported.preprocessing)
+    rank, world = _distributed()
+    if world > 1 and s.stage != "stage2b":
+        raise NotImplementedError(f"{s.stage}: the distributed reference trainer covers stage2b")
+    ddp = _distributed_image_ce_module(ref) if world > 1 else None
+    optimizer, scheduler, total, warm = _optimiser(trainable, s, count)
+    result = TrainResult(total_steps=total, warmup_steps=warm)
+    max_length = int(ref.text.config.max_position_embeddings)
+    steps = total if max_steps is None else min(max_steps, total)
+
+    for epoch in range(s.epochs):
+        order = td.epoch_order(count, s.seed, epoch)
+        for start in range(0, len(order), s.batch_size):
+            if len(result.losses) == steps:
+                break
+            examples = order[start:start + s.batch_size]
+            optimizer.zero_grad(set_to_none=False)
+            lr = scheduler.get_last_lr()[0]
+            if s.stage == "stage2":
+                loss = _alignment_loss(ref, cases, examples_of_stage2, examples, pre, s, epoch, schema, exported,
+                                       text_tokenizer, text_pad, max_length)
+                loss.backward()
+                step_loss = float(np.float32(loss.detach().item()))
+            elif ddp is not None:
+                step_loss = _distributed_image_ce(ddp, cases, training, examples, pre, s, epoch, rank, world)
+            elif s.stage == "stage2b":
+                pixels = np.concatenate([case_pixels(cases[training[i]], pre, s, epoch, i) for i in examples])
+                labels = torch.tensor([cases[training[i]].label for i in examples], dtype=torch.long)
+                img = ref.image.top(pixel_values=torch.from_numpy(pixels)).last_hidden_state  # (B, 1+R+Np, Ci)
+                loss = F.cross_entropy(ref.heads.image_classifier(img[:, 0]), labels, reduction="mean")
+                loss.backward()
+                step_loss = float(np.float32(loss.detach().item()))
+            else:
+                step_loss = 0.0
+                for i in examples:
+                    case = cases[training[i]]
+                    ids = _text_ids(text_tokenizer, schema.render(case.record, str(case.image)), max_length)
+                    logits = _class_logits(ref, case_pixels(case, pre, s, epoch, i), ids)
+                    ce = F.cross_entropy(logits, torch.tensor([case.label]), reduction="sum")
+                    (ce / len(examples)).backward()
+                    step_loss += float(np.float32(ce.detach().item())) / len(examples)
+            _optimiser_step(trainable, optimizer, scheduler, s, result, lr, step_loss)
+    _finish(result, trainable, peft_keys, config, OrderedDict(ref.heads.named_parameters()))
+    return result
+
+
+def _distributed() -> Tuple[int, int]:
+    """(rank, world size) of a torch.distributed run (torchrun sets WORLD_SIZE; gloo, CPU), (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _distributed_image_ce_module(ref):
+    """Stage 2b's loss — the image encoder and the image classifier, the summed cross-entropy of a batch times a
+    scale — wrapped in DistributedDataParallel, which averages the gradients over the processes after backward
+    (its initial broadcast from rank 0 changes nothing: every rank builds the same model)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.parallel import DistributedDataParallel
+
+    class ImageClassifierLoss(torch.nn.Module):
+        def __init__(self, image, classifier):
+            super().__init__()
+            self.image, self.classifier = image, classifier
+
+        def forward(self, pixels, labels, scale: float):
+            img = self.image(pixel_values=pixels).last_hidden_state  # (B, 1+R+Np, Ci)
+            return F.cross_entropy(self.classifier(img[:, 0]), labels, reduction="sum") * scale
+
+    return DistributedDataParallel(ImageClassifierLoss(ref.image.top, ref.heads.image_classifier))
+
+
+def _distributed_image_ce(ddp, cases, training, examples, pre, s: StageSettings, epoch: int, rank: int, world: int) -> float:
+    """One step of stage 2b over `world` processes: rank r takes examples r, r + world, …; its loss is its summed
+    cross-entropy times world / N (N the step's examples), so that DDP's average of the ranks' gradients is the
+    gradient of the step's mean, as one process computes it (§2.6). A rank left without an example (the last step
+    of an epoch) runs the step's first one with scale 0, because every rank must take part in the reduction.
+    Returns the step's mean loss, summed over the ranks."""
+    import torch
+    import torch.distributed as dist
+
+    mine = examples[rank::world]
+    scale = world / len(examples) if mine else 0.0
+    chosen = mine or examples[:1]
+    pixels = np.concatenate([case_pixels(cases[training[i]], pre, s, epoch, i) for i in chosen])
+    labels = torch.tensor([cases[training[i]].label for i in chosen], dtype=torch.long)
+    loss = ddp(torch.from_numpy(pixels), labels, scale)
+    loss.backward()
+    total = loss.detach().clone() / world
+    dist.all_reduce(total)
+    return float(np.float32(total.item()))
+
+
+def _alignment_loss(ref, cases, stage_examples, indices, pre, s: StageSettings, epoch: int, schema: Schema,
+                    exported: Exported, tokenizer, pad: int, max_length: int):
+    """Stage 2's weighted sum of the four alignment terms (Formats/prima-trace.md §11.11) over the examples
+    `indices`: views picked (§3.3) and augmented (part = the view), view 0 of every example then view 1; the text
+    and soft target of each example's first image; the text encoder frozen."""
+    import torch
+
+    from .prima_grad import alignment_loss_terms
+
+    picks = [td.pick_views(stage_examples[i], s.seed, epoch, i) for i in indices]
+    pixels = np.concatenate([case_pixels(cases[pair[view]], pre, s, epoch, i, view)
+                             for view in (0, 1) for i, pair in zip(indices, picks)])
+    records = [cases[stage_examples[i][0]].record for i in indices]
+    texts = [_text_ids(tokenizer, schema.render(r), max_length)[0] for r in records]
+    length = max(len(t) for t in texts)
+    ids = np.array([list(t) + [pad] * (length - len(t)) for t in texts], dtype=np.int64)
+    mask = np.array([[1] * len(t) + [0] * (length - len(t)) for t in texts], dtype=np.int64)
+    parsed = [schema.parse(c.record) for c in cases]
+    blocks = td.soft_target_blocks(schema, exported.class_codes, parsed, labels_only=s.soft_labels_only)
+    y = torch.from_numpy(np.stack([td.soft_target_vector(blocks, schema.parse(r)) for r in records]))
+    img = ref.image.top(pixel_values=torch.from_numpy(pixels)).last_hidden_state  # (2N, 1+R+Np, Ci)
+    with torch.no_grad():
+        txt = ref.text.top(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state
+    al = ref.heads.alignment
+    g, q = al.image_proj(img[:, 0]), al.text_proj(txt[:, 0])
+    p, t = al.image_proj(img[:, 1 + ref.num_registers:]), al.text_proj(txt)
+    terms = alignment_loss_terms(g, q, p, t, mask.sum(axis=1), y, s.tau, s.tau_label, s.loc_mode)
+    w = s.loss_weights
+    return w[0] * terms["img"] + w[1] * terms["glo"] + w[2] * terms["loc"] + w[3] * terms["soft"]
+
+
+def _pad_id(dirs: Dict[str, Path]) -> int:
+    """The text encoder tokenizer's padding id (tokenizer.json's padding.pad_id), 0 without one, as CaseContext."""
+    padding = json.loads((dirs["text_encoder"] / "tokenizer.json").read_text(encoding="utf-8")).get("padding")
+    return int(padding["pad_id"]) if padding else 0
+
+
+def _norm(params):
+    import torch
+
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+
+
+def _tokenizer(model_dir: Path):
+    """The component's tokenizer.json as the `tokenizers` library reads it, its own padding and truncation off."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def _text_ids(tokenizer, text: str, max_length: int) -> np.ndarray:
+    """[1, T] int64: the text with special tokens, longer than max_length cut to its first max − 1 ids and the
+    last (§3.6, as prima-diagnose)."""
+    ids = tokenizer.encode(text, add_special_tokens=True).ids
+    if len(ids) > max_length:
+        ids = ids[:max_length - 1] + ids[-1:]
+    return np.asarray([ids], dtype=np.int64)
+
+
+def _class_logits(ref, pixels: np.ndarray, ids: np.ndarray):
+    """(1, K): the §10 pipeline of one case (Formats/prima-trace.md), as PrimaReference runs it, with autograd."""
+    import torch
+
+    img = ref.image.top(pixel_values=torch.from_numpy(pixels)).last_hidden_state  # (1, 1+R+Np, Ci)
+    t_ids = torch.from_numpy(ids)
+    txt = ref.text.top(input_ids=t_ids, attention_mask=torch.ones_like(t_ids)).last_hidden_state  # (1, T, Ct)
+    h, w = pixels.shape[2] // ref.patch_size, pixels.shape[3] // ref.patch_size
+    n = ids.shape[1]
+    cls_i, patches = img[:, 0], img[:, 1 + ref.num_registers:]
+    cls_t, seq_t = txt[:, 0], txt[:, 1:max(1, n - 1)]
+    f = ref.heads.fusion
+    top = ref.decoder.top
+    emb = top.get_input_embeddings().weight
+    st = f.special_tokens[:, None, :]
+    prompt = emb[torch.tensor(ref.prompt_ids, dtype=torch.long)][None]
+    answer = emb[torch.tensor(ref.answer_prefix_ids, dtype=torch.long)][None]
+    embeds = torch.cat([prompt, st[0:1], f.image_cls_projector(cls_i), f.image_seq_projector(patches, h, w), st[1:2],
+                        st[2:3], f.text_cls_projector(cls_t), f.text_seq_projector(seq_t), st[3:4], answer], dim=1)
+    out = top.model(inputs_embeds=embeds, attention_mask=torch.ones((1, embeds.shape[1]), dtype=torch.long),
+                    use_cache=False)
+    final = out.last_hidden_state[:, -1]  # (1, D), after the final norm
+    return top.lm_head(final)[:, torch.tensor(ref.class_token_ids, dtype=torch.long)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------------------
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m prima_ref.train STAGE --checkpoint IN.h5 --data DIR|CORPUS -o OUT_DIR …``, or under
+    ``torchrun --nproc_per_node N -m prima_ref.train stage2b …`` (DDP on gloo, CPU): trains and writes
+    ``save_outputs``'s files from rank 0."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m prima_ref.train", description=__doc__.split("\n")[0])
+    p.add_argument("stage", choices=sorted(STAGE_ROLE))
+    p.add_argument("--checkpoint", required=True, help="the PRIMA checkpoint (.h5, float32)")
+    p.add_argument("--data", required=True, help="the case folder, or the corpus for stage1")
+    p.add_argument("-o", "--output", required=True, help="the directory of the outputs")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--lr", type=float, required=True)
+    p.add_argument("--weight-decay", type=float, required=True)
+    p.add_argument("--rank", type=int, required=True)
+    p.add_argument("--alpha", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--patient-split", action="store_true")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps of the stage's schedule")
+    args = p.parse_args(argv)
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    torch.set_num_threads(1)
+    s = StageSettings(stage=args.stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      weight_decay=args.weight_decay, rank=args.rank, alpha=args.alpha or 2.0 * args.rank,
+                      seed=args.seed, max_grad_norm=args.max_grad_norm or None, folds=args.folds, fold=args.fold,
+                      grouping="patient" if args.patient_split else "lesion")
+    try:
+        result = train_stage(args.checkpoint, args.data, s, max_steps=args.max_steps)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"python -m prima_ref.train: {e}", file=sys.stderr)
+        return 2
+    rank, _ = _distributed()
+    if rank == 0:
+        save_outputs(result, args.output)
+        for k, (loss, lr, norm) in enumerate(zip(result.losses, result.learning_rates, result.gradient_norms)):
+            print(f"step {k + 1}/{result.total_steps}: loss {loss:.6f} lr {lr:.3e} grad_norm {norm:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
