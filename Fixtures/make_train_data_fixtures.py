@@ -26,9 +26,7 @@ numpy only; rerun from the repository root (two runs give byte-identical files):
 
 import hashlib
 import json
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +39,7 @@ from prima_ref.train_data import (  # noqa: E402
     Preprocessing, apply_view, balanced_order, class_weights, draw_view, epoch_order, mask_tokens, pick_views,
     soft_target_blocks, soft_target_vector)
 from prima_ref.metadata import Schema, read_csv  # noqa: E402
+from prima_ref import png  # noqa: E402
 
 OUT = FIXTURES / "train" / "augmentation"
 
@@ -63,49 +62,11 @@ VIEWS = [
 
 def decode_png(path: Path) -> np.ndarray:
     """8-bit RGB or grey, non-interlaced PNG -> [h, w, 3] uint8 (grey repeated into R, G, B)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
-    position, idat, header = 8, b"", None
-    while position < len(data):
-        length, kind = struct.unpack(">I4s", data[position:position + 8])
-        body = data[position + 8:position + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        position += 12 + length
-    width, height, depth, colour, _, _, interlace = header
-    assert depth == 8 and colour in (0, 2) and interlace == 0, (path, header)
-    channels = 3 if colour == 2 else 1
-    stride = width * channels
-    raw = zlib.decompress(idat)
-    rows = np.zeros((height, stride), dtype=np.uint8)
-    previous = np.zeros(stride, dtype=np.int32)
-    for y in range(height):
-        kind = raw[y * (stride + 1)]
-        line = np.frombuffer(raw, dtype=np.uint8, count=stride, offset=y * (stride + 1) + 1).astype(np.int32)
-        out = np.zeros(stride, dtype=np.int32)
-        for x in range(stride):
-            a = out[x - channels] if x >= channels else 0
-            b = previous[x]
-            c = previous[x - channels] if x >= channels else 0
-            if kind == 0:
-                predictor = 0
-            elif kind == 1:
-                predictor = a
-            elif kind == 2:
-                predictor = b
-            elif kind == 3:
-                predictor = (a + b) // 2
-            else:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                predictor = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-            out[x] = (line[x] + predictor) & 0xFF
-        rows[y] = out
-        previous = out
-    image = rows.reshape(height, width, channels)
-    return np.repeat(image, 3, axis=2) if channels == 1 else image
+    ihdr, idat = png.read_chunks(path)
+    width, height, depth, colour, _, _, interlace = ihdr
+    assert depth == 8 and colour in (0, 2) and interlace == 0, (path, ihdr)
+    image = np.frombuffer(png.unfiltered(path, ihdr, idat), dtype=np.uint8).reshape(height, width, png.CHANNELS[colour])
+    return np.repeat(image, 3, axis=2) if colour == 0 else image
 
 
 # Two token sequences: [CLS]=2 … [SEP]=3 with a special token inside (position 5), vocabulary 50, [MASK] = 4.

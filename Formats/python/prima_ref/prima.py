@@ -46,13 +46,13 @@ import json
 import os
 import struct
 import sys
-import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import png
 from .metadata import Schema
 from .trace import (  # trace.py holds the trace contract, prima inputs and names included; it never imports this module
     LIBVER,  # noqa: F401  (re-exported for callers that write traces themselves)
@@ -255,46 +255,11 @@ def png_info(path: "os.PathLike | str") -> Tuple[int, int, int, int, int]:
 
 def _read_png16(path: Path) -> np.ndarray:
     """(H, W, C) uint16 samples of a non-interlaced 16-bit PNG (grey, grey+alpha, RGB, RGBA)."""
-    data = path.read_bytes()
-    pos, idat, ihdr = 8, b"", None
-    while pos < len(data):
-        n, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + n]
-        if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        elif kind == b"IEND":
-            break
-        pos += 12 + n
-    w, h, depth, ctype, _, _, interlace = ihdr
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}[ctype]
-    if depth != 16 or interlace:
-        raise ValueError(f"{path}: only non-interlaced 16-bit PNGs are decoded here")
-    bpp, stride = 2 * channels, 2 * channels * w
-    raw = zlib.decompress(idat)
-    out = bytearray(h * stride)
-    prev = bytearray(stride)
-    for y in range(h):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - bpp] if i >= bpp else 0
-            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
-            if f == 1:
-                line[i] = (line[i] + a) & 255
-            elif f == 2:
-                line[i] = (line[i] + b) & 255
-            elif f == 3:
-                line[i] = (line[i] + (a + b) // 2) & 255
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-            elif f != 0:
-                raise ValueError(f"{path}: bad filter type {f}")
-        out[y * stride : (y + 1) * stride] = line
-        prev = line
-    return np.frombuffer(bytes(out), dtype=">u2").reshape(h, w, channels).astype(np.uint16)
+    ihdr, idat = png.read_chunks(path)
+    w, h, depth, ctype = ihdr[:4]
+    if depth != 16:
+        raise ValueError(f"{path}: only 16-bit PNGs are decoded here")
+    return np.frombuffer(png.unfiltered(path, ihdr, idat), dtype=">u2").reshape(h, w, png.CHANNELS[ctype]).astype(np.uint16)
 
 
 def load_image(path: "os.PathLike | str"):

@@ -37,10 +37,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 import sys
 import tempfile
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +46,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import png
 from . import train_data as td
 from .metadata import Schema, read_csv
 
@@ -305,24 +304,11 @@ def adapters_of(top, role: str, exported: "Exported", stage_role: str, s: "Stage
 def decode_png(path: "os.PathLike | str") -> np.ndarray:
     """[h, w, 3] of a PNG, alpha discarded and grey replicated, as the Swift decoder gives them: float32 v / 257
     (the 0…255 scale) for 16 bits per sample; uint8 otherwise, through Pillow when it is installed, else by the
-    plain decoder below (8-bit, non-interlaced grey / RGB / grey+alpha / RGBA; slow on large images)."""
-    data = Path(path).read_bytes()
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError(f"{path}: not a PNG file")
-    pos, idat, ihdr = 8, b"", None
-    while pos < len(data):
-        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + n]
-        if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        elif kind == b"IEND":
-            break
-        pos += 12 + n
-    w, h, depth, ctype, _, _, interlace = ihdr
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
-    if depth == 16 and not interlace and channels is not None:
+    plain reader of prima_ref.png (8-bit, non-interlaced grey / RGB / grey+alpha / RGBA; slow on large images)."""
+    ihdr, idat = png.read_chunks(path)
+    w, h, depth, ctype = ihdr[:4]
+    channels = png.CHANNELS.get(ctype)
+    if depth == 16 and channels is not None:
         from .prima import _read_png16
 
         samples = _read_png16(Path(path)).astype(np.float32)
@@ -335,37 +321,7 @@ def decode_png(path: "os.PathLike | str") -> np.ndarray:
             return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
     except ImportError:
         pass
-    if depth != 8 or interlace or channels is None:
-        raise ValueError(f"{path}: without Pillow only 8- or 16-bit non-interlaced grey/RGB(A) PNGs are decoded")
-    stride = channels * w
-    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(h, stride + 1)
-    out = np.zeros((h, stride), dtype=np.int32)
-    prev = np.zeros(stride, dtype=np.int32)
-    for y in range(h):
-        f, line = int(raw[y, 0]), raw[y, 1:].astype(np.int32)
-        cur = np.zeros(stride, dtype=np.int32)
-        for i in range(stride):
-            a = cur[i - channels] if i >= channels else 0
-            b = prev[i]
-            c = prev[i - channels] if i >= channels else 0
-            if f == 0:
-                p = 0
-            elif f == 1:
-                p = a
-            elif f == 2:
-                p = b
-            elif f == 3:
-                p = (a + b) // 2
-            elif f == 4:
-                q = a + b - c
-                pa, pb, pc = abs(q - a), abs(q - b), abs(q - c)
-                p = a if pa <= pb and pa <= pc else b if pb <= pc else c
-            else:
-                raise ValueError(f"{path}: bad filter type {f}")
-            cur[i] = (line[i] + p) & 255
-        out[y] = cur
-        prev = cur
-    pixels = out.reshape(h, w, channels).astype(np.uint8)
+    pixels = np.frombuffer(png.unfiltered(path, ihdr, idat), dtype=np.uint8).reshape(h, w, channels)
     rgb = pixels[..., :3] if channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
     return np.ascontiguousarray(rgb)
 
