@@ -39,6 +39,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,9 @@ class TrainResult:
     learning_rates: List[float] = field(default_factory=list)
     gradient_norms: List[float] = field(default_factory=list)
     tensors: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
+    # time.perf_counter() when each step's optimiser update finished (the benchmark's step times are their
+    # differences; the first step also holds the setup).
+    step_ends: List[float] = field(default_factory=list)
     total_steps: int = 0
     warmup_steps: int = 0
     # What imports back into a checkpoint (``save_outputs``): the adapter in PEFT's on-disk form (its LoraConfig
@@ -444,6 +448,7 @@ def _optimiser_step(trainable, optimizer, scheduler, s: StageSettings, result: T
     result.losses.append(float(np.float32(loss)))
     result.learning_rates.append(float(lr))
     result.gradient_norms.append(float(norm))
+    result.step_ends.append(time.perf_counter())
 
 
 def corpus_examples(path: "os.PathLike | str", tokenizer, max_length: int) -> List[Tuple[List[int], List[bool]]]:
@@ -792,6 +797,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--patient-split", action="store_true")
     p.add_argument("--max-steps", type=int, help="stop after this many steps of the stage's schedule")
+    p.add_argument("--threads", type=int, default=1, help="torch's intra-op threads (default 1: the fixtures' setting)")
     args = p.parse_args(argv)
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -799,7 +805,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     s = StageSettings(stage=args.stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, rank=args.rank, alpha=args.alpha or 2.0 * args.rank,
                       seed=args.seed, max_grad_norm=args.max_grad_norm or None, folds=args.folds, fold=args.fold,
@@ -812,8 +818,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rank, _ = _distributed()
     if rank == 0:
         save_outputs(result, args.output)
+        ends = result.step_ends
         for k, (loss, lr, norm) in enumerate(zip(result.losses, result.learning_rates, result.gradient_norms)):
-            print(f"step {k + 1}/{result.total_steps}: loss {loss:.6f} lr {lr:.3e} grad_norm {norm:.4f}")
+            seconds = ends[k] - ends[k - 1] if k > 0 else float("nan")
+            print(f"step {k + 1}/{result.total_steps}: loss {loss:.6f} lr {lr:.3e} grad_norm {norm:.4f} seconds {seconds:.4f}")
     return 0
 
 
