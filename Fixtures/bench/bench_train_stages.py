@@ -139,9 +139,20 @@ def main():
     batches = dict(zip(["stage1", "stage2", "stage2b", "stage3"], [int(b) for b in args.batch.split(",")]))
     checkpoint = work / "prima-bench.h5"
     if not checkpoint.exists():
-        subprocess.run([str(BIN / "prima-convert"), "import", "--image-encoder", args.image, "--text-encoder", args.text,
-                        "--decoder", args.decoder, "--labels", "ACK,BCC,MEL,NEV,SCC,SEK", "-o", str(checkpoint), "--no-progress"],
-                       check=True)
+        # Full-size random-weight directories have no tokenizers: the fixture ones are linked in beside their
+        # files, as bench_pipeline.py does (ModernBERT's for the text, qwen3-prima's for the decoder).
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_pipeline import TOKENIZERS, link_dir
+
+        def with_tokenizer(directory: str, kind: str) -> str:
+            model = Path(directory)
+            if (model / "tokenizer.json").exists():
+                return directory
+            return str(link_dir(work / kind, [*sorted(p for p in model.iterdir() if p.is_file()), *sorted(TOKENIZERS[kind].iterdir())]))
+
+        subprocess.run([str(BIN / "prima-convert"), "import", "--image-encoder", args.image, "--text-encoder", with_tokenizer(args.text, "text"),
+                        "--decoder", with_tokenizer(args.decoder, "decoder"), "--labels", "ACK,BCC,MEL,NEV,SCC,SEK", "-o", str(checkpoint),
+                        "--no-progress"], check=True)
     rows = []
     for stage in args.stages.split(","):
         batch = batches[stage]
