@@ -65,12 +65,12 @@ struct Appearance: Sendable {
         case .ack:  // small ill-defined red-pink macule or patch with rough white-yellow scale on sun-damaged skin
             Appearance(colour1: [0.80, 0.47, 0.42], colour2: [0.72, 0.40, 0.36], colour3: [0.85, 0.70, 0.60],
                        variegation: 0.30, thirdAmount: 0.10, edge: 0.35, irregularity: 0.12, asymmetry: 0.12,
-                       texture: 0.20, textureFrequency: 8, scale: 0.45, rim: 0, crust: 0.05, crustColour: [0.62, 0.48, 0.32],
+                       texture: 0.20, textureFrequency: 8, scale: 0.45, rim: 0, crust: 0.05, crustColour: [0.66, 0.50, 0.36],
                        vessels: 0.5, halo: 0.30)
         case .scc:  // red indurated nodule or plaque, thick yellow-brown keratin crust, sometimes ulcerated and bleeding
             Appearance(colour1: [0.72, 0.34, 0.30], colour2: [0.60, 0.26, 0.22], colour3: [0.80, 0.66, 0.50],
                        variegation: 0.35, thirdAmount: 0.15, edge: 0.18, irregularity: 0.12, asymmetry: 0.12,
-                       texture: 0.20, textureFrequency: 6, scale: 0.35, rim: 0.1, crust: 0.45, crustColour: [0.58, 0.42, 0.24],
+                       texture: 0.20, textureFrequency: 6, scale: 0.35, rim: 0.1, crust: 0.45, crustColour: [0.62, 0.44, 0.28],
                        vessels: 1.5, halo: 0.25)
         }
     }

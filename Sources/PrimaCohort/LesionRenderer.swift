@@ -41,12 +41,13 @@ public enum LesionRenderer {
             // Overlap: a third of the lesions borrow part of a look-alike class's appearance.
             if random.chance(0.35) {
                 let others = Appearance.lookalikes(lesion.diagnosis)
-                look = look.mixed(with: .of(others[random.below(others.count)]), Float(random.uniform(0.25, 0.6)))
+                look = look.mixed(with: .of(others[random.below(others.count)]), Float(random.uniform(0.2, 0.5)))
             }
             func spread(_ value: inout Float, _ sd: Double) { value *= Float(exp(sd * random.normal())) }
             func shift(_ colour: inout SIMD3<Float>) {
-                let common = Float(0.06 * random.normal())
-                for c in 0..<3 { colour[c] = min(1, max(0.02, colour[c] + common + Float(0.025 * random.normal()))) }
+                // Mostly lighter or darker, a little hue.
+                let common = Float(exp(0.15 * random.normal()))
+                for c in 0..<3 { colour[c] = min(1, max(0.02, colour[c] * common + Float(0.015 * random.normal()))) }
             }
             shift(&look.colour1); shift(&look.colour2); shift(&look.colour3); shift(&look.crustColour)
             spread(&look.variegation, 0.3); spread(&look.thirdAmount, 0.4); spread(&look.edge, 0.3)
@@ -102,8 +103,9 @@ public enum LesionRenderer {
     static func draw(look: LesionLook, skinType: Int, size: Int, random: inout CohortRandom) -> RGBImage {
         let s = Float(size)
         let app = look.appearance
-        // Framing: a field of view of 20–38 mm, widened so that the lesion fills at most 80% of the frame.
-        let fieldOfView = max(Float(exp(random.uniform(log(20), log(38)))), look.diameter1 / 0.8)
+        // Framing: a field of view of 14–30 mm (PAD-UFES-20's photographs are close-ups), widened so that the lesion
+        // fills at most 80% of the frame.
+        let fieldOfView = max(Float(exp(random.uniform(log(14), log(30)))), look.diameter1 / 0.8)
         let pixelsPerMM = s / fieldOfView
         let a = look.diameter1 / 2 * pixelsPerMM, b = look.diameter2 / 2 * pixelsPerMM
         let reach = a * 1.5
@@ -182,14 +184,14 @@ public enum LesionRenderer {
                          into: &buffer, size: size)
         }
         // Hairs across the photograph.
-        let hairs = random.chance(0.3) ? 1 + random.below(4) : 0
+        let hairs = random.chance(0.2) ? 1 + random.below(3) : 0
         for _ in 0..<hairs {
             var point = SIMD2<Float>(Float(random.uniform(0, Double(s))), Float(random.uniform(0, Double(s))))
             var heading = Float(random.uniform(0, 2 * Double.pi))
             var path = [point]
-            for _ in 0..<10 {
-                heading += Float(random.normal() * 0.15)
-                point += SIMD2(cos(heading), sin(heading)) * (s / 14)
+            for _ in 0..<6 {
+                heading += Float(random.normal() * 0.2)
+                point += SIMD2(cos(heading), sin(heading)) * (s / 20)
                 path.append(point)
             }
             drawPolyline(path, width: max(0.6, s / 224 * Float(random.uniform(0.7, 1.4))), colour: skin * 0.25, opacity: 0.85,
@@ -212,11 +214,11 @@ public enum LesionRenderer {
                 }
             }
         }
-        let blurRadius = Int(random.uniform(0, 2.5) * Double(s) / 224)
+        let blurRadius = Int(random.uniform(0, 2) * Double(s) / 224)
         if blurRadius > 0 { boxBlur(&buffer, size: size, radius: blurRadius) }
 
         // Sensor noise and 8-bit quantisation.
-        let sigma = Float(random.uniform(1, 5))  // in 8-bit steps
+        let sigma = Float(random.uniform(0.5, 2))  // in 8-bit steps (more makes the PNGs slow to compress)
         let noiseState = UInt32(truncatingIfNeeded: random.next())
         var bytes = [UInt8](repeating: 0, count: buffer.count)
         for i in 0..<buffer.count {
@@ -225,7 +227,7 @@ public enum LesionRenderer {
             h ^= h >> 12
             let uniform = Float(h >> 8) * (1 / 16_777_216) - 0.5  // [−0.5, 0.5): sd 0.289
             let value = buffer[i] * 255 + uniform * sigma * 3.46
-            bytes[i] = UInt8(min(255, max(0, value.rounded())))
+            bytes[i] = UInt8(min(255, max(0, value + 0.5)))  // rounds: the value is clamped to be non-negative
         }
         return RGBImage(width: size, height: size, samples: .uint8(bytes))
     }

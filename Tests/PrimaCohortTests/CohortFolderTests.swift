@@ -45,6 +45,7 @@ import Testing
         #expect(folderCases.cases.allSatisfy { if case .success = $0.image { true } else { false } })
         let image = try PNGDecoder.decode(contentsOf: folder + "/" + CohortWriter.imagePath(cohort, position: 0))
         #expect(image.width == 48 && image.height == 48)
+        #expect(image == LesionRenderer.render(cohort, position: 0))  // the level-1 PNG holds exactly the drawn pixels
 
         let corpus = try RiskFactorCorpus(path: folder + "/risk-factors.jsonl")
         #expect(corpus.records.count == CohortCorpus.records.count)
