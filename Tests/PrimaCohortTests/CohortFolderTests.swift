@@ -83,5 +83,6 @@ import Testing
         print("cohort sanity (600 cases, 64 px, nearest centroid, 5 patient folds): metadata \(scores.metadata); image \(scores.image); both \(scores.both)")
         #expect(scores.metadata.balancedAccuracy > 0.30 && scores.metadata.balancedAccuracy < 0.80)
         #expect(scores.image.balancedAccuracy > 0.30 && scores.image.balancedAccuracy < 0.80)
+        #expect(scores.both.balancedAccuracy > max(scores.metadata.balancedAccuracy, scores.image.balancedAccuracy))
     }
 }
