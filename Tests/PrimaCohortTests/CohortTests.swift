@@ -82,6 +82,15 @@ func contents(of directory: String) -> [String: Data] {
             lesionsPerPatient[patient, default: []].insert(lesion)
         }
         #expect(lesionRows.count == cohort.lesions.count)
+        // A patient's own fields are the same in every row of the patient.
+        let patientKeys = ["age", "smoke", "drink", "background_father", "background_mother", "pesticide", "gender",
+                           "skin_cancer_history", "cancer_history", "has_piped_water", "has_sewage_system", "fitspatrick"]
+        var patientFields: [String: [String]] = [:]
+        for row in rows {
+            let fields = patientKeys.map { row[$0]! }
+            if let earlier = patientFields[row["patient_id"]!] { #expect(earlier == fields, "patient \(row["patient_id"]!)") }
+            patientFields[row["patient_id"]!] = fields
+        }
         #expect(lesionsPerPatient.count == cohort.patients.count)
         #expect(imagesPerLesion.values.contains { $0 >= 2 })
         #expect(imagesPerLesion.values.allSatisfy { $0 <= 4 })
