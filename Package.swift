@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "prima-quantize", targets: ["prima-quantize"]),
         .executable(name: "prima-diagnose", targets: ["prima-diagnose"]),
         .executable(name: "prima-train", targets: ["prima-train"]),
+        .executable(name: "prima-cohort", targets: ["prima-cohort"]),
         .library(name: "PrimaCheckpoint", targets: ["PrimaCheckpoint"]),
         .library(name: "PrimaConvert", targets: ["PrimaConvert"]),
         .library(name: "PrimaQuantize", targets: ["PrimaQuantize"]),
@@ -25,6 +26,7 @@ let package = Package(
         .library(name: "PrimaMetadata", targets: ["PrimaMetadata"]),
         .library(name: "PrimaDiagnose", targets: ["PrimaDiagnose"]),
         .library(name: "PrimaTrain", targets: ["PrimaTrain"]),
+        .library(name: "PrimaCohort", targets: ["PrimaCohort"]),
         .library(name: "PrimaFuzzTargets", targets: ["PrimaFuzzTargets"]),
     ],
     dependencies: [
@@ -76,6 +78,8 @@ let package = Package(
             name: "PrimaTrain",
             dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaImage", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaModels",
                            "PrimaTensor", "PrimaTokenizers", .product(name: "Crypto", package: "swift-crypto")]),
+        // A seeded synthetic cohort in PAD-UFES-20's layout: metadata, drawn lesion images, a risk-factor corpus.
+        .target(name: "PrimaCohort", dependencies: ["PrimaImage", "PrimaIO", "PrimaJSON"]),
         .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaIO", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
@@ -101,6 +105,10 @@ let package = Package(
             dependencies: ["PrimaCLI", "PrimaCheckpoint", "PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaTrain",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-train"),
+        .executableTarget(
+            name: "prima-cohort",
+            dependencies: ["PrimaCLI", "PrimaCohort", "PrimaIO", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Tools/prima-cohort"),
         // Measures the int8 kernels against OpenBLAS sgemm (Docs/benchmarks.md); depends on nothing heavier.
         .executableTarget(name: "prima-bench-int8", dependencies: ["PrimaTensor"], path: "Sources/Tools/prima-bench-int8"),
 
@@ -132,6 +140,9 @@ let package = Package(
             name: "PrimaTrainTests",
             dependencies: ["PrimaTrain", "PrimaCheckpoint", "PrimaDiagnose", "PrimaModels", "PrimaTensor", "PrimaJSON", "PrimaTestSupport",
                            "prima-train", "prima-convert", "prima-verify"]),
+        .testTarget(
+            name: "PrimaCohortTests",
+            dependencies: ["PrimaCohort", "PrimaTrain", "PrimaDiagnose", "PrimaMetadata", "PrimaImage", "PrimaTestSupport", "prima-cohort"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport", "prima-verify"]),
         // File-system behaviour of every tool: inputs that are not regular files, outputs that alias inputs,

@@ -53,6 +53,11 @@ static void on_flush(png_structp png) { (void)png; }
 
 int prima_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, prima_png_buffer *out, char *message,
                      size_t message_size) {
+    return prima_png_encode_level(pixels, width, height, 6, out, message, message_size);
+}
+
+int prima_png_encode_level(const uint8_t *pixels, uint32_t width, uint32_t height, int level, prima_png_buffer *out,
+                           char *message, size_t message_size) {
     memset(out, 0, sizeof *out);
     if (message_size == 0) return -1;
     message[0] = 0;
@@ -91,9 +96,10 @@ int prima_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, pri
 
     png_set_write_fn(png, w, on_write, on_flush);
     // Fixed settings, so the same pixels always give the same bytes (with the same libpng and zlib): zlib level 6
-    // (its default), libpng's default strategy and window for filtered rows, every row filter chosen by libpng's
-    // per-row heuristic (deterministic). No tIME, tEXt or other ancillary chunk is written: IHDR, IDAT, IEND.
-    png_set_compression_level(png, 6);
+    // (its default) unless the caller asks for another, libpng's default strategy and window for filtered rows,
+    // every row filter chosen by libpng's per-row heuristic (deterministic). No tIME, tEXt or other ancillary
+    // chunk is written: IHDR, IDAT, IEND.
+    png_set_compression_level(png, level < 1 ? 1 : level > 9 ? 9 : level);
     png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_ALL_FILTERS);
     png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_BASE, PNG_FILTER_TYPE_BASE);
