@@ -45,6 +45,8 @@ let package = Package(
 
         .target(name: "PrimaKernels"),
         .target(name: "PrimaJSON"),
+        // The seeded streams (SplitMix64 keyed by a name) of training and of the synthetic cohort.
+        .target(name: "PrimaRandom"),
         // Input files (regular files only, identity by device + inode) and the one temp-file-and-rename writer.
         .target(name: "PrimaIO"),
         .target(name: "PrimaTensor", dependencies: ["PrimaKernels"]),
@@ -77,9 +79,9 @@ let package = Package(
         .target(
             name: "PrimaTrain",
             dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaImage", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaModels",
-                           "PrimaTensor", "PrimaTokenizers", .product(name: "Crypto", package: "swift-crypto")]),
+                           "PrimaRandom", "PrimaTensor", "PrimaTokenizers", .product(name: "Crypto", package: "swift-crypto")]),
         // A seeded synthetic cohort in PAD-UFES-20's layout: metadata, drawn lesion images, a risk-factor corpus.
-        .target(name: "PrimaCohort", dependencies: ["PrimaImage", "PrimaIO", "PrimaJSON"]),
+        .target(name: "PrimaCohort", dependencies: ["PrimaImage", "PrimaIO", "PrimaJSON", "PrimaRandom"]),
         .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaIO", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",

@@ -1,14 +1,14 @@
 import Foundation
+import PrimaRandom
 
 /// The one source of randomness of the cohort generator (Docs/cohort.md, "Determinism"): every draw comes from a
 /// stream named by (seed, purpose, index, part), so a cohort is reproducible bit for bit, and an image's draws do
 /// not depend on the order in which threads render the images.
 ///
-/// A stream is SplitMix64 (Steele, Lea & Flood 2014) started from a key that mixes the four numbers with the
-/// SplitMix64 finaliser, `key = mix(mix(mix(mix(seed) ^ purpose) ^ index) ^ part)`: the construction of
-/// PrimaTrain's `TrainingRandom` (Formats/prima-training.md §1) without its epoch, kept separate so that the
-/// generator does not depend on the training module.
-public struct CohortRandom: RandomNumberGenerator, Sendable {
+/// A stream is `SplitMix64Stream` (PrimaRandom, shared with PrimaTrain's `TrainingRandom`) keyed by the four
+/// numbers, `key = mix(mix(mix(mix(seed) ^ purpose) ^ index) ^ part)`: Formats/prima-training.md §1's construction
+/// without its epoch.
+public struct CohortRandom: KeyedStream, Sendable {
     /// What a stream is drawn for; the raw value enters the key, so streams of different purposes never coincide.
     public enum Purpose: UInt64, Sendable {
         /// Which lesions found patients and which join one (index 0), and the patient each joins.
@@ -27,31 +27,14 @@ public struct CohortRandom: RandomNumberGenerator, Sendable {
         case rowOrder = 7
     }
 
-    private var state: UInt64
+    private var stream: SplitMix64Stream
 
     public init(seed: UInt64, purpose: Purpose, index: Int, part: Int = 0) {
-        var key = Self.mix(seed)
-        for value in [purpose.rawValue, UInt64(truncatingIfNeeded: index), UInt64(truncatingIfNeeded: part)] {
-            key = Self.mix(key ^ value)
-        }
-        state = key
+        stream = SplitMix64Stream(seed: seed, words: [purpose.rawValue, UInt64(truncatingIfNeeded: index), UInt64(truncatingIfNeeded: part)])
     }
 
-    /// The SplitMix64 finaliser (a bijection of UInt64).
-    static func mix(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return Self.mix(state)
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    public mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
+    /// The next 64 bits. `unit()`, `below(_:)` and `permutation(_:)` are ``KeyedStream``'s.
+    public mutating func next() -> UInt64 { stream.next() }
 
     /// Uniform in [a, b).
     public mutating func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * unit() }
@@ -87,16 +70,5 @@ public struct CohortRandom: RandomNumberGenerator, Sendable {
             if target < 0 { return index }
         }
         return weights.lastIndex(where: { $0 > 0 })!
-    }
-
-    /// The indices 0..<count in an order drawn by Fisher–Yates from the last position down.
-    public mutating func permutation(_ count: Int) -> [Int] {
-        var order = Array(0..<count)
-        var i = count - 1
-        while i > 0 {
-            order.swapAt(i, below(i + 1))
-            i -= 1
-        }
-        return order
     }
 }
