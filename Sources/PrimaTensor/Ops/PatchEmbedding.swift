@@ -77,27 +77,36 @@ public enum PatchEmbedding {
     /// (channel, ky, kx) order, the order of the flattened weight.
     private static func patchRows(_ pixels: Tensor, patchHeight ph: Int, patchWidth pw: Int) -> [Float] {
         let (batch, channels, height, width) = (pixels.shape[0], pixels.shape[1], pixels.shape[2], pixels.shape[3])
-        let h = height / ph, w = width / pw, k = channels * ph * pw
-        var cols = [Float](repeating: 0, count: batch * h * w * k)
+        var cols = [Float](repeating: 0, count: batch * (height / ph) * (width / pw) * channels * ph * pw)
         pixels.withFloat32 { src in
             cols.withUnsafeMutableBufferPointer { dst in
-                for b in 0..<batch {
-                    for r in 0..<h {
-                        for c in 0..<w {
-                            let row = dst.baseAddress! + ((b * h + r) * w + c) * k
-                            for ch in 0..<channels {
-                                for ky in 0..<ph {
-                                    // pixels[b, ch, r·pH + ky, c·pW ..< c·pW + pW]: one contiguous run of pW values.
-                                    let from = src.baseAddress! + ((b * channels + ch) * height + r * ph + ky) * width + c * pw
-                                    (row + (ch * ph + ky) * pw).update(from: from, count: pw)
-                                }
-                            }
+                forEachPatchRun(pixels.shape, patchHeight: ph, patchWidth: pw) { column, pixel in
+                    (dst.baseAddress! + column).update(from: src.baseAddress! + pixel, count: pw)
+                }
+            }
+        }
+        return cols
+    }
+
+    /// The im2col layout of pixels [B, Cin, H, W] cut into pH × pW patches, as runs of pW contiguous values: calls
+    /// `body(column, pixel)` for each run, with its offset in the patch rows [B·h·w, Cin·pH·pW] and in the pixels
+    /// (`pixels[b, ch, r·pH + ky, c·pW ..< c·pW + pW]`). im2col copies pixel → column, col2im column → pixel.
+    @inline(__always)
+    private static func forEachPatchRun(_ shape: [Int], patchHeight ph: Int, patchWidth pw: Int, _ body: (Int, Int) -> Void) {
+        let (batch, channels, height, width) = (shape[0], shape[1], shape[2], shape[3])
+        let h = height / ph, w = width / pw, k = channels * ph * pw
+        for b in 0..<batch {
+            for r in 0..<h {
+                for c in 0..<w {
+                    let row = ((b * h + r) * w + c) * k
+                    for ch in 0..<channels {
+                        for ky in 0..<ph {
+                            body(row + (ch * ph + ky) * pw, ((b * channels + ch) * height + r * ph + ky) * width + c * pw)
                         }
                     }
                 }
             }
         }
-        return cols
     }
 
     // MARK: Backward
@@ -141,18 +150,8 @@ public enum PatchEmbedding {
         } } }
         // col2im: every patch pixel has exactly one patch, so its gradient is copied, not summed.
         dx.withMutableFloat32 { dst in dcols.withUnsafeBufferPointer { src in
-            for b in 0..<batch {
-                for r in 0..<h {
-                    for c in 0..<w {
-                        let row = src.baseAddress! + ((b * h + r) * w + c) * k
-                        for ch in 0..<channels {
-                            for ky in 0..<ph {
-                                let to = dst.baseAddress! + ((b * channels + ch) * height + r * ph + ky) * width + c * pw
-                                to.update(from: row + (ch * ph + ky) * pw, count: pw)
-                            }
-                        }
-                    }
-                }
+            forEachPatchRun(pixels.shape, patchHeight: ph, patchWidth: pw) { column, pixel in
+                (dst.baseAddress! + pixel).update(from: src.baseAddress! + column, count: pw)
             }
         } }
         return dx
