@@ -266,26 +266,34 @@ public enum Int8Linear {
     public static func inputGradient(_ dy: Tensor, values: Tensor, scales: Tensor, blockSize: Int) -> Tensor {
         let (m, n, k, block, blocks) = inputGradientDimensions(dy, values, scales, blockSize)
         let dx = Tensor(zeros: [m, k], dtype: .f32)
-        let rowsPerBlock = min(dequantizedRowsPerBlock, n)
-        var scratch = [Float](repeating: 0, count: rowsPerBlock * k)
+        dy.withFloat32 { g in dx.withMutableFloat32 { out in
+            forEachDequantizedBlock(values, scales, n: n, k: k, block: block, blocks: blocks) { first, count, w in
+                // dx[M, K] += dy[M, first..<first+count] · W̃[first..<first+count, K]
+                BLAS.sgemm(m: m, n: k, k: count, a: g.baseAddress! + first, lda: n, b: w, ldb: k, beta: 1,
+                           c: out.baseAddress!, ldc: k)
+            }
+        } }
+        return dx
+    }
+
+    /// Dequantises the weight ``dequantizedRowsPerBlock`` rows at a time into one scratch block and calls
+    /// `body(first, count, W̃[first..<first+count, K])` for each block, in row order.
+    private static func forEachDequantizedBlock(_ values: Tensor, _ scales: Tensor, n: Int, k: Int, block: Int, blocks: Int,
+                                                _ body: (Int, Int, UnsafePointer<Float>) -> Void) {
+        var scratch = [Float](repeating: 0, count: min(dequantizedRowsPerBlock, max(n, 1)) * k)
         values.withUnsafeBytes { raw in
             let q = raw.bindMemory(to: Int8.self)
-            scales.withFloat32 { s in dy.withFloat32 { g in dx.withMutableFloat32 { out in
-                scratch.withUnsafeMutableBufferPointer { w in
-                    var first = 0
-                    while first < n {
-                        let count = min(rowsPerBlock, n - first)
-                        dequantizeRows(q.baseAddress!, s.baseAddress!, first: first, count: count, k: k, block: block,
-                                       blocks: blocks, into: w.baseAddress!)
-                        // dx[M, K] += dy[M, first..<first+count] · W̃[first..<first+count, K]
-                        BLAS.sgemm(m: m, n: k, k: count, a: g.baseAddress! + first, lda: n, b: w.baseAddress!, ldb: k,
-                                   beta: 1, c: out.baseAddress!, ldc: k)
-                        first += count
-                    }
+            scales.withFloat32 { s in scratch.withUnsafeMutableBufferPointer { w in
+                var first = 0
+                while first < n {
+                    let count = min(dequantizedRowsPerBlock, n - first)
+                    dequantizeRows(q.baseAddress!, s.baseAddress!, first: first, count: count, k: k, block: block,
+                                   blocks: blocks, into: w.baseAddress!)
+                    body(first, count, w.baseAddress!)
+                    first += count
                 }
-            } } }
+            } }
         }
-        return dx
     }
 
     /// y = x · W̃ᵀ + b in f32, with W̃ the dequantised weight (W̃[n, i] = values[n, i] · scales[n, i / blockSize]):
@@ -300,26 +308,14 @@ public enum Int8Linear {
         precondition(x.shape[1] == k && (bias.map { $0.elementCount == n } ?? true),
                      "int8 weight-only forward: x \(ShapeMath.describe(x.shape)) or bias does not match values \(ShapeMath.describe(values.shape))")
         let y = Tensor(zeros: [m, n], dtype: .f32)
-        let rowsPerBlock = min(dequantizedRowsPerBlock, max(n, 1))
-        var scratch = [Float](repeating: 0, count: rowsPerBlock * k)
-        values.withUnsafeBytes { raw in
-            let q = raw.bindMemory(to: Int8.self)
-            scales.withFloat32 { s in x.withFloat32 { input in y.withMutableFloat32 { out in
-                if let bias { bias.withFloat32 { b in for row in 0..<m { (out.baseAddress! + row * n).update(from: b.baseAddress!, count: n) } } }
-                scratch.withUnsafeMutableBufferPointer { w in
-                    var first = 0
-                    while first < n {
-                        let count = min(rowsPerBlock, n - first)
-                        dequantizeRows(q.baseAddress!, s.baseAddress!, first: first, count: count, k: k, block: block,
-                                       blocks: blocks, into: w.baseAddress!)
-                        // y[M, first..<first+count] (+)= x[M, K] · W̃[first..<first+count, K]ᵀ
-                        BLAS.sgemm(transB: true, m: m, n: count, k: k, a: input.baseAddress!, lda: k, b: w.baseAddress!, ldb: k,
-                                   beta: bias == nil ? 0 : 1, c: out.baseAddress! + first, ldc: n)
-                        first += count
-                    }
-                }
-            } } }
-        }
+        x.withFloat32 { input in y.withMutableFloat32 { out in
+            if let bias { bias.withFloat32 { b in for row in 0..<m { (out.baseAddress! + row * n).update(from: b.baseAddress!, count: n) } } }
+            forEachDequantizedBlock(values, scales, n: n, k: k, block: block, blocks: blocks) { first, count, w in
+                // y[M, first..<first+count] (+)= x[M, K] · W̃[first..<first+count, K]ᵀ
+                BLAS.sgemm(transB: true, m: m, n: count, k: k, a: input.baseAddress!, lda: k, b: w, ldb: k,
+                           beta: bias == nil ? 0 : 1, c: out.baseAddress! + first, ldc: n)
+            }
+        } }
         return y
     }
 
