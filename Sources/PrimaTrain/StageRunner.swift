@@ -3,7 +3,9 @@ import Foundation
 import PrimaCheckpoint
 import PrimaDiagnose
 import PrimaIO
+import PrimaImage
 import PrimaJSON
+import PrimaMetadata
 import PrimaModels
 import PrimaTensor
 import PrimaTokenizers
@@ -299,7 +301,7 @@ public final class StageRunner {
             .map { GradientStore.path(role: role, tensor: $0.name) }
         guard !headPaths.isEmpty else { throw ToolError.input("\(options.checkpoint): the text encoder has no masked-LM head (mlm.*) to train") }
         let data = JSONObject([("kind", "corpus"), ("name", .string((options.data as NSString).lastPathComponent)),
-                               ("digest", .string(try Self.digest(files: [options.data]))), ("examples", .int(examples.count)),
+                               ("digest", .string(try Self.digest(files: [(options.data, RiskFactorCorpus.maxFileBytes)]))), ("examples", .int(examples.count)),
                                ("skipped", .array([]))])
         return StageSetup(objective: try Self.maskedLMObjective(model, examples: examples, tokenizer: tokenizer, options: options, seed: seed),
                           validate: nil, headPaths: headPaths,
@@ -344,7 +346,8 @@ public final class StageRunner {
         }
         let skipped = data.skipped.map { "\($0.imageID): \($0.reason)" }
         let record = JSONObject([("kind", "folder"), ("name", .string((options.data as NSString).lastPathComponent)),
-                                 ("digest", .string(try Self.digest(files: [data.csvPath] + data.cases.map(\.imagePath)))),
+                                 ("digest", .string(try Self.digest(files: [(data.csvPath, MetadataLimits.maxCSVBytes)]
+                                                                     + data.cases.map { ($0.imagePath, ImageLimits.standard.maxFileBytes) }))),
                                  ("examples", .int(data.cases.count)), ("skipped", .array(skipped.map { .string($0) }))])
         let splitRecord = JSONObject([("mode", .string(options.splitFile == nil ? options.grouping.rawValue : "file")),
                                       ("folds", .int(options.folds)), ("fold", .int(options.fold)), ("train", .int(split.training.count)),
@@ -404,10 +407,11 @@ public final class StageRunner {
     }
 
     /// SHA-256 over the files' bytes in order, each preceded by its byte count (Formats/prima-training.md §4.5).
-    static func digest(files: [String]) throws -> String {
+    /// Each file is read within `limit` bytes, the bound its reader already enforced (it may have changed since).
+    static func digest(files: [(path: String, limit: Int)]) throws -> String {
         var hash = SHA256()
-        for path in files {
-            let bytes = try InputFile(path).readAll()
+        for (path, limit) in files {
+            let bytes = try InputFile(path).readAll(limit: limit)
             withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { hash.update(bufferPointer: $0) }
             bytes.withUnsafeBytes { hash.update(bufferPointer: $0) }
         }

@@ -177,6 +177,7 @@ import Testing
             (["stage1", "--checkpoint", Self.checkpoint, "--corpus", badCorpus], "corpus.jsonl"),
             (["stage2b", "--checkpoint", Self.checkpoint, "--data", Self.cases, "--resume"], "no saved run to resume"),
             (["stage2", "--checkpoint", Self.checkpoint, "--data", Self.cases, "--loss-weights", "1,2,3"], "--loss-weights"),
+            (["stage2b", "--checkpoint", Self.checkpoint, "--data", Self.cases, "--log", Self.checkpoint], "the log must differ"),
         ]
         for (index, (arguments, mention)) in cases.enumerated() {
             let output = out + "/out\(index).h5"

@@ -239,7 +239,8 @@ enum StageCLI {
     static func run(_ options: StageOptions, common: CommonOptions, appendLog: Bool? = nil) throws {
         if let threads = common.threads { BLAS.useThreads(threads) }
         let logPath = common.log ?? URL(fileURLWithPath: options.output).deletingPathExtension().path + ".jsonl"
-        let log = try TrainingLog(path: logPath, append: appendLog ?? options.resume)
+        let log = try TrainingLog(path: logPath, append: appendLog ?? options.resume,
+                                  inputs: [options.checkpoint, options.data, options.output] + (options.splitFile.map { [$0] } ?? []))
         let curvesPath = URL(fileURLWithPath: options.output).deletingPathExtension().path + "-curves.png"
         let showProgress = common.progress.showProgress && isatty(STDERR_FILENO) == 1
         let started = Date()
@@ -311,7 +312,12 @@ enum StageCLI {
 final class TrainingLog {
     let handle: FileHandle
 
-    init(path: String, append: Bool) throws {
+    /// Opens (or, without `append`, starts) the log at `path`, refusing a path that is one of the run's `inputs`
+    /// (compared by device and inode): the log is written in place, so it must never be a file the run reads or saves.
+    init(path: String, append: Bool, inputs: [String]) throws {
+        if let identity = FileIdentity(path: path), let input = inputs.first(where: { FileIdentity(path: $0) == identity }) {
+            throw ToolError.input("\(path): the log must differ from \(input) (it is the same file)")
+        }
         if !append || !FileManager.default.fileExists(atPath: path) {
             guard FileManager.default.createFile(atPath: path, contents: nil) else {
                 throw ToolError.input("\(path): cannot create the log")
