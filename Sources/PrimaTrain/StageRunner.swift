@@ -162,7 +162,8 @@ public final class StageRunner {
         } else {
             source = try ToolError.classify(asInput: true) { try Checkpoint(path: options.checkpoint) }
         }
-        let input = try ToolError.classify(asInput: true) { try Checkpoint(path: options.checkpoint) }
+        // The input checkpoint: the source itself unless a resume reads its own save.
+        let input = resumed == nil ? source : try ToolError.classify(asInput: true) { try Checkpoint(path: options.checkpoint) }
         let previousStages = try ToolError.classify(asInput: true) { try TrainingRecord.read(from: input, loadMoments: false) }
             .map { $0.status == .complete ? $0.stages : [] } ?? []
 
