@@ -46,15 +46,24 @@ public final class TensorStorage: @unchecked Sendable {
 /// after layer; given back to malloc, a buffer of a megabyte or so goes back to the kernel (glibc maps such blocks,
 /// or trims its heap), and the next op page-faults on every 4 KiB of the new one (measured: about half the time of
 /// the elementwise ops of an int8 ViT-S forward). Kept: buffers of 64 KiB to 128 MiB (a decoder's logits over a
-/// 150k vocabulary are 78 MB at 128 positions), at most 4 per size and 256 MiB in all, so the pool adds at most that
-/// much to the resident size.
+/// 150k vocabulary are 78 MB at 128 positions), by default at most 4 per size and 256 MiB in all, so the pool adds
+/// at most that much to the resident size. Training raises the limits for its loop (``StorageReuse``).
 final class StoragePool: @unchecked Sendable {
     static let shared = StoragePool()
-    static let smallest = 64 << 10, largest = 128 << 20, perSize = 4, capacity = 256 << 20
+    static let smallest = 64 << 10, largest = 128 << 20
+
+    /// How much the pool keeps.
+    struct Limits {
+        var bytes: Int
+        var perSize: Int
+        static let standard = Limits(bytes: 256 << 20, perSize: 4)
+    }
 
     private let lock = NSLock()
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]   // byte count → buffers
     private var held = 0                                        // bytes in `free`
+    private var limits = Limits.standard
+    private var stepLoops = 0                                   // training loops running (StorageReuse)
 
     /// A kept buffer of exactly `count` bytes, or nil.
     func take(_ count: Int) -> UnsafeMutableRawPointer? {
@@ -72,10 +81,53 @@ final class StoragePool: @unchecked Sendable {
         guard count >= Self.smallest, count <= Self.largest else { return false }
         lock.lock()
         defer { lock.unlock() }
-        guard held + count <= Self.capacity, free[count, default: []].count < Self.perSize else { return false }
+        guard held + count <= limits.bytes, free[count, default: []].count < limits.perSize else { return false }
         free[count, default: []].append(raw)
         held += count
         return true
+    }
+
+    /// Raises the limits to `bytes` in all and no bound per size while any training loop runs (`entering`), and
+    /// returns to the standard limits when the last one ends, deallocating the buffers beyond them.
+    func stepLoop(entering: Bool, bytes: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        stepLoops += entering ? 1 : -1
+        limits = stepLoops > 0 ? Limits(bytes: bytes, perSize: .max) : .standard
+        for count in free.keys.sorted(by: >) {
+            while let buffers = free[count], !buffers.isEmpty, held > limits.bytes || buffers.count > limits.perSize {
+                free[count]!.removeLast().deallocate()
+                held -= count
+            }
+        }
+    }
+
+    /// The number of kept buffers of `count` bytes (for tests).
+    func keptCount(_ count: Int) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return free[count]?.count ?? 0
+    }
+}
+
+/// Reuse of tensor memory from one training step to the next.
+///
+/// A training step keeps its forward's activations for the backward, so the whole working set (1.6 GB for a
+/// ViT-B/16 LoRA step at batch 8) is allocated anew every step; freed into malloc, those buffers go back to the
+/// kernel and the next step takes a page fault and a zeroed huge page for each. Measured on that step
+/// (Docs/benchmarks.md, "Training step"): 38,700 page faults per step and the kernel's page zeroing the
+/// largest cost after sgemm; with the buffers kept, 3,300.
+public enum StorageReuse {
+    /// The default bound: a quarter of the machine's memory.
+    public static var defaultBytes: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory / 4) }
+
+    /// Runs `body` (a loop of training steps) with every freed activation-sized buffer kept for reuse, up to
+    /// ``defaultBytes`` in all; when the last such loop of the process ends, the standard limits return and the
+    /// buffers beyond them are freed. Loops may nest or run on several threads.
+    public static func acrossSteps<R>(_ body: () throws -> R) rethrows -> R {
+        StoragePool.shared.stepLoop(entering: true, bytes: defaultBytes)
+        defer { StoragePool.shared.stepLoop(entering: false, bytes: defaultBytes) }
+        return try body()
     }
 }
 

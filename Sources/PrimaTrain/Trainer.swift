@@ -148,6 +148,12 @@ public final class Trainer {
     /// is saved and the run returns `.interrupted` (a later ``restore(from:)`` continues exactly).
     public func run(onStep: (StepReport) throws -> Void, onEpoch: (Int) throws -> EpochMetrics?, save: () throws -> Void,
                     shouldStop: () -> Bool) throws -> Outcome {
+        // Every step allocates the same activations: the buffers one step frees serve the next.
+        try StorageReuse.acrossSteps { try runSteps(onStep: onStep, onEpoch: onEpoch, save: save, shouldStop: shouldStop) }
+    }
+
+    private func runSteps(onStep: (StepReport) throws -> Void, onEpoch: (Int) throws -> EpochMetrics?, save: () throws -> Void,
+                          shouldStop: () -> Bool) throws -> Outcome {
         let n = objective.exampleCount
         while epoch < settings.epochs {
             let order = epochOrder(epoch)

@@ -73,15 +73,9 @@ public enum GradientVerifier {
         let model = try ToolError.classify(asInput: true) { try loadComponentModel(component, training: true) }
         let store = try ToolError.classify(asInput: true) { try gradientStore(for: trace, component: component) }
         // Each run starts from zero gradients; the last run's are compared.
-        var runs: [Double] = []
-        var result: (loss: Float, activationGradients: [String: Tensor]) = (0, [:])
-        for _ in 0..<max(1, repeats) {
-            store.zero()
-            let start = Date()
-            result = try step(model, inputs: inputs, trace: trace, store: store, path: path, role: role)
-            runs.append(Date().timeIntervalSince(start))
+        let ((loss, activationGradients), runs) = try timedSteps(repeats, store: store) {
+            try step(model, inputs: inputs, trace: trace, store: store, path: path, role: role)
         }
-        let (loss, activationGradients) = result
         return try report(trace, component: role.rawValue, loss: loss, activationGradients: activationGradients, store: store,
                           tolerances: tolerances, runs: runs)
     }
@@ -117,19 +111,14 @@ public enum GradientVerifier {
         }
         let store = try pipelineStore(for: trace, checkpoint: checkpoint)
         let label = trace.labels?.first?.first ?? 0
-        var runs: [Double] = []
-        var result: (Float, [String: Tensor]) = (0, [:])
-        for _ in 0..<max(1, repeats) {
-            store.zero()
-            let start = Date()
-            result = try ToolError.classify(asInput: true) {
+        let (result, runs) = try timedSteps(repeats, store: store) {
+            try ToolError.classify(asInput: true) {
                 let (logits, tape) = try model.trainingForward(inputs)
                 let entropy = Loss.crossEntropy(logits, labels: [label])
                 var gradients: [String: Tensor] = [:]
                 try model.backward(entropy.logitsGradient, tape: tape, gradients: store) { gradients[$0] = $1 }
                 return (entropy.loss, gradients)
             }
-            runs.append(Date().timeIntervalSince(start))
         }
         return try report(trace, component: "prima", loss: result.0, activationGradients: result.1, store: store,
                           tolerances: tolerances, runs: runs)
@@ -140,12 +129,8 @@ public enum GradientVerifier {
                                  repeats: Int) throws -> Report {
         let model = try ToolError.classify(asInput: true) { try PrimaModel(checkpoint: checkpoint, training: true) }
         let store = try pipelineStore(for: trace, checkpoint: checkpoint)
-        var runs: [Double] = []
-        var result: (loss: Float, terms: [Float]?, gradients: [String: Tensor]) = (0, nil, [:])
-        for _ in 0..<max(1, repeats) {
-            store.zero()
-            let start = Date()
-            result = try ToolError.classify(asInput: true) {
+        let (result, runs) = try timedSteps(repeats, store: store) { () throws -> (loss: Float, terms: [Float]?, gradients: [String: Tensor]) in
+            try ToolError.classify(asInput: true) {
                 var gradients: [String: Tensor] = [:]
                 switch (trace.objective, trace.labels, batch.textIds, batch.textMask, trace.softTargets, trace.alignmentSettings) {
                 case (.imageCE, let labels?, _, _, _, _):
@@ -161,10 +146,25 @@ public enum GradientVerifier {
                     throw ToolError.input("\(trace.path): objective \(trace.objective.rawValue) does not apply to a batch of cases")
                 }
             }
-            runs.append(Date().timeIntervalSince(start))
         }
         return try report(trace, component: "prima", loss: result.loss, terms: result.terms, activationGradients: result.gradients,
                           store: store, tolerances: tolerances, runs: runs)
+    }
+
+    /// Runs `step` `repeats` times (at least once), each from zeroed gradients, the buffers one run frees serving the
+    /// next (``StorageReuse``); returns the last run's result and every run's seconds.
+    private static func timedSteps<R>(_ repeats: Int, store: GradientStore, _ step: () throws -> R) throws -> (R, [Double]) {
+        try StorageReuse.acrossSteps {
+            var runs: [Double] = []
+            var result: R?
+            for _ in 0..<max(1, repeats) {
+                store.zero()
+                let start = Date()
+                result = try step()
+                runs.append(Date().timeIntervalSince(start))
+            }
+            return (result!, runs)
+        }
     }
 
     /// A gradient store for a `prima` trace: its paths may name a tensor of any component, a matrix of any stored

@@ -62,3 +62,32 @@ import Testing
         #expect(Int(bitPattern: f.storage.bytes.baseAddress!) % 64 == 0)
     }
 }
+
+/// The storage pool keeps a training step's freed buffers for the next step, and only while a step loop runs.
+@Suite(.serialized) struct StorageReuseTests {
+    // An odd size no other test allocates (f32 [257, 1021], about 1 MiB), so parallel tests cannot take these buffers.
+    let shape = [257, 1021]
+    var byteCount: Int { 257 * 1021 * 4 }
+
+    @Test func aStepsBuffersServeTheNextStep() {
+        StorageReuse.acrossSteps {
+            // Twelve buffers of one size alive at once, as a forward's tape holds them: more than the standard 4.
+            var step = (0..<12).map { _ in Tensor(zeros: shape, dtype: .f32) }
+            let addresses = Set(step.map { UInt(bitPattern: $0.storage.bytes.baseAddress!) })
+            step = []
+            #expect(StoragePool.shared.keptCount(byteCount) == 12)
+            let next = (0..<12).map { _ in Tensor(zeros: shape, dtype: .f32) }
+            #expect(Set(next.map { UInt(bitPattern: $0.storage.bytes.baseAddress!) }) == addresses)
+            #expect(next.allSatisfy { $0.float32Values().allSatisfy { $0 == 0 } })   // reused buffers are zeroed again
+        }
+    }
+
+    @Test func theStandardLimitsReturnAfterTheLoop() {
+        StorageReuse.acrossSteps {
+            StorageReuse.acrossSteps { _ = (0..<8).map { _ in Tensor(zeros: shape, dtype: .f32) } }
+            // The inner loop's end leaves the outer loop's limits.
+            #expect(StoragePool.shared.keptCount(byteCount) == 8)
+        }
+        #expect(StoragePool.shared.keptCount(byteCount) <= StoragePool.Limits.standard.perSize)
+    }
+}
