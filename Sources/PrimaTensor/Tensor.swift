@@ -47,16 +47,18 @@ public final class TensorStorage: @unchecked Sendable {
 /// or trims its heap), and the next op page-faults on every 4 KiB of the new one (measured: about half the time of
 /// the elementwise ops of an int8 ViT-S forward). Kept: buffers of 64 KiB to 128 MiB (a decoder's logits over a
 /// 150k vocabulary are 78 MB at 128 positions), by default at most 4 per size and 256 MiB in all, so the pool adds
-/// at most that much to the resident size. Training raises the limits for its loop (``StorageReuse``).
+/// at most that much to the resident size. Training raises the limits for its loop (``StorageReuse``): a training
+/// step's logits (an MLM head's 8 × 128 × 50,368, a decoder's 256 × 151,936) are larger still.
 final class StoragePool: @unchecked Sendable {
     static let shared = StoragePool()
-    static let smallest = 64 << 10, largest = 128 << 20
+    static let smallest = 64 << 10
 
     /// How much the pool keeps.
     struct Limits {
         var bytes: Int
         var perSize: Int
-        static let standard = Limits(bytes: 256 << 20, perSize: 4)
+        var largest: Int
+        static let standard = Limits(bytes: 256 << 20, perSize: 4, largest: 128 << 20)
     }
 
     private let lock = NSLock()
@@ -67,7 +69,7 @@ final class StoragePool: @unchecked Sendable {
 
     /// A kept buffer of exactly `count` bytes, or nil.
     func take(_ count: Int) -> UnsafeMutableRawPointer? {
-        guard count >= Self.smallest, count <= Self.largest else { return nil }
+        guard count >= Self.smallest else { return nil }
         lock.lock()
         defer { lock.unlock() }
         guard let raw = free[count]?.popLast() else { return nil }
@@ -78,24 +80,27 @@ final class StoragePool: @unchecked Sendable {
     /// Keeps `raw` (`count` bytes, from `allocate(byteCount: count, alignment: 64)`) if there is room; false if
     /// the caller must deallocate it.
     func give(_ raw: UnsafeMutableRawPointer, count: Int) -> Bool {
-        guard count >= Self.smallest, count <= Self.largest else { return false }
+        guard count >= Self.smallest else { return false }
         lock.lock()
         defer { lock.unlock() }
-        guard held + count <= limits.bytes, free[count, default: []].count < limits.perSize else { return false }
+        guard count <= limits.largest, held + count <= limits.bytes, free[count, default: []].count < limits.perSize else {
+            return false
+        }
         free[count, default: []].append(raw)
         held += count
         return true
     }
 
-    /// Raises the limits to `bytes` in all and no bound per size while any training loop runs (`entering`), and
+    /// Raises the limits to `bytes` in all, no bound per size or on a buffer's size while any training loop runs (`entering`), and
     /// returns to the standard limits when the last one ends, deallocating the buffers beyond them.
     func stepLoop(entering: Bool, bytes: Int) {
         lock.lock()
         defer { lock.unlock() }
         stepLoops += entering ? 1 : -1
-        limits = stepLoops > 0 ? Limits(bytes: bytes, perSize: .max) : .standard
+        limits = stepLoops > 0 ? Limits(bytes: bytes, perSize: .max, largest: bytes) : .standard
         for count in free.keys.sorted(by: >) {
-            while let buffers = free[count], !buffers.isEmpty, held > limits.bytes || buffers.count > limits.perSize {
+            while let buffers = free[count], !buffers.isEmpty,
+                  held > limits.bytes || buffers.count > limits.perSize || count > limits.largest {
                 free[count]!.removeLast().deallocate()
                 held -= count
             }

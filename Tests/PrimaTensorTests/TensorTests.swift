@@ -82,6 +82,18 @@ import Testing
         }
     }
 
+    @Test func aStepsLogitsAreKeptToo() {
+        // 33 × 2^20 f32 = 132 MiB, above the standard pool's largest buffer (a training step's MLM or LM logits).
+        let logits = [33, 1 << 20], count = 33 << 22
+        StorageReuse.acrossSteps {
+            var first: Tensor? = Tensor(zeros: logits, dtype: .f32)
+            let address = first!.storage.bytes.baseAddress!
+            first = nil
+            #expect(Tensor(zeros: logits, dtype: .f32).storage.bytes.baseAddress! == address)
+        }
+        #expect(StoragePool.shared.keptCount(count) == 0)
+    }
+
     @Test func theStandardLimitsReturnAfterTheLoop() {
         StorageReuse.acrossSteps {
             StorageReuse.acrossSteps { _ = (0..<8).map { _ in Tensor(zeros: shape, dtype: .f32) } }
