@@ -329,6 +329,14 @@ func embeddingLookup(_ table: Tensor, _ ids: [[Int]]) -> Tensor {
     return out
 }
 
+/// Writes row r of `source` [R, C] into row rows[r] of `target` [M, C] (the backward of gathering those rows).
+public func scatterRows(_ source: Tensor, into target: Tensor, rows: [Int]) {
+    let c = target.shape[1]
+    source.withFloat32 { src in target.withMutableFloat32 { dst in
+        for (r, row) in rows.enumerated() { (dst.baseAddress! + row * c).update(from: src.baseAddress! + r * c, count: c) }
+    } }
+}
+
 /// Columns `ids` of x [N, C] → [N, ids.count].
 func gatherColumns(_ x: Tensor, _ ids: [Int]) -> Tensor {
     let c = x.shape[1], n = x.shape[0]

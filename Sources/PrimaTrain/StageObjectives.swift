@@ -28,9 +28,13 @@ public final class MaskedLMObjective<Model: MaskedLanguageModel>: StageObjective
 
     public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
         let batch = self.batch(indices, epoch: epoch)
+        // The head runs on the labelled positions only: the others have no loss and zero gradient.
+        let labels = batch.labels.flatMap { $0 }
+        let rows = labels.indices.filter { labels[$0] != MaskedLMMasking.ignoreLabel }
+        guard !rows.isEmpty else { return 0 }   // nothing masked in this micro-batch: no loss, no gradient
         let (hidden, tape) = try model.trainingForward(ids: batch.ids, mask: batch.mask, observe: { _, _ in })
-        let (logits, headBackward) = try model.maskedLM(hidden, gradients: gradients)
-        let entropy = Loss.crossEntropy(logits, labels: batch.labels.flatMap { $0 }, normalizer: normalizer)
+        let (logits, headBackward) = try headOnRows(hidden, rows: rows) { try model.maskedLM($0, gradients: gradients) }
+        let entropy = Loss.crossEntropy(logits, labels: rows.map { labels[$0] }, normalizer: normalizer)
         try model.backward(try headBackward(entropy.logitsGradient), tape: tape, gradients: gradients, observe: { _, _ in })
         return Double(entropy.loss)
     }

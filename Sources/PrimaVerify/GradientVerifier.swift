@@ -241,15 +241,21 @@ public enum GradientVerifier {
             loss = Objectives.dot(hidden, weights: weights)
             dHidden = weights
         case (.mlm, let head?), (.causalLM, let head?):
-            let (logits, headBackward) = try head(hidden)
+            // The head runs on the counted positions only (headOnRows); dLoss/dlogits is zero at the others.
             let labels = trace.objective == .causalLM ? Objectives.shifted(trace.labels ?? []) : (trace.labels ?? []).flatMap { $0 }
+            let rows = labels.indices.filter { labels[$0] != Loss.ignoreIndex }
+            let (logits, headBackward) = try headOnRows(hidden, rows: rows, head: head)
             let vocabulary = logits.shape.last ?? 0
             if let bad = (trace.labels ?? []).joined().first(where: { $0 >= vocabulary }) {
                 throw ToolError.input("\(trace.path): inputs/labels holds \(bad), outside the vocabulary of \(vocabulary)")
             }
-            let entropy = Loss.crossEntropy(logits, labels: labels)
+            let entropy = Loss.crossEntropy(logits, labels: rows.map { labels[$0] })
             loss = entropy.loss
-            activationGradients["logits"] = entropy.logitsGradient
+            if trace.activationGradients.contains(where: { $0.name == "logits" }) {
+                let dLogits = Tensor(zeros: [labels.count, vocabulary], dtype: .f32)   // [B·T, V]
+                scatterRows(entropy.logitsGradient, into: dLogits, rows: rows)
+                activationGradients["logits"] = dLogits
+            }
             dHidden = try headBackward(entropy.logitsGradient)
         default:
             throw ToolError.input("\(trace.path): objective \(trace.objective.rawValue) does not apply to this component")

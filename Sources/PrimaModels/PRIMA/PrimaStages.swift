@@ -132,14 +132,6 @@ extension PrimaModel {
     }
 }
 
-/// Writes row r of `source` [R, C] into row rows[r] of `target` [M, C].
-func scatterRows(_ source: Tensor, into target: Tensor, rows: [Int]) {
-    let c = target.shape[1]
-    source.withFloat32 { src in target.withMutableFloat32 { dst in
-        for (r, row) in rows.enumerated() { (dst.baseAddress! + row * c).update(from: src.baseAddress! + r * c, count: c) }
-    } }
-}
-
 /// Adds row r of `source` [R, C] to row rows[r] of `target` [M, C].
 func addRows(_ source: Tensor, into target: Tensor, rows: [Int]) {
     let c = target.shape[1]
