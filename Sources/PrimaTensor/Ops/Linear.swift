@@ -176,8 +176,8 @@ public enum Linear {
     /// be the output the base layer (f32 or int8) has just produced, not a tensor anything else holds.
     ///
     /// The rank-r products are computed with r as the product's row count (hᵀ = A · xᵀ, not h = x · Aᵀ): OpenBLAS
-    /// runs a product with 32 rows at 120 GFLOP/s and one with 32 columns at 30–80 on the 2-core machine of
-    /// Docs/benchmarks.md ("Training step"), where a ViT-B/16 step spent about a third of its time in these products.
+    /// runs a product with 32 rows at about 120 GFLOP/s and one with 32 columns at 40–80 on the 2-core machine of
+    /// Docs/benchmarks.md ("Training step"), where by those rates a ViT-B/16 LoRA step spent a fifth of its time in them.
     @discardableResult
     public static func addLoRA(_ lora: LoRA, input x: Tensor, to y: Tensor) -> Tensor {
         let (n, k, r, m) = loraDimensions(lora, x)
