@@ -48,7 +48,10 @@ public final class TensorStorage: @unchecked Sendable {
 /// the elementwise ops of an int8 ViT-S forward). Kept: buffers of 64 KiB to 128 MiB (a decoder's logits over a
 /// 150k vocabulary are 78 MB at 128 positions), by default at most 4 per size and 256 MiB in all, so the pool adds
 /// at most that much to the resident size. Training raises the limits for its loop (``StorageReuse``): a training
-/// step's logits (an MLM head's 8 × 128 × 50,368, a decoder's 256 × 151,936) are larger still.
+/// step's logits (an MLM head's 8 × 128 × 50,368, a decoder's 256 × 151,936) are larger still. There, a request
+/// the pool cannot serve first frees its oldest buffers of other sizes, as many bytes as the request: steps whose
+/// shapes vary (stage 3's token counts, a validation pass between epochs) would otherwise keep buffers no later
+/// step takes, and the resident size would grow by up to the limit.
 final class StoragePool: @unchecked Sendable {
     static let shared = StoragePool()
     static let smallest = 64 << 10
@@ -62,8 +65,9 @@ final class StoragePool: @unchecked Sendable {
     }
 
     private let lock = NSLock()
-    private var free: [Int: [UnsafeMutableRawPointer]] = [:]   // byte count → buffers
+    private var free: [Int: [(raw: UnsafeMutableRawPointer, given: Int)]] = [:]   // byte count → buffers, oldest first
     private var held = 0                                        // bytes in `free`
+    private var gives = 0                                       // buffers given so far (their order)
     private var limits = Limits.standard
     private var stepLoops = 0                                   // training loops running (StorageReuse)
 
@@ -72,9 +76,22 @@ final class StoragePool: @unchecked Sendable {
         guard count >= Self.smallest else { return nil }
         lock.lock()
         defer { lock.unlock() }
-        guard let raw = free[count]?.popLast() else { return nil }
+        guard let kept = free[count]?.popLast() else {
+            if stepLoops > 0 { evictOldest(atLeast: count) }
+            return nil
+        }
         held -= count
-        return raw
+        return kept.raw
+    }
+
+    /// Deallocates the oldest kept buffers until `bytes` are freed or none is left. Called with `lock` held.
+    private func evictOldest(atLeast bytes: Int) {
+        var freed = 0
+        while freed < bytes, let count = free.filter({ !$0.value.isEmpty }).min(by: { $0.value[0].given < $1.value[0].given })?.key {
+            free[count]!.removeFirst().raw.deallocate()
+            held -= count
+            freed += count
+        }
     }
 
     /// Keeps `raw` (`count` bytes, from `allocate(byteCount: count, alignment: 64)`) if there is room; false if
@@ -86,7 +103,8 @@ final class StoragePool: @unchecked Sendable {
         guard count <= limits.largest, held + count <= limits.bytes, free[count, default: []].count < limits.perSize else {
             return false
         }
-        free[count, default: []].append(raw)
+        free[count, default: []].append((raw, gives))
+        gives += 1
         held += count
         return true
     }
@@ -101,7 +119,7 @@ final class StoragePool: @unchecked Sendable {
         for count in free.keys.sorted(by: >) {
             while let buffers = free[count], !buffers.isEmpty,
                   held > limits.bytes || buffers.count > limits.perSize || count > limits.largest {
-                free[count]!.removeLast().deallocate()
+                free[count]!.removeLast().raw.deallocate()
                 held -= count
             }
         }

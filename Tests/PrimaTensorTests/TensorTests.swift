@@ -63,43 +63,73 @@ import Testing
     }
 }
 
-/// The storage pool keeps a training step's freed buffers for the next step, and only while a step loop runs.
-@Suite(.serialized) struct StorageReuseTests {
-    // An odd size no other test allocates (f32 [257, 1021], about 1 MiB), so parallel tests cannot take these buffers.
-    let shape = [257, 1021]
-    var byteCount: Int { 257 * 1021 * 4 }
+/// The storage pool keeps a training step's freed buffers for the next step, and only while a step loop runs. Each
+/// test drives a pool of its own (the shared one serves every test running in parallel).
+@Suite struct StorageReuseTests {
+    let size = 1 << 20
+
+    /// `count` fresh buffers of `bytes` bytes given to `pool`; their addresses.
+    func give(_ count: Int, of bytes: Int, to pool: StoragePool) -> Set<UInt> {
+        Set((0..<count).map { _ in
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            if !pool.give(raw, count: bytes) { raw.deallocate() }
+            return UInt(bitPattern: raw)
+        })
+    }
+
+    func take(_ count: Int, of bytes: Int, from pool: StoragePool) -> Set<UInt> {
+        Set((0..<count).compactMap { _ in pool.take(bytes).map { UInt(bitPattern: $0) } })
+    }
 
     @Test func aStepsBuffersServeTheNextStep() {
-        StorageReuse.acrossSteps {
-            // Twelve buffers of one size alive at once, as a forward's tape holds them: more than the standard 4.
-            var step = (0..<12).map { _ in Tensor(zeros: shape, dtype: .f32) }
-            let addresses = Set(step.map { UInt(bitPattern: $0.storage.bytes.baseAddress!) })
-            step = []
-            #expect(StoragePool.shared.keptCount(byteCount) == 12)
-            let next = (0..<12).map { _ in Tensor(zeros: shape, dtype: .f32) }
-            #expect(Set(next.map { UInt(bitPattern: $0.storage.bytes.baseAddress!) }) == addresses)
-            #expect(next.allSatisfy { $0.float32Values().allSatisfy { $0 == 0 } })   // reused buffers are zeroed again
-        }
+        let pool = StoragePool()
+        pool.stepLoop(entering: true, bytes: 1 << 30)
+        // Twelve buffers of one size, as a forward's tape holds them: more than the standard 4 per size.
+        let given = give(12, of: size, to: pool)
+        #expect(pool.keptCount(size) == 12)
+        #expect(take(12, of: size, from: pool) == given)
+        // A step's logits, above the standard pool's 128 MiB, are kept too.
+        let logits = give(1, of: 132 << 20, to: pool)
+        #expect(take(1, of: 132 << 20, from: pool) == logits)
+        pool.stepLoop(entering: false, bytes: 1 << 30)
     }
 
-    @Test func aStepsLogitsAreKeptToo() {
-        // 33 × 2^20 f32 = 132 MiB, above the standard pool's largest buffer (a training step's MLM or LM logits).
-        let logits = [33, 1 << 20], count = 33 << 22
+    @Test func aRequestThePoolCannotServeFreesAsMuchOfItsOldest() {
+        let pool = StoragePool()
+        pool.stepLoop(entering: true, bytes: 1 << 30)
+        _ = give(3, of: size, to: pool)
+        // A size it has none of: as many bytes of its oldest buffers are freed (one and a bit: two buffers).
+        #expect(pool.take(size + 4096) == nil)
+        #expect(pool.keptCount(size) == 1)
+        pool.stepLoop(entering: false, bytes: 1 << 30)
+        // Outside a step loop a miss frees nothing.
+        _ = give(2, of: size, to: pool)
+        #expect(pool.take(size + 4096) == nil)
+        #expect(pool.keptCount(size) == 3)
+    }
+
+    @Test func theStandardLimitsReturnWhenTheLastLoopEnds() {
+        let pool = StoragePool()
+        pool.stepLoop(entering: true, bytes: 1 << 30)
+        pool.stepLoop(entering: true, bytes: 1 << 30)
+        _ = give(8, of: size, to: pool)
+        // The inner loop's end leaves the outer loop's limits.
+        pool.stepLoop(entering: false, bytes: 1 << 30)
+        #expect(pool.keptCount(size) == 8)
+        pool.stepLoop(entering: false, bytes: 1 << 30)
+        #expect(pool.keptCount(size) == StoragePool.Limits.standard.perSize)
+        // And the standard limits hold again.
+        _ = give(2, of: size, to: pool)
+        #expect(pool.keptCount(size) == StoragePool.Limits.standard.perSize)
+    }
+
+    @Test func tensorsUseTheSharedPoolInAStepLoop() {
+        // An odd size no other test allocates (f32 [257, 1021]); a reused buffer is zeroed again.
         StorageReuse.acrossSteps {
-            var first: Tensor? = Tensor(zeros: logits, dtype: .f32)
-            let address = first!.storage.bytes.baseAddress!
+            var first: Tensor? = Tensor(shape: [257, 1021], float32: [Float](repeating: 1, count: 257 * 1021))
             first = nil
-            #expect(Tensor(zeros: logits, dtype: .f32).storage.bytes.baseAddress! == address)
+            #expect(Tensor(zeros: [257, 1021], dtype: .f32).float32Values().allSatisfy { $0 == 0 })
+            _ = first
         }
-        #expect(StoragePool.shared.keptCount(count) == 0)
-    }
-
-    @Test func theStandardLimitsReturnAfterTheLoop() {
-        StorageReuse.acrossSteps {
-            StorageReuse.acrossSteps { _ = (0..<8).map { _ in Tensor(zeros: shape, dtype: .f32) } }
-            // The inner loop's end leaves the outer loop's limits.
-            #expect(StoragePool.shared.keptCount(byteCount) == 8)
-        }
-        #expect(StoragePool.shared.keptCount(byteCount) <= StoragePool.Limits.standard.perSize)
     }
 }
