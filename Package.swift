@@ -84,7 +84,7 @@ let package = Package(
         // A seeded synthetic cohort in PAD-UFES-20's layout: metadata, drawn lesion images, a risk-factor corpus.
         .target(name: "PrimaCohort", dependencies: ["PrimaImage", "PrimaIO", "PrimaJSON", "PrimaRandom"]),
         // The paper's evaluation protocol: K-fold cross-validation of PRIMA, its ablations and baselines, and the report.
-        .target(name: "PrimaEval", dependencies: ["PrimaDiagnose", "PrimaImage", "PrimaIO", "PrimaJSON", "PrimaTrain"]),
+        .target(name: "PrimaEval", dependencies: ["PrimaDiagnose", "PrimaImage", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaTrain"]),
         .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaIO", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
@@ -148,7 +148,7 @@ let package = Package(
         .testTarget(
             name: "PrimaCohortTests",
             dependencies: ["PrimaCohort", "PrimaTrain", "PrimaDiagnose", "PrimaMetadata", "PrimaImage", "PrimaTestSupport", "prima-cohort"]),
-        .testTarget(name: "PrimaEvalTests", dependencies: ["PrimaEval", "PrimaIO", "PrimaJSON", "PrimaTestSupport"]),
+        .testTarget(name: "PrimaEvalTests", dependencies: ["PrimaEval", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaTestSupport", "PrimaTrain"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport", "prima-verify"]),
         // File-system behaviour of every tool: inputs that are not regular files, outputs that alias inputs,
