@@ -18,10 +18,13 @@ same data as ``prima-train`` and computes the same optimiser steps with PyTorch'
 - the losses (§2.6): stage 1 the masked-LM cross-entropy summed over the step's masked tokens and divided by their
   count; stage 2 the weighted alignment terms of ``prima_grad.alignment_loss_terms`` (text encoder frozen);
   stage 2b the image classifier's mean cross-entropy over the step's images; stage 3 the restricted class
-  cross-entropy of each case divided by the step's case count, the encoders frozen.
+  cross-entropy of each case divided by the step's case count, the encoders frozen. With ``class_weights
+  = "balanced"`` (§3.8) both are PyTorch's weighted cross-entropy (``weight=w``, w from
+  ``train_data.class_weights`` of the training split's labels): stage 2b's ``reduction="mean"`` divides by the
+  step's Σ w_y, and stage 3 divides each case's ``reduction="sum"`` loss (w_y · l) by the same sum.
 
-One micro-batch per step (no gradient accumulation) and no balanced sampling or class weights: the settings the
-parity fixtures use.
+One micro-batch per step (no gradient accumulation) and no balanced sampling: the settings the parity fixtures
+use.
 
 The trainable set is §5's and is named by gradient paths (Formats/prima-trace.md §11.6); the step's parameters are
 handed to AdamW and to the clipping in path order, as ``Trainer`` sorts them. A run stops after ``max_steps``
@@ -84,6 +87,8 @@ class StageSettings:
     loss_weights: Tuple[float, float, float, float] = (0.2, 0.3, 0.2, 0.3)
     loc_mode: str = "attention"
     soft_labels_only: bool = False
+    # Stages 2b and 3: "none" or "balanced" (§3.8).
+    class_weights: str = "none"
 
     def cli_flags(self) -> List[str]:
         """The prima-train options that give the same run."""
@@ -94,6 +99,7 @@ class StageSettings:
             flags += ["--folds", str(self.folds), "--fold", str(self.fold)]
             flags += ["--patient-split"] if self.grouping == "patient" else []
             flags += [] if self.augmentation else ["--no-augment"]
+            flags += [] if self.class_weights == "none" else ["--class-weights", self.class_weights]
         if self.stage == "stage2":
             flags += ["--tau", repr(self.tau), "--tau-label", repr(self.tau_label),
                       "--loss-weights", ",".join(repr(w) for w in self.loss_weights)]
@@ -584,6 +590,7 @@ def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: S
     schema = Schema.from_json(exported.schema_json)
     cases = read_cases(data, exported.class_codes, schema)
     training, _ = split(cases, s, len(exported.class_codes))
+    weights = _class_weights(cases, training, s, len(exported.class_codes))
     examples_of_stage2 = alignment_examples(cases, training)
     count = len(examples_of_stage2) if s.stage == "stage2" else len(training)
     pre = preprocessing(exported.preprocessing)
@@ -610,26 +617,46 @@ def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: S
                 loss.backward()
                 step_loss = float(np.float32(loss.detach().item()))
             elif ddp is not None:
-                step_loss = _distributed_image_ce(ddp, cases, training, examples, pre, s, epoch, rank, world)
+                step_loss = _distributed_image_ce(ddp, cases, training, examples, pre, s, epoch, rank, world, weights)
             elif s.stage == "stage2b":
                 pixels = np.concatenate([case_pixels(cases[training[i]], pre, s, epoch, i) for i in examples])
                 labels = torch.tensor([cases[training[i]].label for i in examples], dtype=torch.long)
                 img = ref.image.top(pixel_values=torch.from_numpy(pixels)).last_hidden_state  # (B, 1+R+Np, Ci)
-                loss = F.cross_entropy(ref.heads.image_classifier(img[:, 0]), labels, reduction="mean")
+                loss = F.cross_entropy(ref.heads.image_classifier(img[:, 0]), labels, weight=weights, reduction="mean")
                 loss.backward()
                 step_loss = float(np.float32(loss.detach().item()))
             else:
+                # The step's total weight: its case count, or Σ w_y (in double, as CaseObjective.lossWeight).
+                total_weight = _weight_sum(cases, training, examples, weights)
                 step_loss = 0.0
                 for i in examples:
                     case = cases[training[i]]
                     ids = _text_ids(text_tokenizer, schema.render(case.record, str(case.image)), max_length)
                     logits = _class_logits(ref, case_pixels(case, pre, s, epoch, i), ids)
-                    ce = F.cross_entropy(logits, torch.tensor([case.label]), reduction="sum")
-                    (ce / len(examples)).backward()
-                    step_loss += float(np.float32(ce.detach().item())) / len(examples)
+                    ce = F.cross_entropy(logits, torch.tensor([case.label]), weight=weights, reduction="sum")  # w_y · l
+                    (ce / total_weight).backward()
+                    step_loss += float(np.float32(ce.detach().item())) / total_weight
             _optimiser_step(trainable, optimizer, scheduler, s, result, lr, step_loss)
     _finish(result, trainable, peft_keys, config, OrderedDict(ref.heads.named_parameters()))
     return result
+
+
+def _class_weights(cases, training: Sequence[int], s: StageSettings, class_count: int):
+    """§3.8's weights (float32 tensor [K]) of stages 2b and 3 with s.class_weights "balanced", else None."""
+    import torch
+
+    if s.class_weights == "none" or s.stage not in ("stage2b", "stage3"):
+        return None
+    if s.class_weights != "balanced":
+        raise ValueError(f"class weights {s.class_weights!r} are not none or balanced")
+    return torch.from_numpy(td.class_weights([cases[i].label for i in training], class_count))
+
+
+def _weight_sum(cases, training, examples, weights) -> float:
+    """A step's total loss weight (§2.6, §3.8): its case count, or Σ w_y in double in order (CaseObjective.lossWeight)."""
+    if weights is None:
+        return float(len(examples))
+    return sum(float(weights[cases[training[i]].label]) for i in examples)
 
 
 def _distributed() -> Tuple[int, int]:
@@ -656,28 +683,30 @@ def _distributed_image_ce_module(ref):
             super().__init__()
             self.image, self.classifier = image, classifier
 
-        def forward(self, pixels, labels, scale: float):
+        def forward(self, pixels, labels, scale: float, weight=None):
             img = self.image(pixel_values=pixels).last_hidden_state  # (B, 1+R+Np, Ci)
-            return F.cross_entropy(self.classifier(img[:, 0]), labels, reduction="sum") * scale
+            return F.cross_entropy(self.classifier(img[:, 0]), labels, weight=weight, reduction="sum") * scale
 
     return DistributedDataParallel(ImageClassifierLoss(ref.image.top, ref.heads.image_classifier))
 
 
-def _distributed_image_ce(ddp, cases, training, examples, pre, s: StageSettings, epoch: int, rank: int, world: int) -> float:
+def _distributed_image_ce(ddp, cases, training, examples, pre, s: StageSettings, epoch: int, rank: int, world: int,
+                          weights=None) -> float:
     """One step of stage 2b over `world` processes: rank r takes examples r, r + world, …; its loss is its summed
-    cross-entropy times world / N (N the step's examples), so that DDP's average of the ranks' gradients is the
-    gradient of the step's mean, as one process computes it (§2.6). A rank left without an example (the last step
+    (class-weighted) cross-entropy times world / N (N the step's examples, or their total class weight), so that
+    DDP's average of the ranks' gradients is the gradient of the step's (weighted) mean, as one process computes it
+    (§2.6). A rank left without an example (the last step
     of an epoch) runs the step's first one with scale 0, because every rank must take part in the reduction.
     Returns the step's mean loss, summed over the ranks."""
     import torch
     import torch.distributed as dist
 
     mine = examples[rank::world]
-    scale = world / len(examples) if mine else 0.0
+    scale = world / _weight_sum(cases, training, examples, weights) if mine else 0.0
     chosen = mine or examples[:1]
     pixels = np.concatenate([case_pixels(cases[training[i]], pre, s, epoch, i) for i in chosen])
     labels = torch.tensor([cases[training[i]].label for i in chosen], dtype=torch.long)
-    loss = ddp(torch.from_numpy(pixels), labels, scale)
+    loss = ddp(torch.from_numpy(pixels), labels, scale, weights)
     loss.backward()
     total = loss.detach().clone() / world
     dist.all_reduce(total)
@@ -796,6 +825,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--patient-split", action="store_true")
+    p.add_argument("--class-weights", choices=("none", "balanced"), default="none",
+                   help="class weights in the cross-entropy of stages 2b and 3 (§3.8)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps of the stage's schedule")
     p.add_argument("--threads", type=int, default=1, help="torch's intra-op threads (default 1: the fixtures' setting)")
     args = p.parse_args(argv)
@@ -809,7 +840,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s = StageSettings(stage=args.stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, rank=args.rank, alpha=args.alpha or 2.0 * args.rank,
                       seed=args.seed, max_grad_norm=args.max_grad_norm or None, folds=args.folds, fold=args.fold,
-                      grouping="patient" if args.patient_split else "lesion")
+                      grouping="patient" if args.patient_split else "lesion", class_weights=args.class_weights)
     try:
         result = train_stage(args.checkpoint, args.data, s, max_steps=args.max_steps)
     except (OSError, ValueError, KeyError) as e:
