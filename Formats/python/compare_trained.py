@@ -2,11 +2,14 @@
 """Compare a checkpoint trained elsewhere and imported back with the one prima-train wrote (h5py, numpy).
 
     python compare_trained.py ORIGINAL.h5 IMPORTED.h5 PRIMA_TRAIN_OUT.h5 --role image_encoder --heads image_classifier.
+    python compare_trained.py ORIGINAL.h5 IMPORTED.h5 PRIMA_TRAIN_OUT.h5 --role text_encoder --tensors mlm.   # stage 1
 
-IMPORTED must equal ORIGINAL in every component tensor, component file and /prima file, and in every head not
-under the --heads prefix; its adapter `prima` on --role and its heads under the prefix must agree with
-PRIMA_TRAIN_OUT's within the parity bounds of Formats/prima-training.md §5 (cosine ≥ 0.99999, max_abs ≤ 1e-4 ·
-max|ref|, the issue's). Exit 0 when they do, 1 otherwise (one line per difference), 2 for an unreadable file.
+IMPORTED must equal ORIGINAL in every component tensor not under the --tensors prefix of --role, every component
+file and /prima file, every head not under the --heads prefix, and every LoRA adapter of the other components; its
+adapter `prima` on --role, its heads under the --heads prefix and its --role tensors under the --tensors prefix
+must agree with PRIMA_TRAIN_OUT's within the parity bounds of Formats/prima-training.md §5 (cosine ≥ 0.99999,
+max_abs ≤ 1e-4 · max|ref|, the issue's). Exit 0 when they do, 1 otherwise (one line per difference), 2 for an
+unreadable file.
 """
 
 import argparse
@@ -26,7 +29,8 @@ def main(argv=None) -> int:
     p.add_argument("imported")
     p.add_argument("reference", help="prima-train's output of the same run")
     p.add_argument("--role", required=True, help="the component whose adapter `prima` was trained")
-    p.add_argument("--heads", required=True, help="the prefix of the trained heads, e.g. image_classifier.")
+    p.add_argument("--heads", help="the prefix of the trained heads, e.g. image_classifier. (none: no head trained)")
+    p.add_argument("--tensors", help="the prefix of the trained tensors of --role, e.g. mlm. (stage 1's head)")
     args = p.parse_args(argv)
     try:
         orig, imp, ref = (open_checkpoint(path) for path in (args.original, args.imported, args.reference))
@@ -34,15 +38,6 @@ def main(argv=None) -> int:
         print(e, file=sys.stderr)
         return 2
     problems = []
-    for role in ("image_encoder", "text_encoder", "decoder"):
-        a, b = orig[role], imp[role]
-        if list(a.tensors) != list(b.tensors) or a.files != b.files:
-            problems.append(f"{role}: other tensors or files than the original's")
-            continue
-        problems += [f"{role}/tensors/{n}: differs from the original" for n in a.tensors
-                     if not np.array_equal(a.read(n), b.read(n))]
-    if orig.prima.files != imp.prima.files or list(orig.prima.tensors) != list(imp.prima.tensors):
-        problems.append("prima: other heads or files than the original's")
     worst = [0.0, 1.0]
 
     def compare(path, value, expected):
@@ -58,8 +53,28 @@ def main(argv=None) -> int:
         if relative > MAX_ABS_RELATIVE or cosine < COSINE:
             problems.append(f"{path}: max_abs/max|ref| {relative:.3g}, cosine {cosine:.8f} against prima-train's")
 
+    for role in ("image_encoder", "text_encoder", "decoder"):
+        a, b = orig[role], imp[role]
+        if list(a.tensors) != list(b.tensors) or a.files != b.files:
+            problems.append(f"{role}: other tensors or files than the original's")
+            continue
+        for n in a.tensors:
+            if role == args.role and args.tensors and n.startswith(args.tensors):
+                compare(f"{role}/tensors/{n}", b.read(n), ref[role].read(n))
+            elif not np.array_equal(a.read(n), b.read(n)):
+                problems.append(f"{role}/tensors/{n}: differs from the original")
+        if role != args.role:  # the other components' adapters (earlier stages) come back unchanged
+            mine, theirs = (getattr(c, "lora", {}) for c in (b, a))
+            if sorted(mine) != sorted(theirs):
+                problems.append(f"{role}: adapters {sorted(mine)}, the original's {sorted(theirs)}")
+            for name in sorted(set(mine) & set(theirs)):
+                x, y = mine[name].tensor_group.tensors, theirs[name].tensor_group.tensors
+                if sorted(x) != sorted(y) or any(not np.array_equal(x[t].read(), y[t].read()) for t in x if t in y):
+                    problems.append(f"{role}/lora/{name}: differs from the original")
+    if orig.prima.files != imp.prima.files or list(orig.prima.tensors) != list(imp.prima.tensors):
+        problems.append("prima: other heads or files than the original's")
     for name in orig.prima.tensors:
-        if name.startswith(args.heads):
+        if args.heads and name.startswith(args.heads):
             compare(f"prima/tensors/{name}", imp.prima.read(name), ref.prima.read(name))
         elif name in imp.prima.tensors and not np.array_equal(orig.prima.read(name), imp.prima.read(name)):
             problems.append(f"prima/tensors/{name}: differs from the original")

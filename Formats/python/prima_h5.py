@@ -968,6 +968,22 @@ class Checkpoint:
             if not isinstance(value, kind):
                 raise fail(f"attribute {key} is not a JSON {'object' if kind is dict else 'array'}")
             out[key] = value
+        out["class_weights"] = None
+        if attrs.has("class_weights"):  # §4.1: float64 list of K float32 values, stages 2b and 3 only
+            if out["stage"] not in ("stage2b", "stage3"):
+                raise fail(f"attribute class_weights belongs to stage2b or stage3, not {out['stage']}")
+            raw = attrs.raw("class_weights")
+            weights = np.asarray(raw)
+            shapes = self.trainable_shapes()
+            classes = shapes.get("prima/tensors/task.class_token_ids", (None,))[0]
+            if weights.dtype != np.dtype("<f8") or weights.ndim != 1:
+                raise fail("attribute class_weights is not a float64 list")
+            if classes is None or weights.shape[0] != classes:
+                raise fail(f"attribute class_weights has {weights.shape[0]} values for {classes or 'no'} classes")
+            if (not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0)
+                    or not np.array_equal(weights.astype(np.float32).astype(np.float64), weights)):
+                raise fail("attribute class_weights must hold float32 values, each finite and >= 0, one at least positive")
+            out["class_weights"] = weights.astype(np.float32)
         if set(group.keys()) != {"optimizer", "history"}:
             raise fail(f"children must be exactly optimizer and history, found {sorted(group.keys())}")
         opt = group["optimizer"]
@@ -1078,7 +1094,8 @@ def print_tree(ckpt: Checkpoint, out=sys.stdout) -> None:
     if ckpt.training is not None:
         t = ckpt.training
         print(f"/training  {t['stage']} {t['status']}, step {t['step']} of {t['total_steps']}, epoch {t['epoch']}, "
-              f"{len(t['moments'])} trainable tensors", file=out)
+              f"{len(t['moments'])} trainable tensors"
+              + (f", class weights {[float(w) for w in t['class_weights']]}" if t["class_weights"] is not None else ""), file=out)
     for c in ckpt.groups():
         head = f"/{c.name}"
         if c.architecture:

@@ -64,6 +64,9 @@ public struct TrainingRecord: Sendable {
     public var best: JSONObject
     /// The completed stages, in order.
     public var stages: [JSONValue]
+    /// The class weights [K] of the stage's cross-entropy (attribute `class_weights`, §4.1; stages 2b and 3 with
+    /// `--class-weights balanced`), nil when the loss is unweighted. Float32 values.
+    public var classWeights: [Float]?
     /// AdamW's step count and moments (§4.2 `optimizer/`).
     public var optimizerStep: Int
     public var moments: [Moments]
@@ -71,11 +74,12 @@ public struct TrainingRecord: Sendable {
 
     public init(stage: Stage, status: Status, step: Int, totalSteps: Int, epoch: Int, cursor: Int, seed: UInt64, threads: Int,
                 tool: String = CheckpointFormat.tool, hyperparameters: JSONObject, data: JSONObject, split: JSONObject,
-                best: JSONObject = JSONObject([]), stages: [JSONValue] = [], optimizerStep: Int, moments: [Moments], history: History) {
+                best: JSONObject = JSONObject([]), stages: [JSONValue] = [], classWeights: [Float]? = nil, optimizerStep: Int,
+                moments: [Moments], history: History) {
         (self.stage, self.status, self.step, self.totalSteps, self.epoch, self.cursor) = (stage, status, step, totalSteps, epoch, cursor)
         (self.seed, self.threads, self.tool) = (seed, threads, tool)
         (self.hyperparameters, self.data, self.split, self.best, self.stages) = (hyperparameters, data, split, best, stages)
-        (self.optimizerStep, self.moments, self.history) = (optimizerStep, moments, history)
+        (self.classWeights, self.optimizerStep, self.moments, self.history) = (classWeights, optimizerStep, moments, history)
     }
 
     /// The group's name under the root.
@@ -102,6 +106,7 @@ public struct TrainingRecord: Sendable {
             try group.setAttribute(name, string: JSONValue.object(object).serialized())
         }
         try group.setAttribute("stages", string: JSONValue.array(stages).serialized())
+        if let classWeights { try group.setAttribute("class_weights", doubles: classWeights.map(Double.init)) }
 
         let optimizer = try group.createGroup("optimizer")
         try optimizer.setAttribute("step", int: optimizerStep)
@@ -177,6 +182,7 @@ public struct TrainingRecord: Sendable {
         let epoch = try int("epoch", 0...Int(Int32.max)), cursor = try int("cursor", 0...Int(Int32.max))
         let seed = try int("seed", 0...Int.max), threads = try int("threads", 1...4096)
         guard let stages = try json("stages").array else { throw fail("attribute stages is not a JSON array") }
+        let classWeights = try Self.classWeights(group, stage: stage, classes: shapes["prima/tensors/task.class_token_ids"]?.first, fail: fail)
         let known: Set<String> = ["optimizer", "history"]
         let children = try group.linkNames()
         if let extra = children.first(where: { !known.contains($0) }) { throw fail("\(extra) is not part of the training group (§4.2)") }
@@ -235,7 +241,24 @@ public struct TrainingRecord: Sendable {
         return TrainingRecord(stage: stage, status: status, step: step, totalSteps: totalSteps, epoch: epoch, cursor: cursor,
                               seed: UInt64(seed), threads: threads, tool: try string("tool"), hyperparameters: try object("hyperparameters"),
                               data: try object("data"), split: try object("split"), best: try object("best"), stages: stages,
-                              optimizerStep: optimizerStep, moments: moments, history: history)
+                              classWeights: classWeights, optimizerStep: optimizerStep, moments: moments, history: history)
+    }
+
+    /// The optional `class_weights` attribute (§4.1): a float64 list of K float32 values (K the checkpoint's classes),
+    /// each finite and ≥ 0, one at least positive, on a stage2b or stage3 record.
+    private static func classWeights(_ group: HDF5Group, stage: Stage, classes: Int?, fail: (String) -> CheckpointError) throws -> [Float]? {
+        guard group.hasAttribute("class_weights") else { return nil }
+        guard stage == .stage2b || stage == .stage3 else { throw fail("attribute class_weights belongs to stage2b or stage3, not \(stage.rawValue)") }
+        guard group.attribute("class_weights", isStoredAs: .float64List), let values = try? group.doublesAttribute("class_weights") else {
+            throw fail("attribute class_weights is not a float64 list (Formats/prima-training.md §4.1)")
+        }
+        guard let classes, values.count == classes else {
+            throw fail("attribute class_weights has \(values.count) values for \(classes.map(String.init) ?? "no") classes")
+        }
+        guard values.allSatisfy({ $0.isFinite && $0 >= 0 && Double(Float($0)) == $0 }), values.contains(where: { $0 > 0 }) else {
+            throw fail("attribute class_weights must hold float32 values, each finite and ≥ 0, one at least positive")
+        }
+        return values.map { Float($0) }
     }
 
     /// The float32 datasets below `group`, by path (at most six levels: `ROLE/lora/NAME/tensors/X`), finite.

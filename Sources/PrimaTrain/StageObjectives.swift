@@ -22,11 +22,11 @@ public final class MaskedLMObjective<Model: MaskedLanguageModel>: StageObjective
                                settings: masking, seed: seed, epoch: epoch)
     }
 
-    public func lossItems(_ indices: [Int], epoch: Int) throws -> Int {
-        batch(indices, epoch: epoch).labels.joined().filter { $0 != MaskedLMMasking.ignoreLabel }.count
+    public func lossWeight(_ indices: [Int], epoch: Int) throws -> Double {
+        Double(batch(indices, epoch: epoch).labels.joined().filter { $0 != MaskedLMMasking.ignoreLabel }.count)
     }
 
-    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
+    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Double, gradients: GradientStore) throws -> Double {
         let batch = self.batch(indices, epoch: epoch)
         // The head runs on the labelled positions only: the others have no loss and zero gradient.
         let labels = batch.labels.flatMap { $0 }
@@ -59,9 +59,9 @@ public final class AlignmentObjective: StageObjective {
         (self.augmentation, self.settings, self.softTargets) = (augmentation, settings, softTargets)
     }
 
-    public func lossItems(_ indices: [Int], epoch: Int) throws -> Int { indices.count }
+    public func lossWeight(_ indices: [Int], epoch: Int) throws -> Double { Double(indices.count) }
 
-    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
+    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Double, gradients: GradientStore) throws -> Double {
         try run(indices, epoch: epoch, normalizer: normalizer, gradients: gradients)
     }
 
@@ -72,19 +72,19 @@ public final class AlignmentObjective: StageObjective {
         var start = 0
         while start < examples.count {
             let indices = Array(start..<min(start + batchSize, examples.count))
-            total += try run(indices, epoch: 0, normalizer: examples.count, gradients: nil)
+            total += try run(indices, epoch: 0, normalizer: Double(examples.count), gradients: nil)
             start += batchSize
         }
         return Float(total)
     }
 
     /// One batch forward (and backward, with `gradients`), weighted by its share of `normalizer` examples.
-    private func run(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore?) throws -> Double {
+    private func run(_ indices: [Int], epoch: Int, normalizer: Double, gradients: GradientStore?) throws -> Double {
         let views = try Batching.alignmentBatch(data, examples: examples, indices: indices, preprocessing: context.preprocessing,
                                                 augmentation: gradients == nil ? nil : augmentation, seed: context.seed, epoch: epoch)
         let records = views.representatives.map { data.cases[$0].record }
         let text = Batching.pad(try views.representatives.map { try context.textIds(data.cases[$0]) }, padId: context.padId)
-        let share = Double(indices.count) / Double(normalizer)
+        let share = Double(indices.count) / normalizer
         let step = try model.alignmentStep(AlignmentBatch(pixelValues: views.pixelValues, textIds: text.ids, textMask: text.mask,
                                                           softTargets: softTargets.targets(records)),
                                            settings: settings, gradients: gradients, textEncoderBackward: false, lossScale: Float(share))
@@ -93,7 +93,8 @@ public final class AlignmentObjective: StageObjective {
 }
 
 /// An objective over the training side's cases (stages 2b and 3): an example is a place in `positions`, one loss
-/// item each; its image is view 0 of its augmentation (or plain).
+/// item each, weighing its class weight when the cross-entropy is weighted (Formats/prima-training.md §3.8); its
+/// image is view 0 of its augmentation (or plain).
 public class CaseObjective {
     public let model: PrimaModel
     let data: TrainingCases
@@ -101,13 +102,24 @@ public class CaseObjective {
     let positions: [Int]
     let context: CaseContext
     let augmentation: Augmentation.Settings?
+    /// PyTorch's `CrossEntropyLoss(weight=…)` [K], or nil (every case weighs 1).
+    public let classWeights: [Float]?
     public var exampleCount: Int { positions.count }
 
-    public init(model: PrimaModel, data: TrainingCases, positions: [Int], context: CaseContext, augmentation: Augmentation.Settings?) {
+    public init(model: PrimaModel, data: TrainingCases, positions: [Int], context: CaseContext, augmentation: Augmentation.Settings?,
+                classWeights: [Float]? = nil) {
         (self.model, self.data, self.positions, self.context, self.augmentation) = (model, data, positions, context, augmentation)
+        self.classWeights = classWeights
     }
 
-    public func lossItems(_ indices: [Int], epoch: Int) throws -> Int { indices.count }
+    /// The examples' total weight: their count, or the sum of their classes' weights (in double, in order).
+    public func lossWeight(_ indices: [Int], epoch: Int) throws -> Double {
+        guard let classWeights else { return Double(indices.count) }
+        return indices.reduce(0.0) { $0 + Double(classWeights[label($1)]) }
+    }
+
+    /// The class of example `index`.
+    func label(_ index: Int) -> Int { data.cases[positions[index]].label }
 
     /// The images [B, 3, H, W] of examples `indices` in `epoch`.
     func images(_ indices: [Int], epoch: Int) throws -> Tensor {
@@ -117,29 +129,33 @@ public class CaseObjective {
 }
 
 /// Stage 2b: the image classifier's cross-entropy on the image CLS, through the image encoder
-/// (`PrimaModel.imageClassifierStep`).
+/// (`PrimaModel.imageClassifierStep`). A micro-batch's (weighted) mean is scaled by its share of the step's weight,
+/// so that the step's gradient is the (weighted) mean over all its examples (§2.6).
 public final class ImageClassifierObjective: CaseObjective, StageObjective {
-    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
-        let share = Double(indices.count) / Double(normalizer)
-        let loss = try model.imageClassifierStep(pixels: try images(indices, epoch: epoch), labels: indices.map { data.cases[positions[$0]].label },
+    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Double, gradients: GradientStore) throws -> Double {
+        let share = try lossWeight(indices, epoch: epoch) / normalizer
+        let loss = try model.imageClassifierStep(pixels: try images(indices, epoch: epoch), labels: indices.map(label), classWeights: classWeights,
                                                  gradients: gradients, lossScale: Float(share))
         return Double(loss) * share
     }
 }
 
 /// Stage 3: the restricted class cross-entropy through the whole pipeline (`PrimaModel.trainingForward` and
-/// `backward`), one case at a time; the encoders are frozen, so their backward is skipped.
+/// `backward`), one case at a time; the encoders are frozen, so their backward is skipped. Case i's loss l_i counts
+/// w_i / N (w_i its class weight, 1 unweighted; N the step's total weight): the step's loss is Σ w_i·l_i / Σ w_i,
+/// PyTorch's weighted mean.
 public final class ClassificationObjective: CaseObjective, StageObjective {
-    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
+    public func accumulate(_ indices: [Int], epoch: Int, normalizer: Double, gradients: GradientStore) throws -> Double {
         var loss = 0.0
         for index in indices {
             let item = data.cases[positions[index]]
+            let weight = classWeights?[item.label] ?? 1
             let inputs = PrimaInputs(pixelValues: try images([index], epoch: epoch), textIds: try context.textIds(item),
                                      promptIds: context.promptIds, answerPrefixIds: context.answerPrefixIds)
             let (logits, tape) = try model.trainingForward(inputs)
-            let entropy = Loss.crossEntropy(logits, labels: [item.label], lossGradient: 1 / Float(normalizer))
+            let entropy = Loss.crossEntropy(logits, labels: [item.label], lossGradient: weight / Float(normalizer))
             try model.backward(entropy.logitsGradient, tape: tape, gradients: gradients, encoderGradients: false)
-            loss += Double(entropy.loss) / Double(normalizer)
+            loss += Double(weight) * Double(entropy.loss) / normalizer
         }
         return loss
     }

@@ -31,6 +31,8 @@ public struct StageOptions: Sendable {
     public var splitFile: String?
     /// Balanced sampling of the classes instead of the plain shuffle (stages 2b and 3).
     public var balanced = false
+    /// Class weights in the cross-entropy of stages 2b and 3 (Formats/prima-training.md §3.8); ignored by the others.
+    public var classWeighting = ClassWeighting.none
     /// Augment the training images (Formats/prima-training.md §3.4); validation images never are.
     public var augmentation: Augmentation.Settings? = .standard
     public var alignment = AlignmentLoss.Settings()
@@ -87,6 +89,7 @@ public struct StageOptions: Sendable {
                 ("brightness", .double($0.brightness)), ("contrast", .double($0.contrast)), ("saturation", .double($0.saturation)),
             ])) } ?? .null), ("balanced_sampling", .bool(balanced))]
         }
+        if stage == .stage2b || stage == .stage3 { fields.append(("class_weights", .string(classWeighting.rawValue))) }
         if stage == .stage2 {
             fields += [("tau", .double(Double(alignment.tau))), ("tau_label", .double(Double(alignment.tauLabel))),
                        ("loss_weights", .array(alignment.weights.map { .double(Double($0)) })),
@@ -94,6 +97,15 @@ public struct StageOptions: Sendable {
         }
         return JSONObject(fields)
     }
+}
+
+/// The weights of the classes in the cross-entropy of stages 2b and 3 (`--class-weights`, Formats/prima-training.md
+/// §3.8).
+public enum ClassWeighting: String, Sendable, CaseIterable {
+    /// Every case weighs 1.
+    case none
+    /// scikit-learn's "balanced" over the training split's cases (`Sampling.classWeights`).
+    case balanced
 }
 
 /// Runs one training stage from a checkpoint to its output (Formats/prima-training.md): loads the model with the
@@ -222,11 +234,11 @@ public final class StageRunner {
                     ("final_loss", trainer.history.loss.last.map { .double(Double($0)) } ?? .null),
                     ("hyperparameters", .object(options.hyperparameters)), ("data", .object(setup.data)),
                     ("split", .object(setup.split)), ("seed", .int(Int(settings.seed))), ("tool", .string(CheckpointFormat.tool)),
-                ])))
+                ] + (setup.classWeights.map { [("class_weights", .array($0.map { .double(Double($0)) }))] } ?? []))))
             }
             return TrainingRecord(stage: options.stage, status: status, step: trainer.step, totalSteps: trainer.totalSteps, epoch: trainer.epoch,
                                   cursor: trainer.cursor, seed: settings.seed, threads: BLAS.threads, hyperparameters: options.hyperparameters,
-                                  data: setup.data, split: setup.split, best: best, stages: stages,
+                                  data: setup.data, split: setup.split, best: best, stages: stages, classWeights: setup.classWeights,
                                   optimizerStep: trainer.optimizerStep, moments: trainer.moments(), history: trainer.history)
         }
         func save(_ status: TrainingRecord.Status, to path: String) throws {
@@ -286,6 +298,8 @@ public final class StageRunner {
         let counts: (training: Int, validation: Int, skipped: [String])
         /// The training examples' classes, for balanced sampling (nil: no classes).
         let orderLabels: [Int]?
+        /// The cross-entropy's class weights (nil: unweighted), recorded in `/training`.
+        var classWeights: [Float]? = nil
     }
 
     /// Stage 1: the text encoder with its masked-LM head and the corpus.
@@ -321,6 +335,9 @@ public final class StageRunner {
         func paths(_ prefix: String, where keep: (String) -> Bool = { _ in true }) -> [String] {
             heads.filter { $0.hasPrefix(prefix) && keep($0) }.map { GradientStore.path(role: "prima", tensor: $0) }
         }
+        // §3.8: scikit-learn's "balanced" weights over the training side's cases (stages 2b and 3).
+        let classWeights = options.classWeighting == .balanced && options.stage != .stage2
+            ? Sampling.classWeights(labels: split.training.map { data.cases[$0].label }, classCount: data.classCodes.count) : nil
         let objective: any StageObjective
         var validate: (() throws -> Trainer.EpochMetrics)?
         let headPaths: [String]
@@ -337,12 +354,14 @@ public final class StageRunner {
             validate = { Trainer.EpochMetrics(loss: try held.validationLoss(batchSize: batch), macroF1: .nan, accuracy: .nan, balancedAccuracy: .nan) }
         case .stage2b:
             headPaths = paths("image_classifier.")
-            objective = ImageClassifierObjective(model: model, data: data, positions: split.training, context: context, augmentation: options.augmentation)
+            objective = ImageClassifierObjective(model: model, data: data, positions: split.training, context: context, augmentation: options.augmentation,
+                                                 classWeights: classWeights)
             validate = { try Self.validateImageClassifier(model, data: data, positions: split.validation, context: context) }
         default:
             let stored = Set(try ToolError.classify(asInput: true) { try source.group("prima").tensorRecords() }.map(\.name))
             headPaths = paths("fusion.", where: stored.contains)
-            objective = ClassificationObjective(model: model, data: data, positions: split.training, context: context, augmentation: options.augmentation)
+            objective = ClassificationObjective(model: model, data: data, positions: split.training, context: context, augmentation: options.augmentation,
+                                                classWeights: classWeights)
             validate = { try Self.validatePipeline(model, data: data, positions: split.validation, context: context) }
         }
         let skipped = data.skipped.map { "\($0.imageID): \($0.reason)" }
@@ -357,7 +376,7 @@ public final class StageRunner {
         return StageSetup(objective: objective, validate: split.validation.isEmpty ? nil : validate, headPaths: headPaths,
                           live: { model.parameter(atPath: $0) }, data: record, split: splitRecord,
                           counts: (split.training.count, split.validation.count, skipped),
-                          orderLabels: options.stage == .stage2 ? nil : split.training.map { data.cases[$0].label })
+                          orderLabels: options.stage == .stage2 ? nil : split.training.map { data.cases[$0].label }, classWeights: classWeights)
     }
 
     /// Stage 1's objective for a concrete masked-LM model type.

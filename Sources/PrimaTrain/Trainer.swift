@@ -40,12 +40,13 @@ public struct TrainerSettings: Sendable, Equatable {
 public protocol StageObjective: AnyObject {
     /// The number of training examples; an epoch visits each once in a seeded order (§1, purpose shuffle).
     var exampleCount: Int { get }
-    /// The loss items of `examples` (Formats/prima-training.md §2.6: target tokens for a masked LM, cases
-    /// otherwise): the divisor that makes the step's gradient the mean over the whole step.
-    func lossItems(_ examples: [Int], epoch: Int) throws -> Int
+    /// The total weight of the loss items of `examples` (Formats/prima-training.md §2.6: target tokens for a masked
+    /// LM, cases otherwise, each weighing 1, or its class weight when the cross-entropy is weighted): the divisor
+    /// that makes the step's gradient the (weighted) mean over the whole step.
+    func lossWeight(_ examples: [Int], epoch: Int) throws -> Double
     /// Runs `examples` (one micro-batch) forward and backward with the loss divided by `normalizer`, adds the
     /// gradients into `gradients`, and returns that micro-batch's share of the step's loss.
-    func accumulate(_ examples: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double
+    func accumulate(_ examples: [Int], epoch: Int, normalizer: Double, gradients: GradientStore) throws -> Double
 }
 
 /// The optimisation loop of one stage: seeded epoch orders, gradient accumulation, AdamW with the cosine warm-up
@@ -187,8 +188,8 @@ public final class Trainer {
     /// One optimiser step over `examples`: zeroed gradients, the micro-batches, AdamW at this step's rate.
     private func takeStep(_ examples: [Int]) throws -> StepReport {
         gradients.zero()
-        let normalizer = try objective.lossItems(examples, epoch: epoch)
-        guard normalizer >= 1 else { throw OptimizerError("step \(step + 1): its examples have no loss items") }
+        let normalizer = try objective.lossWeight(examples, epoch: epoch)
+        guard normalizer > 0 else { throw OptimizerError("step \(step + 1): its examples have no loss items (or no weight)") }
         let chunk = (examples.count + settings.accumulation - 1) / settings.accumulation
         var loss = 0.0
         var start = 0

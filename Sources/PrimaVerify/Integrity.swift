@@ -49,7 +49,8 @@ public enum IntegrityChecker {
                 return ComponentReport(name: "training", architecture: "?", tensorCount: 0, bytes: 0, problems: ["unreadable"])
             }
             let bytes = record.moments.reduce(0) { $0 + 4 * ($1.expAvg.elementCount + $1.expAvgSq.elementCount) }
-            return ComponentReport(name: "training", architecture: "\(record.stage.rawValue) \(record.status.rawValue), step \(record.step) of \(record.totalSteps)",
+            let weights = record.classWeights.map { ", class weights " + $0.map { "\($0)" }.joined(separator: ",") } ?? ""
+            return ComponentReport(name: "training", architecture: "\(record.stage.rawValue) \(record.status.rawValue), step \(record.step) of \(record.totalSteps)\(weights)",
                                    tensorCount: 2 * record.moments.count, bytes: bytes, problems: [])
         } catch {
             let message = "\(error)"

@@ -585,6 +585,51 @@ import Testing
                          Self.fastVersusReference(length: c.columns?.count ?? c.v), "dlogits (fast, normalizer)")
     }
 
+    /// PyTorch's `cross_entropy(weight=w)`: Σ w_y·l / Σ w_y over the counted rows, with an ignored row, a label of
+    /// weight 0 (no loss, zero gradient) and a class with no row; with a normalizer, Σ w_y·l / normalizer.
+    @Test func classWeightedCrossEntropyBackward() {
+        let (n, v) = (6, 5)
+        let labels = [0, 3, -100, 3, 1, 4], weights: [Float] = [2, 0.5, 0.75, 1.25, 0]
+        let x = Tensor(shape: [n, v], float32: GradientCheck.random(n * v, seed: 11, scale: 8).map { $0 + 50 })
+        func loss64(_ p: [Double], normalizer: Double? = nil) -> Double {
+            var total = 0.0, mass = 0.0
+            for (row, label) in labels.enumerated() where label != Loss.ignoreIndex {
+                let values = p[row * v..<(row + 1) * v], top = values.max()!
+                total += Double(weights[label]) * (top + log(values.reduce(0) { $0 + exp($1 - top) }) - p[row * v + label])
+                mass += Double(weights[label])
+            }
+            return total / (normalizer ?? mass)
+        }
+        let reference = Loss.crossEntropyReference(x, labels: labels, classWeights: weights)
+        let fast = Loss.crossEntropy(x, labels: labels, classWeights: weights)
+        let numeric = Self.numeric([x.float32Values()]) { loss64($0[0]) }
+        Self.expectClose(reference.logitsGradient.float32Values(), numeric[0], Self.referenceVersusNumeric, "weighted dlogits (reference)")
+        Self.expectClose(fast.logitsGradient.float32Values(), reference.logitsGradient.float32Values(), Self.fastVersusReference(length: v),
+                         "weighted dlogits (fast)")
+        let exact = loss64(x.float32Values().map(Double.init))
+        #expect(abs(Double(reference.loss) - exact) <= Self.lossReferenceVersusExact * abs(exact))
+        #expect(abs(Double(fast.loss) - exact) <= Self.lossFastVersusExact * abs(exact), "loss \(fast.loss) vs \(exact)")
+        #expect(fast.count == 5 && reference.count == 5)
+        // The row of weight 0 (label 4) and the ignored row get exactly zero.
+        for row in [2, 5] {
+            #expect((0..<v).allSatisfy { fast.logitsGradient.float32Values()[row * v + $0] == 0 && reference.logitsGradient.float32Values()[row * v + $0] == 0 })
+        }
+        // Unit weights are the unweighted loss, bit for bit.
+        let unit = Loss.crossEntropy(x, labels: labels, classWeights: [Float](repeating: 1, count: v)), plain = Loss.crossEntropy(x, labels: labels)
+        #expect(unit.loss == plain.loss && unit.logitsGradient.float32Values() == plain.logitsGradient.float32Values())
+        // A normalizer (a step's total weight) divides the weighted sum.
+        let normalized = Loss.crossEntropy(x, labels: labels, classWeights: weights, normalizer: 10)
+        let normalizedExact = loss64(x.float32Values().map(Double.init), normalizer: 10)
+        #expect(abs(Double(normalized.loss) - normalizedExact) <= Self.lossFastVersusExact * abs(normalizedExact))
+        Self.expectClose(normalized.logitsGradient.float32Values(), Loss.crossEntropyReference(x, labels: labels, classWeights: weights, normalizer: 10)
+                            .logitsGradient.float32Values(), Self.fastVersusReference(length: v), "weighted dlogits (fast, normalizer)")
+        // Every counted row of weight 0: PyTorch's 0/0, and no gradient.
+        for result in [Loss.crossEntropy(x, labels: [4, -100, 4, 4, 4, 4], classWeights: weights),
+                       Loss.crossEntropyReference(x, labels: [4, -100, 4, 4, 4, 4], classWeights: weights)] {
+            #expect(result.loss.isNaN && result.logitsGradient.float32Values().allSatisfy { $0 == 0 })
+        }
+    }
+
     /// The reference's loss against float64: one rounding to f32.
     static let lossReferenceVersusExact = 0x1p-23
     /// The fast loss: f32 log-sum-exp per row (max + log of an f32 sum of exps of ≤ 1–2 ulps each) minus the label's

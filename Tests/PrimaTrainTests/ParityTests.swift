@@ -9,20 +9,23 @@ import Testing
 /// (Formats/python/prima_ref/train.py; fixtures Fixtures/train/parity/<stage>.h5 written by
 /// Fixtures/make_train_parity_fixtures.py): the same checkpoint, data, split, order, augmentation, adapter
 /// initialisation, objective and AdamW give the same loss, learning rate and gradient norm at every step and the
-/// same trained tensors after the fifth (the parity bounds).
+/// same trained tensors after the fifth (the parity bounds). `stage2b-balanced` and `stage3-balanced` run the
+/// class-weighted cross-entropy (`--class-weights balanced`, Formats/prima-training.md §3.8) on an unbalanced fold.
 @Suite(.serialized) struct ParityTests {
     /// The bound on each step's loss, relative to PyTorch's. Measured worst (stages 1, 2, 2b, 3): 7.7e-8,
     /// 1.8e-7, 8.5e-8, 6.7e-7 — float32 forward passes summed in other orders.
+    /// Class-weighted (stages 2b, 3): 1.0e-7, 3.8e-7.
     static let lossRelative = 1e-5
     /// The pre-clip global norm, relative: the gradients are float32 backward passes summed in other orders, and
-    /// the norm is the loss bound. Measured worst: 1.3e-7, 8.0e-7, 1.9e-7, 5.1e-7.
+    /// the norm is the loss bound. Measured worst: 1.3e-7, 8.0e-7, 1.9e-7, 5.1e-7; weighted 1.3e-7, 6.7e-7.
     static let gradientNormRelative = 1e-5
     /// The bounds on a trained tensor after the last step: cosine with PyTorch's, and the largest
     /// difference relative to max |PyTorch's value|. Measured worst cosine 1 − 3.5e-11; max_abs/max|ref| 7.0e-6,
-    /// 1.7e-5, 1.2e-5, 4.3e-5 (stages 1, 2, 2b, 3). An element whose gradient falls below AdamW's ε = 1e-8 (a
+    /// 1.7e-5, 1.2e-5, 4.3e-5 (stages 1, 2, 2b, 3); weighted 2b, 3: 8.0e-6, 3.5e-5. An element whose gradient falls below AdamW's ε = 1e-8 (a
     /// cancelling sum) moves by lr·m̂/(√v̂ + ε), which follows the gradient's float32 rounding rather than its sign:
     /// at lr 1e-2 one such element of stage 2 came to 8.4e-5, so stage 2's fixture runs at 2e-3 (the weights still
-    /// move visibly). The values do not change with the BLAS thread count (1 or 2).
+    /// move visibly); so does the weighted stage 3's, which at 1e-2 came to 3.8e-4 on an element with gradients near
+    /// 1e-5. The values do not change with the BLAS thread count (1 or 2).
     static let tensorCosine = 0.99999
     static let tensorMaxAbsRelative = 1e-4
 
@@ -35,10 +38,13 @@ import Testing
         let gradientNorms: [Float]
         /// Gradient path → PyTorch's values after the last step, in the fixture's order.
         let tensors: [(path: String, values: [Float])]
+        /// The class weights of a weighted run (nil: unweighted).
+        let classWeights: [Float]?
 
-        init(stage: String) throws {
-            let file = try HDF5File.open(path: TestProcess.repositoryRoot + "/Fixtures/train/parity/\(stage).h5")
+        init(name: String) throws {
+            let file = try HDF5File.open(path: TestProcess.repositoryRoot + "/Fixtures/train/parity/\(name).h5")
             let root = try file.root()
+            classWeights = root.hasAttribute("class_weights") ? try root.doublesAttribute("class_weights").map { Float($0) } : nil
             let json = try JSONSerialization.jsonObject(with: Data(try root.stringAttribute("settings").utf8))
             settings = try #require(json as? [String: Any])
             steps = try root.intAttribute("steps")
@@ -82,13 +88,14 @@ import Testing
             options.alignment = AlignmentLoss.Settings(tau: Float(try double("tau")), tauLabel: Float(try double("tau_label")),
                                                        weights: weights, localMode: mode)
             options.softLabelsOnly = try #require(settings["soft_labels_only"] as? Bool)
+            options.classWeighting = try #require(ClassWeighting(rawValue: try string("class_weights")))
             return options
         }
     }
 
-    @Test(arguments: ["stage1", "stage2", "stage2b", "stage3"])
+    @Test(arguments: ["stage1", "stage2", "stage2b", "stage3", "stage2b-balanced", "stage3-balanced"])
     func fiveStepsMatchPyTorch(_ stage: String) throws {
-        let fixture = try Fixture(stage: stage)
+        let fixture = try Fixture(name: stage)
         let output = TestProcess.temporaryDirectory("prima-parity-tests") + "/\(stage).h5"
         var reports: [Trainer.StepReport] = []
         _ = try StageRunner(options: try fixture.options(output: output)).run(report: { event in
@@ -110,6 +117,8 @@ import Testing
 
         let record = try #require(try TrainingRecord.read(from: try Checkpoint(path: output), loadMoments: true))
         #expect(Set(record.moments.map(\.path)) == Set(fixture.tensors.map(\.path)), "the trainable set differs from PyTorch's")
+        // The weights used are recorded, exactly those of the reference (float32).
+        #expect(record.classWeights == fixture.classWeights, "class weights \(record.classWeights ?? []), PyTorch \(fixture.classWeights ?? [])")
         for (path, expected) in fixture.tensors {
             let values = try StageRunnerTests.tensor(path, in: output)
             try #require(values.count == expected.count, "\(path): \(values.count) values, PyTorch \(expected.count)")

@@ -93,6 +93,37 @@ import Testing
         }
     }
 
+    /// Class-weighted cross-entropy (Formats/prima-training.md §3.8) on fold 1 of 3, whose 7 training cases give
+    /// weights 1.75, 0.875 and 0: a step split into micro-batches of one case (`--grad-accum 3`) normalises by the
+    /// step's total weight, so it trains what the whole batch does; the weights are recorded; and they change the run.
+    @Test(arguments: [TrainingRecord.Stage.stage2b, .stage3])
+    func classWeightsAccumulateToTheWeightedMeanOfTheStep(_ stage: TrainingRecord.Stage) throws {
+        let directory = TestProcess.temporaryDirectory("prima-stage-tests")
+        func run(_ name: String, weighting: ClassWeighting, accumulation: Int) throws -> TrainingRecord {
+            var options = Self.options(stage, data: Self.cases, output: "\(directory)/\(name).h5")
+            (options.folds, options.fold, options.trainer.epochs) = (3, 1, 1)
+            options.trainer.accumulation = accumulation
+            options.classWeighting = weighting
+            _ = try StageRunner(options: options).run()
+            return try #require(try TrainingRecord.read(from: try Checkpoint(path: options.output), loadMoments: true))
+        }
+        let whole = try run("whole", weighting: .balanced, accumulation: 1)
+        let split = try run("split", weighting: .balanced, accumulation: 3)
+        let plain = try run("plain", weighting: .none, accumulation: 1)
+        #expect(whole.classWeights == [1.75, 0.875, 0, 0.875, 0, 0.875] && split.classWeights == whole.classWeights && plain.classWeights == nil)
+        #expect(whole.hyperparameters["class_weights"]?.string == "balanced" && plain.hyperparameters["class_weights"]?.string == "none")
+        #expect(whole.stages.last?.object?["class_weights"]?.array?.count == 6)
+        for (a, b) in zip(whole.history.loss, split.history.loss) {
+            #expect(abs(a - b) <= Float(ParityTests.lossRelative) * abs(a), "loss \(a) in one batch, \(b) accumulated")
+        }
+        for path in whole.moments.map(\.path) {
+            let (a, b) = (try Self.tensor(path, in: "\(directory)/whole.h5"), try Self.tensor(path, in: "\(directory)/split.h5"))
+            let scale = Double(a.map(abs).max() ?? 0), maxAbs = zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0
+            #expect(maxAbs <= ParityTests.tensorMaxAbsRelative * scale, "\(path): max_abs \(maxAbs), max|ref| \(scale)")
+        }
+        #expect(whole.history.loss != plain.history.loss)
+    }
+
     /// The values of the tensor at gradient path `path` of the checkpoint at `file`.
     static func tensor(_ path: String, in file: String) throws -> [Float] {
         let checkpoint = try Checkpoint(path: file)

@@ -177,6 +177,8 @@ import Testing
             (["stage1", "--checkpoint", Self.checkpoint, "--corpus", badCorpus], "corpus.jsonl"),
             (["stage2b", "--checkpoint", Self.checkpoint, "--data", Self.cases, "--resume"], "no saved run to resume"),
             (["stage2", "--checkpoint", Self.checkpoint, "--data", Self.cases, "--loss-weights", "1,2,3"], "--loss-weights"),
+            (["stage2", "--checkpoint", Self.checkpoint, "--data", Self.cases, "--class-weights", "balanced"], "--class-weights"),
+            (["stage3", "--checkpoint", Self.checkpoint, "--data", Self.cases, "--class-weights", "inverse"], "--class-weights"),
             (["stage2b", "--checkpoint", Self.checkpoint, "--data", Self.cases, "--log", Self.checkpoint], "the log must differ"),
         ]
         for (index, (arguments, mention)) in cases.enumerated() {

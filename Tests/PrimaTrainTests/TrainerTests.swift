@@ -24,9 +24,9 @@ import Testing
             weight = Tensor(zeros: [3, 5], dtype: .f32)
         }
 
-        func lossItems(_ examples: [Int], epoch: Int) throws -> Int { examples.count }
+        func lossWeight(_ examples: [Int], epoch: Int) throws -> Double { Double(examples.count) }
 
-        func accumulate(_ examples: [Int], epoch: Int, normalizer: Int, gradients: GradientStore) throws -> Double {
+        func accumulate(_ examples: [Int], epoch: Int, normalizer: Double, gradients: GradientStore) throws -> Double {
             let w = weight.float32Values()
             var loss = 0.0
             try #require(gradients["w"] != nil)

@@ -32,6 +32,14 @@ import Testing
                               optimizerStep: step, moments: moments, history: history)
     }
 
+    /// ``record(moments:step:)`` of `stage` without moments, with class weights `weights`.
+    static func weighted(_ stage: TrainingRecord.Stage, _ weights: [Float]) -> TrainingRecord {
+        var record = record(moments: [])
+        record.stage = stage
+        record.classWeights = weights
+        return record
+    }
+
     @Test func aSaveReadsBackExactly() throws {
         let output = TestProcess.temporaryDirectory("prima-train-tests") + "/save.h5"
         let input = try Checkpoint(path: Self.bundled)
@@ -86,6 +94,20 @@ import Testing
         #expect(try TrainingRecord.read(from: try Checkpoint(path: output + ".next"), loadMoments: false)?.step == 3)
     }
 
+    /// A weighted stage's class weights (§4.1 `class_weights`) read back exactly, in Swift and in the h5py reader.
+    @Test func classWeightsReadBackExactly() throws {
+        let output = TestProcess.temporaryDirectory("prima-train-tests") + "/weighted.h5"
+        var record = Self.record(moments: [])
+        record.stage = .stage2b
+        record.classWeights = [1.75, 0.875, 0, Float(7) / 6, 0, 0.875]
+        try TrainingSave.write(input: Self.bundled, output: output, trained: [], adapters: [], trainedHeads: [], record: record, overwrite: false)
+        try StoredValidation.validate(try Checkpoint(path: output))
+        #expect(try TrainingRecord.read(from: try Checkpoint(path: output), loadMoments: false)?.classWeights == record.classWeights)
+        let python = try TestProcess.run("/usr/bin/python3", [TestProcess.repositoryRoot + "/Formats/python/prima_h5.py", output])
+        #expect(python.status == 0 && python.stdout.contains("class weights [1.75, 0.875, 0.0, \(Double(Float(7) / 6)), 0.0, 0.875]"),
+                "\(python.stdout)\(python.stderr)")
+    }
+
     /// Moments of a tensor the checkpoint does not have, or of another shape, and histories of the wrong length
     /// are refused naming the object.
     @Test func aRecordThatDoesNotFitIsRefused() throws {
@@ -94,6 +116,11 @@ import Testing
         let cases: [(TrainingRecord, String)] = [
             (Self.record(moments: [.init(path: "prima/tensors/no.such.weight", expAvg: stray, expAvgSq: stray)]), "no.such.weight"),
             (Self.record(moments: [.init(path: "prima/tensors/alignment.image_proj.weight", expAvg: stray, expAvgSq: stray)]), "shape"),
+            (Self.weighted(.stage2, [1, 1, 1, 1, 1, 1]), "class_weights"),     // stage 2 has no cross-entropy
+            (Self.weighted(.stage2b, [1, 1, 1, 1, 1]), "class_weights"),       // 5 weights for 6 classes
+            (Self.weighted(.stage3, [1, -1, 1, 1, 1, 1]), "class_weights"),
+            (Self.weighted(.stage3, [0, 0, 0, 0, 0, 0]), "class_weights"),
+            (Self.weighted(.stage2b, [1, .infinity, 1, 1, 1, 1]), "class_weights"),
         ]
         for (index, (record, mention)) in cases.enumerated() {
             let output = directory + "/bad\(index).h5"

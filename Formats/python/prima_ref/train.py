@@ -18,10 +18,13 @@ same data as ``prima-train`` and computes the same optimiser steps with PyTorch'
 - the losses (§2.6): stage 1 the masked-LM cross-entropy summed over the step's masked tokens and divided by their
   count; stage 2 the weighted alignment terms of ``prima_grad.alignment_loss_terms`` (text encoder frozen);
   stage 2b the image classifier's mean cross-entropy over the step's images; stage 3 the restricted class
-  cross-entropy of each case divided by the step's case count, the encoders frozen.
+  cross-entropy of each case divided by the step's case count, the encoders frozen. With ``class_weights
+  = "balanced"`` (§3.8) both are PyTorch's weighted cross-entropy (``weight=w``, w from
+  ``train_data.class_weights`` of the training split's labels): stage 2b's ``reduction="mean"`` divides by the
+  step's Σ w_y, and stage 3 divides each case's ``reduction="sum"`` loss (w_y · l) by the same sum.
 
-One micro-batch per step (no gradient accumulation) and no balanced sampling or class weights: the settings the
-parity fixtures use.
+One micro-batch per step (no gradient accumulation) and no balanced sampling: the settings the parity fixtures
+use.
 
 The trainable set is §5's and is named by gradient paths (Formats/prima-trace.md §11.6); the step's parameters are
 handed to AdamW and to the clipping in path order, as ``Trainer`` sorts them. A run stops after ``max_steps``
@@ -84,6 +87,8 @@ class StageSettings:
     loss_weights: Tuple[float, float, float, float] = (0.2, 0.3, 0.2, 0.3)
     loc_mode: str = "attention"
     soft_labels_only: bool = False
+    # Stages 2b and 3: "none" or "balanced" (§3.8).
+    class_weights: str = "none"
 
     def cli_flags(self) -> List[str]:
         """The prima-train options that give the same run."""
@@ -94,6 +99,7 @@ class StageSettings:
             flags += ["--folds", str(self.folds), "--fold", str(self.fold)]
             flags += ["--patient-split"] if self.grouping == "patient" else []
             flags += [] if self.augmentation else ["--no-augment"]
+            flags += [] if self.class_weights == "none" else ["--class-weights", self.class_weights]
         if self.stage == "stage2":
             flags += ["--tau", repr(self.tau), "--tau-label", repr(self.tau_label),
                       "--loss-weights", ",".join(repr(w) for w in self.loss_weights)]
@@ -120,6 +126,8 @@ class TrainResult:
     lora_config: object = None
     adapter_state: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
     heads: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
+    # Stage 1: the trained masked-LM head under the text encoder's Hugging Face names (for its model.safetensors).
+    component_tensors: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
 
 
 def warmup_steps(ratio: float, total: int) -> int:
@@ -474,9 +482,8 @@ def _train_stage1(checkpoint, corpus, s: StageSettings, max_steps: Optional[int]
     over the step's masked tokens and divided by their count (§2.6)."""
     import torch
     import torch.nn.functional as F
+    from safetensors.numpy import load_file
     from transformers import AutoModelForMaskedLM
-
-    from .names import checkpoint_path
 
     with tempfile.TemporaryDirectory(prefix="prima-train-ref-") as tmp:
         exported = export_checkpoint(checkpoint, tmp)
@@ -484,6 +491,8 @@ def _train_stage1(checkpoint, corpus, s: StageSettings, max_steps: Optional[int]
                                                    dtype=torch.float32)
         tokenizer = _tokenizer(exported.dirs["text_encoder"])
         pad = _pad_id(exported.dirs)
+        # The /prima heads, which stage 1 leaves as they are (save_outputs writes them for the import).
+        prima_heads = OrderedDict((n, torch.from_numpy(v)) for n, v in sorted(load_file(str(exported.heads)).items()))
     top.eval()
     for p in top.parameters():
         p.requires_grad_(False)
@@ -504,6 +513,8 @@ def _train_stage1(checkpoint, corpus, s: StageSettings, max_steps: Optional[int]
     optimizer, scheduler, total, warm = _optimiser(trainable, s, len(examples))
     result = TrainResult(total_steps=total, warmup_steps=warm)
     steps = total if max_steps is None else min(max_steps, total)
+    rank, world = _distributed()
+    ddp = _distributed_masked_lm(top) if world > 1 else None
     for epoch in range(s.epochs):
         order = td.epoch_order(len(examples), s.seed, epoch)
         for start in range(0, len(order), s.batch_size):
@@ -511,20 +522,68 @@ def _train_stage1(checkpoint, corpus, s: StageSettings, max_steps: Optional[int]
                 break
             batch = order[start:start + s.batch_size]
             masked = [td.mask_tokens(examples[i][0], examples[i][1], mask_id, vocabulary, s.seed, epoch, i) for i in batch]
-            length = max(len(m[0]) for m in masked)
-            ids = torch.tensor([m[0] + [pad] * (length - len(m[0])) for m in masked], dtype=torch.long)
-            attention = torch.tensor([[1] * len(m[0]) + [0] * (length - len(m[0])) for m in masked], dtype=torch.long)
-            labels = torch.tensor([m[1] + [td.IGNORE_LABEL] * (length - len(m[1])) for m in masked], dtype=torch.long)
-            items = int((labels != td.IGNORE_LABEL).sum())
+            items = sum(sum(label != td.IGNORE_LABEL for label in m[1]) for m in masked)  # the step's masked tokens
             optimizer.zero_grad(set_to_none=False)
             lr = scheduler.get_last_lr()[0]
-            logits = top(input_ids=ids, attention_mask=attention).logits  # (B, T, V)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=td.IGNORE_LABEL,
-                                   reduction="sum") / items
-            loss.backward()
-            _optimiser_step(trainable, optimizer, scheduler, s, result, lr, loss.detach().item())
-    _finish(result, trainable, peft_keys, config, OrderedDict())
+            if ddp is not None:
+                step_loss = _distributed_masked_lm_step(ddp, masked, items, pad, rank, world)
+            else:
+                ids, attention, labels = _masked_lm_batch(masked, pad)
+                logits = top(input_ids=ids, attention_mask=attention).logits  # (B, T, V)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                       ignore_index=td.IGNORE_LABEL, reduction="sum") / items
+                loss.backward()
+                step_loss = loss.detach().item()
+            _optimiser_step(trainable, optimizer, scheduler, s, result, lr, step_loss)
+    _finish(result, trainable, peft_keys, config, prima_heads)
+    hf = exported.hf_names["text_encoder"]
+    result.component_tensors = OrderedDict((hf[path.split("/tensors/", 1)[1]], result.tensors[path])
+                                           for path in heads)
     return result
+
+
+def _masked_lm_batch(masked, pad: int):
+    """(ids, attention mask, labels) [B, T] int64 of masked examples (§3.9): right-padded with `pad`, labels −100."""
+    import torch
+
+    length = max(len(m[0]) for m in masked)
+    ids = torch.tensor([m[0] + [pad] * (length - len(m[0])) for m in masked], dtype=torch.long)
+    attention = torch.tensor([[1] * len(m[0]) + [0] * (length - len(m[0])) for m in masked], dtype=torch.long)
+    labels = torch.tensor([m[1] + [td.IGNORE_LABEL] * (length - len(m[1])) for m in masked], dtype=torch.long)
+    return ids, attention, labels
+
+
+def _distributed_masked_lm(top):
+    """Stage 1's masked-LM model (its LoRA and mlm.* head trainable) with the summed cross-entropy times a scale,
+    in DistributedDataParallel (see ``_distributed_module``)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.parallel import DistributedDataParallel
+
+    class MaskedLMLoss(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids, attention, labels, scale: float):
+            logits = self.model(input_ids=ids, attention_mask=attention).logits  # (B, T, V)
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                   ignore_index=td.IGNORE_LABEL, reduction="sum") * scale
+
+    return DistributedDataParallel(MaskedLMLoss(top))
+
+
+def _distributed_masked_lm_step(ddp, masked, items: int, pad: int, rank: int, world: int) -> float:
+    """One step of stage 1: rank r takes the masked examples r, r + world, … (padded to its own longest), its
+    summed cross-entropy times world / N (N the step's masked tokens, §2.6). Returns the step's loss."""
+    import torch.distributed as dist
+
+    mine = masked[rank::world]
+    loss = ddp(*_masked_lm_batch(mine or masked[:1], pad), world / items if mine else 0.0)
+    loss.backward()
+    total = loss.detach().clone() / world
+    dist.all_reduce(total)
+    return total.item()
 
 
 def _finish(result: TrainResult, trainable, peft_keys, config, heads) -> None:
@@ -540,8 +599,10 @@ def _finish(result: TrainResult, trainable, peft_keys, config, heads) -> None:
 
 def save_outputs(result: TrainResult, out_dir: "os.PathLike | str") -> None:
     """OUT/adapter (PEFT's adapter_config.json and adapter_model.safetensors, for ``prima-convert lora-import``),
-    OUT/heads.safetensors (canonical names, for ``prima-convert import --heads``; absent for stage 1) and
-    OUT/steps.json (the loss, learning rate and pre-clip norm of every step)."""
+    OUT/heads.safetensors (every /prima head under its canonical name, trained or not, for ``prima-convert import
+    --heads``), for stage 1 OUT/text_encoder.safetensors (the trained masked-LM head under its Hugging Face names,
+    to replace in the exported text encoder's model.safetensors) and OUT/steps.json (the loss, learning rate and
+    pre-clip norm of every step)."""
     from safetensors.numpy import save_file
 
     out_dir = Path(out_dir)
@@ -550,6 +611,8 @@ def save_outputs(result: TrainResult, out_dir: "os.PathLike | str") -> None:
     save_file(dict(result.adapter_state), str(out_dir / "adapter" / "adapter_model.safetensors"))
     if result.heads:
         save_file(dict(result.heads), str(out_dir / "heads.safetensors"))
+    if result.component_tensors:
+        save_file(dict(result.component_tensors), str(out_dir / "text_encoder.safetensors"))
     steps = dict(loss=result.losses, lr=result.learning_rates, grad_norm=result.gradient_norms,
                  total_steps=result.total_steps, warmup_steps=result.warmup_steps)
     (out_dir / "steps.json").write_text(json.dumps(steps, indent=1) + "\n", encoding="utf-8")
@@ -584,17 +647,19 @@ def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: S
     schema = Schema.from_json(exported.schema_json)
     cases = read_cases(data, exported.class_codes, schema)
     training, _ = split(cases, s, len(exported.class_codes))
+    weights = _class_weights(cases, training, s, len(exported.class_codes))
     examples_of_stage2 = alignment_examples(cases, training)
     count = len(examples_of_stage2) if s.stage == "stage2" else len(training)
     pre = preprocessing(exported.preprocessing)
     rank, world = _distributed()
-    if world > 1 and s.stage != "stage2b":
-        raise NotImplementedError(f"{s.stage}: the distributed reference trainer covers stage2b")
-    ddp = _distributed_image_ce_module(ref) if world > 1 else None
+    ddp = _distributed_module(s.stage, ref) if world > 1 else None
     optimizer, scheduler, total, warm = _optimiser(trainable, s, count)
     result = TrainResult(total_steps=total, warmup_steps=warm)
     max_length = int(ref.text.config.max_position_embeddings)
     steps = total if max_steps is None else min(max_steps, total)
+
+    def case_text(case: Case) -> np.ndarray:
+        return _text_ids(text_tokenizer, schema.render(case.record, str(case.image)), max_length)
 
     for epoch in range(s.epochs):
         order = td.epoch_order(count, s.seed, epoch)
@@ -605,33 +670,66 @@ def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: S
             optimizer.zero_grad(set_to_none=False)
             lr = scheduler.get_last_lr()[0]
             if s.stage == "stage2":
-                loss = _alignment_loss(ref, cases, examples_of_stage2, examples, pre, s, epoch, schema, exported,
-                                       text_tokenizer, text_pad, max_length)
-                loss.backward()
-                step_loss = float(np.float32(loss.detach().item()))
-            elif ddp is not None:
-                step_loss = _distributed_image_ce(ddp, cases, training, examples, pre, s, epoch, rank, world)
+                batch = _alignment_batch(cases, examples_of_stage2, examples, pre, s, epoch, schema, exported,
+                                         text_tokenizer, text_pad, max_length)
+                if ddp is not None:
+                    step_loss = _distributed_alignment(ddp, ref, batch, s, rank, world)
+                else:
+                    img = ref.image.top(pixel_values=torch.from_numpy(batch.pixels)).last_hidden_state  # (2N, 1+R+Np, Ci)
+                    loss = _alignment_loss(ref, img, batch, s)
+                    loss.backward()
+                    step_loss = float(np.float32(loss.detach().item()))
+            elif ddp is not None and s.stage == "stage2b":
+                step_loss = _distributed_image_ce(ddp, cases, training, examples, pre, s, epoch, rank, world, weights)
             elif s.stage == "stage2b":
                 pixels = np.concatenate([case_pixels(cases[training[i]], pre, s, epoch, i) for i in examples])
                 labels = torch.tensor([cases[training[i]].label for i in examples], dtype=torch.long)
                 img = ref.image.top(pixel_values=torch.from_numpy(pixels)).last_hidden_state  # (B, 1+R+Np, Ci)
-                loss = F.cross_entropy(ref.heads.image_classifier(img[:, 0]), labels, reduction="mean")
+                loss = F.cross_entropy(ref.heads.image_classifier(img[:, 0]), labels, weight=weights, reduction="mean")
                 loss.backward()
                 step_loss = float(np.float32(loss.detach().item()))
+            elif ddp is not None:
+                step_loss = _distributed_class_ce(ddp, cases, training, examples, pre, s, epoch, rank, world, weights, case_text)
             else:
+                # The step's total weight: its case count, or Σ w_y (in double, as CaseObjective.lossWeight).
+                total_weight = _weight_sum(cases, training, examples, weights)
                 step_loss = 0.0
                 for i in examples:
                     case = cases[training[i]]
-                    ids = _text_ids(text_tokenizer, schema.render(case.record, str(case.image)), max_length)
-                    logits = _class_logits(ref, case_pixels(case, pre, s, epoch, i), ids)
-                    ce = F.cross_entropy(logits, torch.tensor([case.label]), reduction="sum")
-                    (ce / len(examples)).backward()
-                    step_loss += float(np.float32(ce.detach().item())) / len(examples)
+                    logits = _class_logits(ref, case_pixels(case, pre, s, epoch, i), case_text(case))
+                    ce = F.cross_entropy(logits, torch.tensor([case.label]), weight=weights, reduction="sum")  # w_y · l
+                    (ce / total_weight).backward()
+                    step_loss += float(np.float32(ce.detach().item())) / total_weight
             _optimiser_step(trainable, optimizer, scheduler, s, result, lr, step_loss)
     _finish(result, trainable, peft_keys, config, OrderedDict(ref.heads.named_parameters()))
     return result
 
 
+def _class_weights(cases, training: Sequence[int], s: StageSettings, class_count: int):
+    """§3.8's weights (float32 tensor [K]) of stages 2b and 3 with s.class_weights "balanced", else None."""
+    import torch
+
+    if s.class_weights == "none" or s.stage not in ("stage2b", "stage3"):
+        return None
+    if s.class_weights != "balanced":
+        raise ValueError(f"class weights {s.class_weights!r} are not none or balanced")
+    return torch.from_numpy(td.class_weights([cases[i].label for i in training], class_count))
+
+
+def _weight_sum(cases, training, examples, weights) -> float:
+    """A step's total loss weight (§2.6, §3.8): its case count, or Σ w_y in double in order (CaseObjective.lossWeight)."""
+    if weights is None:
+        return float(len(examples))
+    return sum(float(weights[cases[training[i]].label]) for i in examples)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Beyond one machine: the stages under torchrun (DDP, gloo on CPU). N processes compute the single-process steps:
+# every process builds the same model and draws the same data (every draw is keyed by example, §1), takes its share
+# of each step's examples, and weights its loss so that DDP's average of the processes' gradients is the gradient of
+# the whole step's loss (§2.6). A process left without an example (a short last step) runs the step's first one with
+# weight 0, because every process must take part in every reduction.
+# ---------------------------------------------------------------------------------------------------------------------
 def _distributed() -> Tuple[int, int]:
     """(rank, world size) of a torch.distributed run (torchrun sets WORLD_SIZE; gloo, CPU), (0, 1) otherwise."""
     import torch.distributed as dist
@@ -643,56 +741,140 @@ def _distributed() -> Tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _distributed_image_ce_module(ref):
-    """Stage 2b's loss — the image encoder and the image classifier, the summed cross-entropy of a batch times a
-    scale — wrapped in DistributedDataParallel, which averages the gradients over the processes after backward
-    (its initial broadcast from rank 0 changes nothing: every rank builds the same model)."""
+def _distributed_module(stage: str, ref):
+    """The stage's trained modules wrapped in DistributedDataParallel, which averages the gradients of the trainable
+    parameters over the processes after backward (its initial broadcast from rank 0 changes nothing: every rank
+    builds the same model). Stage 1 wraps the masked-LM model itself (``_train_stage1``); here: 2 the image encoder
+    (whose hidden states the processes then all-gather), 2b the image encoder and classifier with the summed
+    cross-entropy, 3 the fusion and the decoder with one case's cross-entropy."""
     import torch
     import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel
+
+    class AlignmentFeatures(torch.nn.Module):
+        def __init__(self, image, alignment):
+            # The projections are applied after the gather, outside forward; registered here so that DDP averages
+            # their gradients too (the same on every rank: each computes the whole step's loss).
+            super().__init__()
+            self.image, self.alignment = image, alignment
+
+        def forward(self, pixels):
+            return self.image(pixel_values=pixels).last_hidden_state  # (B, 1+R+Np, Ci)
 
     class ImageClassifierLoss(torch.nn.Module):
         def __init__(self, image, classifier):
             super().__init__()
             self.image, self.classifier = image, classifier
 
-        def forward(self, pixels, labels, scale: float):
+        def forward(self, pixels, labels, scale: float, weight=None):
             img = self.image(pixel_values=pixels).last_hidden_state  # (B, 1+R+Np, Ci)
-            return F.cross_entropy(self.classifier(img[:, 0]), labels, reduction="sum") * scale
+            return F.cross_entropy(self.classifier(img[:, 0]), labels, weight=weight, reduction="sum") * scale
 
-    return DistributedDataParallel(ImageClassifierLoss(ref.image.top, ref.heads.image_classifier))
+    class ClassLoss(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fusion, self.decoder = ref.heads.fusion, ref.decoder.top  # the trained parameters live here
+
+        def forward(self, pixels, ids, label, weight=None):
+            logits = _class_logits(ref, pixels, ids)  # (1, K)
+            return F.cross_entropy(logits, label, weight=weight, reduction="sum")  # w_y · l
+
+    module = {"stage2": lambda: AlignmentFeatures(ref.image.top, ref.heads.alignment),
+              "stage2b": lambda: ImageClassifierLoss(ref.image.top, ref.heads.image_classifier),
+              "stage3": ClassLoss}[stage]()
+    return DistributedDataParallel(module)
 
 
-def _distributed_image_ce(ddp, cases, training, examples, pre, s: StageSettings, epoch: int, rank: int, world: int) -> float:
-    """One step of stage 2b over `world` processes: rank r takes examples r, r + world, …; its loss is its summed
-    cross-entropy times world / N (N the step's examples), so that DDP's average of the ranks' gradients is the
-    gradient of the step's mean, as one process computes it (§2.6). A rank left without an example (the last step
-    of an epoch) runs the step's first one with scale 0, because every rank must take part in the reduction.
-    Returns the step's mean loss, summed over the ranks."""
+def _distributed_image_ce(ddp, cases, training, examples, pre, s: StageSettings, epoch: int, rank: int, world: int,
+                          weights=None) -> float:
+    """One step of stage 2b: rank r takes examples r, r + world, …; its loss is its summed (class-weighted)
+    cross-entropy times world / N (N the step's examples, or their total class weight). Returns the step's loss,
+    summed over the ranks."""
     import torch
     import torch.distributed as dist
 
     mine = examples[rank::world]
-    scale = world / len(examples) if mine else 0.0
+    scale = world / _weight_sum(cases, training, examples, weights) if mine else 0.0
     chosen = mine or examples[:1]
     pixels = np.concatenate([case_pixels(cases[training[i]], pre, s, epoch, i) for i in chosen])
     labels = torch.tensor([cases[training[i]].label for i in chosen], dtype=torch.long)
-    loss = ddp(torch.from_numpy(pixels), labels, scale)
+    loss = ddp(torch.from_numpy(pixels), labels, scale, weights)
     loss.backward()
     total = loss.detach().clone() / world
     dist.all_reduce(total)
     return float(np.float32(total.item()))
 
 
-def _alignment_loss(ref, cases, stage_examples, indices, pre, s: StageSettings, epoch: int, schema: Schema,
-                    exported: Exported, tokenizer, pad: int, max_length: int):
-    """Stage 2's weighted sum of the four alignment terms (Formats/prima-trace.md §11.11) over the examples
-    `indices`: views picked (§3.3) and augmented (part = the view), view 0 of every example then view 1; the text
-    and soft target of each example's first image; the text encoder frozen."""
+def _distributed_class_ce(ddp, cases, training, examples, pre, s: StageSettings, epoch: int, rank: int, world: int,
+                          weights, case_text) -> float:
+    """One step of stage 3: rank r takes cases r, r + world, … one at a time, each case's w_y · l times world / N
+    (N the step's total weight); all but its last backward run under ``no_sync`` (the gradients add up locally),
+    the last one reduces, so every rank reduces once per step. Returns the step's loss: each case's float32 loss
+    · w_y / N, summed in double over the ranks."""
+    import contextlib
+
     import torch
+    import torch.distributed as dist
 
-    from .prima_grad import alignment_loss_terms
+    mine = examples[rank::world]
+    total_weight = _weight_sum(cases, training, examples, weights)
+    scale = world / total_weight if mine else 0.0
+    chosen = mine or examples[:1]
+    local = 0.0
+    for k, i in enumerate(chosen):
+        case = cases[training[i]]
+        with ddp.no_sync() if k < len(chosen) - 1 else contextlib.nullcontext():
+            ce = ddp(case_pixels(case, pre, s, epoch, i), case_text(case), torch.tensor([case.label]), weights)
+            (ce * scale).backward()
+        local += float(np.float32(ce.detach().item())) / total_weight if mine else 0.0
+    total = torch.tensor([local], dtype=torch.float64)
+    dist.all_reduce(total)
+    return float(total.item())
 
+
+def _distributed_alignment(ddp, ref, batch: "AlignmentBatch", s: StageSettings, rank: int, world: int) -> float:
+    """One step of stage 2 with the features all-gathered, gradient included: rank r runs the image encoder on a
+    contiguous chunk of the step's examples (both views), the ranks all-gather those hidden states
+    (``torch.distributed.nn.functional.all_gather``, whose backward sums every rank's gradient of its copy back to
+    the rank that computed it), and every rank computes the four alignment losses over the WHOLE step, with the
+    frozen text encoder run on the whole step. So the contrastive negatives are the step's, as in one process:
+    rank r's encoder gradient is world · ∂L/∂(its chunk), the projections' gradient ∂L/∂W on every rank, and DDP's
+    average gives ∂L/∂θ exactly. Chunks are padded to the same size (all_gather needs equal shapes) and the padding
+    dropped after the gather. Returns L (the same on every rank)."""
+    import torch
+    from torch.distributed.nn.functional import all_gather
+
+    n = batch.count
+    chunk = -(-n // world)
+    counts = [max(0, min(chunk, n - r * chunk)) for r in range(world)]
+    lo = rank * chunk
+    mine = list(range(lo, lo + counts[rank]))
+    views = [batch.pixels[v * n + i] for v in (0, 1) for i in (mine or [0])]  # view 0 of the chunk, then view 1
+    hidden = ddp(torch.from_numpy(np.stack(views)))  # (2·n_r, 1+R+Np, Ci); without a chunk, none of it is used
+    width = len(mine) or 1
+    local = torch.stack([hidden[:width], hidden[width:]])[:, :counts[rank]]  # (2, n_r, T, Ci)
+    pad = local.new_zeros((2, chunk - counts[rank]) + tuple(local.shape[2:]))
+    gathered = all_gather(torch.cat([local, pad], dim=1))  # world × (2, chunk, T, Ci)
+    img = torch.cat([torch.cat([g[v, :c] for g, c in zip(gathered, counts)]) for v in (0, 1)])  # (2N, T, Ci)
+    loss = _alignment_loss(ref, img, batch, s)
+    loss.backward()
+    return float(np.float32(loss.detach().item()))
+
+
+@dataclass
+class AlignmentBatch:
+    """Stage 2's inputs for the examples of a step (§3.3, §3.9): their views, texts and soft targets."""
+    count: int
+    pixels: np.ndarray  # (2N, 3, H, W): view 0 of every example, then view 1
+    ids: np.ndarray  # (N, T) int64, padded with the text encoder's pad id
+    mask: np.ndarray  # (N, T) int64
+    soft_targets: np.ndarray  # (N, D) float32
+
+
+def _alignment_batch(cases, stage_examples, indices, pre, s: StageSettings, epoch: int, schema: Schema,
+                     exported: Exported, tokenizer, pad: int, max_length: int) -> AlignmentBatch:
+    """Stage 2's batch of the examples `indices`: views picked (§3.3) and augmented (part = the view), view 0 of
+    every example then view 1; the text and soft target of each example's first image."""
     picks = [td.pick_views(stage_examples[i], s.seed, epoch, i) for i in indices]
     pixels = np.concatenate([case_pixels(cases[pair[view]], pre, s, epoch, i, view)
                              for view in (0, 1) for i, pair in zip(indices, picks)])
@@ -703,14 +885,24 @@ def _alignment_loss(ref, cases, stage_examples, indices, pre, s: StageSettings, 
     mask = np.array([[1] * len(t) + [0] * (length - len(t)) for t in texts], dtype=np.int64)
     parsed = [schema.parse(c.record) for c in cases]
     blocks = td.soft_target_blocks(schema, exported.class_codes, parsed, labels_only=s.soft_labels_only)
-    y = torch.from_numpy(np.stack([td.soft_target_vector(blocks, schema.parse(r)) for r in records]))
-    img = ref.image.top(pixel_values=torch.from_numpy(pixels)).last_hidden_state  # (2N, 1+R+Np, Ci)
+    y = np.stack([td.soft_target_vector(blocks, schema.parse(r)) for r in records])
+    return AlignmentBatch(count=len(indices), pixels=pixels, ids=ids, mask=mask, soft_targets=y)
+
+
+def _alignment_loss(ref, img, batch: AlignmentBatch, s: StageSettings):
+    """Stage 2's weighted sum of the four alignment terms (Formats/prima-trace.md §11.11) from the image encoder's
+    hidden states `img` (2N, 1+R+Np, Ci) of the batch's views; the text encoder frozen."""
+    import torch
+
+    from .prima_grad import alignment_loss_terms
+
     with torch.no_grad():
-        txt = ref.text.top(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state
+        txt = ref.text.top(input_ids=torch.from_numpy(batch.ids), attention_mask=torch.from_numpy(batch.mask)).last_hidden_state
     al = ref.heads.alignment
     g, q = al.image_proj(img[:, 0]), al.text_proj(txt[:, 0])
     p, t = al.image_proj(img[:, 1 + ref.num_registers:]), al.text_proj(txt)
-    terms = alignment_loss_terms(g, q, p, t, mask.sum(axis=1), y, s.tau, s.tau_label, s.loc_mode)
+    terms = alignment_loss_terms(g, q, p, t, batch.mask.sum(axis=1), torch.from_numpy(batch.soft_targets), s.tau,
+                                 s.tau_label, s.loc_mode)
     w = s.loss_weights
     return w[0] * terms["img"] + w[1] * terms["glo"] + w[2] * terms["loc"] + w[3] * terms["soft"]
 
@@ -776,7 +968,7 @@ def _class_logits(ref, pixels: np.ndarray, ids: np.ndarray):
 # ---------------------------------------------------------------------------------------------------------------------
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m prima_ref.train STAGE --checkpoint IN.h5 --data DIR|CORPUS -o OUT_DIR …``, or under
-    ``torchrun --nproc_per_node N -m prima_ref.train stage2b …`` (DDP on gloo, CPU): trains and writes
+    ``torchrun --nproc_per_node N -m prima_ref.train STAGE …`` (any stage; DDP on gloo, CPU): trains and writes
     ``save_outputs``'s files from rank 0."""
     import argparse
 
@@ -796,6 +988,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--patient-split", action="store_true")
+    p.add_argument("--class-weights", choices=("none", "balanced"), default="none",
+                   help="class weights in the cross-entropy of stages 2b and 3 (§3.8)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps of the stage's schedule")
     p.add_argument("--threads", type=int, default=1, help="torch's intra-op threads (default 1: the fixtures' setting)")
     args = p.parse_args(argv)
@@ -809,7 +1003,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s = StageSettings(stage=args.stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, rank=args.rank, alpha=args.alpha or 2.0 * args.rank,
                       seed=args.seed, max_grad_norm=args.max_grad_norm or None, folds=args.folds, fold=args.fold,
-                      grouping="patient" if args.patient_split else "lesion")
+                      grouping="patient" if args.patient_split else "lesion", class_weights=args.class_weights)
     try:
         result = train_stage(args.checkpoint, args.data, s, max_steps=args.max_steps)
     except (OSError, ValueError, KeyError) as e:

@@ -35,7 +35,9 @@ extension PrimaModel {
     /// the trainable tensors' gradients to `gradients` (image encoder and `image_classifier.*`), reports the
     /// activations to `observe` and dLoss/d(activation) to `observeGradient`; returns the loss.
     /// `lossScale` multiplies the gradients (a micro-batch's share of its step), not the returned loss.
-    public func imageClassifierStep(pixels: Tensor, labels: [Int], gradients: GradientStore, lossScale: Float = 1,
+    /// `classWeights` [K] makes it PyTorch's weighted mean (`cross_entropy(weight=w)`: Σ w_y·l / Σ w_y; the batch's
+    /// total weight must be positive).
+    public func imageClassifierStep(pixels: Tensor, labels: [Int], classWeights: [Float]? = nil, gradients: GradientStore, lossScale: Float = 1,
                                     observe: Observer = { _, _ in }, observeGradient: Observer = { _, _ in }) throws -> Float {
         let classes = heads.classTokenIds.count
         guard pixels.shape.count == 4, labels.count == pixels.shape[0], !labels.isEmpty else {
@@ -44,12 +46,17 @@ extension PrimaModel {
         if let bad = labels.first(where: { !(0..<classes).contains($0) }) {
             throw RuntimeError("image_ce: label \(bad) is not a class index 0..<\(classes)")
         }
+        if let classWeights {
+            guard classWeights.count == classes, classWeights.allSatisfy({ $0 >= 0 && $0.isFinite }), labels.contains(where: { classWeights[$0] > 0 }) else {
+                throw RuntimeError("image_ce: \(classWeights.count) class weights for \(classes) classes (finite, ≥ 0, and positive for a label of the batch)")
+            }
+        }
         let (hidden, tape) = try imageEncoder.trainingForward(pixels: pixels) { try observe("image_encoder." + $0, $1) }   // [B·Ti, Ci]
         let tokens = hidden.shape[0] / labels.count
         let cls = embeddingLookup(hidden, [labels.indices.map { $0 * tokens }])                                          // [B, Ci]
         let classifier = heads.imageClassifier.forward(cls)
         try observe("image_classifier.logits", classifier.output)                                                       // [B, K]
-        let entropy = Loss.crossEntropy(classifier.output, labels: labels, lossGradient: lossScale)
+        let entropy = Loss.crossEntropy(classifier.output, labels: labels, classWeights: classWeights, lossGradient: lossScale)
         try observeGradient("image_classifier.logits", entropy.logitsGradient)
         let dCLS = try heads.imageClassifier.backward(entropy.logitsGradient, input: cls, saved: classifier.saved, gradients: gradients)!
         let dHidden = Tensor(zeros: hidden.shape, dtype: .f32)

@@ -80,12 +80,12 @@ public enum Loss {
     /// A cross-entropy loss and its gradient with respect to the logits.
     public struct CrossEntropy: Sendable {
         /// The mean of −log softmax(logits)[label] over the counted rows (NaN when no row is counted, as PyTorch's
-        /// 0/0); with a normalizer, their sum divided by it.
+        /// 0/0); with class weights the weighted mean Σ w·l / Σ w; with a normalizer, the (weighted) sum divided by it.
         public let loss: Float
         /// The rows counted: those whose label is not ``Loss/ignoreIndex``.
         public let count: Int
-        /// dLoss/dlogits, times the `lossGradient` given: (softmax − onehot(label)) / count (or the normalizer) on counted rows, zero on
-        /// ignored rows (and on every column outside the class columns of the restricted form). Same shape as the
+        /// dLoss/dlogits, times the `lossGradient` given: w[label] · (softmax − onehot(label)) / divisor (w = 1 without
+        /// class weights; the divisor the count, the total weight or the normalizer) on counted rows, zero on ignored rows (and on every column outside the class columns of the restricted form). Same shape as the
         /// logits.
         public let logitsGradient: Tensor
     }
@@ -96,38 +96,47 @@ public enum Loss {
     /// log-sum-exp is max + log Σ exp(x − max) (f32, vectorised exp); the rows' losses are summed in double. The
     /// returned gradient is multiplied by `lossGradient` (the weight of this loss in a sum of losses; 1 alone).
     ///
-    /// `normalizer`, if given, replaces the count as the divisor of the summed loss: transformers' losses divide by
-    /// `num_items_in_batch` when it is passed, so that the micro-batches of one step add up to the mean over all
-    /// of them.
-    public static func crossEntropy(_ logits: Tensor, labels: [Int], lossGradient: Float = 1, normalizer: Int? = nil) -> CrossEntropy {
-        crossEntropy(logits, columns: nil, labels: labels, lossGradient: lossGradient, normalizer: normalizer)
+    /// `classWeights` [V], if given, is PyTorch's `weight=`: row r's loss and gradient are multiplied by
+    /// w[label_r], and the mean divides by Σ_r w[label_r] over the counted rows instead of their count
+    /// (`CrossEntropyLoss(weight=w)`, reduction mean). A row of weight 0 contributes nothing.
+    ///
+    /// `normalizer`, if given, replaces that divisor: transformers' losses divide by `num_items_in_batch` when it is
+    /// passed, so that the micro-batches of one step add up to the mean over all of them (with class weights, the
+    /// step's total weight).
+    public static func crossEntropy(_ logits: Tensor, labels: [Int], classWeights: [Float]? = nil, lossGradient: Float = 1,
+                                    normalizer: Double? = nil) -> CrossEntropy {
+        crossEntropy(logits, columns: nil, labels: labels, classWeights: classWeights, lossGradient: lossGradient, normalizer: normalizer)
     }
 
-    /// The reference for ``crossEntropy(_:labels:lossGradient:normalizer:)``: log-sum-exp, softmax and the mean in double.
-    public static func crossEntropyReference(_ logits: Tensor, labels: [Int], lossGradient: Float = 1, normalizer: Int? = nil) -> CrossEntropy {
-        crossEntropyReference(logits, columns: nil, labels: labels, lossGradient: lossGradient, normalizer: normalizer)
+    /// The reference for ``crossEntropy(_:labels:classWeights:lossGradient:normalizer:)``: log-sum-exp, softmax and
+    /// the mean in double.
+    public static func crossEntropyReference(_ logits: Tensor, labels: [Int], classWeights: [Float]? = nil, lossGradient: Float = 1,
+                                             normalizer: Double? = nil) -> CrossEntropy {
+        crossEntropyReference(logits, columns: nil, labels: labels, classWeights: classWeights, lossGradient: lossGradient, normalizer: normalizer)
     }
 
     /// Cross-entropy restricted to a vocabulary subset (PRIMA's class tokens, Docs/prima-model.md): for logits
     /// [N, V], `classColumns` [K] (distinct columns, e.g. each class's token id) and `labels` [N] (a class index in
     /// 0..<K, or ``ignoreIndex``), the cross-entropy of logits[:, classColumns] [N, K] as
-    /// ``crossEntropy(_:labels:lossGradient:normalizer:)`` computes it. The gradient is [N, V] and zero outside the class
-    /// columns. (When only the K class logits are computed, as the runtime's decoder does, call
-    /// ``crossEntropy(_:labels:lossGradient:normalizer:)`` on those [N, K] logits instead: the same numbers.)
+    /// ``crossEntropy(_:labels:classWeights:lossGradient:normalizer:)`` computes it (unweighted). The gradient is [N, V]
+    /// and zero outside the class columns. (When only the K class logits are computed, as the runtime's decoder
+    /// does, call ``crossEntropy(_:labels:classWeights:lossGradient:normalizer:)`` on those [N, K] logits instead: the
+    /// same numbers.)
     public static func restrictedCrossEntropy(_ logits: Tensor, classColumns: [Int], labels: [Int], lossGradient: Float = 1,
-                                              normalizer: Int? = nil) -> CrossEntropy {
-        crossEntropy(logits, columns: classColumns, labels: labels, lossGradient: lossGradient, normalizer: normalizer)
+                                              normalizer: Double? = nil) -> CrossEntropy {
+        crossEntropy(logits, columns: classColumns, labels: labels, classWeights: nil, lossGradient: lossGradient, normalizer: normalizer)
     }
 
     /// The reference for ``restrictedCrossEntropy(_:classColumns:labels:lossGradient:normalizer:)``, in double.
     public static func restrictedCrossEntropyReference(_ logits: Tensor, classColumns: [Int], labels: [Int],
-                                                       lossGradient: Float = 1, normalizer: Int? = nil) -> CrossEntropy {
-        crossEntropyReference(logits, columns: classColumns, labels: labels, lossGradient: lossGradient, normalizer: normalizer)
+                                                       lossGradient: Float = 1, normalizer: Double? = nil) -> CrossEntropy {
+        crossEntropyReference(logits, columns: classColumns, labels: labels, classWeights: nil, lossGradient: lossGradient, normalizer: normalizer)
     }
 
-    private static func crossEntropy(_ logits: Tensor, columns: [Int]?, labels: [Int], lossGradient: Float, normalizer: Int?) -> CrossEntropy {
-        let (n, v, k, count) = crossEntropyDimensions(logits, columns, labels, normalizer)
-        let divisor = normalizer ?? count
+    private static func crossEntropy(_ logits: Tensor, columns: [Int]?, labels: [Int], classWeights: [Float]?, lossGradient: Float,
+                                     normalizer: Double?) -> CrossEntropy {
+        let (n, v, k, count, totalWeight) = crossEntropyDimensions(logits, columns, labels, classWeights, normalizer)
+        let divisor = normalizer ?? totalWeight
         // Every element is written: ignored rows and the columns outside the classes are zero.
         let gradient = Tensor(zeros: logits.shape, dtype: .f32)
         var total = 0.0
@@ -136,6 +145,9 @@ public enum Loss {
         logits.withFloat32 { input in gradient.withMutableFloat32 { out in
             gathered.withUnsafeMutableBufferPointer { gathered in exps.withUnsafeMutableBufferPointer { e in
                 for row in 0..<n where labels[row] != ignoreIndex {
+                    // A row of class weight 0 adds nothing (and 0 · ∞ must not reach the gradient when every weight is 0).
+                    let classWeight = classWeights?[labels[row]] ?? 1
+                    if classWeight == 0 { continue }
                     let source: UnsafePointer<Float>
                     if let columns {
                         for j in 0..<k { gathered[j] = input[row * v + columns[j]] }
@@ -145,46 +157,52 @@ public enum Loss {
                     }
                     let top = rowMax(source, k)
                     let sum = expShifted(source, into: e.baseAddress!, k, shift: top)
-                    total += Double(top + log(sum) - source[labels[row]])
-                    let scale = weight / sum
+                    let rowLoss = Double(top + log(sum) - source[labels[row]])
+                    total += classWeights == nil ? rowLoss : Double(classWeight) * rowLoss
+                    let rowWeight = classWeights == nil ? weight : weight * classWeight
+                    let scale = rowWeight / sum
                     let target = out.baseAddress! + row * v
                     if let columns {
                         for j in 0..<k { target[columns[j]] = e[j] * scale }
-                        target[columns[labels[row]]] -= weight
+                        target[columns[labels[row]]] -= rowWeight
                     } else {
                         for j in 0..<k { target[j] = e[j] * scale }
-                        target[labels[row]] -= weight
+                        target[labels[row]] -= rowWeight
                     }
                 }
             } }
         } }
-        return CrossEntropy(loss: Float(total / Double(divisor)), count: count, logitsGradient: gradient)
+        return CrossEntropy(loss: Float(total / divisor), count: count, logitsGradient: gradient)
     }
 
-    private static func crossEntropyReference(_ logits: Tensor, columns: [Int]?, labels: [Int], lossGradient: Float,
-                                              normalizer: Int?) -> CrossEntropy {
-        let (n, v, k, count) = crossEntropyDimensions(logits, columns, labels, normalizer)
-        let divisor = Double(normalizer ?? count)
+    private static func crossEntropyReference(_ logits: Tensor, columns: [Int]?, labels: [Int], classWeights: [Float]?, lossGradient: Float,
+                                              normalizer: Double?) -> CrossEntropy {
+        let (n, v, k, count, totalWeight) = crossEntropyDimensions(logits, columns, labels, classWeights, normalizer)
+        let divisor = normalizer ?? totalWeight
         let input = logits.float32Values()
         var out = [Float](repeating: 0, count: n * v), total = 0.0
         for row in 0..<n where labels[row] != ignoreIndex {
+            let w = Double(classWeights?[labels[row]] ?? 1)
+            if w == 0 { continue }
             let index = (0..<k).map { columns?[$0] ?? $0 }
             let x = index.map { Double(input[row * v + $0]) }
             let top = x.max()!
             let sum = x.reduce(0) { $0 + exp($1 - top) }
             let logSumExp = top + log(sum)
-            total += logSumExp - x[labels[row]]
+            total += w * (logSumExp - x[labels[row]])
             for j in 0..<k {
                 let p = exp(x[j] - logSumExp), onehot: Double = j == labels[row] ? 1 : 0
-                out[row * v + index[j]] = Float((p - onehot) * Double(lossGradient) / divisor)
+                out[row * v + index[j]] = Float(w * (p - onehot) * Double(lossGradient) / divisor)
             }
         }
         return CrossEntropy(loss: Float(total / divisor), count: count, logitsGradient: Tensor(shape: logits.shape, float32: out))
     }
 
-    /// (N, V, K, counted rows); K = V without class columns.
-    private static func crossEntropyDimensions(_ logits: Tensor, _ columns: [Int]?, _ labels: [Int], _ normalizer: Int?) -> (Int, Int, Int, Int) {
-        precondition(normalizer.map { $0 > 0 } ?? true, "cross-entropy: normalizer \(normalizer ?? 0) must be positive")
+    /// (N, V, K, counted rows, Σ of the counted rows' class weights (their count without weights)); K = V without
+    /// class columns.
+    private static func crossEntropyDimensions(_ logits: Tensor, _ columns: [Int]?, _ labels: [Int], _ classWeights: [Float]?,
+                                               _ normalizer: Double?) -> (Int, Int, Int, Int, Double) {
+        precondition(normalizer.map { $0 > 0 && $0.isFinite } ?? true, "cross-entropy: normalizer \(normalizer ?? 0) must be positive")
         precondition(logits.shape.count == 2, "cross-entropy: logits \(ShapeMath.describe(logits.shape)) must be [N, V]")
         let (n, v) = (logits.shape[0], logits.shape[1])
         precondition(labels.count == n, "cross-entropy: \(labels.count) labels for \(n) rows")
@@ -194,7 +212,13 @@ public enum Loss {
         }
         let k = columns?.count ?? v
         precondition(labels.allSatisfy { $0 == ignoreIndex || (0..<k).contains($0) }, "cross-entropy: a label outside 0..<\(k) and not \(ignoreIndex)")
-        return (n, v, k, labels.count(where: { $0 != ignoreIndex }))
+        if let classWeights {
+            precondition(classWeights.count == k && classWeights.allSatisfy { $0 >= 0 && $0.isFinite },
+                         "cross-entropy: \(classWeights.count) class weights for \(k) classes (each finite and ≥ 0)")
+        }
+        let counted = labels.filter { $0 != ignoreIndex }
+        let totalWeight = classWeights.map { w in counted.reduce(0.0) { $0 + Double(w[$1]) } } ?? Double(counted.count)
+        return (n, v, k, counted.count, totalWeight)
     }
 
     /// Cross-entropy against probability targets [N, C] (the alignment stage's soft targets, Docs/prima-model.md

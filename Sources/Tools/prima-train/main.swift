@@ -96,6 +96,8 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
+extension ClassWeighting: ExpressibleByArgument {}
+
 /// The options of the stages that read a case folder.
 struct FolderOptions: ParsableArguments {
     @Option(help: ArgumentHelp("A PAD-UFES-20-layout folder: metadata.csv and the images.", valueName: "DIR"))
@@ -107,6 +109,9 @@ struct FolderOptions: ParsableArguments {
     @Option(help: ArgumentHelp("A split file instead of folds (CSV img_id,split with train/val; Formats/prima-training.md §3.2).",
                                valueName: "FILE")) var split: String?
     @Flag(help: "Sample the classes equally (with replacement) instead of the plain shuffle.") var balanced = false
+    @Option(name: .customLong("class-weights"),
+            help: ArgumentHelp("Class weights in the cross-entropy of stages 2b and 3: none, or balanced (scikit-learn's, from the training split).",
+                               valueName: "none|balanced")) var classWeights: ClassWeighting = .none
     @Flag(name: .customLong("no-augment"), help: "Do not augment the training images.") var noAugment = false
 
     func validate() throws {
@@ -128,6 +133,7 @@ struct FolderOptions: ParsableArguments {
         options.grouping = patientSplit ? .patient : .lesion
         options.splitFile = split
         options.balanced = balanced
+        options.classWeighting = classWeights
         if noAugment { options.augmentation = nil }
     }
 }
@@ -175,6 +181,7 @@ struct Stage2: ParsableCommand {
     @OptionGroup var alignment: AlignmentOptions
 
     func run() throws {
+        guard folder.classWeights == .none else { throw ValidationError("--class-weights applies to stages 2b and 3 (stage 2's losses are contrastive)") }
         var options = try common.options(.stage2, data: folder.data)
         folder.apply(to: &options)
         try alignment.apply(to: &options)
