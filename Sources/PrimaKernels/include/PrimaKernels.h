@@ -51,7 +51,7 @@ uint32_t prima_cpu_features(void);
 /// Kernels of the int8 GEMM. PRIMA_INT8_KERNEL=scalar|avx2|avxvnni|avx512vnni in the environment forces one.
 enum {
     PRIMA_INT8_KERNEL_SCALAR = 0,      ///< plain C loops over the packed layout; runs everywhere
-    PRIMA_INT8_KERNEL_AVX2 = 1,        ///< vpsignb + vpmaddubsw(|a|, sign(a)·w) + vpmaddwd: exact since |a|,|w| ≤ 127
+    PRIMA_INT8_KERNEL_AVX2 = 1,        ///< vpmaddubsw(|a|, w ^ mask(a)) + vpmaddwd, plus Σ|a| over the negative a: exact
     PRIMA_INT8_KERNEL_AVXVNNI = 2,     ///< vpdpbusd on ymm (VEX), (q_a + 128)·w minus 128·Σw
     PRIMA_INT8_KERNEL_AVX512VNNI = 3,  ///< vpdpbusd on zmm (EVEX), same offset trick
     PRIMA_INT8_KERNEL_COUNT = 4,
