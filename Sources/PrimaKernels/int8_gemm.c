@@ -304,28 +304,84 @@ static ALWAYS_INLINE int32_t load4(const uint8_t *a) {
     return v;
 }
 
-/// Copies q_a[m, lda] into a workspace [m, kp] (kp = 4·groups), transformed by `kind` and padded past K:
-/// kind 0: q + 128 as unsigned bytes (padding 128; the packed weights there are 0);
-/// kind 1: |q| in the first m·kp bytes and q itself in the next m·kp (padding 0).
-static uint8_t *activation_workspace(const int8_t *q_a, int64_t lda, int64_t m, int64_t k, int64_t kp, int kind) {
-    uint8_t *ws = malloc((size_t)(m * kp * (kind == 1 ? 2 : 1)) + 64);
-    if (!ws) return NULL;
+/// A kernel call's activation workspace: the rows of q_a[m, lda] transformed for the kernel and padded to
+/// kp = 4·groups bytes. One allocation (`values` is its start).
+struct activations {
+    int64_t kp;
+    uint8_t *values;        // [m][kp]: q + 128 for the vpdpbusd kernels (padding 128: the packed weights there
+                            // are 0); |q| for the AVX2 kernel (padding 0)
+    uint8_t *masks;         // AVX2 only, [m][kp]: 0xFF where q < 0, else 0 (padding 0)
+    int32_t *corrections;   // AVX2 only, [m][blocks]: Σ |q| over the block's negative q
+};
+
+/// q + 128 as unsigned bytes (SSE2, which every x86-64 CPU has), padded with 128 to kp.
+static void offset_rows(const int8_t *q_a, int64_t lda, int64_t m, int64_t k, int64_t kp, uint8_t *out) {
+    const __m128i flip = _mm_set1_epi8((char)0x80);
     for (int64_t r = 0; r < m; r++) {
         const int8_t *src = q_a + r * lda;
-        uint8_t *dst = ws + r * kp;
-        if (kind == 0) {
-            for (int64_t i = 0; i < k; i++) dst[i] = (uint8_t)(src[i] ^ 0x80);
-            for (int64_t i = k; i < kp; i++) dst[i] = 0x80;
-        } else {
-            uint8_t *sign = ws + m * kp + r * kp;
-            for (int64_t i = 0; i < k; i++) {
-                dst[i] = (uint8_t)(src[i] < 0 ? -src[i] : src[i]);
-                sign[i] = (uint8_t)src[i];
+        uint8_t *dst = out + r * kp;
+        int64_t i = 0;
+        for (; i + 16 <= k; i += 16)
+            _mm_storeu_si128((__m128i *)(dst + i), _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src + i)), flip));
+        for (; i < k; i++) dst[i] = (uint8_t)(src[i] ^ 0x80);
+        for (; i < kp; i++) dst[i] = 0x80;
+    }
+}
+
+/// The AVX2 kernel's workspace (see its comment): |q|, the sign masks, and per row and block the sum of |q| over
+/// the negative q.
+__attribute__((target("avx2"))) static void magnitude_rows(const int8_t *q_a, int64_t lda, int64_t m,
+                                                           const prima_int8_weight *w, struct activations *act) {
+    const int64_t k = w->k, kp = act->kp;
+    const __m256i zero = _mm256_setzero_si256();
+    for (int64_t r = 0; r < m; r++) {
+        const int8_t *src = q_a + r * lda;
+        uint8_t *magnitude = act->values + r * kp, *mask = act->masks + r * kp;
+        int64_t i = 0;
+        for (; i + 32 <= k; i += 32) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(src + i));
+            _mm256_storeu_si256((__m256i *)(magnitude + i), _mm256_abs_epi8(q));
+            _mm256_storeu_si256((__m256i *)(mask + i), _mm256_cmpgt_epi8(zero, q));
+        }
+        for (; i < k; i++) {
+            magnitude[i] = (uint8_t)(src[i] < 0 ? -src[i] : src[i]);
+            mask[i] = src[i] < 0 ? 0xFF : 0;
+        }
+        for (; i < kp; i++) magnitude[i] = mask[i] = 0;
+        for (int64_t b = 0; b < w->blocks; b++) {
+            // Σ max(-q, 0) over the block: psadbw sums 8 bytes at a time; at most 127·65536, so int32 holds it.
+            const int64_t start = b * w->block_size, end = start + w->block_size < k ? start + w->block_size : k;
+            __m256i sums = zero;
+            int64_t j = start;
+            for (; j + 32 <= end; j += 32) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(src + j));
+                sums = _mm256_add_epi64(sums, _mm256_sad_epu8(_mm256_max_epi8(_mm256_sub_epi8(zero, q), zero), zero));
             }
-            for (int64_t i = k; i < kp; i++) dst[i] = sign[i] = 0;
+            const __m128i half = _mm_add_epi64(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+            int64_t total = _mm_cvtsi128_si64(_mm_add_epi64(half, _mm_unpackhi_epi64(half, half)));
+            for (; j < end; j++) total += src[j] < 0 ? -src[j] : 0;
+            act->corrections[r * w->blocks + b] = (int32_t)total;
         }
     }
-    return ws;
+}
+
+/// Allocates and fills the workspace for m rows: `magnitudes` 0 gives the vpdpbusd kernels' q + 128, 1 the AVX2
+/// kernel's |q|, masks and corrections. NULL when out of memory (free with free(act->values)).
+static int activation_workspace(const int8_t *q_a, int64_t lda, int64_t m, const prima_int8_weight *w,
+                                int magnitudes, struct activations *act) {
+    const int64_t kp = w->groups * 4;
+    const size_t bytes = (size_t)(m * kp), corrections = magnitudes ? (size_t)(m * w->blocks) * sizeof(int32_t) : 0;
+    uint8_t *memory = malloc(round_up_64(bytes) * (magnitudes ? 2 : 1) + corrections + 64);
+    if (!memory) return 0;
+    *act = (struct activations){.kp = kp, .values = memory};
+    if (magnitudes) {
+        act->masks = memory + round_up_64(bytes);
+        act->corrections = (int32_t *)(memory + 2 * round_up_64(bytes));
+        magnitude_rows(q_a, lda, m, w, act);
+    } else {
+        offset_rows(q_a, lda, m, w->k, kp, memory);
+    }
+    return 1;
 }
 
 // MARK: - AVX512-VNNI kernel: zmm, 16 columns per vector, one or two panels per tile
@@ -405,9 +461,10 @@ tile_avx512(const int mr, const int nv, const int single, const uint8_t *a, int6
 __attribute__((target(T512))) static int gemm_avx512(const int8_t *q_a, int64_t lda, const float *s_a, int64_t m,
                                                      const prima_int8_weight *w, const float *bias, float *y,
                                                      int64_t ldy, int64_t n_begin, int64_t n_end) {
-    const int64_t kp = w->groups * 4;
-    uint8_t *ws = activation_workspace(q_a, lda, m, w->k, kp, 0);
-    if (!ws) return PRIMA_INT8_ERROR_MEMORY;
+    struct activations act;
+    if (!activation_workspace(q_a, lda, m, w, 0, &act)) return PRIMA_INT8_ERROR_MEMORY;
+    const uint8_t *ws = act.values;
+    const int64_t kp = act.kp;
     const int single = w->blocks == 1;
     const int64_t p_end = (n_end + PRIMA_INT8_PANEL - 1) / PRIMA_INT8_PANEL;
     for (int64_t p = n_begin / PRIMA_INT8_PANEL; p < p_end; p += 2) {
@@ -420,7 +477,7 @@ __attribute__((target(T512))) static int gemm_avx512(const int8_t *q_a, int64_t 
             else ROWS_AVX512(AVX512_MR_BLOCKS, 1, 0);
         }
     }
-    free(ws);
+    free(act.values);
     return PRIMA_INT8_OK;
 }
 
@@ -459,9 +516,10 @@ ymm_store_tile(__m256 facc[][2], const int mr, const float *s_a, const float *bi
 #define TVNNI "avx2,avxvnni"
 
 static ALWAYS_INLINE __attribute__((target(TVNNI))) void
-tile_avxvnni(const int mr, const int single, const uint8_t *a, int64_t kp, int64_t unused, const float *s_a,
+tile_avxvnni(const int mr, const int single, const struct activations *act, int64_t r0, const float *s_a,
              const prima_int8_weight *w, int64_t p, const float *bias, float *y, int64_t ldy, int64_t ncols) {
-    (void)unused;
+    const int64_t kp = act->kp;
+    const uint8_t *a = act->values + r0 * kp;
     __m256 facc[6][2];
     __m256i iacc[6][2];
     const int8_t *panel = w->values + p * w->groups * 64;
@@ -492,15 +550,14 @@ tile_avxvnni(const int mr, const int single, const uint8_t *a, int64_t kp, int64
 #define ROWS_YMM(TILE, MR, SINGLE)                                                                                \
     do {                                                                                                          \
         int64_t r = 0;                                                                                            \
-        for (; r + MR <= m; r += MR)                                                                              \
-            TILE(MR, SINGLE, ws + r * kp, kp, extra, s_a + r, w, p, bias, y + r * ldy, ldy, ncols);               \
+        for (; r + MR <= m; r += MR) TILE(MR, SINGLE, &act, r, s_a + r, w, p, bias, y + r * ldy, ldy, ncols);    \
         switch (m - r) {                                                                                          \
         case 0: break;                                                                                            \
-        case 1: TILE(1, SINGLE, ws + r * kp, kp, extra, s_a + r, w, p, bias, y + r * ldy, ldy, ncols); break;     \
-        case 2: TILE(2, SINGLE, ws + r * kp, kp, extra, s_a + r, w, p, bias, y + r * ldy, ldy, ncols); break;     \
-        case 3: TILE(3, SINGLE, ws + r * kp, kp, extra, s_a + r, w, p, bias, y + r * ldy, ldy, ncols); break;     \
-        case 4: TILE(4, SINGLE, ws + r * kp, kp, extra, s_a + r, w, p, bias, y + r * ldy, ldy, ncols); break;     \
-        default: TILE(5, SINGLE, ws + r * kp, kp, extra, s_a + r, w, p, bias, y + r * ldy, ldy, ncols); break;    \
+        case 1: TILE(1, SINGLE, &act, r, s_a + r, w, p, bias, y + r * ldy, ldy, ncols); break;                     \
+        case 2: TILE(2, SINGLE, &act, r, s_a + r, w, p, bias, y + r * ldy, ldy, ncols); break;                     \
+        case 3: TILE(3, SINGLE, &act, r, s_a + r, w, p, bias, y + r * ldy, ldy, ncols); break;                     \
+        case 4: TILE(4, SINGLE, &act, r, s_a + r, w, p, bias, y + r * ldy, ldy, ncols); break;                     \
+        default: TILE(5, SINGLE, &act, r, s_a + r, w, p, bias, y + r * ldy, ldy, ncols); break;                    \
         }                                                                                                         \
     } while (0)
 
@@ -513,46 +570,55 @@ tile_avxvnni(const int mr, const int single, const uint8_t *a, int64_t kp, int64
 __attribute__((target(TVNNI))) static int gemm_avxvnni(const int8_t *q_a, int64_t lda, const float *s_a, int64_t m,
                                                        const prima_int8_weight *w, const float *bias, float *y,
                                                        int64_t ldy, int64_t n_begin, int64_t n_end) {
-    const int64_t kp = w->groups * 4;
-    uint8_t *ws = activation_workspace(q_a, lda, m, w->k, kp, 0);
-    if (!ws) return PRIMA_INT8_ERROR_MEMORY;
-    const int64_t extra = 0;
+    struct activations act;
+    if (!activation_workspace(q_a, lda, m, w, 0, &act)) return PRIMA_INT8_ERROR_MEMORY;
     const int64_t p_end = (n_end + PRIMA_INT8_PANEL - 1) / PRIMA_INT8_PANEL;
     for (int64_t p = n_begin / PRIMA_INT8_PANEL; p < p_end; p++) {
         const int64_t ncols = n_end - 16 * p;
         if (w->blocks == 1) ROWS_YMM(tile_avxvnni, AVXVNNI_MR_SINGLE, 1);
         else ROWS_YMM(tile_avxvnni, AVXVNNI_MR_BLOCKS, 0);
     }
-    free(ws);
+    free(act.values);
     return PRIMA_INT8_OK;
 }
 
-// MARK: - AVX2 kernel: sign transfer, vpmaddubsw(|a|, sign(a)·w) then vpmaddwd with ones
+// MARK: - AVX2 kernel: one's-complement sign transfer, vpmaddubsw(|a|, w ^ mask(a)) then vpmaddwd with ones
 //
-// vpmaddubsw multiplies unsigned by signed bytes and adds adjacent pairs into int16 with saturation. With
-// |a| ≤ 127 and |sign(a)·w| ≤ 127 a pair is at most 2·127·127 = 32258 < 32767, so it never saturates: exact.
-// (The offset trick of the VNNI kernels would overflow here: 2·255·127 > 32767.)
+// vpmaddubsw multiplies unsigned by signed bytes and adds adjacent pairs into int16 with saturation, so a signed
+// activation needs its sign moved onto the weight. vpsignb does it exactly, but on AMD Zen 4 (measured: each of
+// the three, and any mix of them, issues twice per cycle) it shares two pipes with vpmaddubsw and vpmaddwd, so 32
+// products took three of those slots, while vpxor and vpaddd issue on any of four. So the kernel flips the
+// weight's bits where a < 0 instead: w ^ 0xFF = -w - 1, and
+//   |a|·(w ^ mask(a)) = a·w       (a ≥ 0, mask 0)
+//   |a|·(w ^ mask(a)) = a·w + a   (a < 0: (-a)·(-w - 1))
+// so Σ_k |a_k|·(w_k ^ mask(a_k)) = Σ_k a_k·w_k − c with c = Σ_{a_k < 0} |a_k|, which depends on the row and the
+// block only: the workspace holds it, and it starts the block's int32 accumulators. Exact: |a| ≤ 127 and
+// w ^ mask in [-128, 127], so a pair is at most 2·127·128 = 32512 < 32767 and never saturates. (The offset trick
+// of the VNNI kernels would: 2·255·127 > 32767.)
 
 static ALWAYS_INLINE __attribute__((target("avx2"))) void
-tile_avx2(const int mr, const int single, const uint8_t *a, int64_t kp, int64_t sign_offset, const float *s_a,
+tile_avx2(const int mr, const int single, const struct activations *act, int64_t r0, const float *s_a,
           const prima_int8_weight *w, int64_t p, const float *bias, float *y, int64_t ldy, int64_t ncols) {
     __m256 facc[6][2];
     __m256i iacc[6][2];
+    const int64_t kp = act->kp;
+    const uint8_t *magnitudes = act->values + r0 * kp, *masks = act->masks + r0 * kp;
+    const int32_t *corrections = act->corrections + r0 * w->blocks;
     const int8_t *panel = w->values + p * w->groups * 64;
     const __m256i ones = _mm256_set1_epi16(1);
     UNROLL for (int r = 0; r < mr; r++) UNROLL for (int v = 0; v < 2; v++) facc[r][v] = _mm256_setzero_ps();
     for (int64_t b = 0; b < w->blocks; b++) {
         int64_t g0, g1;
         block_groups(w, b, &g0, &g1);
-        UNROLL for (int r = 0; r < mr; r++) UNROLL for (int v = 0; v < 2; v++) iacc[r][v] = _mm256_setzero_si256();
+        UNROLL for (int r = 0; r < mr; r++) iacc[r][0] = iacc[r][1] = _mm256_set1_epi32(corrections[r * w->blocks + b]);
         for (int64_t g = g0; g < g1; g++) {
             const __m256i w0 = _mm256_load_si256((const __m256i *)(panel + g * 64));
             const __m256i w1 = _mm256_load_si256((const __m256i *)(panel + g * 64 + 32));
             UNROLL for (int r = 0; r < mr; r++) {
-                const __m256i absa = _mm256_set1_epi32(load4(a + r * kp + 4 * g));
-                const __m256i sgna = _mm256_set1_epi32(load4(a + sign_offset + r * kp + 4 * g));
-                const __m256i p0 = _mm256_maddubs_epi16(absa, _mm256_sign_epi8(w0, sgna));
-                const __m256i p1 = _mm256_maddubs_epi16(absa, _mm256_sign_epi8(w1, sgna));
+                const __m256i magnitude = _mm256_set1_epi32(load4(magnitudes + r * kp + 4 * g));
+                const __m256i mask = _mm256_set1_epi32(load4(masks + r * kp + 4 * g));
+                const __m256i p0 = _mm256_maddubs_epi16(magnitude, _mm256_xor_si256(w0, mask));
+                const __m256i p1 = _mm256_maddubs_epi16(magnitude, _mm256_xor_si256(w1, mask));
                 iacc[r][0] = _mm256_add_epi32(iacc[r][0], _mm256_madd_epi16(p0, ones));
                 iacc[r][1] = _mm256_add_epi32(iacc[r][1], _mm256_madd_epi16(p1, ones));
             }
@@ -563,25 +629,25 @@ tile_avx2(const int mr, const int single, const uint8_t *a, int64_t kp, int64_t 
     ymm_store_tile(facc, mr, s_a, bias ? bias + 16 * p : NULL, y + 16 * p, ldy, ncols);
 }
 
-// Register budget (16 ymm): ones, 2 weights, 2 broadcasts and a product leave 10: one block, 4 rows × 2 vectors
-// of int accumulators; several blocks also keep float accumulators, 2 rows (4 + 4).
+// Register budget (16 ymm): ones, 2 weights, 2 broadcasts and 2 products leave 9: one block, 4 rows × 2 vectors
+// of int accumulators. Several blocks add as many float accumulators; 3 rows (6 + 6, a few kept on the stack and
+// touched once per block) measured 10-15% faster than 2 rows all in registers (M=128, K=1024, N=3072 and
+// M=64, K=1152, N=768, block32), whose 2 rows share each weight load too little; 4 rows were no faster.
 #define AVX2_MR_SINGLE 4
-#define AVX2_MR_BLOCKS 2
+#define AVX2_MR_BLOCKS 3
 
 __attribute__((target("avx2"))) static int gemm_avx2(const int8_t *q_a, int64_t lda, const float *s_a, int64_t m,
                                                      const prima_int8_weight *w, const float *bias, float *y,
                                                      int64_t ldy, int64_t n_begin, int64_t n_end) {
-    const int64_t kp = w->groups * 4;
-    uint8_t *ws = activation_workspace(q_a, lda, m, w->k, kp, 1);
-    if (!ws) return PRIMA_INT8_ERROR_MEMORY;
-    const int64_t extra = m * kp;  // the signed rows follow the |q| rows
+    struct activations act;
+    if (!activation_workspace(q_a, lda, m, w, 1, &act)) return PRIMA_INT8_ERROR_MEMORY;
     const int64_t p_end = (n_end + PRIMA_INT8_PANEL - 1) / PRIMA_INT8_PANEL;
     for (int64_t p = n_begin / PRIMA_INT8_PANEL; p < p_end; p++) {
         const int64_t ncols = n_end - 16 * p;
         if (w->blocks == 1) ROWS_YMM(tile_avx2, AVX2_MR_SINGLE, 1);
         else ROWS_YMM(tile_avx2, AVX2_MR_BLOCKS, 0);
     }
-    free(ws);
+    free(act.values);
     return PRIMA_INT8_OK;
 }
 

@@ -11,12 +11,15 @@ import Testing
     /// room while still catching a wrong scale or a dropped block. Measured: 0.88% per-channel, 0.80% block32.
     static let relativeFrobeniusBound: Float = 0.02
 
+    /// M gives full and partial row tiles (AVX2 tiles: 4 rows with one block, 3 with several; every remainder of
+    /// both), K and N odd sizes, short last blocks and the K padding; block sizes are the format's two schemes and
+    /// 20, a multiple of 4 but not of 32 (the AVX2 workspace's per-block sums then take their scalar tail).
     @Test(arguments: [1, 3, 17, 130], [1, 31, 32, 33, 100, 257, 1024])
     func everyKernelEqualsReference(m: Int, k: Int) throws {
         for n in [1, 7, 16, 65] {
             var rng = SplitMix64(seed: UInt64(m * 100_003 + k * 101 + n))
             let x = Self.activations(m: m, k: k, rng: &rng)
-            for blockSize in [k, 32] {
+            for blockSize in [k, 32, 20] {
                 let (values, scales) = Self.weights(n: n, k: k, blockSize: blockSize, rng: &rng)
                 let bias = Tensor(shape: [n], float32: (0..<n).map { _ in rng.float(in: -2...2) })
                 let weight = try Int8Weight(values: values, scales: scales, blockSize: blockSize, kernel: .scalar)
@@ -64,6 +67,49 @@ import Testing
             let y = reference.float32Values()
             #expect(y[2 * n..<4 * n].allSatisfy { $0.isNaN })
             #expect(y[n..<2 * n].allSatisfy { !$0.isNaN })
+        }
+    }
+
+    /// The AVX2 kernel multiplies |a| by w with its bits flipped where a < 0 (w ^ 0xFF = -w - 1) in vpmaddubsw's
+    /// saturating int16 pairs: a pair reaches 2·127·(-128) = -32512 when |a| = 127 meets w = 127 under a negative
+    /// a, the closest any input comes to -32768/32767. Rows of ±127 (every x of a row is ±1 or 0, so q = ±127·x)
+    /// against weight rows of ±127 in several sign patterns hit that bound in every pair, over a K whose block sums
+    /// pass 2^24 (so the conversion to float rounds); every kernel must still equal the reference bit for bit.
+    @Test(arguments: [1031, 4096])
+    func extremeValuesDoNotSaturate(k: Int) throws {
+        let rowPatterns: [(Int) -> Float] = [
+            { _ in 1 }, { _ in -1 }, { $0 % 2 == 0 ? 1 : -1 }, { $0 % 4 < 2 ? -1 : 1 }, { $0 % 5 == 0 ? 0 : -1 },
+            { $0 % 3 == 0 ? 1 : -1 }, { $0 < 8 ? -1 : 1 },
+        ]
+        let weightPatterns: [(Int) -> Int8] = [
+            { _ in 127 }, { _ in -127 }, { $0 % 2 == 0 ? 127 : -127 }, { $0 % 4 < 2 ? -127 : 127 },
+            { $0 % 3 == 0 ? -127 : 127 }, { $0 % 7 == 0 ? 0 : -127 },
+        ]
+        let x = Tensor(shape: [rowPatterns.count, k], float32: rowPatterns.flatMap { f in (0..<k).map(f) })
+        var rng = SplitMix64(seed: UInt64(k))
+        // 17 output rows: every pattern, then the patterns again with the sign of random elements flipped.
+        let n = 17
+        var q: [Int8] = []
+        for row in 0..<n {
+            let pattern = weightPatterns[row % weightPatterns.count]
+            q += (0..<k).map { i in row < weightPatterns.count || rng.next() % 2 == 0 ? pattern(i) : -pattern(i) }
+        }
+        let values = Self.int8Tensor([n, k], q)
+        #expect(Self.cReference(x, values: values, scales: Tensor(shape: [n, 1], float32: [Float](repeating: 1, count: n)),
+                                blockSize: k, bias: nil).float32Values()[n] == Float(-127 * 127 * k) * (1 / 127 as Float),
+                "row 1 (all -127) against weight row 0 (all 127) sums -127·127·K")
+        for blockSize in [k, 32, 20] {
+            let blocks = (k + blockSize - 1) / blockSize
+            let scales = Tensor(shape: [n, blocks], float32: (0..<n * blocks).map { _ in rng.float(in: 0.001...0.01) })
+            let bias = Tensor(shape: [n], float32: (0..<n).map { _ in rng.float(in: -1...1) })
+            let reference = Int8Linear.reference(x, values: values, scales: scales, blockSize: blockSize, bias: bias)
+            Self.expectIdentical(Self.cReference(x, values: values, scales: scales, blockSize: blockSize, bias: bias),
+                                 reference, "C reference, ±127, K \(k) block \(blockSize)")
+            for kernel in Int8Kernel.available {
+                let weight = try Int8Weight(values: values, scales: scales, blockSize: blockSize, kernel: kernel)
+                Self.expectIdentical(Int8Linear.forward(x, weight: weight, bias: bias, threads: 1), reference,
+                                     "\(kernel.rawValue), ±127, K \(k) block \(blockSize)")
+            }
         }
     }
 

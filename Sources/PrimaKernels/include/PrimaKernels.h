@@ -51,7 +51,7 @@ uint32_t prima_cpu_features(void);
 /// Kernels of the int8 GEMM. PRIMA_INT8_KERNEL=scalar|avx2|avxvnni|avx512vnni in the environment forces one.
 enum {
     PRIMA_INT8_KERNEL_SCALAR = 0,      ///< plain C loops over the packed layout; runs everywhere
-    PRIMA_INT8_KERNEL_AVX2 = 1,        ///< vpsignb + vpmaddubsw(|a|, sign(a)·w) + vpmaddwd: exact since |a|,|w| ≤ 127
+    PRIMA_INT8_KERNEL_AVX2 = 1,        ///< vpmaddubsw(|a|, w ^ mask(a)) + vpmaddwd, plus Σ|a| over the negative a: exact
     PRIMA_INT8_KERNEL_AVXVNNI = 2,     ///< vpdpbusd on ymm (VEX), (q_a + 128)·w minus 128·Σw
     PRIMA_INT8_KERNEL_AVX512VNNI = 3,  ///< vpdpbusd on zmm (EVEX), same offset trick
     PRIMA_INT8_KERNEL_COUNT = 4,
@@ -127,7 +127,7 @@ size_t prima_int8_weight_bytes(const prima_int8_weight *weight);
 /// 0 ≤ n_begin ≤ n_end ≤ N, ldy ≥ n_end, q_a in [-127, 127]. Calls on disjoint column ranges may run
 /// concurrently (this is how the Swift wrapper uses two threads); each call is single-threaded. Returns
 /// PRIMA_INT8_OK, PRIMA_INT8_ERROR_ARGUMENT, PRIMA_INT8_ERROR_UNSUPPORTED or PRIMA_INT8_ERROR_MEMORY
-/// (a kernel allocates a workspace of about m·K bytes).
+/// (a kernel allocates a workspace of about m·K bytes, the AVX2 kernel 2·m·K).
 int prima_int8_gemm(int kernel, const int8_t *q_a, int64_t lda, const float *s_a, int64_t m,
                     const prima_int8_weight *weight, const float *bias, float *y, int64_t ldy,
                     int64_t n_begin, int64_t n_end);

@@ -40,7 +40,8 @@ public enum Int8Error: Error, Equatable, CustomStringConvertible {
 public enum Int8Kernel: String, Sendable, CaseIterable {
     /// Plain C loops; runs everywhere.
     case scalar
-    /// AVX2: vpmaddubsw on |a| and sign(a)·w (exact because both are at most 127 in magnitude), then vpmaddwd.
+    /// AVX2: vpmaddubsw on |a| and w with its bits flipped where a < 0, then vpmaddwd, plus a per-row correction
+    /// (exact: no int16 pair can saturate; int8_gemm.c explains it).
     case avx2
     /// AVX-VNNI: vpdpbusd on ymm.
     case avxVNNI = "avxvnni"
