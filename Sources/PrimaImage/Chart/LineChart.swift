@@ -126,8 +126,8 @@ public struct LineChart: Sendable, Equatable {
     }
 
     // Fixed distances of the layout, in pixels.
-    private static let tickLength = 5
-    private static let gap = 6
+    private static let tickLength = RasterCanvas.tickLength
+    private static let gap = RasterCanvas.labelGap
     /// The length of a legend entry's sample line.
     private static let legendSample = 24
 
@@ -135,11 +135,7 @@ public struct LineChart: Sendable, Equatable {
     private var textHeight: Int { BitmapFont.cellHeight * style.textScale }
     private var titleHeight: Int { title.isEmpty ? 0 : BitmapFont.cellHeight * titleScale }
     /// The title's scale: the style's, or smaller (down to 1) while the title is wider than the chart's margins allow.
-    private var titleScale: Int {
-        var scale = max(style.titleScale, 1)
-        while scale > 1 && RasterCanvas.textSize(title, scale: scale).width > width - 2 * style.margin { scale -= 1 }
-        return scale
-    }
+    private var titleScale: Int { style.titleScale(for: title, width: width) }
 
     public func layout() -> Layout {
         let xScale = xRange.map { ChartScale(lower: $0.lowerBound, upper: $0.upperBound) }
@@ -203,10 +199,7 @@ public struct LineChart: Sendable, Equatable {
         var canvas = RasterCanvas(width: width, height: height, background: style.background)
         let scale = style.textScale, capHeight = BitmapFont.capHeight * scale
 
-        if !title.isEmpty {
-            let size = RasterCanvas.textSize(title, scale: titleScale)
-            canvas.drawText(title, x: (width - size.width) / 2, y: style.margin, scale: titleScale, style.text)
-        }
+        canvas.drawTitle(title, width: width, style: style)
         for (index, panel) in panels.enumerated() {
             let rect = layout.plots[index], yScale = layout.yScales[index]
             let frame = rect.insetBy(-1)
@@ -246,22 +239,14 @@ public struct LineChart: Sendable, Equatable {
 
             // Frame, tick marks and tick labels.
             canvas.stroke(frame, style.frame)
-            for tick in yScale.ticks {
-                let row = Int(layout.point(x: layout.xScale.lower, y: tick, panel: index).y.rounded(.down))
-                canvas.fill(PixelRect(x: frame.x - Self.tickLength, y: row, width: Self.tickLength, height: 1), style.frame)
-                let label = yScale.label(tick), size = RasterCanvas.textSize(label, scale: scale)
-                canvas.drawText(label, x: frame.x - Self.tickLength - Self.gap - size.width, y: row - capHeight / 2, scale: scale, style.text)
-            }
+            canvas.drawYAxis(yScale, row: { Int(layout.point(x: layout.xScale.lower, y: $0, panel: index).y.rounded(.down)) }, frame: frame,
+                             plot: rect, title: panel.yLabel, style: style)
             for tick in layout.xScale.ticks {
                 let column = Int(layout.point(x: tick, y: yScale.lower, panel: index).x.rounded(.down))
                 canvas.fill(PixelRect(x: column, y: frame.maxY, width: 1, height: Self.tickLength), style.frame)
                 guard isBottom else { continue }
                 let label = layout.xScale.label(tick), size = RasterCanvas.textSize(label, scale: scale)
                 canvas.drawText(label, x: column - size.width / 2, y: frame.maxY + Self.tickLength + Self.gap, scale: scale, style.text)
-            }
-            if !panel.yLabel.isEmpty {
-                let size = RasterCanvas.textSize(panel.yLabel, scale: scale)
-                canvas.drawText(panel.yLabel, x: style.margin, y: rect.y + (rect.height + size.width) / 2, scale: scale, style.text, direction: .upward)
             }
 
             // The legend row(s) above the frame: a sample of each line (with its marker), then the name.

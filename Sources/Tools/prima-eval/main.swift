@@ -16,7 +16,7 @@ struct PrimaEvalCommand: ParsableCommand {
         commandName: "prima-eval",
         abstract: "Cross-validate PRIMA, its ablations and its baselines on a PAD-UFES-20-layout folder.",
         version: "prima-eval 1",
-        subcommands: [Run.self])
+        subcommands: [Run.self, Report.self])
 
     static func main() { ToolMain.run(self, name: "prima-eval", gracefulStop: true) }
 }
@@ -138,5 +138,25 @@ struct Run: ParsableCommand {
             throw ExitCode(128 + (signal == 0 ? SIGINT : signal))
         }
         say("done: \(runner.settings.systems.count) systems × \(folds) folds in \(output)/folds")
+        let reportPath = (output as NSString).appendingPathComponent("report")
+        try EvaluationReport.load(directory: output).write(to: reportPath, overwrite: true)
+        say("report: \(reportPath)/report.md")
+    }
+}
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the report of a run's fold files: report.json, report.md and the figures (Docs/evaluation.md).",
+        discussion: "Reads every OUTDIR/folds/SYSTEM/fold-I.json, also of a run still in progress, and prints report.md.")
+
+    @Argument(help: ArgumentHelp("A prima-eval run's output folder.", valueName: "OUTDIR")) var directory: String
+    @Option(name: .shortAndLong, help: ArgumentHelp("The report folder (default: OUTDIR/report, replaced if it exists).", valueName: "DIR"))
+    var output: String?
+    @OptionGroup var overwrite: OverwriteOptions
+
+    func run() throws {
+        let report = try EvaluationReport.load(directory: directory)
+        try report.write(to: output ?? (directory as NSString).appendingPathComponent("report"), overwrite: output == nil || overwrite.force)
+        print(report.markdown, terminator: "")
     }
 }
