@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "prima-diagnose", targets: ["prima-diagnose"]),
         .executable(name: "prima-train", targets: ["prima-train"]),
         .executable(name: "prima-cohort", targets: ["prima-cohort"]),
+        .executable(name: "prima-eval", targets: ["prima-eval"]),
         .library(name: "PrimaCheckpoint", targets: ["PrimaCheckpoint"]),
         .library(name: "PrimaConvert", targets: ["PrimaConvert"]),
         .library(name: "PrimaQuantize", targets: ["PrimaQuantize"]),
@@ -84,7 +85,10 @@ let package = Package(
         // A seeded synthetic cohort in PAD-UFES-20's layout: metadata, drawn lesion images, a risk-factor corpus.
         .target(name: "PrimaCohort", dependencies: ["PrimaImage", "PrimaIO", "PrimaJSON", "PrimaRandom"]),
         // The paper's evaluation protocol: K-fold cross-validation of PRIMA, its ablations and baselines, and the report.
-        .target(name: "PrimaEval", dependencies: ["PrimaDiagnose", "PrimaImage", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaTrain"]),
+        .target(
+            name: "PrimaEval",
+            dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaImage", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaTensor",
+                           "PrimaTrain", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "PrimaVerify", dependencies: ["PrimaCheckpoint", "PrimaDiagnose", "PrimaIO", "PrimaJSON", "PrimaModels", "PrimaQuantize", "PrimaTensor"]),
         .executableTarget(
             name: "prima-verify",
@@ -110,6 +114,11 @@ let package = Package(
             dependencies: ["PrimaCLI", "PrimaCheckpoint", "PrimaIO", "PrimaJSON", "PrimaTensor", "PrimaTrain",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/prima-train"),
+        .executableTarget(
+            name: "prima-eval",
+            dependencies: ["PrimaCLI", "PrimaCheckpoint", "PrimaEval", "PrimaIO", "PrimaTensor", "PrimaTrain",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Tools/prima-eval"),
         .executableTarget(
             name: "prima-cohort",
             dependencies: ["PrimaCLI", "PrimaCohort", "PrimaIO", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -148,7 +157,9 @@ let package = Package(
         .testTarget(
             name: "PrimaCohortTests",
             dependencies: ["PrimaCohort", "PrimaTrain", "PrimaDiagnose", "PrimaMetadata", "PrimaImage", "PrimaTestSupport", "prima-cohort"]),
-        .testTarget(name: "PrimaEvalTests", dependencies: ["PrimaEval", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaTestSupport", "PrimaTrain"]),
+        .testTarget(
+            name: "PrimaEvalTests",
+            dependencies: ["PrimaEval", "PrimaCheckpoint", "PrimaCohort", "PrimaTrain", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaTestSupport", "prima-eval"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport", "prima-verify"]),
         // File-system behaviour of every tool: inputs that are not regular files, outputs that alias inputs,

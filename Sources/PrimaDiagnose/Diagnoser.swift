@@ -117,7 +117,7 @@ public final class Diagnoser: Sendable {
     /// this error path.
     private func storedNonFinite(_ stage: String) -> String? {
         guard let checkpoint = try? Checkpoint(path: checkpointPath) else { return nil }
-        let group = stage == "fusion" ? "prima" : stage
+        let group = stage == "fusion" || stage == "image_classifier" ? "prima" : stage
         guard let reader = (try? ComponentRole(rawValue: group).map { try checkpoint.component($0) }) ?? (try? checkpoint.group(group)) else { return nil }
         var readers = [(reader, "")]
         for adapter in (try? reader.loraAdapterNames()) ?? [] {
@@ -131,6 +131,35 @@ public final class Diagnoser: Sendable {
             }
         }
         return nil
+    }
+
+    /// Stage 2b's image-only answer for the image at `imagePath`: the softmax of the image classifier's logits
+    /// on the image encoder's CLS (the image preprocessed as ``diagnose(imagePath:record:)`` does).
+    public func classifyImage(imagePath: String) throws -> Diagnosis {
+        let pixels = try pixelValues(imagePath)
+        let probabilities: [Float]
+        do {
+            let image = try model.encodeImage(pixels)
+            try requireFinite("image_encoder", image.cls.float32Values())
+            probabilities = PrimaModel.softmax(model.heads.classifyImage(image.cls).float32Values())
+            try requireFinite("image_classifier", probabilities)
+        } catch let error as RuntimeError {
+            throw ToolError.failed("\(checkpointPath): \(error.description)")
+        }
+        return Diagnosis(classCodes: labels.map(\.code), probabilities: probabilities)
+    }
+
+    /// The text encoder's CLS feature [d_txt] of `record`'s metadata text, rendered and tokenized as
+    /// ``diagnose(imagePath:record:)`` does: the input of the metadata-only linear probe.
+    public func textFeatures(record: MetadataRecord) throws -> [Float] {
+        let (_, ids) = try textTokens(record)
+        do {
+            let cls = try model.encodeText(ids).cls.float32Values()
+            try requireFinite("text_encoder", cls)
+            return cls
+        } catch let error as RuntimeError {
+            throw ToolError.failed("\(checkpointPath): \(error.description)")
+        }
     }
 
     /// Diagnoses one case.

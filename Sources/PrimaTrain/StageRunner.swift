@@ -428,7 +428,7 @@ public final class StageRunner {
 
     /// SHA-256 over the files' bytes in order, each preceded by its byte count (Formats/prima-training.md §4.5).
     /// Each file is read within `limit` bytes, the bound its reader already enforced (it may have changed since).
-    static func digest(files: [(path: String, limit: Int)]) throws -> String {
+    public static func digest(files: [(path: String, limit: Int)]) throws -> String {
         var hash = SHA256()
         for (path, limit) in files {
             let bytes = try InputFile(path).readAll(limit: limit)
