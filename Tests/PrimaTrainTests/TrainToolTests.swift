@@ -99,6 +99,10 @@ import Testing
             process.standardError = FileHandle.nullDevice
             try process.run()
             if attempt < 8 {
+                // Until a first save has landed, the kill moment is drawn after it: on a loaded machine the start-up
+                // alone can outlast every random delay, and then no run would resume.
+                let deadline = Date().addingTimeInterval(120)
+                while !resuming, !FileManager.default.fileExists(atPath: output), process.isRunning, Date() < deadline { usleep(20_000) }
                 usleep(UInt32(300_000 + (random.next() % 1_700_000)))
                 if process.isRunning {
                     kill(process.processIdentifier, SIGKILL)
