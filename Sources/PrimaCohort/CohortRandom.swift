@@ -42,17 +42,6 @@ public struct CohortRandom: KeyedStream, Sendable {
     /// True with probability `p`.
     public mutating func chance(_ p: Double) -> Bool { unit() < p }
 
-    /// Uniform in 0..<bound (bound ≥ 1), without modulo bias (Lemire's multiply-shift with rejection).
-    public mutating func below(_ bound: Int) -> Int {
-        precondition(bound >= 1, "CohortRandom.below: bound \(bound) < 1")
-        let range = UInt64(bound)
-        let threshold = (0 &- range) % range
-        while true {
-            let product = next().multipliedFullWidth(by: range)
-            if product.low >= threshold { return Int(product.high) }
-        }
-    }
-
     /// A standard normal deviate (Box–Muller, one of the pair; two draws).
     public mutating func normal() -> Double {
         let u1 = 1 - unit()  // (0, 1]
