@@ -174,32 +174,21 @@ public enum Linear {
 
     /// Adds `scaling · (x · Aᵀ) · Bᵀ` to y [N, M] IN PLACE and returns hidden = x · Aᵀ [N, r] (two sgemms). y must
     /// be the output the base layer (f32 or int8) has just produced, not a tensor anything else holds.
-    ///
-    /// The rank-r products are computed with r as the product's row count (hᵀ = A · xᵀ, not h = x · Aᵀ): OpenBLAS
-    /// runs a product with 32 rows at about 120 GFLOP/s and one with 32 columns at 40–80 on the 2-core machine of
-    /// Docs/benchmarks.md ("Training step"), where by those rates a ViT-B/16 LoRA step spent a fifth of its time in them.
     @discardableResult
     public static func addLoRA(_ lora: LoRA, input x: Tensor, to y: Tensor) -> Tensor {
         let (n, k, r, m) = loraDimensions(lora, x)
         precondition(y.shape == [n, m], "LoRA: output \(ShapeMath.describe(y.shape)) for [\(n), \(m)]")
-        var hT = [Float](repeating: 0, count: r * n)
+        let hidden = Tensor(uninitialized: [n, r], dtype: .f32)
         x.withFloat32 { input in lora.a.withFloat32 { a in lora.b.withFloat32 { b in
-            hT.withUnsafeMutableBufferPointer { h in y.withMutableFloat32 { out in
-                // hᵀ[r, N] = A[r, K] · x[N, K]ᵀ ; y[N, M] += scaling · (hᵀ)ᵀ · B[M, r]ᵀ
-                BLAS.sgemm(transB: true, m: r, n: n, k: k, a: a.baseAddress!, lda: k, b: input.baseAddress!, ldb: k,
-                           beta: 0, c: h.baseAddress!, ldc: n)
-                BLAS.sgemm(transA: true, transB: true, m: n, n: m, k: r, alpha: lora.scaling, a: h.baseAddress!, lda: n,
+            hidden.withMutableFloat32 { h in y.withMutableFloat32 { out in
+                // h[N, r] = x[N, K] · A[r, K]ᵀ ; y[N, M] += scaling · h · B[M, r]ᵀ
+                BLAS.sgemm(transB: true, m: n, n: r, k: k, a: input.baseAddress!, lda: k, b: a.baseAddress!, ldb: k,
+                           beta: 0, c: h.baseAddress!, ldc: r)
+                BLAS.sgemm(transB: true, m: n, n: m, k: r, alpha: lora.scaling, a: h.baseAddress!, lda: r,
                            b: b.baseAddress!, ldb: r, beta: 1, c: out.baseAddress!, ldc: m)
             } }
         } } }
-        let hidden = Tensor(uninitialized: [n, r], dtype: .f32)
-        hT.withUnsafeBufferPointer { h in hidden.withMutableFloat32 { transpose(h, rows: r, columns: n, into: $0.baseAddress!) } }
         return hidden
-    }
-
-    /// Writes the transpose of `source` [rows, columns] into `target` [columns, rows].
-    private static func transpose(_ source: UnsafeBufferPointer<Float>, rows: Int, columns: Int, into target: UnsafeMutablePointer<Float>) {
-        for i in 0..<rows { for j in 0..<columns { target[j * rows + i] = source[i * columns + j] } }
     }
 
     /// The plain-loop reference of the LoRA forward (base and adapter in double, as PEFT: the scaling multiplies
@@ -237,48 +226,42 @@ public enum Linear {
     /// - `inputGradient` [N, K], if given, gets dh · A ADDED in place: pass the dx the base layer's backward
     ///   (``backward(_:x:weight:weightGradient:biasGradient:needsInputGradient:)`` or
     ///   ``Int8Linear/inputGradient(_:values:scales:blockSize:)``) has just returned, and it becomes the whole dx.
-    /// Four sgemms (three when no input gradient is needed), each rank-r product with r rows as in
-    /// ``addLoRA(_:input:to:)``.
+    /// Four sgemms (three when no input gradient is needed).
     public static func loraBackward(_ dy: Tensor, x: Tensor, hidden: Tensor, lora: LoRA, aGradient: Tensor? = nil,
                                     bGradient: Tensor? = nil, addingInputGradientTo inputGradient: Tensor? = nil) {
         let (n, k, r, m) = loraBackwardDimensions(dy, x, hidden, lora, aGradient, bGradient, inputGradient)
-        dy.withFloat32 { g in
+        dy.withFloat32 { g in hidden.withFloat32 { h in
             if let bGradient {
-                // dBᵀ[r, M] = scaling · hᵀ[r, N] · dy[N, M] ; dB[M, r] += dBᵀᵀ
-                var hT = [Float](repeating: 0, count: r * n), dBT = [Float](repeating: 0, count: r * m)
-                hidden.withFloat32 { h in hT.withUnsafeMutableBufferPointer { transpose(h, rows: n, columns: r, into: $0.baseAddress!) } }
-                hT.withUnsafeBufferPointer { h in dBT.withUnsafeMutableBufferPointer { d in
-                    BLAS.sgemm(m: r, n: m, k: n, alpha: lora.scaling, a: h.baseAddress!, lda: n, b: g.baseAddress!, ldb: m,
-                               beta: 0, c: d.baseAddress!, ldc: m)
-                } }
+                // dB[M, r] += scaling · dy[N, M]ᵀ · h[N, r]
                 bGradient.withMutableFloat32 { db in
-                    for o in 0..<m { for j in 0..<r { db[o * r + j] += dBT[j * m + o] } }
+                    BLAS.sgemm(transA: true, m: m, n: r, k: n, alpha: lora.scaling, a: g.baseAddress!, lda: m,
+                               b: h.baseAddress!, ldb: r, beta: 1, c: db.baseAddress!, ldc: r)
                 }
             }
             guard aGradient != nil || inputGradient != nil else { return }
-            // dhᵀ[r, N] = scaling · B[M, r]ᵀ · dy[N, M]ᵀ
-            var dhT = [Float](repeating: 0, count: r * n)
-            lora.b.withFloat32 { b in dhT.withUnsafeMutableBufferPointer { d in
-                BLAS.sgemm(transA: true, transB: true, m: r, n: n, k: m, alpha: lora.scaling, a: b.baseAddress!, lda: r,
-                           b: g.baseAddress!, ldb: m, beta: 0, c: d.baseAddress!, ldc: n)
+            // dh[N, r] = scaling · dy[N, M] · B[M, r]
+            var dh = [Float](repeating: 0, count: n * r)
+            lora.b.withFloat32 { b in dh.withUnsafeMutableBufferPointer { d in
+                BLAS.sgemm(m: n, n: r, k: m, alpha: lora.scaling, a: g.baseAddress!, lda: m, b: b.baseAddress!, ldb: r,
+                           beta: 0, c: d.baseAddress!, ldc: r)
             } }
-            dhT.withUnsafeBufferPointer { d in
+            dh.withUnsafeBufferPointer { d in
                 if let aGradient {
-                    // dA[r, K] += dhᵀ[r, N] · x[N, K]
+                    // dA[r, K] += dh[N, r]ᵀ · x[N, K]
                     x.withFloat32 { input in aGradient.withMutableFloat32 { da in
-                        BLAS.sgemm(m: r, n: k, k: n, a: d.baseAddress!, lda: n, b: input.baseAddress!, ldb: k,
+                        BLAS.sgemm(transA: true, m: r, n: k, k: n, a: d.baseAddress!, lda: r, b: input.baseAddress!, ldb: k,
                                    beta: 1, c: da.baseAddress!, ldc: k)
                     } }
                 }
                 if let inputGradient {
-                    // dx[N, K] += (dhᵀ)ᵀ · A[r, K]
+                    // dx[N, K] += dh[N, r] · A[r, K]
                     lora.a.withFloat32 { a in inputGradient.withMutableFloat32 { dx in
-                        BLAS.sgemm(transA: true, m: n, n: k, k: r, a: d.baseAddress!, lda: n, b: a.baseAddress!, ldb: k, beta: 1,
+                        BLAS.sgemm(m: n, n: k, k: r, a: d.baseAddress!, lda: r, b: a.baseAddress!, ldb: k, beta: 1,
                                    c: dx.baseAddress!, ldc: k)
                     } }
                 }
             }
-        }
+        } }
     }
 
     /// The plain-loop reference for ``loraBackward(_:x:hidden:lora:aGradient:bGradient:addingInputGradientTo:)``,
