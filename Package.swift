@@ -38,7 +38,6 @@ let package = Package(
     ],
     targets: [
         systemLibrary("CHDF5", pkgConfig: "hdf5", apt: "libhdf5-dev"),
-        systemLibrary("CBLAS", pkgConfig: "openblas", apt: "libopenblas-dev"),
         systemLibrary("CPNG", pkgConfig: "libpng", apt: "libpng-dev"),
         systemLibrary("CJSONC", pkgConfig: "json-c", apt: "libjson-c-dev"),
         systemLibrary("CZlib", pkgConfig: "zlib", apt: "zlib1g-dev"),
@@ -167,7 +166,7 @@ let package = Package(
         .testTarget(
             name: "PrimaIOTests",
             dependencies: ["PrimaIO", "PrimaJSON", "PrimaTestSupport", "prima-convert", "prima-quantize", "prima-verify", "prima-diagnose"]),
-        .testTarget(name: "SystemLibraryTests", dependencies: ["CBLAS", "CPNG", "CJSONC", "CHDF5"]),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["PrimaTensor", "PrimaKernels", "CPNG", "CJSONC", "CHDF5"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -134,8 +134,7 @@ import Testing
         #expect(throws: ToolError.self) { try EvaluationRunner(settings: systems) }
     }
 
-    /// Against an uninterrupted run of the tool: two runs of the tool give the same bytes, but the test process's
-    /// own runs differ from them in the last bits (see Docs/evaluation.md, "Resuming").
+    /// Against an uninterrupted run of the tool, and the tool's files against the library's run in this process.
     @Test func aKilledRunResumesToTheSameFiles() throws {
         let systems: [EvaluationSystem] = [.prima, .noStage2]
         let tool = TestProcess.binary("prima-eval")
@@ -165,6 +164,8 @@ import Testing
         let reference = try Self.foldFiles(whole)
         #expect(reference.count == systems.count * Self.folds)
         #expect(try Self.foldFiles(output) == reference)
+        let library = try Self.foldFiles(Self.complete.output).filter { file, _ in systems.contains { file.hasPrefix($0.rawValue + "/") } }
+        #expect(library == reference)
         // A complete run ends with the report of its fold files; `prima-eval report` writes the same one again.
         let markdown = try String(contentsOfFile: output + "/report/report.md", encoding: .utf8)
         #expect(systems.allSatisfy { markdown.contains($0.rawValue) })

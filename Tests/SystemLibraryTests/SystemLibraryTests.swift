@@ -1,7 +1,8 @@
-import CBLAS
 import CHDF5
 import CJSONC
 import CPNG
+import PrimaKernels
+import PrimaTensor
 import Testing
 
 /// The four system libraries link and answer: a build that resolved the wrong headers or libraries fails here
@@ -13,13 +14,26 @@ import Testing
         #expect(major == 1 && minor >= 10)
     }
 
-    @Test func openBLASComputesAProduct() {
-        // [1 2; 3 4] · [5; 6] = [17; 39]
-        let a: [Float] = [1, 2, 3, 4], x: [Float] = [5, 6]
-        var y: [Float] = [0, 0]
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, 2, 2, 1, a, 2, x, 1, 0, &y, 1)
-        #expect(y == [17, 39])
-        #expect(openblas_get_corename() != nil)
+    /// OpenBLAS is reached only through `BLAS`, which opens it after choosing its core from the CPU's features. All
+    /// test targets link into one test process: a target that linked OpenBLAS (a `link "openblas"` module) would load
+    /// it at start-up with OpenBLAS's own detection, and every test would run other kernels than the tools do
+    /// (measured: "Cooperlake" in the tests against "SkylakeX" in the tools on an AMD EPYC, with trained weights
+    /// differing in the last bits between the two).
+    @Test func openBLASRunsTheCoreTheRuntimeChose() {
+        // [1 2; 3 4] · [5 6; 7 8] = [19 22; 43 50]
+        let a: [Float] = [1, 2, 3, 4], b: [Float] = [5, 6, 7, 8]
+        var c: [Float] = [0, 0, 0, 0]
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+            BLAS.sgemm(m: 2, n: 2, k: 2, a: ap.baseAddress!, lda: 2, b: bp.baseAddress!, ldb: 2, c: cp.baseAddress!, ldc: 2)
+        } } }
+        #expect(c == [19, 22, 43, 50])
+        let info = BLAS.info
+        if let preset = info.presetCoreType {
+            #expect(info.chosenCoreType == nil, "OPENBLAS_CORETYPE=\(preset) was preset; the runtime must not choose another")
+        } else if let chosen = BLAS.coreType(forFeatures: prima_cpu_features()) {
+            #expect(info.chosenCoreType == chosen)
+            #expect(info.coreName.lowercased() == chosen.lowercased(), "OpenBLAS runs \(info.coreName), chosen \(chosen): was it loaded before BLAS?")
+        }
     }
 
     @Test func libpngHeaderMatchesLibrary() {
