@@ -68,7 +68,7 @@ let package = Package(
             ]),
         .target(
             name: "PrimaCLI",
-            dependencies: ["PrimaCheckpoint", "PrimaIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["PrimaCheckpoint", "PrimaIO", "PrimaTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "PrimaTokenizers", dependencies: ["CJSONC", "PrimaIO"]),
         // Patient metadata → the text the PRIMA text encoder reads (Docs/prima-model.md, "Metadata to text").
         .target(name: "PrimaMetadata", dependencies: ["PrimaJSON"]),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PrimaCheckpoint
 import PrimaIO
+import PrimaTensor
 
 /// An error that carries the process exit status a tool should end with (2: bad input or usage, 1: failed job).
 public protocol ToolFailure: Error, CustomStringConvertible {
@@ -21,6 +22,10 @@ public enum ToolMain {
         HDF5Probe.startTool()  // first: a probe child of this tool walks its file and exits here
         TemporaryFiles.installSignalHandlers(graceful: gracefulStop)
         OutputTarget.warn = { printWarning(name, $0) }
+        if let problem = FloatISA.environmentProblem {
+            printError(name, problem)
+            exit(2)
+        }
         do {
             var parsed = try command.parseAsRoot()
             try parsed.run()

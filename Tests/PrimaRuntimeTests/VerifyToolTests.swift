@@ -101,6 +101,33 @@ import Testing
         #expect(try RuntimeTestSupport.run(verify, []).status == 2)
     }
 
+    /// `PRIMA_FLOAT_KERNEL` runs a smaller f32 build (for measuring what a CPU without AVX-512 runs) with the same
+    /// bits; a value that names no build, or one this CPU cannot run, stops every tool at start-up with exit 2.
+    @Test func forcedFloatKernelBuildsGiveTheSameBits() throws {
+        let checkpoint = try RuntimeTestSupport.importFixture("dinov3-mlp-reg4-f32")
+        let trace = RuntimeTestSupport.trace("dinov3-mlp-reg4-f32")
+        var dumps: [FloatISA: Data] = [:]
+        for isa in FloatISA.available {
+            var environment = ProcessInfo.processInfo.environment
+            environment["PRIMA_FLOAT_KERNEL"] = isa.rawValue
+            let info = try RuntimeTestSupport.run(verify, ["--system-info"], environment: environment)
+            #expect(info.stdout.contains("f32 kernels: \(isa.rawValue)"), "\(info.stdout)")
+            let dump = RuntimeTestSupport.temporaryDirectory() + "/\(isa.rawValue).h5"
+            let result = try RuntimeTestSupport.run(verify, [checkpoint, "--trace", trace, "--dump", dump], environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+            let ours = try Trace(path: dump)
+            dumps[isa] = ours.activations.reduce(into: Data()) { bytes, activation in activation.tensor.withUnsafeBytes { bytes.append(contentsOf: $0) } }
+        }
+        #expect(dumps.count == FloatISA.available.count && Set(dumps.values).count == 1)
+        var environment = ProcessInfo.processInfo.environment
+        for value in ["avx1024", "AVX2"] + FloatISA.allCases.filter { !FloatISA.available.contains($0) }.map(\.rawValue) {
+            environment["PRIMA_FLOAT_KERNEL"] = value
+            let refused = try RuntimeTestSupport.run(verify, ["--system-info"], environment: environment)
+            #expect(refused.status == 2 && refused.stdout.isEmpty, "\(value)")
+            #expect(refused.stderr.hasPrefix("prima-verify: error: PRIMA_FLOAT_KERNEL=\(value)") && refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
+        }
+    }
+
     /// OpenBLAS gets fast kernels chosen from the CPU when nothing is preset, and a preset choice is kept.
     @Test func openBLASCoreTypeSelection() throws {
         var environment = ProcessInfo.processInfo.environment

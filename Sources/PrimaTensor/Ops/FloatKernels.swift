@@ -1,3 +1,4 @@
+import Foundation
 import PrimaKernels
 
 /// The builds of the f32 kernels in PrimaKernels (float_ops.c: exp, activations, normalisations, attention). All
@@ -26,7 +27,36 @@ public enum FloatISA: String, Sendable, CaseIterable {
     }
 
     /// The fastest build this CPU can run.
-    public static let best: FloatISA = allCases.first { $0.code == prima_float_isa_best() } ?? .generic
+    public static let fastest: FloatISA = allCases.first { $0.code == prima_float_isa_best() } ?? .generic
+
+    /// The build the ops use: ``fastest``, or the one `PRIMA_FLOAT_KERNEL` names (`generic`, `avx2`, `avx512`) if this
+    /// CPU can run it. The bits are the same either way; forcing a smaller build measures on this machine what a CPU
+    /// without AVX-512 would run (Docs/benchmarks.md, the AVX2 tables). Tools refuse any other value at start-up
+    /// (``environmentProblem``); the library ignores it.
+    public static let best: FloatISA = {
+        guard case .success(let forced?) = fromEnvironment else { return fastest }
+        return forced
+    }()
+
+    /// Why `PRIMA_FLOAT_KERNEL` cannot be honoured (no such build, or not on this CPU), or nil.
+    public static var environmentProblem: String? {
+        guard case .failure(let problem) = fromEnvironment else { return nil }
+        return problem.message
+    }
+
+    private struct Problem: Error { let message: String }
+
+    /// `PRIMA_FLOAT_KERNEL`'s build: nil when unset or empty.
+    private static var fromEnvironment: Result<FloatISA?, Problem> {
+        guard let name = ProcessInfo.processInfo.environment["PRIMA_FLOAT_KERNEL"], !name.isEmpty else { return .success(nil) }
+        guard let isa = FloatISA(rawValue: name) else {
+            return .failure(Problem(message: "PRIMA_FLOAT_KERNEL=\(name) names no f32 kernel build (use one of \(allCases.map(\.rawValue).joined(separator: ", ")))"))
+        }
+        guard available.contains(isa) else {
+            return .failure(Problem(message: "PRIMA_FLOAT_KERNEL=\(name): this CPU cannot run that build (it can run \(available.map(\.rawValue).joined(separator: ", ")))"))
+        }
+        return .success(isa)
+    }
 }
 
 /// `body` with the f32 elements of `tensor`, or with nil for no tensor (optional weights and biases for C calls).

@@ -109,6 +109,9 @@ struct PrimaVerifyCommand: ParsableCommand {
             print("openblas threads: \(info.threads)")
             print("OPENBLAS_CORETYPE: " + (info.presetCoreType.map { "\($0) (set before start, respected)" }
                                            ?? info.chosenCoreType.map { "\($0) (chosen from the CPU's features)" } ?? "unset"))
+            print("f32 kernels: \(FloatISA.best.rawValue)" + (FloatISA.best == FloatISA.fastest ? "" : " (PRIMA_FLOAT_KERNEL; fastest here: \(FloatISA.fastest.rawValue))"))
+            print("int8 kernel: " + ((try? Int8Kernel.selected).map { $0.rawValue + ($0 == Int8Kernel.best ? "" : " (PRIMA_INT8_KERNEL; fastest here: \(Int8Kernel.best.rawValue))") }
+                                     ?? "PRIMA_INT8_KERNEL=\(ProcessInfo.processInfo.environment["PRIMA_INT8_KERNEL"] ?? "") cannot be used"))
             print(String(format: "sgemm peak: %.1f GFLOP/s (best of 5, 2048 x 2048 x 2048)", measureSgemmPeak()))
             return
         }
