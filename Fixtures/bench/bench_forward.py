@@ -3,6 +3,7 @@ same thread count, measured in one run, on full-size random-weight models.
 
 Usage (from the repository root, with the venv from Fixtures/requirements.txt):
     python Fixtures/bench/bench_forward.py MODELS_DIR [--work DIR] [--repeat N] [--threads T] [--only NAME ...]
+                                          [--emulate-avx2]
 
 MODELS_DIR holds the directories written by Fixtures/bench/make_full_size.py (dinov3-vits16, dinov3-vitb16,
 modernbert-base, clinical-bert, qwen3-0.6b, qwen3-1.7b). For each model this script
@@ -12,9 +13,11 @@ modernbert-base, clinical-bert, qwen3-0.6b, qwen3-1.7b). For each model this scr
      one warm-up) and the runtime (`prima-verify CKPT --trace INPUTS --repeat N --json`, the median of N after
      loading; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its environment so the runtime picks the
      kernels itself, as it does for users) — medians of N runs each,
-  4. prints a Markdown table: seconds, time ratio (ours / PyTorch), achieved GFLOP/s and its share of the
-     measured OpenBLAS sgemm peak (`prima-verify --system-info`), and the runtime's peak RSS against the fp32
-     weight bytes.
+  4. prints a Markdown table: seconds (median, and the fastest run beside it), time ratio (ours / PyTorch, of
+     the medians and of the minima), achieved GFLOP/s and its share of the measured OpenBLAS sgemm peak
+     (`prima-verify --system-info`), and the runtime's peak RSS against the fp32 weight bytes.
+With --emulate-avx2 both sides run as on an AVX2-only CPU (Fixtures/bench/cpu_emulation.py); the machine line
+names the CPU, its features and the emulation.
 """
 import argparse
 import json
@@ -26,10 +29,12 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
-import numpy as np
-import torch
-import transformers
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu_emulation  # noqa: E402  (before torch: it sets PyTorch's ISA limits for --emulate-avx2)
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = {  # name: (component, tokens or None for images)
@@ -99,8 +104,24 @@ def write_inputs(path: Path, component: str, tokens, vocab: int):
         return {"input_ids": ids, "attention_mask": mask}
 
 
-def torch_seconds(model_dir: Path, kind: str, inputs: dict, repeat: int, dynamic_int8: bool = False) -> float:
-    """Median forward time of the transformers model (eager, fp32, no_grad) after a warm-up; with `dynamic_int8`,
+class Times(tuple):
+    """The fastest and the median of several runs, in seconds."""
+    def __new__(cls, runs):
+        return super().__new__(cls, (min(runs), statistics.median(runs)))
+
+    best = property(lambda self: self[0])
+    median = property(lambda self: self[1])
+
+    def __str__(self):
+        return f"{self.median:.4f} ({self.best:.4f})"
+
+    def ratio(self, other) -> str:
+        """self / other, of the medians (of the minima)."""
+        return f"{self.median / other.median:.2f} ({self.best / other.best:.2f})"
+
+
+def torch_seconds(model_dir: Path, kind: str, inputs: dict, repeat: int, dynamic_int8: bool = False) -> Times:
+    """Forward times of the transformers model (eager, fp32, no_grad) after a warm-up; with `dynamic_int8`,
     after `torch.ao.quantization.quantize_dynamic` on every nn.Linear (qint8)."""
     cls = transformers.AutoModelForCausalLM if kind == "qwen3" else transformers.AutoModel
     model = cls.from_pretrained(model_dir, attn_implementation="eager", dtype=torch.float32).eval()
@@ -114,19 +135,42 @@ def torch_seconds(model_dir: Path, kind: str, inputs: dict, repeat: int, dynamic
             model(**inputs)
             times.append(time.perf_counter() - start)
     del model
-    return statistics.median(times)
+    return Times(times)
+
+
+def verify_seconds(verify: Path, checkpoint: Path, trace: Path, repeat: int, env: dict, rss: Path = None) -> Times:
+    """Our forward times: `prima-verify CKPT --trace INPUTS --repeat N --json` (loading excluded), optionally under
+    GNU time writing the peak RSS to `rss`."""
+    command = [verify, checkpoint, "--trace", trace, "--json", "--repeat", str(repeat)]
+    if rss is not None:
+        command = ["/usr/bin/time", "-f", "%M", "-o", rss] + command
+    return Times(json.loads(run(command, env=env))["forward_runs"])
+
+
+def machine_line(verify: Path, env: dict, threads: int, repeat: int) -> tuple:
+    """The line naming the machine, both sides' kernels and the run; and the measured sgemm peak."""
+    info = run([verify, "--system-info"], env=env)
+    core = re.search(r"openblas core: (\S+)", info).group(1)
+    kernels = ", ".join(re.search(rf"{label}: (.+)", info).group(1) for label in ("f32 kernels", "int8 kernel"))
+    peak = float(re.search(r"sgemm peak: ([0-9.]+) GFLOP/s", info).group(1))
+    line = (f"machine: {cpu_emulation.describe()}; threads: {threads} for both; ours: OpenBLAS core {core}, sgemm "
+            f"peak {peak:.0f} GFLOP/s, f32 / int8 kernels {kernels}; PyTorch {torch.__version__} (CPU capability "
+            f"{torch.backends.cpu.get_cpu_capability()}), transformers {transformers.__version__}; median of {repeat} "
+            f"runs after a warm-up, the fastest run in parentheses")
+    return line, peak
 
 
 def parse_arguments(description: str, products: list) -> tuple:
     """The options both benchmarks take, torch's thread count set, the release tools built; returns the
     arguments, the tool paths by name, and the runtime's environment (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
-    removed so it picks its kernels itself, OPENBLAS_NUM_THREADS = --threads)."""
+    removed so it picks its kernels itself, unless --emulate-avx2 sets them; OPENBLAS_NUM_THREADS = --threads)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("models", type=Path)
     parser.add_argument("--work", type=Path, default=Path("/tmp/prima-bench-forward"))
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", nargs="*", default=list(MODELS))
+    cpu_emulation.add_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -135,6 +179,7 @@ def parse_arguments(description: str, products: list) -> tuple:
     tools = {name: REPO / ".build/release" / name for name in products}
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     env["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    env.update(cpu_emulation.RUNTIME_ENV)
     return args, tools, env
 
 
@@ -145,13 +190,9 @@ def cpu_name() -> str:
 def main():
     args, tools, env = parse_arguments(__doc__.split("\n")[0], ["prima-convert", "prima-verify"])
     convert, verify = tools["prima-convert"], tools["prima-verify"]
-    info = run([verify, "--system-info"], env=env)
-    core = re.search(r"openblas core: (\S+)", info).group(1)
-    peak = float(re.search(r"sgemm peak: ([0-9.]+) GFLOP/s", info).group(1))
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; threads: {args.threads} for both; OpenBLAS core {core}, "
-          f"sgemm peak {peak:.0f} GFLOP/s; torch {torch.__version__}, transformers {transformers.__version__}; "
-          f"median of {args.repeat} runs after a warm-up\n")
-    print("| model | input | PyTorch s | ours s | ratio | ours GFLOP/s | % of sgemm peak | ours peak RSS | fp32 weights |")
+    line, peak = machine_line(verify, env, args.threads, args.repeat)
+    print(line + "\n")
+    print("| model | input | PyTorch s | ours s | ratio ours / PyTorch | ours GFLOP/s | % of sgemm peak | ours peak RSS | fp32 weights |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.only:
         component, tokens = MODELS[name]
@@ -163,15 +204,13 @@ def main():
         trace = args.work / f"{name}-inputs.h5"
         inputs = write_inputs(trace, component, tokens, config.get("vocab_size", 0))
         reference = torch_seconds(model_dir, config["model_type"], inputs, args.repeat)
-        timing = run(["/usr/bin/time", "-f", "%M", "-o", args.work / "rss.txt", verify, checkpoint, "--trace", trace,
-                      "--json", "--repeat", str(args.repeat)], env=env)
-        ours = json.loads(timing)["forward_seconds"]
+        ours = verify_seconds(verify, checkpoint, trace, args.repeat, env, rss=args.work / "rss.txt")
         rss_mb = int((args.work / "rss.txt").read_text().split()[-1]) / 1024
         weights_mb = sum(f.stat().st_size for f in model_dir.glob("*.safetensors")) / 2**20  # fp32 models
         work = flops(config, tokens or 0)
         label = "224x224 image" if tokens is None else f"{tokens} tokens"
-        print(f"| {name} | {label} | {reference:.4f} | {ours:.4f} | {ours / reference:.2f} | {work / ours / 1e9:.0f} | "
-              f"{100 * work / ours / 1e9 / peak:.0f}% | {rss_mb:.0f} MB | {weights_mb:.0f} MB |")
+        print(f"| {name} | {label} | {reference} | {ours} | {ours.ratio(reference)} | {work / ours.median / 1e9:.0f} | "
+              f"{100 * work / ours.median / 1e9 / peak:.0f}% | {rss_mb:.0f} MB | {weights_mb:.0f} MB |")
 
 
 if __name__ == "__main__":

@@ -3,33 +3,30 @@
 
 Usage (from the repository root, with the venv from Fixtures/requirements.txt):
     python Fixtures/bench/bench_int8.py MODELS_DIR [--work DIR] [--repeat N] [--threads T] [--only NAME ...]
+                                       [--emulate-avx2]
 
 Uses the checkpoints and inputs that Fixtures/bench/bench_forward.py leaves in WORK (run it first, or this
 script imports them the same way). For each model it writes WORK/NAME-int8.h5 with `prima-quantize --int8`
 (default rules: embeddings and output heads stay float) and, for Qwen3, WORK/NAME-int8-heads.h5 with
 `--quantize-embeddings --quantize-heads` too (PyTorch's dynamic quantisation quantises every nn.Linear, the LM
-head included, so that row is the like-for-like one; the Qwen3 head is tied to the embeddings, so both go). Reports file sizes, forward medians and ratios.
+head included, so that row is the like-for-like one; the Qwen3 head is tied to the embeddings, so both go). Reports file sizes, forward medians (the fastest run beside each) and ratios.
+With --emulate-avx2 both sides run as on an AVX2-only CPU (Fixtures/bench/cpu_emulation.py).
 """
 import json
-import os
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_forward import MODELS, cpu_name, parse_arguments, run, torch_seconds, write_inputs  # noqa: E402
+from bench_forward import MODELS, machine_line, parse_arguments, run, torch_seconds, verify_seconds, write_inputs  # noqa: E402
 
 
 def main():
     args, tools, env = parse_arguments(__doc__.split("\n")[0], ["prima-convert", "prima-verify", "prima-quantize"])
 
-    def ours(checkpoint: Path, trace: Path) -> float:
-        out = run([tools["prima-verify"], checkpoint, "--trace", trace, "--json", "--repeat", str(args.repeat)], env=env)
-        return json.loads(out)["forward_seconds"]
+    def ours(checkpoint: Path, trace: Path):
+        return verify_seconds(tools["prima-verify"], checkpoint, trace, args.repeat, env)
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; threads: {args.threads}; torch {torch.__version__}; "
-          f"median of {args.repeat} runs after a warm-up\n")
+    print(machine_line(tools["prima-verify"], env, args.threads, args.repeat)[0] + "\n")
     print("| model | int8 file / fp32 file | ours fp32 s | ours int8 s | int8 speed-up | PyTorch dynamic int8 s | ours int8 / PyTorch int8 |")
     print("|---|---|---|---|---|---|---|")
     for name in args.only:
@@ -50,7 +47,7 @@ def main():
             run([tools["prima-quantize"], "--int8", checkpoint, "-o", quantized, "--force", *flags])
             int8 = ours(quantized, trace)
             ratio = quantized.stat().st_size / checkpoint.stat().st_size
-            print(f"| {name}{label} | {ratio:.3f} | {fp32:.4f} | {int8:.4f} | {fp32 / int8:.2f}x | {peer:.4f} | {int8 / peer:.2f} |")
+            print(f"| {name}{label} | {ratio:.3f} | {fp32} | {int8} | {fp32.ratio(int8)} | {peer} | {int8.ratio(peer)} |")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ exists, as Fixtures/make_prima_fixtures.py does):
 
     /work/venv-ref/bin/python Fixtures/bench/bench_pipeline.py [MODELS_DIR] [--work DIR] [--repeat N] [--threads T]
                                                                [--checkpoint PRIMA.h5] [--checkpoint-int8 PRIMA.h5]
-                                                               [--no-int8]
+                                                               [--no-int8] [--emulate-avx2]
 
 That one command does everything: it builds the tools, imports the checkpoints, times both sides, checks that they
 agree and prints the tables.
@@ -90,12 +90,12 @@ if Path(IMAGE_SITE).is_dir():
 sys.path.insert(0, str(REPO / "Formats" / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cpu_emulation  # noqa: E402  (before torch: it sets PyTorch's ISA limits for --emulate-avx2)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
-from bench_forward import cpu_name  # noqa: E402
 from prima_ref.metadata import Schema  # noqa: E402
 from prima_ref.prima import (  # noqa: E402
     DEFAULT_ANSWER_PREFIX, DEFAULT_CLASS_CODES, DEFAULT_PROMPT, class_token_ids, diagnose, load_heads, load_image,
@@ -229,6 +229,7 @@ def make_checkpoints(tools: dict, dirs: dict, heads: Path, work: Path):
 def ours_env(threads: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     env["OPENBLAS_NUM_THREADS"] = str(threads)
+    env.update(cpu_emulation.RUNTIME_ENV)
     return env
 
 
@@ -403,6 +404,7 @@ def main():
     parser.add_argument("--checkpoint-int8", type=Path, help="the same, quantised with prima-quantize --int8 "
                                                              "(default: WORK/prima-int8.h5)")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 runs")
+    cpu_emulation.add_argument(parser)
     args = parser.parse_args()
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     for module in ("PIL", "torchvision"):
@@ -479,7 +481,7 @@ def main():
     assert t_dec == formula, (t_dec, formula)
 
     print(f"\ncommand: {command}")
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; threads: {args.threads} for both (torch.set_num_threads, "
+    print(f"machine: {cpu_emulation.describe()}; threads: {args.threads} for both (torch.set_num_threads, "
           f"OPENBLAS_NUM_THREADS); torch {torch.__version__}, transformers {transformers.__version__}; image "
           f"processor {type(pipe.processor).__name__}; median of {args.repeat} runs (PyTorch after a warm-up)")
     print(f"pipeline: {PARTS['image_encoder']} + {PARTS['text_encoder']} + {PARTS['decoder']}, heads {heads}; "
