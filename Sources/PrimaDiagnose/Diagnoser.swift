@@ -90,10 +90,10 @@ public final class Diagnoser: Sendable {
     public struct Result: Sendable {
         /// P(y = k | x) over the checkpoint's classes, ranked.
         public let diagnosis: Diagnosis
-        /// The metadata as the text encoder read it.
+        /// The metadata as the text encoder read it (rendered but not read when the decoder inputs leave it out).
         public let text: String
         /// Seconds per stage, in order: image (decode + preprocess), text (render + tokenize), image_encoder,
-        /// text_encoder, fusion, decoder.
+        /// text_encoder (absent when the decoder does not read the metadata), fusion, decoder.
         public let timings: [(stage: String, seconds: Double)]
         public var totalSeconds: Double { timings.reduce(0) { $0 + $1.seconds } }
     }
@@ -177,8 +177,13 @@ public final class Diagnoser: Sendable {
         do {
             let image = try timed("image_encoder") { try model.encodeImage(pixels) }
             try requireFinite("image_encoder", image.cls.float32Values(), image.patches.float32Values())
-            let encoded = try timed("text_encoder") { try model.encodeText(ids) }
-            try requireFinite("text_encoder", encoded.cls.float32Values(), encoded.sequence.float32Values())
+            // An image-only decoder (decoder_inputs "image") does not read the metadata: the text encoder does not run.
+            var encoded: PrimaModel.EncodedText?
+            if model.decoderInputs.usesMetadata {
+                let textEncoding = try timed("text_encoder") { try model.encodeText(ids) }
+                try requireFinite("text_encoder", textEncoding.cls.float32Values(), textEncoding.sequence.float32Values())
+                encoded = textEncoding
+            }
             let embeddings = try timed("fusion") {
                 try model.fuse(image, encoded, promptIds: promptIds, answerPrefixIds: answerPrefixIds)
             }

@@ -26,6 +26,8 @@ public final class PrimaHeads: Sendable {
     public let answerPrefix: String
     /// 0: the heads hold their seeded initialisation (the checkpoint's `heads_trained`).
     public let trained: Bool
+    /// What the decoder's input sequence holds (the checkpoint's `decoder_inputs`; absent: image and metadata).
+    public let decoderInputs: PrimaDecoderInputs
     let weights: ModelWeights
     /// The alignment projections and the image classifier, bound at load.
     let imageProjection, textProjection, imageClassifier: BoundLinear
@@ -34,7 +36,7 @@ public final class PrimaHeads: Sendable {
     let imageSequenceProjector, textSequenceProjector: SequenceProjector
 
     /// Reads and validates the heads group of `checkpoint`: every tensor with its §8 shape, the class token ids,
-    /// labels, prompt and answer prefix.
+    /// labels, prompt, answer prefix and decoder inputs.
     public init(checkpoint: Checkpoint) throws {
         let group = try checkpoint.group("prima")
         let origin = "\(checkpoint.path): prima"
@@ -72,6 +74,7 @@ public final class PrimaHeads: Sendable {
         guard trainedFlag == 0 || trainedFlag == 1 else { throw RuntimeError("\(origin): attribute heads_trained is \(trainedFlag), not 0 or 1") }
         trained = trainedFlag == 1
         _ = try int("init_seed")
+        decoderInputs = try PrimaDecoderInputs.read(from: group.group, origin: origin)
         // initialised_tensors lists heads that hold their initialisation: none exactly when heads_trained is 1.
         let floatNames = Set(config.floatTensors.map(\.name))
         guard let initialised = (try? group.attribute("initialised_tensors")).flatMap({ try? JSON.parse($0).array }),

@@ -6,7 +6,8 @@ import PrimaTensor
 public struct PrimaInputs: Sendable {
     /// Preprocessed image [1, 3, H, W].
     public let pixelValues: Tensor
-    /// The rendered metadata text as text-encoder tokens, with [CLS] … [SEP].
+    /// The rendered metadata text as text-encoder tokens, with [CLS] … [SEP]; not read when the model's decoder
+    /// inputs leave the metadata out (``PrimaDecoderInputs/image``).
     public let textIds: [Int]
     /// The prompt and the answer prefix as decoder tokens.
     public let promptIds: [Int]
@@ -30,11 +31,15 @@ public final class PrimaModel: Sendable {
     public let textEncoder: any TextEncoderModel
     public let decoder: Qwen3Model
     public let heads: PrimaHeads
+    /// What the decoder's input sequence holds: the checkpoint's, or what a training stage chose.
+    public let decoderInputs: PrimaDecoderInputs
 
     /// Loads the three components and the heads; checks that their widths agree. `training` keeps what the
     /// backward passes need (an int8 weight's plain values: ``loadComponentModel(_:training:)``).
-    /// `extraAdapters` adds a training stage's new adapters by role (``TrainingAdapter``).
-    public init(checkpoint: Checkpoint, training: Bool = false, extraAdapters: [ComponentRole: [TrainingAdapter]] = [:]) throws {
+    /// `extraAdapters` adds a training stage's new adapters by role (``TrainingAdapter``). `decoderInputs` replaces
+    /// the checkpoint's (stage 3 trains the variant it is asked for).
+    public init(checkpoint: Checkpoint, training: Bool = false, extraAdapters: [ComponentRole: [TrainingAdapter]] = [:],
+                decoderInputs: PrimaDecoderInputs? = nil) throws {
         try StoredValidation.validate(checkpoint)
         guard checkpoint.extraGroups.contains("prima") else {
             throw RuntimeError("\(checkpoint.path): not a PRIMA checkpoint (no /prima heads group; assemble one with prima-convert import --labels)")
@@ -65,6 +70,7 @@ public final class PrimaModel: Sendable {
         self.textEncoder = text
         self.decoder = decoder
         self.heads = heads
+        self.decoderInputs = decoderInputs ?? heads.decoderInputs
     }
 
     /// The live tensor at gradient path `path` (`ROLE/tensors/NAME`, `ROLE/lora/ADAPTER/tensors/X.lora_a|b`,
@@ -122,45 +128,57 @@ public final class PrimaModel: Sendable {
     /// Projects both encodings into the decoder's width and builds its input embeddings [T_dec, d_llm]: prompt,
     /// <|img_start|>, image CLS, image sequence, <|img_end|>, <|txt_start|>, text CLS, text sequence, <|txt_end|>,
     /// answer prefix. Also reports the alignment and image-classifier outputs (not used by the decoder).
-    public func fuse(_ image: EncodedImage, _ text: EncodedText, promptIds: [Int], answerPrefixIds: [Int],
+    ///
+    /// `text` is given exactly when ``decoderInputs`` uses the metadata; without it the four metadata rows
+    /// (<|txt_start|> … <|txt_end|>) are left out and no text activation is reported.
+    public func fuse(_ image: EncodedImage, _ text: EncodedText?, promptIds: [Int], answerPrefixIds: [Int],
                      observe: (String, Tensor) throws -> Void = { _, _ in }) throws -> Tensor {
         try fuseRecording(image, text, promptIds: promptIds, answerPrefixIds: answerPrefixIds, observe: observe).embeddings
     }
 
     /// What the fusion's backward needs: the projectors' saved states and the rows of each part of the decoder input.
     struct FusionTape {
-        let imageCLS, textCLS: CLSProjector.Saved
-        let imageSequence, textSequence: SequenceProjector.Saved
-        /// Rows of each part, in order (the special tokens are one row each between them).
+        let imageCLS: CLSProjector.Saved
+        let imageSequence: SequenceProjector.Saved
+        /// The metadata part's projectors (nil: the decoder inputs leave it out).
+        let text: (cls: CLSProjector.Saved, sequence: SequenceProjector.Saved)?
+        /// Rows of each part, in order (the special tokens are one row each between them; the text parts are 0 rows
+        /// and their two special tokens absent when `text` is nil).
         let rows: (prompt: Int, imageCLS: Int, imageSequence: Int, textCLS: Int, textSequence: Int, answer: Int)
     }
 
     /// ``fuse(_:_:promptIds:answerPrefixIds:observe:)`` recording what the backward needs.
-    func fuseRecording(_ image: EncodedImage, _ text: EncodedText, promptIds: [Int], answerPrefixIds: [Int],
+    func fuseRecording(_ image: EncodedImage, _ text: EncodedText?, promptIds: [Int], answerPrefixIds: [Int],
                        observe: (String, Tensor) throws -> Void) throws -> (embeddings: Tensor, tape: FusionTape) {
+        precondition((text != nil) == decoderInputs.usesMetadata, "fuse: the text encoding is given exactly when the decoder reads the metadata")
         try observe("alignment.image_global", heads.alignImage(image.cls))
-        try observe("alignment.text_global", heads.alignText(text.cls))
+        if let text { try observe("alignment.text_global", heads.alignText(text.cls)) }
         try observe("alignment.image_local", heads.alignImage(image.patches))
-        try observe("alignment.text_local", heads.alignText(text.sequence))
+        if let text { try observe("alignment.text_local", heads.alignText(text.sequence)) }
         try observe("image_classifier.logits", heads.classifyImage(image.cls))
         let imageCLS = heads.imageCLSProjector.forward(image.cls)
         try observe("fusion.image_cls", imageCLS.output)
         let imageSequence = try heads.imageSequence(image.patches, gridHeight: image.gridHeight, gridWidth: image.gridWidth)
         try observe("fusion.image_seq", imageSequence.output)
-        let textCLS = heads.textCLSProjector.forward(text.cls)
-        try observe("fusion.text_cls", textCLS.output)
-        let textSequence = try heads.textSequence(text.sequence)
-        try observe("fusion.text_seq", textSequence.output)
 
         let special = try heads.specialTokens()                                                            // [4, d_llm]
         let token = { (row: Int) in embeddingLookup(special, [[row]]) }
-        let embeddings = concatenateRows([try decoder.inputEmbeddings(promptIds), token(0), imageCLS.output, imageSequence.output,
-                                          token(1), token(2), textCLS.output, textSequence.output, token(3),
-                                          try decoder.inputEmbeddings(answerPrefixIds)])
-        let rows = (promptIds.count, imageCLS.output.shape[0], imageSequence.output.shape[0], textCLS.output.shape[0],
-                    textSequence.output.shape[0], answerPrefixIds.count)
-        return (embeddings, FusionTape(imageCLS: imageCLS.saved, textCLS: textCLS.saved, imageSequence: imageSequence.saved,
-                                       textSequence: textSequence.saved, rows: rows))
+        var parts = [try decoder.inputEmbeddings(promptIds), token(0), imageCLS.output, imageSequence.output, token(1)]
+        var textSaved: (cls: CLSProjector.Saved, sequence: SequenceProjector.Saved)?
+        var textRows = (cls: 0, sequence: 0)
+        if let text {
+            let textCLS = heads.textCLSProjector.forward(text.cls)
+            try observe("fusion.text_cls", textCLS.output)
+            let textSequence = try heads.textSequence(text.sequence)
+            try observe("fusion.text_seq", textSequence.output)
+            parts += [token(2), textCLS.output, textSequence.output, token(3)]
+            textSaved = (textCLS.saved, textSequence.saved)
+            textRows = (textCLS.output.shape[0], textSequence.output.shape[0])
+        }
+        let embeddings = concatenateRows(parts + [try decoder.inputEmbeddings(answerPrefixIds)])
+        let rows = (promptIds.count, imageCLS.output.shape[0], imageSequence.output.shape[0], textRows.cls, textRows.sequence,
+                    answerPrefixIds.count)
+        return (embeddings, FusionTape(imageCLS: imageCLS.saved, imageSequence: imageSequence.saved, text: textSaved, rows: rows))
     }
 
     /// Runs the decoder on input embeddings [T_dec, d_llm]; returns the class logits [K] at the last position.
@@ -173,10 +191,11 @@ public final class PrimaModel: Sendable {
     }
 
     /// The whole pass; returns P(y = k | x) over the checkpoint's classes. Reports every activation of the
-    /// `prima` trace component, including `class_logits` and `class_probs` as [1, K].
+    /// `prima` trace component, including `class_logits` and `class_probs` as [1, K]. The text encoder runs only
+    /// when the decoder reads the metadata.
     public func forward(_ inputs: PrimaInputs, observe: (String, Tensor) throws -> Void = { _, _ in }) throws -> [Float] {
         let image = try encodeImage(inputs.pixelValues, observe: observe)
-        let text = try encodeText(inputs.textIds, observe: observe)
+        let text = decoderInputs.usesMetadata ? try encodeText(inputs.textIds, observe: observe) : nil
         let embeddings = try fuse(image, text, promptIds: inputs.promptIds, answerPrefixIds: inputs.answerPrefixIds, observe: observe)
         let logits = try decode(embeddings, observe: observe)
         let probabilities = Self.softmax(logits)
@@ -219,7 +238,9 @@ extension PrimaModel {
     /// What ``backward(_:tape:gradients:observe:)`` needs from ``trainingForward(_:observe:)``.
     public struct Tape {
         let inputs: PrimaInputs
-        let imageBackward, textBackward: EncoderBackward
+        let imageBackward: EncoderBackward
+        /// nil: the decoder inputs leave the metadata out, and the text encoder did not run.
+        let textBackward: EncoderBackward?
         let imageTokens, textTokens, imagePrefix, gridHeight, gridWidth: Int
         let fusion: FusionTape
         let decoder: Qwen3Model.Tape
@@ -235,18 +256,26 @@ extension PrimaModel {
         guard pixels.shape.count == 4, pixels.shape[0] == 1 else {
             throw RuntimeError("PRIMA takes one image [1, 3, H, W], got \(ShapeMath.describe(pixels.shape))")
         }
-        guard inputs.textIds.count >= 2 else { throw RuntimeError("PRIMA's text input needs at least [CLS] and [SEP], got \(inputs.textIds.count) tokens") }
+        let usesText = decoderInputs.usesMetadata
+        guard !usesText || inputs.textIds.count >= 2 else {
+            throw RuntimeError("PRIMA's text input needs at least [CLS] and [SEP], got \(inputs.textIds.count) tokens")
+        }
         let (imageHidden, imageTape) = try imageEncoder.trainingForward(pixels: pixels) { try observe("image_encoder." + $0, $1) }
-        guard let textModel = textEncoder as? any TrainableEncoder else { throw RuntimeError("the text encoder cannot be trained") }
-        let (textHidden, textBackward) = try Self.trainingForward(textModel, ids: [inputs.textIds], mask: [Array(repeating: 1, count: inputs.textIds.count)]) {
-            try observe("text_encoder." + $0, $1)
+        var textRun: (hidden: Tensor, backward: EncoderBackward)?
+        if usesText {
+            guard let textModel = textEncoder as? any TrainableEncoder else { throw RuntimeError("the text encoder cannot be trained") }
+            textRun = try Self.trainingForward(textModel, ids: [inputs.textIds], mask: [Array(repeating: 1, count: inputs.textIds.count)]) {
+                try observe("text_encoder." + $0, $1)
+            }
         }
 
         let p = imageEncoder.config.patchSize, prefix = 1 + imageEncoder.config.registerCount
         let h = pixels.shape[2] / p, w = pixels.shape[3] / p
         let image = EncodedImage(cls: embeddingLookup(imageHidden, [[0]]), patches: embeddingLookup(imageHidden, [Array(prefix..<(prefix + h * w))]),
                                  gridHeight: h, gridWidth: w)
-        let text = EncodedText(cls: embeddingLookup(textHidden, [[0]]), sequence: embeddingLookup(textHidden, [Array(1..<(inputs.textIds.count - 1))]))
+        let text = textRun.map {
+            EncodedText(cls: embeddingLookup($0.hidden, [[0]]), sequence: embeddingLookup($0.hidden, [Array(1..<(inputs.textIds.count - 1))]))
+        }
         let (embeddings, fusion) = try fuseRecording(image, text, promptIds: inputs.promptIds, answerPrefixIds: inputs.answerPrefixIds,
                                                      observe: observe)
         let length = embeddings.shape[0]
@@ -258,8 +287,8 @@ extension PrimaModel {
         try observe("class_logits", classLogits)
         try observe("class_probs", Tensor(shape: [1, heads.classTokenIds.count], float32: Self.softmax(classLogits.float32Values())))
         let imageBackward: EncoderBackward = { [imageEncoder] in try imageEncoder.backward($0, tape: imageTape, gradients: $1, observe: $2) }
-        let tape = Tape(inputs: inputs, imageBackward: imageBackward, textBackward: textBackward, imageTokens: imageHidden.shape[0],
-                        textTokens: textHidden.shape[0], imagePrefix: prefix, gridHeight: h, gridWidth: w, fusion: fusion,
+        let tape = Tape(inputs: inputs, imageBackward: imageBackward, textBackward: textRun?.backward, imageTokens: imageHidden.shape[0],
+                        textTokens: textRun?.hidden.shape[0] ?? 0, imagePrefix: prefix, gridHeight: h, gridWidth: w, fusion: fusion,
                         decoder: decoderTape, lastHidden: last, head: head)
         return (classLogits, tape)
     }
@@ -284,7 +313,8 @@ extension PrimaModel {
         try observe("class_probs", Tensor(zeros: dClassLogits.shape, dtype: .f32))
         let dLast = try decoder.classHeadBackward(dClassLogits, hidden: tape.lastHidden, saved: tape.head, gradients: gradients)
         let rows = tape.fusion.rows
-        let total = rows.prompt + 4 + rows.imageCLS + rows.imageSequence + rows.textCLS + rows.textSequence + rows.answer
+        let usesText = tape.fusion.text != nil
+        let total = rows.prompt + (usesText ? 4 : 2) + rows.imageCLS + rows.imageSequence + rows.textCLS + rows.textSequence + rows.answer
         let dHidden = Tensor(zeros: [total, c], dtype: .f32)
         dLast.withFloat32 { g in dHidden.withMutableFloat32 { out in (out.baseAddress! + (total - 1) * c).update(from: g.baseAddress!, count: c) } }
         let dEmbeddings = try decoder.backward(dHidden, tape: tape.decoder, gradients: gradients) { try observe("decoder." + $0, $1) }
@@ -296,28 +326,39 @@ extension PrimaModel {
             return embeddingLookup(dEmbeddings, [Array(offset..<(offset + count))])
         }
         let dPrompt = take(rows.prompt), dStart = take(1), dImageCLS = take(rows.imageCLS), dImageSequence = take(rows.imageSequence)
-        let dImageEnd = take(1), dTextStart = take(1), dTextCLS = take(rows.textCLS), dTextSequence = take(rows.textSequence)
-        let dTextEnd = take(1), dAnswer = take(rows.answer)
+        let dImageEnd = take(1)
+        // The metadata part: <|txt_start|>, text CLS, text sequence, <|txt_end|> (absent from an image-only input).
+        let dText = usesText ? (start: take(1), cls: take(rows.textCLS), sequence: take(rows.textSequence), end: take(1)) : nil
+        let dAnswer = take(rows.answer)
         if let table = gradients[GradientStore.path(role: ComponentRole.decoder.rawValue, tensor: "embed.tokens")] {
             Embedding.backward(dPrompt, ids: tape.inputs.promptIds, tableGradient: table)
             Embedding.backward(dAnswer, ids: tape.inputs.answerPrefixIds, tableGradient: table)
         }
         if let special = gradients[GradientStore.path(role: "prima", tensor: PrimaHeadsConfig.specialTokensName)] {
-            Embedding.backward(concatenateRows([dStart, dImageEnd, dTextStart, dTextEnd]), ids: [0, 1, 2, 3], tableGradient: special)
+            if let dText {
+                Embedding.backward(concatenateRows([dStart, dImageEnd, dText.start, dText.end]), ids: [0, 1, 2, 3], tableGradient: special)
+            } else {
+                Embedding.backward(concatenateRows([dStart, dImageEnd]), ids: [0, 1], tableGradient: special)
+            }
         }
         try observe("fusion.image_cls", dImageCLS)
         try observe("fusion.image_seq", dImageSequence)
-        try observe("fusion.text_cls", dTextCLS)
-        try observe("fusion.text_seq", dTextSequence)
+        if let dText {
+            try observe("fusion.text_cls", dText.cls)
+            try observe("fusion.text_seq", dText.sequence)
+        }
         let dImageFeatures = try heads.imageCLSProjector.backward(dImageCLS, saved: tape.fusion.imageCLS, gradients: gradients)
         let dPatches = try heads.imageSequenceProjector.backward(dImageSequence, saved: tape.fusion.imageSequence, gradients: gradients)
-        let dTextFeatures = try heads.textCLSProjector.backward(dTextCLS, saved: tape.fusion.textCLS, gradients: gradients)
-        let dSequence = try heads.textSequenceProjector.backward(dTextSequence, saved: tape.fusion.textSequence, gradients: gradients)
+        var dTextEncoded: (features: Tensor, sequence: Tensor)?
+        if let dText, let saved = tape.fusion.text {
+            dTextEncoded = (try heads.textCLSProjector.backward(dText.cls, saved: saved.cls, gradients: gradients),
+                            try heads.textSequenceProjector.backward(dText.sequence, saved: saved.sequence, gradients: gradients))
+        }
         // Off the loss path: exactly zero.
         let width = heads.config.alignWidth
-        for (name, rowsCount) in [("alignment.image_global", 1), ("alignment.text_global", 1),
-                                  ("alignment.image_local", tape.gridHeight * tape.gridWidth),
-                                  ("alignment.text_local", tape.textTokens - 2)] {
+        var offPath = [("alignment.image_global", 1), ("alignment.image_local", tape.gridHeight * tape.gridWidth)]
+        if usesText { offPath += [("alignment.text_global", 1), ("alignment.text_local", tape.textTokens - 2)] }
+        for (name, rowsCount) in offPath {
             try observe(name, Tensor(zeros: [rowsCount, width], dtype: .f32))
         }
         try observe("image_classifier.logits", Tensor(zeros: [1, heads.classTokenIds.count], dtype: .f32))
@@ -329,9 +370,10 @@ extension PrimaModel {
         scatterRows(dImageFeatures, into: dImage, rows: [0])
         scatterRows(dPatches, into: dImage, rows: Array(tape.imagePrefix..<(tape.imagePrefix + dPatches.shape[0])))
         _ = try tape.imageBackward(dImage, gradients) { try observe("image_encoder." + $0, $1) }
-        let dText = Tensor(zeros: [tape.textTokens, textWidth], dtype: .f32)
-        scatterRows(dTextFeatures, into: dText, rows: [0])
-        scatterRows(dSequence, into: dText, rows: Array(1..<(1 + dSequence.shape[0])))
-        _ = try tape.textBackward(dText, gradients) { try observe("text_encoder." + $0, $1) }
+        guard let dTextEncoded, let textBackward = tape.textBackward else { return }
+        let dTextHidden = Tensor(zeros: [tape.textTokens, textWidth], dtype: .f32)
+        scatterRows(dTextEncoded.features, into: dTextHidden, rows: [0])
+        scatterRows(dTextEncoded.sequence, into: dTextHidden, rows: Array(1..<(1 + dTextEncoded.sequence.shape[0])))
+        _ = try textBackward(dTextHidden, gradients) { try observe("text_encoder." + $0, $1) }
     }
 }

@@ -86,9 +86,10 @@ struct PrimaDiagnoseCommand: ParsableCommand {
         }
         if json {
             print(DiagnosisReport.json(result, labels: diagnoser.labels, checkpoint: checkpoint, headsTrained: diagnoser.headsTrained,
-                                       loadSeconds: loadSeconds, medians: medians, runs: repeats).serialized(indent: 2))
+                                       decoderInputs: diagnoser.model.decoderInputs, loadSeconds: loadSeconds, medians: medians, runs: repeats).serialized(indent: 2))
         } else {
-            print(DiagnosisReport.text(result, labels: diagnoser.labels, loadSeconds: loadSeconds, medians: medians, runs: repeats), terminator: "")
+            print(DiagnosisReport.text(result, labels: diagnoser.labels, usesMetadata: diagnoser.model.decoderInputs.usesMetadata,
+                                       loadSeconds: loadSeconds, medians: medians, runs: repeats), terminator: "")
         }
     }
 
@@ -156,10 +157,12 @@ extension TokenizerError: ToolFailure {
 
 /// The single-case report, as text and as JSON.
 enum DiagnosisReport {
-    static func text(_ result: Diagnoser.Result, labels: [PrimaLabel], loadSeconds: Double, medians: [(String, Double)], runs: Int) -> String {
+    static func text(_ result: Diagnoser.Result, labels: [PrimaLabel], usesMetadata: Bool, loadSeconds: Double, medians: [(String, Double)], runs: Int) -> String {
         // Codes, names and the metadata text come from the checkpoint and the record: escaped for the terminal.
         let names = Dictionary(labels.map { ($0.code, ToolMain.oneLine($0.name)) }, uniquingKeysWith: { first, _ in first })
-        var out = "metadata text: \(result.text.isEmpty ? "(no fields)" : ToolMain.oneLine(result.text))\n\n"
+        var out = "metadata text: \(result.text.isEmpty ? "(no fields)" : ToolMain.oneLine(result.text))\n"
+        if !usesMetadata { out += "(not read: this checkpoint's decoder sees the image only, decoder_inputs \"image\")\n" }
+        out += "\n"
         let width = labels.map(\.code.count).max() ?? 0
         let nameWidth = names.values.map(\.count).max() ?? 0
         for (rank, entry) in result.diagnosis.ranked.enumerated() {
@@ -173,12 +176,14 @@ enum DiagnosisReport {
         return out
     }
 
-    static func json(_ result: Diagnoser.Result, labels: [PrimaLabel], checkpoint: String, headsTrained: Bool, loadSeconds: Double,
+    static func json(_ result: Diagnoser.Result, labels: [PrimaLabel], checkpoint: String, headsTrained: Bool,
+                     decoderInputs: PrimaDecoderInputs, loadSeconds: Double,
                      medians: [(String, Double)], runs: Int) -> JSONValue {
         let names = Dictionary(labels.map { ($0.code, $0.name) }, uniquingKeysWith: { first, _ in first })
         return .object(JSONObject([
             ("checkpoint", .string(checkpoint)),
             ("heads_trained", .bool(headsTrained)),
+            ("decoder_inputs", .string(decoderInputs.rawValue)),
             ("text", .string(result.text)),
             ("prediction", .string(result.diagnosis.predicted)),
             ("classes", .array(result.diagnosis.ranked.map { entry in
