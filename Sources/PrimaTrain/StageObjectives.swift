@@ -150,7 +150,7 @@ public final class ClassificationObjective: CaseObjective, StageObjective {
         for index in indices {
             let item = data.cases[positions[index]]
             let weight = classWeights?[item.label] ?? 1
-            let inputs = PrimaInputs(pixelValues: try images([index], epoch: epoch), textIds: try context.textIds(item),
+            let inputs = PrimaInputs(pixelValues: try images([index], epoch: epoch), textIds: model.decoderInputs.usesMetadata ? try context.textIds(item) : [],
                                      promptIds: context.promptIds, answerPrefixIds: context.answerPrefixIds)
             let (logits, tape) = try model.trainingForward(inputs)
             let entropy = Loss.crossEntropy(logits, labels: [item.label], lossGradient: weight / Float(normalizer))

@@ -37,6 +37,8 @@ public struct StageOptions: Sendable {
     public var augmentation: Augmentation.Settings? = .standard
     public var alignment = AlignmentLoss.Settings()
     public var softLabelsOnly = false
+    /// Stage 3: what the decoder's input holds (`--no-metadata`: the image only); written to the output's `/prima`.
+    public var decoderInputs = PrimaDecoderInputs.imageAndMetadata
     public var masking = MaskedLMMasking.Settings.standard
     public var resume = false
 
@@ -90,6 +92,7 @@ public struct StageOptions: Sendable {
             ])) } ?? .null), ("balanced_sampling", .bool(balanced))]
         }
         if stage == .stage2b || stage == .stage3 { fields.append(("class_weights", .string(classWeighting.rawValue))) }
+        if stage == .stage3 { fields.append(("decoder_inputs", .string(decoderInputs.rawValue))) }
         if stage == .stage2 {
             fields += [("tau", .double(Double(alignment.tau))), ("tau_label", .double(Double(alignment.tauLabel))),
                        ("loss_weights", .array(alignment.weights.map { .double(Double($0)) })),
@@ -174,6 +177,7 @@ public final class StageRunner {
         } else {
             source = try ToolError.classify(asInput: true) { try Checkpoint(path: options.checkpoint) }
         }
+        if options.stage == .stage3 { try checkDecoderInputs(source, resumed: resumed != nil) }
         // The input checkpoint: the source itself unless a resume reads its own save.
         let input = resumed == nil ? source : try ToolError.classify(asInput: true) { try Checkpoint(path: options.checkpoint) }
         let previousStages = try ToolError.classify(asInput: true) { try TrainingRecord.read(from: input, loadMoments: false) }
@@ -253,7 +257,8 @@ public final class StageRunner {
                     }
                 })]
             try TrainingSave.write(input: options.checkpoint, output: path, trained: replaced.map { ($0.path, $0.value) }, adapters: adapters,
-                                   trainedHeads: trainedHeads, record: record(status), overwrite: true)
+                                   trainedHeads: trainedHeads, decoderInputs: options.stage == .stage3 ? options.decoderInputs : nil,
+                                   record: record(status), overwrite: true)
             try report(.saved(path: path, status: status))
         }
 
@@ -281,6 +286,21 @@ public final class StageRunner {
         }, save: { try save(.running, to: options.output) }, shouldStop: shouldStop)
         if outcome == .complete { try save(.complete, to: options.output) }
         return outcome
+    }
+
+    /// Stage 3's decoder inputs against the source's: a resume continues the variant its save was trained as, and
+    /// an image-only checkpoint is not silently given its metadata back (pass `--no-metadata` to train it further).
+    private func checkDecoderInputs(_ source: Checkpoint, resumed: Bool) throws {
+        let stored = try ToolError.classify(asInput: true) {
+            try PrimaDecoderInputs.read(from: try source.group("prima").group, origin: "\(source.path): prima")
+        }
+        let flag = { (value: PrimaDecoderInputs) in value.usesMetadata ? "without --no-metadata" : "with --no-metadata" }
+        if resumed, stored != options.decoderInputs {
+            throw ToolError.input("\(options.output): was trained with decoder_inputs \"\(stored.rawValue)\": resume \(flag(stored))")
+        }
+        if !resumed, stored == .image, options.decoderInputs != .image {
+            throw ToolError.input("\(options.checkpoint): its decoder reads the image only (decoder_inputs \"image\"): train stage 3 on it \(flag(stored))")
+        }
     }
 
     /// What a stage trains on and how it validates.
@@ -326,7 +346,10 @@ public final class StageRunner {
 
     /// Stages 2, 2b and 3: the PRIMA pipeline, the case folder and its split.
     private func setUpFolderStage(source: Checkpoint, adapters: [ComponentRole: [TrainingAdapter]], settings: TrainerSettings) throws -> StageSetup {
-        let model = try ToolError.classify(asInput: true) { try PrimaModel(checkpoint: source, training: true, extraAdapters: adapters) }
+        let model = try ToolError.classify(asInput: true) {
+            try PrimaModel(checkpoint: source, training: true, extraAdapters: adapters,
+                           decoderInputs: options.stage == .stage3 ? options.decoderInputs : nil)
+        }
         let context = try ToolError.classify(asInput: true) { try CaseContext(checkpoint: source, model: model, seed: settings.seed) }
         let data = try TrainingCases(folder: options.data, classCodes: model.heads.labels.map(\.code), schema: context.schema)
         let split = try options.splitFile.map { try Splits.read(splitFile: $0, cases: data, grouping: options.grouping) }
@@ -405,7 +428,7 @@ public final class StageRunner {
             let item = data.cases[position]
             let pixels = try Batching.caseImages(data, positions: positions, indices: [index], preprocessing: context.preprocessing, seed: context.seed, epoch: 0)
             let image = try model.encodeImage(pixels)
-            let text = try model.encodeText(try context.textIds(item))
+            let text = model.decoderInputs.usesMetadata ? try model.encodeText(try context.textIds(item)) : nil
             let logits = try model.decode(try model.fuse(image, text, promptIds: context.promptIds, answerPrefixIds: context.answerPrefixIds))
             scores.append((item.label, logits))
         }

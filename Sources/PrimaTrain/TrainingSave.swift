@@ -25,9 +25,10 @@ public enum TrainingSave {
     /// Writes `output` from the checkpoint at `input` (its own `/training`, if any, replaced by `record`):
     /// `trained` tensors (gradient paths of tensors stored in `input`, f32) take their new values, `adapters` are
     /// added, the heads named in `trainedHeads` leave `/prima`'s `initialised_tensors` (and `heads_trained` becomes 1
-    /// when none is left). `overwrite` allows replacing an earlier save at `output`.
+    /// when none is left), and `decoderInputs`, when given and not the default, becomes `/prima`'s `decoder_inputs`
+    /// (stage 3 without the metadata). `overwrite` allows replacing an earlier save at `output`.
     public static func write(input: String, output: String, trained: [(path: String, tensor: Tensor)], adapters: [NewAdapter],
-                             trainedHeads: Set<String>, record: TrainingRecord, overwrite: Bool) throws {
+                             trainedHeads: Set<String>, decoderInputs: PrimaDecoderInputs? = nil, record: TrainingRecord, overwrite: Bool) throws {
         let writer = try ToolError.classify(asInput: false) { try CheckpointWriter(destination: output, overwrite: overwrite) }
         try ToolError.classify(asInput: false) {
             try writer.copyContents(of: input, excluding: [TrainingRecord.groupName])
@@ -41,6 +42,9 @@ public enum TrainingSave {
             }
             for (path, tensor) in trained { try writer.replaceTensor(at: path, with: tensor) }
             if !trainedHeads.isEmpty { try markTrained(trainedHeads, in: try writer.rootGroup().group("prima")) }
+            if let decoderInputs, decoderInputs != .imageAndMetadata {
+                try writer.rootGroup().group("prima").setAttribute(PrimaDecoderInputs.attributeName, string: decoderInputs.rawValue)
+            }
             try writer.addTrainingRecord(record)
         }
         try ToolError.classify(asInput: false) { try writer.commit() }

@@ -201,8 +201,25 @@ struct Stage3: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stage 3: the fusion projectors, special tokens and the decoder's LoRA on the class logits.")
     @OptionGroup var common: CommonOptions
     @OptionGroup var folder: FolderOptions
+    @OptionGroup var fusion: FusionOptions
 
-    func run() throws { try folder.run(.stage3, common: common) }
+    func run() throws {
+        var options = try common.options(.stage3, data: folder.data)
+        folder.apply(to: &options)
+        fusion.apply(to: &options)
+        try StageCLI.run(options, common: common)
+    }
+}
+
+/// The options of stage 3's fusion.
+struct FusionOptions: ParsableArguments {
+    @Flag(name: .customLong("no-metadata"),
+          help: "Leave the metadata out of the decoder's input (the ablation; the output's decoder_inputs becomes \"image\").")
+    var noMetadata = false
+
+    func apply(to options: inout StageOptions) {
+        if options.stage == .stage3, noMetadata { options.decoderInputs = .image }
+    }
 }
 
 struct All: ParsableCommand {
@@ -213,6 +230,7 @@ struct All: ParsableCommand {
     @Option(help: ArgumentHelp("The risk-factor corpus for stage 1.", valueName: "CORPUS.jsonl")) var corpus: String
     @OptionGroup var folder: FolderOptions
     @OptionGroup var alignment: AlignmentOptions
+    @OptionGroup var fusion: FusionOptions
 
     func run() throws {
         let stages: [TrainingRecord.Stage] = [.stage1, .stage2, .stage2b, .stage3]
@@ -224,6 +242,7 @@ struct All: ParsableCommand {
             var options = try common.options(stage, data: stage == .stage1 ? corpus : folder.data, output: output, checkpoint: input)
             folder.apply(to: &options)
             try alignment.apply(to: &options)
+            fusion.apply(to: &options)
             if let state = try? TrainingRecord.read(from: try Checkpoint(path: output), loadMoments: false), state.stage == stage {
                 if state.status == .complete {
                     FileHandle.standardError.write(Data("prima-train: \(stage.rawValue) is complete in \(output); going on\n".utf8))
