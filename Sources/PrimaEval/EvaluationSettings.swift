@@ -46,7 +46,8 @@ public struct EvaluationSettings: Sendable {
     }
 
     /// The options of `step` on fold `fold`, training `input` into `output`: the stage's defaults, the overrides,
-    /// the run's seed and split, and for an ablation of stage 2 the switched-off loss's weight set to 0.
+    /// the run's seed and split, for an ablation of stage 2 the switched-off loss's weight set to 0, and for the
+    /// decoder without metadata stage 3's image-only decoder inputs.
     public func stageOptions(_ step: TrainingStep, fold: Int, input: String, output: String) -> StageOptions {
         var options = StageOptions.defaults(for: step.stage, checkpoint: input, output: output, data: step.stage == .stage1 ? corpus : data)
         if let change = overrides[step.stage] {
@@ -59,6 +60,7 @@ public struct EvaluationSettings: Sendable {
         options.fold = fold
         options.grouping = grouping
         if let term = step.withoutLoss { options.alignment.weights[term.rawValue] = 0 }
+        if step.withoutMetadata { options.decoderInputs = .image }
         return options
     }
 }
@@ -79,9 +81,10 @@ struct EvaluationManifest {
     init(settings: EvaluationSettings, checkpointDigest: String, dataDigest: String, corpusDigest: String?, cases: Int) {
         var stages: [(String, JSONValue)] = []
         for stage in settings.stages {
-            let options = settings.stageOptions(TrainingStep(stage: stage, withoutLoss: nil), fold: 0, input: "", output: "")
+            let options = settings.stageOptions(TrainingStep(stage: stage), fold: 0, input: "", output: "")
             var fields = options.hyperparametersForLog
             fields["seed"] = nil  // recorded once, below
+            fields["decoder_inputs"] = nil  // a system's choice (its stage 3), named by the systems below
             stages.append((stage.rawValue, .object(fields)))
         }
         json = JSONObject([

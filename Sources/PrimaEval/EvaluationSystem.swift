@@ -24,6 +24,8 @@ public enum EvaluationSystem: String, CaseIterable, Sendable {
     case noStage1 = "no-stage1"
     /// Stage 1 → 3: the image encoder and the alignment projections as the base checkpoint has them.
     case noStage2 = "no-stage2"
+    /// Stage 1 → 2 → 3 with `--no-metadata`: the decoder reads the image only (decoder_inputs "image").
+    case noMetadataDecoder = "no-metadata-decoder"
 
     /// How a system turns its trained checkpoint into class probabilities.
     public enum Predictor: Sendable {
@@ -51,6 +53,7 @@ public enum EvaluationSystem: String, CaseIterable, Sendable {
         case .noSoftLoss: [.stage1, .stage2(without: .soft), .stage3]
         case .noStage1: [.stage2(), .stage3]
         case .noStage2: [.stage1, .stage3]
+        case .noMetadataDecoder: [.stage1, .stage2(), .stage3WithoutMetadata]
         }
     }
 
@@ -63,17 +66,12 @@ public enum EvaluationSystem: String, CaseIterable, Sendable {
         }
     }
 
-    /// The paper's ablation of the decoder without metadata needs a fusion variant the runtime does not have:
-    /// named here so that the refusal of `--systems` can say so.
-    static let notAvailable = ["no-metadata-decoder": "needs a fusion variant without the metadata tokens, which the runtime does not have yet"]
-
     /// Parses a comma-separated list of names (each once); an unknown name is a one-line error listing the known ones.
     public static func parse(list: String) throws(ToolError) -> [EvaluationSystem] {
         var systems: [EvaluationSystem] = []
         for piece in list.split(separator: ",", omittingEmptySubsequences: false) {
             let name = piece.trimmingCharacters(in: .whitespaces)
             guard let system = EvaluationSystem(rawValue: name) else {
-                if let reason = notAvailable[name] { throw .input("--systems: \(name) is not available: it \(reason)") }
                 throw .input("--systems: unknown system '\(name)' (known: \(allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             guard !systems.contains(system) else { throw .input("--systems: \(name) is listed twice") }
@@ -96,12 +94,23 @@ public struct TrainingStep: Hashable, Sendable {
     public let stage: TrainingRecord.Stage
     /// Stage 2 only: the loss whose weight is 0.
     public let withoutLoss: AlignmentTerm?
+    /// Stage 3 only: the decoder's input leaves the metadata out (`prima-train stage3 --no-metadata`).
+    public let withoutMetadata: Bool
 
-    public static let stage1 = TrainingStep(stage: .stage1, withoutLoss: nil)
-    public static let stage2b = TrainingStep(stage: .stage2b, withoutLoss: nil)
-    public static let stage3 = TrainingStep(stage: .stage3, withoutLoss: nil)
+    public init(stage: TrainingRecord.Stage, withoutLoss: AlignmentTerm? = nil, withoutMetadata: Bool = false) {
+        self.stage = stage
+        self.withoutLoss = withoutLoss
+        self.withoutMetadata = withoutMetadata
+    }
+
+    public static let stage1 = TrainingStep(stage: .stage1)
+    public static let stage2b = TrainingStep(stage: .stage2b)
+    public static let stage3 = TrainingStep(stage: .stage3)
     public static func stage2(without loss: AlignmentTerm? = nil) -> TrainingStep { TrainingStep(stage: .stage2, withoutLoss: loss) }
+    public static let stage3WithoutMetadata = TrainingStep(stage: .stage3, withoutMetadata: true)
 
-    /// `stage2`, or `stage2-no-img` for an ablation: one piece of a work checkpoint's name.
-    public var name: String { stage.rawValue + (withoutLoss.map { "-no-" + $0.name } ?? "") }
+    /// `stage2`, `stage2-no-img` or `stage3-no-metadata` for an ablation: one piece of a work checkpoint's name.
+    public var name: String {
+        stage.rawValue + (withoutLoss.map { "-no-" + $0.name } ?? "") + (withoutMetadata ? "-no-metadata" : "")
+    }
 }

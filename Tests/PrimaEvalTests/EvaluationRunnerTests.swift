@@ -94,14 +94,18 @@ import Testing
         let work = try FileManager.default.subpathsOfDirectory(atPath: output + "/work").filter { $0.hasSuffix(".h5") }.sorted()
         #expect(work.filter { $0.hasSuffix("stage1.h5") } == ["stage1.h5"])
         #expect(work.filter { $0.hasPrefix("fold-0/") } == [
-            "fold-0/stage1+stage2+stage2b.h5", "fold-0/stage1+stage2+stage3.h5", "fold-0/stage1+stage2-no-glo+stage3.h5",
+            "fold-0/stage1+stage2+stage2b.h5", "fold-0/stage1+stage2+stage3-no-metadata.h5", "fold-0/stage1+stage2+stage3.h5", "fold-0/stage1+stage2-no-glo+stage3.h5",
             "fold-0/stage1+stage2-no-glo.h5", "fold-0/stage1+stage2-no-img+stage3.h5", "fold-0/stage1+stage2-no-img.h5",
             "fold-0/stage1+stage2-no-loc+stage3.h5", "fold-0/stage1+stage2-no-loc.h5", "fold-0/stage1+stage2-no-soft+stage3.h5",
             "fold-0/stage1+stage2-no-soft.h5", "fold-0/stage1+stage2.h5", "fold-0/stage1+stage3.h5", "fold-0/stage2+stage3.h5",
             "fold-0/stage2.h5",
         ])
+        // The decoder without metadata: its stage 3 wrote the image-only decoder inputs, the others the default.
+        let heads = { (name: String) in try Checkpoint(path: output + "/work/fold-0/" + name).group("prima").group }
+        #expect(try heads("stage1+stage2+stage3-no-metadata.h5").stringAttribute("decoder_inputs") == "image")
+        #expect(try !heads("stage1+stage2+stage3.h5").hasAttribute("decoder_inputs"))
         let trained = Self.complete.events.filter { if case .stageFinished = $0 { true } else { false } }.count
-        #expect(trained == 1 + Self.folds * 14)
+        #expect(trained == 1 + Self.folds * 15)
     }
 
     @Test func aDeletedFoldFileIsRecomputedAloneAndIdentical() throws {
@@ -196,7 +200,6 @@ import Testing
         try refused(with("--checkpoint", directory + "/absent.h5"), "absent.h5")
         try refused(with("--folds", "3"), "fewer than the folds")
         try refused(with("--systems", "prima,image-only,nonsense"), "unknown system 'nonsense'")
-        try refused(with("--systems", "prima,no-metadata-decoder"), "no-metadata-decoder is not available")
         try refused(with("--grouping", "hospital"), "--grouping must be lesion or patient")
         try refused(with("--stage2-epochs", "0"), "--stage2-epochs must be in")
         // A folder that is not a prima-eval output is not written into.
