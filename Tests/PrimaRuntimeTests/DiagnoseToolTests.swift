@@ -43,6 +43,35 @@ import Testing
         #expect(text.stdout.contains(" 1. ") && text.stdout.contains("Basal cell carcinoma") && text.stdout.contains("timings"))
     }
 
+    /// A checkpoint whose decoder reads the image only (`decoder_inputs` "image"): the metadata is rendered and shown
+    /// as not read, the text encoder does not run, and the probabilities are the same whatever the metadata says —
+    /// while the same checkpoint with the default decoder inputs does read it.
+    @Test func anImageOnlyDecoderIgnoresTheMetadata() throws {
+        let imageOnly = try StoredPartsTests.craft(["attr", "prima", "decoder_inputs", "\"image\""])
+        let records = [try Self.writeRecord(Self.record),
+                       try Self.writeRecord(#"{"age": 19, "gender": "FEMALE", "smoke": true, "region": "BACK", "bleed": false}"#)]
+        func run(_ checkpoint: String, _ metadata: String) throws -> JSONObject {
+            let result = try RuntimeTestSupport.run(Self.tool, ["--checkpoint", checkpoint, "--image", Self.image, "--metadata", metadata, "--json"])
+            #expect(result.status == 0, "\(result.stderr)")
+            return try #require(try JSON.parse(result.stdout).object)
+        }
+        func probabilities(_ json: JSONObject) -> [String: Double] {
+            Dictionary(uniqueKeysWithValues: (json["classes"]?.array?.compactMap(\.object) ?? []).map {
+                ($0["code"]?.string ?? "", $0["probability"]?.double ?? -1)
+            })
+        }
+        let first = try run(imageOnly, records[0]), second = try run(imageOnly, records[1])
+        #expect(first["decoder_inputs"]?.string == "image" && first["text"]?.string != second["text"]?.string)
+        #expect(probabilities(first).count > 1 && probabilities(first) == probabilities(second))
+        #expect(first["timings_ms"]?.object?.keys == ["image", "text", "image_encoder", "fusion", "decoder", "total"])
+        let full = HostileConfigTests.fixture
+        let fullFirst = try run(full, records[0]), fullSecond = try run(full, records[1])
+        #expect(fullFirst["decoder_inputs"]?.string == "image+metadata" && probabilities(fullFirst) != probabilities(fullSecond))
+
+        let text = try RuntimeTestSupport.run(Self.tool, ["--checkpoint", imageOnly, "--image", Self.image, "--metadata", records[0]])
+        #expect(text.status == 0 && text.stdout.contains("(not read: this checkpoint's decoder sees the image only"), "\(text.stdout)")
+    }
+
     @Test func int8CheckpointsDiagnoseCloseToFloat() throws {
         let checkpoint = try PrimaPipelineTests.assemble()
         let quantized = RuntimeTestSupport.temporaryDirectory() + "/q.h5"

@@ -23,6 +23,8 @@ import Testing
         (["attr", "decoder", "role", "\"image_encoder\""], "decoder", "attribute role is \"image_encoder\", not the group's name decoder"),
         (["attr", "decoder", "parameter_count", "\"many\""], "decoder", "attribute parameter_count is not an integer"),
         (["attr", "prima", "heads_trained", "2"], "prima", "attribute heads_trained is 2, not 0 or 1"),
+        (["attr", "prima", "decoder_inputs", "\"text\""], "prima", "attribute decoder_inputs is \"text\", not \"image+metadata\" or \"image\""),
+        (["attr", "prima", "decoder_inputs", "1"], "prima", "attribute decoder_inputs is not a string"),
         (["attr", "prima", "initialised_tensors", "\"[\\\"nope\\\"]\""], "prima",
          "attribute initialised_tensors is not a JSON list of distinct heads tensor names"),
         (["schema_empty_category"], "prima", "files/metadata_schema.json: field 'gender': a category with no values"),
