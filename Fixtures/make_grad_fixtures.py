@@ -144,9 +144,14 @@ INT8_JOBS = [
 # The pipeline (component prima, objective class_ce, Formats/prima-trace.md §11.10): (stem, image encoder, text
 # encoder, decoder, heads file, forward trace, label). Trainable: the fusion heads and every decoder tensor (stage 3
 # without an adapter; LoRA is covered by the component traces). The label is MEL (index 2 of the default classes).
+# An optional eighth entry is the decoder inputs (Docs/prima-model.md; default "image+metadata"): "image" is the
+# ablation without metadata in the decoder, whose trace holds no text activations and whose trainable heads are the
+# image projectors and the special tokens.
 PRIMA_JOBS = [
     ("prima-tiny-bert-class_ce", "dinov3-mlp-reg4-f32", "bert-mlm-f32", "qwen3-prima-f32", "heads-bert.safetensors",
      "prima-tiny-bert.h5", 2),
+    ("prima-tiny-bert-image-class_ce", "dinov3-mlp-reg4-f32", "bert-mlm-f32", "qwen3-prima-f32", "heads-bert.safetensors",
+     "prima-tiny-bert.h5", 2, "image"),
 ]
 # Batches of cases through the encoders and their heads (Formats/prima-trace.md §11.11): image_ce (stage 2b) and
 # alignment (stage 2). `train`: what is trainable ("image_lora", "image_full", "text_lora", "image_classifier",
@@ -355,19 +360,30 @@ def float64_check(stem, model_dir, objective, trainable, adapter, inputs, run32,
 
 
 def main():
+    # `--only STEM …` writes those traces alone and leaves every other file as it is (a new fixture is added
+    # without rewriting the others); without it every trace is rewritten from scratch.
+    only = set(sys.argv[sys.argv.index("--only") + 1:]) if "--only" in sys.argv else None
+    stems = {j[0] for j in JOBS + INT8_JOBS + PRIMA_JOBS} | {j["stem"] for j in BATCH_JOBS}
+    if only is not None and (not only or not only <= stems):
+        sys.exit(f"--only takes stems of {sorted(stems)}")
+    chosen = (lambda stem: True) if only is None else (lambda stem: stem in only)
     OUT_DIR.mkdir(exist_ok=True)
-    for old in OUT_DIR.glob("*.h5"):
-        old.unlink()
+    if only is None:
+        for old in OUT_DIR.glob("*.h5"):
+            old.unlink()
     rows = []
     overall = {"grad": 0.0, "act": 0.0, "loss": 0.0, "cos": 1.0}
     work = Path(tempfile.mkdtemp(prefix="grad-fixtures-"))
     try:
         for job in [j + (None,) for j in JOBS] + INT8_JOBS:
-            run_job(job, work, rows, overall)
+            if chosen(job[0]):
+                run_job(job, work, rows, overall)
         for job in PRIMA_JOBS:
-            run_prima_job(job, rows, overall)
+            if chosen(job[0]):
+                run_prima_job(job, rows, overall)
         for job in BATCH_JOBS:
-            run_batch_job(job, rows, overall)
+            if chosen(job["stem"]):
+                run_batch_job(job, rows, overall)
     finally:
         shutil.rmtree(work)
     chmod_outputs(OUT_DIR)
@@ -440,11 +456,12 @@ def run_prima_job(job, rows, overall):
     from prima_ref.prima import PrimaReference
     from prima_ref.prima_grad import compute_class_ce, stage3_trainable, write_class_ce_trace
 
-    stem, image, text, decoder, heads, forward_name, label = job
+    stem, image, text, decoder, heads, forward_name, label, *rest = job
+    decoder_inputs = rest[0] if rest else "image+metadata"
 
     def load():
         return PrimaReference(MODELS_DIR / image, MODELS_DIR / text, MODELS_DIR / decoder,
-                              FIXTURES / "prima" / heads)
+                              FIXTURES / "prima" / heads, decoder_inputs=decoder_inputs)
 
     ref = load()
     forward = read_trace(FIXTURES / "traces" / forward_name)
@@ -453,17 +470,25 @@ def run_prima_job(job, rows, overall):
     trainable = stage3_trainable(ref)
     recipe = {"kind": "prima", "forward_trace": f"Fixtures/traces/{forward_name}", "label": label,
               "trainable": "fusion heads and every decoder tensor"}
+    if decoder_inputs != "image+metadata":
+        recipe["decoder_inputs"] = decoder_inputs
+        recipe["trainable"] = "image fusion heads, special tokens and every decoder tensor"
     path = OUT_DIR / f"{stem}.h5"
     run = write_class_ce_trace(ref, path, inputs, trainable, source=stem, input_recipe=recipe)
     inputs = run.meta["inputs"]
     check_read_back(stem, path, run)
     for name, a in forward.activations.items():
+        # An image-only run shares the forward trace's image path; its decoder reads another sequence.
+        if name not in run.activations or (decoder_inputs == "image" and name.startswith(("decoder.", "class_"))):
+            if decoder_inputs == "image+metadata":
+                sys.exit(f"{stem}: activation {name} of {forward_name} is missing")
+            continue
         d = float(np.abs(run.activations[name].astype(np.float64) - a).max())
         if not d <= PRIMA_FORWARD_TOLERANCE:
             sys.exit(f"{stem}: activation {name} differs from {forward_name} by {d}")
     zero = ["alignment.image_global", "alignment.text_global", "alignment.image_local", "alignment.text_local",
             "image_classifier.logits", "class_probs"]
-    if any(np.any(run.activation_gradients[n] != 0) for n in zero):
+    if any(np.any(run.activation_gradients[n] != 0) for n in zero if n in run.activation_gradients):
         sys.exit(f"{stem}: an activation off the loss path has a non-zero gradient")
     # Names: heads against the heads file, decoder tensors against the decoder's safetensors file.
     check_pipeline_names(stem, ref, run, heads)

@@ -162,4 +162,25 @@ import Testing
         #expect(report?["pass"]?.bool == true && report?["objective"]?.string == "class_ce")
         #expect((report?["gradients"]?.array?.count ?? 0) == 42 && (report?["activations"]?.array?.count ?? 0) == 23)
     }
+
+    /// The decoder without metadata (`decoder_inputs` "image"): the same checkpoint with the attribute set runs the
+    /// image-only pipeline, which the trace of that variant matches; the full trace does not match it.
+    @Test func classCrossEntropyWithoutMetadataMatchesPyTorch() throws {
+        let full = try PrimaTraceTests.assemble(PrimaTraceTests.variants[0])
+        let checkpoint = RuntimeTestSupport.temporaryDirectory() + "/image-only.h5"
+        let craft = try RuntimeTestSupport.run("/usr/bin/python3", [HostileConfigTests.script, full, checkpoint, "attr", "prima", "decoder_inputs", "\"image\""])
+        try #require(craft.status == 0, "\(craft.stderr)")
+        let trace = GradientTraceTests.traces + "/prima-tiny-bert-image-class_ce.h5"
+        let result = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-verify"), [checkpoint, "--trace", trace, "--json"])
+        #expect(result.status == 0, "\(result.stderr)\(result.stdout.suffix(2000))")
+        let report = try JSON.parse(result.stdout).object
+        #expect(report?["pass"]?.bool == true && report?["objective"]?.string == "class_ce")
+        // 42 of the full model less the text projectors' 8; no text activation.
+        let activations = report?["activations"]?.array?.compactMap { $0.object?["name"]?.string } ?? []
+        #expect((report?["gradients"]?.array?.count ?? 0) == 34 && !activations.isEmpty, "\(activations)")
+        #expect(!activations.contains { $0.hasPrefix("text_encoder.") || $0.hasPrefix("fusion.text_") || $0.hasPrefix("alignment.text_") })
+        let mismatched = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-verify"),
+                                                    [full, "--trace", trace, "--json"])
+        #expect(mismatched.status != 0, "\(mismatched.stdout.suffix(2000))")
+    }
 }

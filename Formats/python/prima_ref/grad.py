@@ -703,7 +703,7 @@ ALIGNMENT_TRACE_CHILDREN = (INPUTS_GROUP, ACTIVATIONS_GROUP, ACTIVATION_GRADIENT
 def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
     """read_trace for prima_trace_version 2 (§11): the v1 parts, then /loss, /activation_gradients, /gradients,
     each validated against the others. Called by prima_ref.trace.read_trace with the open file."""
-    from .trace import Trace, check_activation_names, read_ordered_group
+    from .trace import Trace, check_activation_names, decoder_inputs_of, read_ordered_group
 
     component = attrs["component"]
     objective = attrs.get("objective")
@@ -736,7 +736,7 @@ def read_gradient_parts(path, f: "h5py.File", attrs: Dict[str, Any]):
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
     else:
-        check_activation_names(path, component, list(acts))
+        check_activation_names(path, component, list(acts), decoder_inputs_of(path, attrs))
     if objective == "class_ce":
         from .prima_grad import validate_class_ce_inputs
 

@@ -20,6 +20,8 @@ One diagnosis (shapes with Ci, Ct, D the image-encoder, text-encoder and decoder
     fusion.image_seq = fc(gelu(conv2d(patches as (1, Ci, h, w), k 2, s 2) flattened row-major))  (1, (h//2)(w//2), D)
     fusion.text_seq  = fc(gelu(conv1d(seq_t as (1, Ct, L), k 2, s 2)))  (1, L//2, D); (1, 0, D) when L < 2
     decoder.embeddings = cat[E[prompt], st0, image_cls, image_seq, st1, st2, text_cls, text_seq, st3, E[answer]]
+                         decoder_inputs "image": cat[E[prompt], st0, image_cls, image_seq, st1, E[answer]] (the
+                         metadata part st2 … st3 left out; the text encoder and text heads not run)
     class_logits = lm_head(decoder.final_norm[:, -1])[class_token_ids]  (1, K);  class_probs = softmax(class_logits)
 
 Library use::
@@ -63,6 +65,7 @@ from .trace import (  # trace.py holds the trace contract, prima inputs and name
     Trace,
     _write_h5,
     prima_expected_names,  # noqa: F401  (re-exported)
+    DECODER_INPUTS,
     validate_inputs,
     validate_prima_inputs,
 )
@@ -283,6 +286,17 @@ def load_image(path: "os.PathLike | str"):
 # ---------------------------------------------------------------------------------------------------------------------
 # The pipeline
 # ---------------------------------------------------------------------------------------------------------------------
+def decoder_sequence(prompt, st, image_cls, image_seq, text_cls, text_seq, answer, decoder_inputs: str):
+    """The parts of the decoder's input in order (Docs/prima-model.md, "Decoder input"): prompt, st0, image CLS,
+    image sequence, st1, then the metadata part st2, text CLS, text sequence, st3 unless decoder_inputs is "image",
+    then the answer prefix. st (4, 1, D); the others (1, n, D); text_cls and text_seq unused (may be None) for
+    "image"."""
+    parts = [prompt, st[0:1], image_cls, image_seq, st[1:2]]
+    if decoder_inputs != "image":
+        parts += [st[2:3], text_cls, text_seq, st[3:4]]
+    return parts + [answer]
+
+
 def class_token_ids(tokenizer, class_codes: Sequence[str]) -> List[int]:
     """Class k's decoder token: the first id of tokenizer.encode(" " + code, add_special_tokens=False). Refuses
     two classes sharing a first token (the decoder could not score them apart)."""
@@ -315,6 +329,7 @@ class PrimaReference:
         prompt: str = DEFAULT_PROMPT,
         answer_prefix: str = DEFAULT_ANSWER_PREFIX,
         schema: Optional[Schema] = None,
+        decoder_inputs: str = DECODER_INPUTS[0],
     ):
         import torch
         from transformers import AutoTokenizer
@@ -331,6 +346,10 @@ class PrimaReference:
         self.prompt, self.answer_prefix = prompt, answer_prefix
         self.schema = schema or Schema.pad_ufes_20()
         self.heads_path = Path(heads_path)
+        if decoder_inputs not in DECODER_INPUTS:
+            raise ValueError(f"decoder_inputs {decoder_inputs!r} is not one of {list(DECODER_INPUTS)}")
+        self.decoder_inputs = decoder_inputs
+        self.uses_metadata = decoder_inputs != "image"
 
         self.d_img = int(self.image.config.hidden_size)
         self.d_txt = int(self.text.config.hidden_size)
@@ -428,42 +447,48 @@ class PrimaReference:
         img_acts = self.image.run(OrderedDict(pixel_values=pv))
         for n, a in img_acts.items():
             put(f"image_encoder.{n}", a, f"image_encoder:{self.image.module_path(n)}")
-        text_in = OrderedDict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        txt_acts = self.text.run(text_in)
-        for n, a in txt_acts.items():
-            put(f"text_encoder.{n}", a, f"text_encoder:{self.text.module_path(n)}")
+        if self.uses_metadata:
+            text_in = OrderedDict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            txt_acts = self.text.run(text_in)
+            for n, a in txt_acts.items():
+                put(f"text_encoder.{n}", a, f"text_encoder:{self.text.module_path(n)}")
 
         h, w = pv.shape[2] // self.patch_size, pv.shape[3] // self.patch_size
         img = torch.from_numpy(img_acts["final_norm"])  # (1, 1+R+Np, Ci)
         if img.shape[1] != 1 + self.num_registers + h * w:
             raise RuntimeError(f"image encoder gave {img.shape[1]} tokens, expected 1+{self.num_registers}+{h}*{w}")
-        txt = torch.from_numpy(txt_acts["final_norm"])  # (1, T, Ct)
-        n = int(inputs["attention_mask"][0].sum())
         cls_i, patches = img[:, 0], img[:, 1 + self.num_registers :]
-        cls_t, seq_t = txt[:, 0], txt[:, 1 : max(1, n - 1)]  # drops [CLS], the final [SEP] and padding
+        if self.uses_metadata:
+            txt = torch.from_numpy(txt_acts["final_norm"])  # (1, T, Ct)
+            n = int(inputs["attention_mask"][0].sum())
+            cls_t, seq_t = txt[:, 0], txt[:, 1 : max(1, n - 1)]  # drops [CLS], the final [SEP] and padding
 
         hd = self.heads
         with torch.inference_mode():
             put("alignment.image_global", hd.alignment.image_proj(cls_i), "heads:alignment.image_proj(image CLS)")
-            put("alignment.text_global", hd.alignment.text_proj(cls_t), "heads:alignment.text_proj(text CLS)")
+            if self.uses_metadata:
+                put("alignment.text_global", hd.alignment.text_proj(cls_t), "heads:alignment.text_proj(text CLS)")
             put("alignment.image_local", hd.alignment.image_proj(patches), "heads:alignment.image_proj(patches)")
-            put("alignment.text_local", hd.alignment.text_proj(seq_t), "heads:alignment.text_proj(text tokens)")
+            if self.uses_metadata:
+                put("alignment.text_local", hd.alignment.text_proj(seq_t), "heads:alignment.text_proj(text tokens)")
             put("image_classifier.logits", hd.image_classifier(cls_i), "heads:image_classifier(image CLS)")
             f = hd.fusion
             image_cls = f.image_cls_projector(cls_i)
             image_seq = f.image_seq_projector(patches, h, w)
-            text_cls = f.text_cls_projector(cls_t)
-            text_seq = f.text_seq_projector(seq_t)
             put("fusion.image_cls", image_cls, "heads:fusion.image_cls_projector")
             put("fusion.image_seq", image_seq, "heads:fusion.image_seq_projector")
-            put("fusion.text_cls", text_cls, "heads:fusion.text_cls_projector")
-            put("fusion.text_seq", text_seq, "heads:fusion.text_seq_projector")
+            text_cls = text_seq = None
+            if self.uses_metadata:
+                text_cls = f.text_cls_projector(cls_t)
+                text_seq = f.text_seq_projector(seq_t)
+                put("fusion.text_cls", text_cls, "heads:fusion.text_cls_projector")
+                put("fusion.text_seq", text_seq, "heads:fusion.text_seq_projector")
 
             emb = self.decoder.top.get_input_embeddings().weight
             st = f.special_tokens[:, None, :]  # (4, 1, D)
             prompt = emb[torch.from_numpy(inputs["prompt_ids"][0])][None]  # (1, P, D)
             answer = emb[torch.from_numpy(inputs["answer_prefix_ids"][0])][None]  # (1, A, D)
-            parts = [prompt, st[0:1], image_cls, image_seq, st[1:2], st[2:3], text_cls, text_seq, st[3:4], answer]
+            parts = decoder_sequence(prompt, st, image_cls, image_seq, text_cls, text_seq, answer, self.decoder_inputs)
             embeds = torch.cat(parts, dim=1)  # (1, T_dec, D)
             put("decoder.embeddings", embeds, "decoder:inputs_embeds (assembled, Formats/prima-trace.md §10)")
 
@@ -524,6 +549,8 @@ class PrimaReference:
         attrs["attn_implementation"] = "eager"
         attrs["dtype"] = "float32"
         attrs.update(extra or {})
+        if not self.uses_metadata:
+            attrs["decoder_inputs"] = self.decoder_inputs  # §10.1: written only when not the default
         attrs["image_encoder_source"] = self.image.source
         attrs["text_encoder_source"] = self.text.source
         attrs["decoder_source"] = self.decoder.source

@@ -174,13 +174,15 @@ def _gradient_run(rec: _Recorder, loss, paths, param_names, trainable: Sequence[
                        meta={"trainable": "list", "excluded": excluded, "inputs": inputs}, loss_terms=loss_terms)
 
 
-def _run_encoders(rec: _Recorder, ref, inputs, dtype):
-    """Both encoders on the whole batch with their activations recorded: (pixel_values tensor, image final_norm,
-    text final_norm)."""
+def _run_encoders(rec: _Recorder, ref, inputs, dtype, text: bool = True):
+    """Both encoders (the image encoder alone when not `text`) on the whole batch with their activations recorded:
+    (pixel_values tensor, image final_norm, text final_norm or None)."""
     import torch
 
     pv = torch.from_numpy(inputs["pixel_values"]).to(dtype)
     rec.hooked("image_encoder", ref.image, lambda: ref.image.top(pixel_values=pv))
+    if not text:
+        return pv, rec.acts["image_encoder.final_norm"], None
     ids = torch.from_numpy(inputs["input_ids"])
     mask = torch.from_numpy(inputs["attention_mask"])
     rec.hooked("text_encoder", ref.text, lambda: ref.text.top(input_ids=ids, attention_mask=mask))
@@ -196,7 +198,8 @@ def _widened(dtype):
 def compute_class_ce(ref, inputs: Mapping[str, Any], trainable: Sequence[str], dtype=None) -> GradientRun:
     """Forward + backward of class_ce on the pipeline of ``ref`` (a PrimaReference, modules converted to ``dtype``
     by the caller). ``trainable``: checkpoint paths. Activations off the loss path (alignment.*,
-    image_classifier.logits, class_probs) get an all-zero gradient."""
+    image_classifier.logits, class_probs) get an all-zero gradient. With ``ref.decoder_inputs`` "image" the text
+    encoder and the text heads do not run (their activations are absent)."""
     import torch
     import torch.nn.functional as F
 
@@ -207,29 +210,37 @@ def compute_class_ce(ref, inputs: Mapping[str, Any], trainable: Sequence[str], d
     acts, keep = rec.acts, rec.keep
 
     with torch.enable_grad(), _widened(dtype):
-        pv, img, txt = _run_encoders(rec, ref, inputs, dtype)
+        from .prima import decoder_sequence
+
+        text = ref.uses_metadata
+        pv, img, txt = _run_encoders(rec, ref, inputs, dtype, text=text)
         h, w = pv.shape[2] // ref.patch_size, pv.shape[3] // ref.patch_size
-        n = int(inputs["attention_mask"][0].sum())
         cls_i, patches = img[:, 0], img[:, 1 + ref.num_registers:]
-        cls_t, seq_t = txt[:, 0], txt[:, 1:max(1, n - 1)]
+        if text:
+            n = int(inputs["attention_mask"][0].sum())
+            cls_t, seq_t = txt[:, 0], txt[:, 1:max(1, n - 1)]
         hd = ref.heads
         keep("alignment.image_global", hd.alignment.image_proj(cls_i), "heads:alignment.image_proj(image CLS)")
-        keep("alignment.text_global", hd.alignment.text_proj(cls_t), "heads:alignment.text_proj(text CLS)")
+        if text:
+            keep("alignment.text_global", hd.alignment.text_proj(cls_t), "heads:alignment.text_proj(text CLS)")
         keep("alignment.image_local", hd.alignment.image_proj(patches), "heads:alignment.image_proj(patches)")
-        keep("alignment.text_local", hd.alignment.text_proj(seq_t), "heads:alignment.text_proj(text tokens)")
+        if text:
+            keep("alignment.text_local", hd.alignment.text_proj(seq_t), "heads:alignment.text_proj(text tokens)")
         keep("image_classifier.logits", hd.image_classifier(cls_i), "heads:image_classifier(image CLS)")
         f = hd.fusion
         image_cls = keep("fusion.image_cls", f.image_cls_projector(cls_i), "heads:fusion.image_cls_projector")
         image_seq = keep("fusion.image_seq", f.image_seq_projector(patches, h, w), "heads:fusion.image_seq_projector")
-        text_cls = keep("fusion.text_cls", f.text_cls_projector(cls_t), "heads:fusion.text_cls_projector")
-        text_seq = keep("fusion.text_seq", f.text_seq_projector(seq_t), "heads:fusion.text_seq_projector")
+        text_cls = text_seq = None
+        if text:
+            text_cls = keep("fusion.text_cls", f.text_cls_projector(cls_t), "heads:fusion.text_cls_projector")
+            text_seq = keep("fusion.text_seq", f.text_seq_projector(seq_t), "heads:fusion.text_seq_projector")
         top = ref.decoder.top
         emb = top.get_input_embeddings().weight
         st = f.special_tokens[:, None, :]
         prompt = emb[torch.from_numpy(inputs["prompt_ids"][0])][None]
         answer = emb[torch.from_numpy(inputs["answer_prefix_ids"][0])][None]
-        embeds = torch.cat([prompt, st[0:1], image_cls, image_seq, st[1:2], st[2:3], text_cls, text_seq, st[3:4],
-                            answer], dim=1)
+        embeds = torch.cat(decoder_sequence(prompt, st, image_cls, image_seq, text_cls, text_seq, answer,
+                                            ref.decoder_inputs), dim=1)
         keep("decoder.embeddings", embeds, "decoder:inputs_embeds (assembled, Formats/prima-trace.md §10)")
         points = [(f"decoder.layers.{i}", f"model.layers.{i}") for i in range(ref.decoder.num_layers)]
         points.append(("decoder.final_norm", "model.norm"))
@@ -266,9 +277,11 @@ def compute_class_ce(ref, inputs: Mapping[str, Any], trainable: Sequence[str], d
 
 
 def stage3_trainable(ref, decoder: str = "full") -> List[str]:
-    """Stage 3's trainable set without an adapter: the fusion heads (the four projectors and the special tokens)
-    and, with decoder="full", every decoder tensor."""
-    paths = [p for p in heads_paths(ref.heads) if p.startswith("prima/tensors/fusion.")]
+    """Stage 3's trainable set without an adapter: the fusion heads (the four projectors and the special tokens;
+    the two image projectors and the special tokens when ``ref.decoder_inputs`` is "image", the text projectors
+    then getting no gradient) and, with decoder="full", every decoder tensor."""
+    paths = [p for p in heads_paths(ref.heads) if p.startswith("prima/tensors/fusion.")
+             and (ref.uses_metadata or not p.startswith("prima/tensors/fusion.text_"))]
     if decoder == "full":
         paths += list(component_paths(ref.decoder))
     return paths

@@ -522,7 +522,7 @@ def read_trace(path: os.PathLike | str) -> Trace:
                 raise ValueError(f"{path}: /{INPUTS_GROUP}/{k} is {raw_inputs[k].dtype}, expected {np.dtype(want)}")
         inputs = validate_prima_inputs(raw_inputs) if component == "prima" else validate_inputs(component, raw_inputs)
         acts, origins = read_ordered_group(path, f[ACTIVATIONS_GROUP], "activation")
-    check_activation_names(path, component, list(acts))
+    check_activation_names(path, component, list(acts), decoder_inputs_of(path, attrs))
     return Trace(attrs=attrs, inputs=inputs, activations=acts, origins=origins)
 
 
@@ -551,10 +551,21 @@ def read_ordered_group(path, group, what: str) -> Tuple["OrderedDict[str, np.nda
     return acts, origins
 
 
-def check_activation_names(path, component: str, names: List[str]) -> None:
+DECODER_INPUTS = ("image+metadata", "image")
+
+
+def decoder_inputs_of(path, attrs: Mapping[str, Any]) -> str:
+    """A prima trace's root attribute decoder_inputs (§10.1; absent: "image+metadata"), checked."""
+    value = attrs.get("decoder_inputs", DECODER_INPUTS[0])
+    if value not in DECODER_INPUTS:
+        raise ValueError(f"{path}: root attribute decoder_inputs is {value!r}, not one of {list(DECODER_INPUTS)}")
+    return value
+
+
+def check_activation_names(path, component: str, names: List[str], decoder_inputs: str = "image+metadata") -> None:
     """The required activations of §4 (§10 for component prima) are present and in their relative order."""
     if component == "prima":
-        _check_prima_names(path, names)
+        _check_prima_names(path, names, decoder_inputs)
         return
     missing = [n for n in required_names(names) if n not in names]
     if missing:
@@ -566,9 +577,14 @@ def check_activation_names(path, component: str, names: List[str]) -> None:
         raise ValueError(f"{path}: order must start with embeddings and have final_norm after the last layer: {names}")
 
 
-def _check_prima_names(path, names: List[str]) -> None:
-    """A prima trace holds every name of prima_expected_names, in that relative order (Formats/prima-trace.md §10)."""
-    expected = prima_expected_names(names)
+def _check_prima_names(path, names: List[str], decoder_inputs: str = "image+metadata") -> None:
+    """A prima trace holds every name of prima_expected_names, in that relative order (Formats/prima-trace.md §10);
+    an image-only one (decoder_inputs "image") holds none of the text activations."""
+    expected = prima_expected_names(names, decoder_inputs)
+    if decoder_inputs == "image":
+        extra = [n for n in names if n.startswith(PRIMA_TEXT_PREFIXES)]
+        if extra:
+            raise ValueError(f"{path}: an image-only trace (decoder_inputs \"image\") has text activations {extra}")
     missing = [n for n in expected if n not in names]
     if missing:
         raise ValueError(f"{path}: missing required activations {missing}")
@@ -625,7 +641,10 @@ def compare_traces(reference: os.PathLike | str | Trace, other: os.PathLike | st
         if k not in oth.inputs or oth.inputs[k].shape != v.shape or not np.array_equal(oth.inputs[k], v):
             raise ValueError(f"input {k} differs between the traces")
     if ref.component == "prima":
-            required = prima_expected_names
+            modes = decoder_inputs_of("reference", ref.attrs), decoder_inputs_of("other", oth.attrs)
+            if modes[0] != modes[1]:
+                raise ValueError(f"decoder_inputs differ: {modes[0]} vs {modes[1]}")
+            required = lambda names: prima_expected_names(names, modes[0])  # noqa: E731
     else:
         required = required_names
     if required(list(ref.activations)) != required(list(oth.activations)):
@@ -675,20 +694,26 @@ def validate_prima_inputs(inputs: Mapping[str, Any]) -> "OrderedDict[str, np.nda
     return out
 
 
-def prima_expected_names(names: Sequence[str]) -> List[str]:
+# The activations of the metadata path, absent from an image-only prima trace (decoder_inputs "image").
+PRIMA_TEXT_PREFIXES = ("text_encoder.", "alignment.text_", "fusion.text_")
+
+
+def prima_expected_names(names: Sequence[str], decoder_inputs: str = "image+metadata") -> List[str]:
     """The activation names a prima trace must hold, in order, given the names present (which fix each part's
-    layer count: 1 + the largest N of its layers.N, at least 1) and whether the text encoder has a pooler."""
+    layer count: 1 + the largest N of its layers.N, at least 1) and whether the text encoder has a pooler. With
+    decoder_inputs "image" the text encoder, alignment.text_* and fusion.text_* are left out (Formats/prima-trace.md
+    §10.1)."""
     import re
 
     out: List[str] = []
-    for part in ("image_encoder", "text_encoder"):
+    for part in ("image_encoder",) + (("text_encoder",) if decoder_inputs != "image" else ()):
         rx = re.compile(rf"{part}\.layers\.(0|[1-9][0-9]*)")
         ns = [int(m.group(1)) for m in map(rx.fullmatch, names) if m]
         out += [f"{part}.embeddings"] + [f"{part}.layers.{i}" for i in range(max(ns) + 1 if ns else 1)]
         out += [f"{part}.final_norm"]
         if part == "text_encoder" and "text_encoder.pooler" in names:
             out.append("text_encoder.pooler")
-    out += list(PRIMA_HEAD_ACTIVATIONS)
+    out += [n for n in PRIMA_HEAD_ACTIVATIONS if decoder_inputs != "image" or not n.startswith(PRIMA_TEXT_PREFIXES)]
     rx = re.compile(r"decoder\.layers\.(0|[1-9][0-9]*)")
     ns = [int(m.group(1)) for m in map(rx.fullmatch, names) if m]
     out += ["decoder.embeddings"] + [f"decoder.layers.{i}" for i in range(max(ns) + 1 if ns else 1)]
