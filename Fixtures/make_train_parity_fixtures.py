@@ -69,6 +69,8 @@ STAGES = {
     # for the reason of stage 2's).
     "stage2b-balanced": StageSettings(stage="stage2b", weight_decay=1e-3, class_weights="balanced", **{**COMMON, "folds": 3, "fold": 1}),
     "stage3-balanced": StageSettings(stage="stage3", weight_decay=3e-2, class_weights="balanced", **{**COMMON, "folds": 3, "fold": 1, "lr": 2e-3}),
+    # The decoder without metadata (--no-metadata): the text projectors get no gradient and only decay.
+    "stage3-no-metadata": StageSettings(stage="stage3", weight_decay=3e-2, decoder_inputs="image", **COMMON),
 }
 
 
@@ -111,7 +113,10 @@ def write(name: str, s: StageSettings) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w", libver=("v108", "v110"), track_order=True, track_times=False) as f:
         f.attrs["stage"] = stage
-        f.attrs["settings"] = json.dumps(asdict(s), sort_keys=True)
+        settings = asdict(s)
+        if settings["decoder_inputs"] == "image+metadata":
+            del settings["decoder_inputs"]  # the default: the files written before the setting existed are unchanged
+        f.attrs["settings"] = json.dumps(settings, sort_keys=True)
         f.attrs["cli"] = " ".join(["prima-train"] + s.cli_flags()[:1] + ["--checkpoint", CHECKPOINT, "--corpus" if stage == "stage1" else "--data", data, "-o", "OUT.h5"]
                                   + s.cli_flags()[1:])
         f.attrs["steps"] = np.int64(STEPS)
@@ -137,9 +142,13 @@ def write(name: str, s: StageSettings) -> None:
 
 
 def main() -> int:
+    # `--only NAME …` writes those fixtures alone, leaving the others as they are.
+    only = sys.argv[sys.argv.index("--only") + 1:] if "--only" in sys.argv else list(STAGES)
+    if not only or not set(only) <= set(STAGES):
+        sys.exit(f"--only takes names of {list(STAGES)}")
     setup_torch()
-    for name, settings in STAGES.items():
-        write(name, settings)
+    for name in only:
+        write(name, STAGES[name])
     return 0
 
 

@@ -1,5 +1,6 @@
 import Foundation
 import PrimaCheckpoint
+import PrimaModels
 import PrimaTensor
 import PrimaTestSupport
 import PrimaTrain
@@ -10,7 +11,8 @@ import Testing
 /// Fixtures/make_train_parity_fixtures.py): the same checkpoint, data, split, order, augmentation, adapter
 /// initialisation, objective and AdamW give the same loss, learning rate and gradient norm at every step and the
 /// same trained tensors after the fifth (the parity bounds). `stage2b-balanced` and `stage3-balanced` run the
-/// class-weighted cross-entropy (`--class-weights balanced`, Formats/prima-training.md §3.8) on an unbalanced fold.
+/// class-weighted cross-entropy (`--class-weights balanced`, Formats/prima-training.md §3.8) on an unbalanced fold;
+/// `stage3-no-metadata` the decoder without metadata (`--no-metadata`, whose text projectors only decay).
 @Suite(.serialized) struct ParityTests {
     /// The bound on each step's loss, relative to PyTorch's. Measured worst (stages 1, 2, 2b, 3): 7.7e-8,
     /// 1.8e-7, 8.5e-8, 6.7e-7 — float32 forward passes summed in other orders.
@@ -89,11 +91,16 @@ import Testing
                                                        weights: weights, localMode: mode)
             options.softLabelsOnly = try #require(settings["soft_labels_only"] as? Bool)
             options.classWeighting = try #require(ClassWeighting(rawValue: try string("class_weights")))
+            // Absent from the files written before the setting existed: the default.
+            if let inputs = settings["decoder_inputs"] {
+                let name = try #require(inputs as? String)
+                options.decoderInputs = try #require(PrimaDecoderInputs(rawValue: name))
+            }
             return options
         }
     }
 
-    @Test(arguments: ["stage1", "stage2", "stage2b", "stage3", "stage2b-balanced", "stage3-balanced"])
+    @Test(arguments: ["stage1", "stage2", "stage2b", "stage3", "stage2b-balanced", "stage3-balanced", "stage3-no-metadata"])
     func fiveStepsMatchPyTorch(_ stage: String) throws {
         let fixture = try Fixture(name: stage)
         let output = TestProcess.temporaryDirectory("prima-parity-tests") + "/\(stage).h5"

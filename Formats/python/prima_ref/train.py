@@ -89,6 +89,8 @@ class StageSettings:
     soft_labels_only: bool = False
     # Stages 2b and 3: "none" or "balanced" (§3.8).
     class_weights: str = "none"
+    # Stage 3: the decoder's input, "image+metadata" or "image" (--no-metadata; Docs/prima-model.md, "Decoder input").
+    decoder_inputs: str = "image+metadata"
 
     def cli_flags(self) -> List[str]:
         """The prima-train options that give the same run."""
@@ -100,6 +102,7 @@ class StageSettings:
             flags += ["--patient-split"] if self.grouping == "patient" else []
             flags += [] if self.augmentation else ["--no-augment"]
             flags += [] if self.class_weights == "none" else ["--class-weights", self.class_weights]
+            flags += ["--no-metadata"] if self.stage == "stage3" and self.decoder_inputs == "image" else []
         if self.stage == "stage2":
             flags += ["--tau", repr(self.tau), "--tau-label", repr(self.tau_label),
                       "--loss-weights", ",".join(repr(w) for w in self.loss_weights)]
@@ -394,12 +397,13 @@ def case_pixels(case: Case, pre: td.Preprocessing, s: StageSettings, epoch: int,
 # ---------------------------------------------------------------------------------------------------------------------
 # The stages
 # ---------------------------------------------------------------------------------------------------------------------
-def _load(exported: Exported):
+def _load(exported: Exported, decoder_inputs: str = "image+metadata"):
     from .prima import PrimaReference
 
     ref = PrimaReference(exported.dirs["image_encoder"], exported.dirs["text_encoder"], exported.dirs["decoder"],
                          exported.heads, class_codes=exported.class_codes, prompt=exported.prompt,
-                         answer_prefix=exported.answer_prefix, schema=Schema.from_json(exported.schema_json))
+                         answer_prefix=exported.answer_prefix, schema=Schema.from_json(exported.schema_json),
+                         decoder_inputs=decoder_inputs)
     if list(ref.class_token_ids) != exported.class_token_ids:
         raise RuntimeError(f"class token ids {ref.class_token_ids} differ from the checkpoint's {exported.class_token_ids}")
     for module in (ref.image.top, ref.text.top, ref.decoder.top, ref.heads):
@@ -630,7 +634,7 @@ def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: S
         return _train_stage1(checkpoint, data, s, max_steps)
     with tempfile.TemporaryDirectory(prefix="prima-train-ref-") as tmp:
         exported = export_checkpoint(checkpoint, tmp)
-        ref = _load(exported)
+        ref = _load(exported, s.decoder_inputs if s.stage == "stage3" else "image+metadata")
         text_tokenizer = _tokenizer(exported.dirs["text_encoder"])
         text_pad = _pad_id(exported.dirs)
     role = STAGE_ROLE[s.stage]
@@ -643,6 +647,11 @@ def train_stage(checkpoint: "os.PathLike | str", data: "os.PathLike | str", s: S
     trainable = OrderedDict(sorted(list(lora.items()) + list(heads.items())))  # Trainer's path order
     for p in trainable.values():
         p.requires_grad_(True)
+    if not ref.uses_metadata:
+        # The text projectors get no gradient from an image-only decoder; a zero one (kept by zero_grad(set_to_none=
+        # False)) lets AdamW decay them as prima-train does, instead of skipping them.
+        for p in trainable.values():
+            p.grad = torch.zeros_like(p)
 
     schema = Schema.from_json(exported.schema_json)
     cases = read_cases(data, exported.class_codes, schema)
@@ -939,24 +948,30 @@ def _text_ids(tokenizer, text: str, max_length: int) -> np.ndarray:
 
 
 def _class_logits(ref, pixels: np.ndarray, ids: np.ndarray):
-    """(1, K): the §10 pipeline of one case (Formats/prima-trace.md), as PrimaReference runs it, with autograd."""
+    """(1, K): the §10 pipeline of one case (Formats/prima-trace.md), as PrimaReference runs it, with autograd; the
+    text encoder and the text projectors only when ``ref.decoder_inputs`` reads the metadata."""
     import torch
 
+    from .prima import decoder_sequence
+
     img = ref.image.top(pixel_values=torch.from_numpy(pixels)).last_hidden_state  # (1, 1+R+Np, Ci)
-    t_ids = torch.from_numpy(ids)
-    txt = ref.text.top(input_ids=t_ids, attention_mask=torch.ones_like(t_ids)).last_hidden_state  # (1, T, Ct)
     h, w = pixels.shape[2] // ref.patch_size, pixels.shape[3] // ref.patch_size
-    n = ids.shape[1]
     cls_i, patches = img[:, 0], img[:, 1 + ref.num_registers:]
-    cls_t, seq_t = txt[:, 0], txt[:, 1:max(1, n - 1)]
     f = ref.heads.fusion
+    text_cls = text_seq = None
+    if ref.uses_metadata:
+        t_ids = torch.from_numpy(ids)
+        txt = ref.text.top(input_ids=t_ids, attention_mask=torch.ones_like(t_ids)).last_hidden_state  # (1, T, Ct)
+        n = ids.shape[1]
+        cls_t, seq_t = txt[:, 0], txt[:, 1:max(1, n - 1)]
+        text_cls, text_seq = f.text_cls_projector(cls_t), f.text_seq_projector(seq_t)
     top = ref.decoder.top
     emb = top.get_input_embeddings().weight
     st = f.special_tokens[:, None, :]
     prompt = emb[torch.tensor(ref.prompt_ids, dtype=torch.long)][None]
     answer = emb[torch.tensor(ref.answer_prefix_ids, dtype=torch.long)][None]
-    embeds = torch.cat([prompt, st[0:1], f.image_cls_projector(cls_i), f.image_seq_projector(patches, h, w), st[1:2],
-                        st[2:3], f.text_cls_projector(cls_t), f.text_seq_projector(seq_t), st[3:4], answer], dim=1)
+    embeds = torch.cat(decoder_sequence(prompt, st, f.image_cls_projector(cls_i), f.image_seq_projector(patches, h, w),
+                                        text_cls, text_seq, answer, ref.decoder_inputs), dim=1)
     out = top.model(inputs_embeds=embeds, attention_mask=torch.ones((1, embeds.shape[1]), dtype=torch.long),
                     use_cache=False)
     final = out.last_hidden_state[:, -1]  # (1, D), after the final norm
@@ -990,6 +1005,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--patient-split", action="store_true")
     p.add_argument("--class-weights", choices=("none", "balanced"), default="none",
                    help="class weights in the cross-entropy of stages 2b and 3 (§3.8)")
+    p.add_argument("--no-metadata", action="store_true",
+                   help="stage 3: leave the metadata out of the decoder's input (decoder_inputs \"image\")")
     p.add_argument("--max-steps", type=int, help="stop after this many steps of the stage's schedule")
     p.add_argument("--threads", type=int, default=1, help="torch's intra-op threads (default 1: the fixtures' setting)")
     args = p.parse_args(argv)
@@ -1003,7 +1020,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s = StageSettings(stage=args.stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, rank=args.rank, alpha=args.alpha or 2.0 * args.rank,
                       seed=args.seed, max_grad_norm=args.max_grad_norm or None, folds=args.folds, fold=args.fold,
-                      grouping="patient" if args.patient_split else "lesion", class_weights=args.class_weights)
+                      grouping="patient" if args.patient_split else "lesion", class_weights=args.class_weights,
+                      decoder_inputs="image" if args.no_metadata else "image+metadata")
     try:
         result = train_stage(args.checkpoint, args.data, s, max_steps=args.max_steps)
     except (OSError, ValueError, KeyError) as e:
