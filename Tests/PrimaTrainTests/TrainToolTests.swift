@@ -48,6 +48,35 @@ import Testing
         #expect(broken.status != 0 && (broken.stdout + broken.stderr).contains("non-finite"), "\(broken.stdout)\(broken.stderr)")
     }
 
+    /// `stage3 --no-metadata` writes the image-only decoder inputs; resuming its save without the flag is one line,
+    /// exit 2, and leaves the save as it was.
+    @Test func stage3WithoutMetadataThroughTheBinary() throws {
+        let directory = TestProcess.temporaryDirectory("prima-train-tool")
+        let output = directory + "/out.h5"
+        let result = try TestProcess.run(Self.tool, ["stage3", "--checkpoint", Self.checkpoint, "--data", Self.cases, "-o", output,
+                                                     "--no-metadata"] + Self.small)
+        #expect(result.status == 0, "\(result.stderr)")
+        let saved = try Checkpoint(path: output)
+        #expect(try saved.group("prima").group.stringAttribute("decoder_inputs") == "image")
+        #expect(try TrainingRecord.read(from: saved, loadMoments: false)?.hyperparameters["decoder_inputs"]?.string == "image")
+        let diagnose = try TestProcess.run(TestProcess.binary("prima-diagnose"), ["--checkpoint", output, "--image", Self.cases + "/sample.png",
+                                                                                   "--metadata", Self.cases + "/sample.json"])
+        #expect(diagnose.status == 0 && diagnose.stdout.contains("(not read"), "\(diagnose.stderr)")
+
+        // A resume reads a save of status running: the finished one, marked so.
+        let running = directory + "/running.h5"
+        try FileManager.default.copyItem(atPath: output, toPath: running)
+        let file = try HDF5File.open(path: running, writable: true)
+        try file.root().group("training").setAttribute("status", string: "running")
+        try file.close()
+        let before = FileManager.default.contents(atPath: running)
+        let refused = try TestProcess.run(Self.tool, ["stage3", "--checkpoint", Self.checkpoint, "--data", Self.cases, "-o", running,
+                                                      "--resume"] + Self.small)
+        #expect(refused.status == 2 && refused.stderr.filter { $0 == "\n" }.count == 1, "\(refused.stderr)")
+        #expect(refused.stderr.contains("\(running): was trained with decoder_inputs \"image\": resume with --no-metadata"), "\(refused.stderr)")
+        #expect(FileManager.default.contents(atPath: running) == before)
+    }
+
     /// `all` chains the four stages, each from the previous output, and the final checkpoint records all four;
     /// run again with --resume it finds every stage complete and changes nothing.
     @Test func allRunsTheFourStages() throws {
