@@ -126,7 +126,9 @@ public enum Inspector {
                 lines.append("\(name): \(architecture) (\(component["hf_model_type"]?.string ?? "-")), \(tensors.count) tensors, \(parameters) parameters, \(Progress.format(bytes))")
             } else {
                 let trained = component["heads_trained"]?.int == 1 ? "trained" : "untrained (seeded initialisation)"
-                lines.append("\(name): PRIMA heads, \(trained), \(tensors.count) tensors, \(parameters) parameters, \(Progress.format(bytes))")
+                // decoder_inputs (§8): said only when it is not the default.
+                let inputs = component["decoder_inputs"]?.string == "image" ? ", decoder reads the image only (decoder_inputs \"image\")" : ""
+                lines.append("\(name): PRIMA heads, \(trained)\(inputs), \(tensors.count) tensors, \(parameters) parameters, \(Progress.format(bytes))")
             }
             if let files = component["files"]?.object, !files.isEmpty {
                 lines.append("  files: " + files.entries.map { "\($0.key) (\($0.value.int ?? 0) B)" }.joined(separator: ", "))

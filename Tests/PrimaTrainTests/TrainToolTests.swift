@@ -62,6 +62,8 @@ import Testing
         let diagnose = try TestProcess.run(TestProcess.binary("prima-diagnose"), ["--checkpoint", output, "--image", Self.cases + "/sample.png",
                                                                                    "--metadata", Self.cases + "/sample.json"])
         #expect(diagnose.status == 0 && diagnose.stdout.contains("(not read"), "\(diagnose.stderr)")
+        let inspect = try TestProcess.run(TestProcess.binary("prima-convert"), ["inspect", output])
+        #expect(inspect.stdout.contains("decoder reads the image only (decoder_inputs \"image\")"), "\(inspect.stdout)")
 
         // A resume reads a save of status running: the finished one, marked so.
         let running = directory + "/running.h5"
