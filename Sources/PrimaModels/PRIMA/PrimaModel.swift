@@ -303,6 +303,7 @@ extension PrimaModel {
     /// The backward walk from dLoss/d(class logits) [1, K]: accumulates the gradients of every trainable tensor of
     /// the decoder, the fusion heads and the encoders, and reports dLoss/d(activation) for every activation of the
     /// `prima` trace component (exactly 0 for those off the loss path: alignment, the image classifier, class_probs).
+    /// An image-only decoder input (``PrimaDecoderInputs/image``) has no text activations and no text gradients.
     ///
     /// `encoderGradients` false stops at the encoders' outputs (stage 3 freezes them: nothing there trains, and
     /// their activation gradients are not reported).
