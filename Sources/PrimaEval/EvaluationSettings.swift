@@ -34,6 +34,8 @@ public struct EvaluationSettings: Sendable {
     /// Keys the split and every training draw (as prima-train's --seed).
     public var seed: UInt64 = 0
     public var overrides: [TrainingRecord.Stage: StageOverride] = [:]
+    /// The class weights of stages 2b and 3 (prima-train's `--class-weights`), for every system that trains them.
+    public var classWeighting = ClassWeighting.none
 
     public init(checkpoint: String, data: String, corpus: String, output: String) {
         (self.checkpoint, self.data, self.corpus, self.output) = (checkpoint, data, corpus, output)
@@ -56,6 +58,7 @@ public struct EvaluationSettings: Sendable {
             if let batch = change.batchSize { options.trainer.batchSize = batch }
         }
         options.trainer.seed = seed
+        if step.stage == .stage2b || step.stage == .stage3 { options.classWeighting = classWeighting }
         options.folds = folds
         options.fold = fold
         options.grouping = grouping

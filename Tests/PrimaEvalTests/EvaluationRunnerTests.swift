@@ -136,6 +136,18 @@ import Testing
         #expect(error?.isInput == true)
         let systems = Self.settings(output: Self.complete.output, systems: [.prima])
         #expect(throws: ToolError.self) { try EvaluationRunner(settings: systems) }
+        var weighted = Self.settings(output: Self.complete.output)
+        weighted.classWeighting = .balanced
+        #expect(throws: ToolError.self) { try EvaluationRunner(settings: weighted) }
+    }
+
+    @Test func classWeightsReachStages2bAnd3Only() {
+        var settings = Self.settings(output: "unused")
+        settings.classWeighting = .balanced
+        for step in [TrainingStep.stage1, .stage2(), .stage2b, .stage3, .stage3WithoutMetadata] {
+            let options = settings.stageOptions(step, fold: 0, input: "in.h5", output: "out.h5")
+            #expect(options.classWeighting == (step.stage == .stage2b || step.stage == .stage3 ? .balanced : .none), "\(step.name)")
+        }
     }
 
     /// Against an uninterrupted run of the tool, and the tool's files against the library's run in this process.
@@ -201,6 +213,7 @@ import Testing
         try refused(with("--folds", "3"), "fewer than the folds")
         try refused(with("--systems", "prima,image-only,nonsense"), "unknown system 'nonsense'")
         try refused(with("--grouping", "hospital"), "--grouping must be lesion or patient")
+        try refused(with("--class-weights", "heavy"), "--class-weights must be none or balanced")
         try refused(with("--stage2-epochs", "0"), "--stage2-epochs must be in")
         // A folder that is not a prima-eval output is not written into.
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: false)

@@ -60,6 +60,9 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("stage2-batch-size"), help: "Stage 2 batch size (default 16).") var stage2Batch: Int?
     @Option(name: .customLong("stage2b-batch-size"), help: "Stage 2b batch size (default 16).") var stage2bBatch: Int?
     @Option(name: .customLong("stage3-batch-size"), help: "Stage 3 batch size (default 8).") var stage3Batch: Int?
+    @Option(name: .customLong("class-weights"),
+            help: ArgumentHelp("Class weights in the cross-entropy of stages 2b and 3, as prima-train's (none or balanced).",
+                               valueName: "none|balanced")) var classWeights = "none"
     @OptionGroup var progress: ProgressOptions
 
     /// (stage, epochs, lr, batch) as given.
@@ -71,6 +74,7 @@ struct Run: ParsableCommand {
     func validate() throws {
         guard (2...100).contains(folds) else { throw ValidationError("--folds must be in 2...100") }
         guard SplitGrouping(rawValue: grouping) != nil else { throw ValidationError("--grouping must be lesion or patient") }
+        guard ClassWeighting(rawValue: classWeights) != nil else { throw ValidationError("--class-weights must be none or balanced") }
         guard seed < 1 << 63 else { throw ValidationError("--seed must be below 2^63") }
         if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be in 1...1024") }
         for (stage, epochs, lr, batch) in overrides {
@@ -85,6 +89,7 @@ struct Run: ParsableCommand {
         settings.folds = folds
         settings.grouping = SplitGrouping(rawValue: grouping)!
         settings.seed = seed
+        settings.classWeighting = ClassWeighting(rawValue: classWeights)!
         if systems != "all" { settings.systems = try EvaluationSystem.parse(list: systems) }
         for (stage, epochs, lr, batch) in overrides where epochs != nil || lr != nil || batch != nil {
             settings.overrides[stage] = EvaluationSettings.StageOverride(epochs: epochs, learningRate: lr, batchSize: batch)
