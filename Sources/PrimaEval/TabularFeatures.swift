@@ -39,9 +39,14 @@ public struct TabularFeatures: Sendable {
 
     /// Fits the encodings on the training fold's `cases` against the checkpoint's `schema`.
     public init(fitting cases: [TrainingCases.Case], schema: MetadataSchema) {
+        self.init(fittingRecords: cases.map(\.record), schema: schema)
+    }
+
+    /// Fits the encodings on the training fold's metadata `records` against the checkpoint's `schema`.
+    public init(fittingRecords records: [MetadataRecord], schema: MetadataSchema) {
         var encodings: [Encoding] = []
         for field in schema.fields where !Self.excludedKeys.contains(field.key) {
-            let observed = cases.map { $0.record[field.key] }
+            let observed = records.map { $0[field.key] }
             switch field.kind {
             case .number:
                 let known = observed.compactMap { value -> Double? in
