@@ -106,6 +106,7 @@ public enum GradientVerifier {
     private static func runPipeline(_ checkpoint: Checkpoint, inputs: PrimaInputs, classIds: [Int], trace: GradientTrace,
                                     tolerances: Tolerances, repeats: Int) throws -> Report {
         let model = try ToolError.classify(asInput: true) { try PrimaModel(checkpoint: checkpoint, training: true) }
+        try TraceContract.checkDecoderInputs(of: trace.trace, model: model, checkpoint: checkpoint.path)
         guard model.heads.classTokenIds == classIds else {
             throw ToolError.input("\(trace.path): class token ids \(classIds) differ from the checkpoint's \(model.heads.classTokenIds)")
         }

@@ -53,6 +53,9 @@ public struct Trace: Sendable {
     public let path: String?
     /// Activations in forward order (by their `order` attribute), each float32 with its stored shape.
     public let activations: [(name: String, tensor: Tensor)]
+    /// What the decoder read when a `prima` trace was made: its root attribute `decoder_inputs` (Formats/prima-trace.md
+    /// §10.1; absent, and for a component trace: image and metadata). It must be the checkpoint's.
+    public let decoderInputs: PrimaDecoderInputs
 
     /// The `component` attribute: `image_encoder`, `text_encoder`, `decoder` or `prima`.
     public var componentName: String {
@@ -92,9 +95,10 @@ public struct Trace: Sendable {
     }
 
     /// A trace made in memory (the runtime's own, or a test's), to be written with ``write(to:source:overwrite:)``.
-    public init(subject: TraceSubject, activations: [(name: String, tensor: Tensor)]) {
+    public init(subject: TraceSubject, activations: [(name: String, tensor: Tensor)], decoderInputs: PrimaDecoderInputs = .imageAndMetadata) {
         self.subject = subject
         self.activations = activations
+        self.decoderInputs = decoderInputs
         path = nil
     }
 
@@ -124,6 +128,11 @@ public struct Trace: Sendable {
             let componentName = try rootString("component")
             let role = ComponentRole(rawValue: componentName)
             guard role != nil || componentName == "prima" else { throw fail("unknown component \"\(componentName)\"") }
+            do {
+                decoderInputs = role == nil ? try PrimaDecoderInputs.read(from: root, origin: path) : .imageAndMetadata
+            } catch {
+                throw ToolError.input("\(error)")
+            }
             for name in ["source", "torch_version", "transformers_version"] { _ = try rootString(name) }
             for (name, required, meaning) in [("attn_implementation", "eager", "the explicit softmax attention"),
                                               ("dtype", "float32", "a float32 computation")] {
@@ -410,6 +419,7 @@ public struct Trace: Sendable {
             try root.setAttribute("attn_implementation", string: "eager")
             try root.setAttribute("dtype", string: "float32")
             try root.setAttribute("producer", string: CheckpointFormat.tool)
+            if decoderInputs != .imageAndMetadata { try root.setAttribute(PrimaDecoderInputs.attributeName, string: decoderInputs.rawValue) }
             let inputGroup = try root.createGroup("inputs")
             func writeIds(_ name: String, _ matrix: [[Int]]) throws {
                 let dataset = try inputGroup.createDataset(name, dtype: .i64, shape: [matrix.count, matrix.first?.count ?? 0])

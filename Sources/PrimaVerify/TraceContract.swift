@@ -53,8 +53,19 @@ enum TraceContract {
     }
 
     /// Checks a `prima` trace's inputs against the checkpoint's pipeline (Formats/prima-trace.md §10.2).
+    /// Refuses a `prima` trace made with another `decoder_inputs` than the checkpoint's (Formats/prima-trace.md §10.1),
+    /// before its activations are paired: the one-line error names both values rather than the text activations
+    /// one side lacks.
+    static func checkDecoderInputs(of trace: Trace, model: PrimaModel, checkpoint: String) throws(ToolError) {
+        guard trace.decoderInputs == model.heads.decoderInputs else {
+            throw ToolError.input("\(file(trace)): made with decoder_inputs \"\(trace.decoderInputs.rawValue)\", but /prima of \(checkpoint) has "
+                                  + "\"\(model.heads.decoderInputs.rawValue)\" (Formats/prima-trace.md §10.1): the trace is of the other decoder input")
+        }
+    }
+
     static func checkInputs(of trace: Trace, _ inputs: PrimaInputs, classTokenIds: [Int], model: PrimaModel, checkpoint: String) throws {
         let file = file(trace)
+        try checkDecoderInputs(of: trace, model: model, checkpoint: checkpoint)
         let image = model.imageEncoder
         try checkPixels(inputs.pixelValues, model: image, owner: "the image_encoder of \(checkpoint)", file: file)
         let textOwner = "the text_encoder of \(checkpoint)"

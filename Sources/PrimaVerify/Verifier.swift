@@ -82,7 +82,7 @@ public enum TraceVerifier {
         }
         let ours = Trace(subject: trace.subject, activations: produced.map { item in
             (item.name, item.tensor.reshaped(TraceContract.traceShape(of: item.name, produced: item.tensor.shape, subject: trace.subject)))
-        })
+        }, decoderInputs: trace.decoderInputs)
         let sorted = runs.sorted()
         return Report(component: trace.componentName, activations: comparisons, loadSeconds: loadSeconds,
                       forwardSeconds: sorted[sorted.count / 2], forwardRuns: runs, ours: ours)

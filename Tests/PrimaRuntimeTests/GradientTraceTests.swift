@@ -179,8 +179,15 @@ import Testing
         let activations = report?["activations"]?.array?.compactMap { $0.object?["name"]?.string } ?? []
         #expect((report?["gradients"]?.array?.count ?? 0) == 34 && !activations.isEmpty, "\(activations)")
         #expect(!activations.contains { $0.hasPrefix("text_encoder.") || $0.hasPrefix("fusion.text_") || $0.hasPrefix("alignment.text_") })
-        let mismatched = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-verify"),
-                                                    [full, "--trace", trace, "--json"])
-        #expect(mismatched.status != 0, "\(mismatched.stdout.suffix(2000))")
+        // A trace of the other decoder input is refused before anything is compared, naming both values: the
+        // image-only trace on the full checkpoint, the full gradient trace and the full forward trace on the image-only one.
+        for (model, other, says) in [(full, trace, "made with decoder_inputs \"image\", but /prima of \(full) has \"image+metadata\""),
+                                     (checkpoint, GradientTraceTests.traces + "/prima-tiny-bert-class_ce.h5", "has \"image\""),
+                                     (checkpoint, RuntimeTestSupport.repositoryRoot + "/Fixtures/traces/prima-tiny-bert.h5", "has \"image\"")] {
+            let mismatched = try RuntimeTestSupport.run(RuntimeTestSupport.binary("prima-verify"), [model, "--trace", other, "--json"])
+            #expect(mismatched.status == 2 && mismatched.stdout.isEmpty, "\(mismatched.stdout.suffix(2000))")
+            #expect(mismatched.stderr.contains(says) && mismatched.stderr.contains("the trace is of the other decoder input"), "\(mismatched.stderr)")
+            #expect(mismatched.stderr.filter { $0 == "\n" }.count == 1, "\(mismatched.stderr)")
+        }
     }
 }
