@@ -158,7 +158,8 @@ let package = Package(
             dependencies: ["PrimaCohort", "PrimaTrain", "PrimaDiagnose", "PrimaMetadata", "PrimaImage", "PrimaTestSupport", "prima-cohort"]),
         .testTarget(
             name: "PrimaEvalTests",
-            dependencies: ["PrimaEval", "PrimaCheckpoint", "PrimaCohort", "PrimaTrain", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaTestSupport", "prima-eval"]),
+            dependencies: ["PrimaEval", "PrimaCheckpoint", "PrimaCohort", "PrimaDiagnose", "PrimaTrain", "PrimaIO", "PrimaJSON", "PrimaMetadata", "PrimaQuantize",
+                           "PrimaTestSupport", "prima-eval"]),
         .testTarget(name: "PrimaDiagnoseTests", dependencies: ["PrimaDiagnose", "PrimaMetadata", "PrimaJSON", "PrimaTestSupport"]),
         .testTarget(name: "PrimaFuzzRegressionTests", dependencies: ["PrimaFuzzTargets", "PrimaTestSupport", "prima-verify"]),
         // File-system behaviour of every tool: inputs that are not regular files, outputs that alias inputs,
