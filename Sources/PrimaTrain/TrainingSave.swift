@@ -42,9 +42,7 @@ public enum TrainingSave {
             }
             for (path, tensor) in trained { try writer.replaceTensor(at: path, with: tensor) }
             if !trainedHeads.isEmpty { try markTrained(trainedHeads, in: try writer.rootGroup().group("prima")) }
-            if let decoderInputs, decoderInputs != .imageAndMetadata {
-                try writer.rootGroup().group("prima").setAttribute(PrimaDecoderInputs.attributeName, string: decoderInputs.rawValue)
-            }
+            if let decoderInputs { try decoderInputs.write(to: try writer.rootGroup().group("prima")) }
             try writer.addTrainingRecord(record)
         }
         try ToolError.classify(asInput: false) { try writer.commit() }

@@ -419,7 +419,7 @@ public struct Trace: Sendable {
             try root.setAttribute("attn_implementation", string: "eager")
             try root.setAttribute("dtype", string: "float32")
             try root.setAttribute("producer", string: CheckpointFormat.tool)
-            if decoderInputs != .imageAndMetadata { try root.setAttribute(PrimaDecoderInputs.attributeName, string: decoderInputs.rawValue) }
+            try decoderInputs.write(to: root)
             let inputGroup = try root.createGroup("inputs")
             func writeIds(_ name: String, _ matrix: [[Int]]) throws {
                 let dataset = try inputGroup.createDataset(name, dtype: .i64, shape: [matrix.count, matrix.first?.count ?? 0])

@@ -52,7 +52,6 @@ enum TraceContract {
         }
     }
 
-    /// Checks a `prima` trace's inputs against the checkpoint's pipeline (Formats/prima-trace.md §10.2).
     /// Refuses a `prima` trace made with another `decoder_inputs` than the checkpoint's (Formats/prima-trace.md §10.1),
     /// before its activations are paired: the one-line error names both values rather than the text activations
     /// one side lacks.
@@ -63,6 +62,7 @@ enum TraceContract {
         }
     }
 
+    /// Checks a `prima` trace's inputs against the checkpoint's pipeline (Formats/prima-trace.md §10.2).
     static func checkInputs(of trace: Trace, _ inputs: PrimaInputs, classTokenIds: [Int], model: PrimaModel, checkpoint: String) throws {
         let file = file(trace)
         try checkDecoderInputs(of: trace, model: model, checkpoint: checkpoint)

@@ -38,9 +38,8 @@ import Testing
         ClassificationMetrics(classCodes: codes, pairs: Array(zip(truth, predicted)).map { (truth: $0.0, predicted: $0.1) })
     }
 
-    /// Every held-out case through the whole pipeline of `path`: the true and the predicted codes.
-    static func pipeline(_ path: String) throws -> (codes: [String], truth: [String], predicted: [String]) {
-        let diagnoser = try Diagnoser(checkpoint: path)
+    /// Every held-out case through the whole pipeline of `diagnoser`: the true and the predicted codes.
+    static func pipeline(_ diagnoser: Diagnoser) throws -> (codes: [String], truth: [String], predicted: [String]) {
         var truth: [String] = [], predicted: [String] = []
         for item in try cases(diagnoser) {
             let image = try item.image.get()
@@ -86,14 +85,14 @@ import Testing
     }
 
     @Test func theDefaultBeatsItsImageOnlyAndMetadataOnlyBaselines() throws {
-        let prima = try Self.pipeline(Self.checkpoint)
+        let diagnoser = try Diagnoser(checkpoint: Self.checkpoint)
+        let prima = try Self.pipeline(diagnoser)
         let primaMetrics = Self.metrics(prima.codes, truth: prima.truth, predicted: prima.predicted)
         let primaF1 = primaMetrics.macroF1
         // What the README's main command promises: ranked classes that are right most of the time.
         #expect(primaMetrics.accuracy > 0.5)
 
         // Image only: stage 2b's classifier (stage 3 leaves it and the image encoder as they were), same images.
-        let diagnoser = try Diagnoser(checkpoint: Self.checkpoint)
         let testing = try Self.cases(diagnoser)
         let imageOnly = try testing.map { try diagnoser.classifyImage(imagePath: try $0.image.get()).predicted }
         let imageF1 = Self.metrics(prima.codes, truth: prima.truth, predicted: imageOnly).macroF1
@@ -124,7 +123,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let int8 = directory + "/prima-default-int8.h5"
         _ = try CheckpointQuantizer.run(input: Self.checkpoint, output: int8, options: .init(rules: try KeepFloatRules()), overwrite: false) { _ in }
-        let full = try Self.pipeline(Self.checkpoint), quantized = try Self.pipeline(int8)
+        let full = try Self.pipeline(try Diagnoser(checkpoint: Self.checkpoint)), quantized = try Self.pipeline(try Diagnoser(checkpoint: int8))
         let fullF1 = Self.metrics(full.codes, truth: full.truth, predicted: full.predicted).macroF1
         let int8F1 = Self.metrics(full.codes, truth: full.truth, predicted: quantized.predicted).macroF1
         let agreeing = zip(full.predicted, quantized.predicted).filter { $0.0 == $0.1 }.count

@@ -29,4 +29,10 @@ public enum PrimaDecoderInputs: String, Sendable, CaseIterable {
         }
         return value
     }
+
+    /// Stores this value on `group` as the attribute ``read(from:origin:)`` reads: only when it is not the default,
+    /// so a checkpoint or trace of the full model is unchanged.
+    public func write(to group: HDF5Group) throws {
+        if self != .imageAndMetadata { try group.setAttribute(Self.attributeName, string: rawValue) }
+    }
 }
