@@ -21,6 +21,9 @@ public struct PrimaAssemblyOptions: Sendable {
     public let schema: MetadataSchema
     /// Seed of the initialisation of the heads not in `headsFile`.
     public let initSeed: Int
+    /// What the decoder reads (`decoder_inputs`, Formats/prima-checkpoint.md §8): `image` for heads trained without
+    /// the metadata (`prima-train stage3 --no-metadata`, or the reference trainer's `--no-metadata`).
+    public let decoderInputs: PrimaDecoderInputs
 
     /// The prompt of Docs/prima-model.md.
     public static let defaultPrompt = "Classify the lesion from the clinical image and the patient's risk factors."
@@ -31,13 +34,15 @@ public struct PrimaAssemblyOptions: Sendable {
                                         "NEV": "Nevus", "SCC": "Squamous cell carcinoma", "SEK": "Seborrheic keratosis"]
 
     public init(labels: [PrimaLabel], headsFile: String? = nil, prompt: String = defaultPrompt,
-                answerPrefix: String = defaultAnswerPrefix, schema: MetadataSchema = .padUfes20, initSeed: Int = 0) {
+                answerPrefix: String = defaultAnswerPrefix, schema: MetadataSchema = .padUfes20, initSeed: Int = 0,
+                decoderInputs: PrimaDecoderInputs = .imageAndMetadata) {
         self.labels = labels
         self.headsFile = headsFile
         self.prompt = prompt
         self.answerPrefix = answerPrefix
         self.schema = schema
         self.initSeed = initSeed
+        self.decoderInputs = decoderInputs
     }
 
     /// Parses `--labels`: comma-separated `CODE` or `CODE=Display name` entries.
@@ -223,6 +228,7 @@ struct PrimaAssembly {
         try attributes.setAttribute("tensor_count", int: tensors.count + 1)
         try attributes.setAttribute("parameter_count", int: tensors.reduce(0) { $0 + $1.values.count })
         try attributes.setAttribute("heads_trained", int: initialised.isEmpty ? 1 : 0)
+        try options.decoderInputs.write(to: attributes)
         try attributes.setAttribute("init_seed", int: options.initSeed)
         try attributes.setAttribute("initialised_tensors", string: JSONValue.array(initialised.map { .string($0) }).serialized())
         if let headsFileRecord { try attributes.setAttribute("heads_file", string: headsFileRecord.serialized()) }

@@ -139,6 +139,24 @@ import Testing
         #expect(try heads.projectTextSequence(RuntimeTestSupport.random([1, c], seed: 13)).shape == [0, d])
     }
 
+    @Test func importNoMetadataStoresWhatTheDecoderReads() throws {
+        // Heads trained without the metadata (stage 3 --no-metadata, here or in the reference trainer) come back with
+        // decoder_inputs "image" (Formats §8); without the flag the attribute is absent, which reads as the full model.
+        let convert = RuntimeTestSupport.binary("prima-convert")
+        let directory = RuntimeTestSupport.temporaryDirectory()
+        let roles = ["--image-encoder", RuntimeTestSupport.model("dinov3-mlp-reg4-f32"),
+                     "--text-encoder", RuntimeTestSupport.model("bert-mlm-f32"),
+                     "--decoder", RuntimeTestSupport.model("qwen3-tied-f32"), "--labels", Self.labels]
+        for (flags, expected) in [([], PrimaDecoderInputs.imageAndMetadata), (["--no-metadata"], .image)] {
+            let output = directory + "/prima\(flags.count).h5"
+            let result = try RuntimeTestSupport.run(convert, ["import"] + roles + flags + ["-o", output, "--no-progress"])
+            #expect(result.status == 0, "\(result.stderr)")
+            let group = try Checkpoint(path: output).group("prima").group
+            #expect(group.hasAttribute(PrimaDecoderInputs.attributeName) == !flags.isEmpty)
+            #expect(try PrimaDecoderInputs.read(from: group, origin: output) == expected)
+        }
+    }
+
     @Test func assemblyRefusesBadRequestsAndLeavesNothing() throws {
         let convert = RuntimeTestSupport.binary("prima-convert")
         let directory = RuntimeTestSupport.temporaryDirectory()
@@ -157,6 +175,7 @@ import Testing
             (roles + ["--labels", Self.labels, "--heads", directory + "/missing.safetensors"], "missing.safetensors"),
             (Array(roles[2...]) + ["--labels", Self.labels], "give --image-encoder, --text-encoder and --decoder"),
             (roles + ["--heads", directory + "/typo.safetensors"], "--heads needs --labels"),
+            (roles + ["--no-metadata"], "--no-metadata needs --labels"),
         ]
         for (arguments, message) in cases {
             let result = try RuntimeTestSupport.run(convert, ["import"] + arguments)

@@ -74,6 +74,10 @@ struct Import: ParsableCommand {
     @Option(name: .customLong("init-seed"), parsing: .unconditional, help: "Seed of the initialisation of heads not given by --heads.")
     var initSeed = 0
 
+    @Flag(name: .customLong("no-metadata"),
+          help: "The decoder reads the image only (decoder_inputs \"image\"): for heads trained with stage 3 --no-metadata.")
+    var noMetadata = false
+
     @OptionGroup var overwrite: OverwriteOptions
     @OptionGroup var progress: ProgressOptions
 
@@ -93,7 +97,8 @@ struct Import: ParsableCommand {
         if let textEncoder { sources.append(ImportSource(directory: textEncoder, role: .textEncoder)) }
         if let decoder { sources.append(ImportSource(directory: decoder, role: .decoder)) }
         if labels == nil {
-            for (flag, given) in [("--heads", heads != nil), ("--metadata-schema", metadataSchema != nil)] where given {
+            for (flag, given) in [("--heads", heads != nil), ("--metadata-schema", metadataSchema != nil), ("--no-metadata", noMetadata)]
+                where given {
                 throw ToolError.input("\(flag) needs --labels (it belongs to a PRIMA checkpoint)")
             }
         }
@@ -104,7 +109,8 @@ struct Import: ParsableCommand {
                 }
             } ?? .padUfes20
             return PrimaAssemblyOptions(labels: try PrimaAssemblyOptions.parseLabels(labels), headsFile: heads, prompt: prompt,
-                                        answerPrefix: answerPrefix, schema: schema, initSeed: initSeed)
+                                        answerPrefix: answerPrefix, schema: schema, initSeed: initSeed,
+                                        decoderInputs: noMetadata ? .image : .imageAndMetadata)
         }
         let summary = try Importer.run(sources, output: output, overwrite: overwrite.force, showProgress: progress.showProgress, prima: prima, warn: warn)
         for component in summary.components {
