@@ -8,8 +8,8 @@ IMPORTED must equal ORIGINAL in every component tensor not under the --tensors p
 file and /prima file, every head not under the --heads prefix, and every LoRA adapter of the other components; its
 adapter `prima` on --role, its heads under the --heads prefix and its --role tensors under the --tensors prefix
 must agree with PRIMA_TRAIN_OUT's within the parity bounds of Formats/prima-training.md §5 (cosine ≥ 0.99999,
-max_abs ≤ 1e-4 · max|ref|, the issue's). Exit 0 when they do, 1 otherwise (one line per difference), 2 for an
-unreadable file.
+max_abs ≤ 1e-4 · max|ref|, the issue's), and its /prima decoder_inputs must be PRIMA_TRAIN_OUT's. Exit 0 when
+they do, 1 otherwise (one line per difference), 2 for an unreadable file.
 """
 
 import argparse
@@ -73,6 +73,9 @@ def main(argv=None) -> int:
                     problems.append(f"{role}/lora/{name}: differs from the original")
     if orig.prima.files != imp.prima.files or list(orig.prima.tensors) != list(imp.prima.tensors):
         problems.append("prima: other heads or files than the original's")
+    inputs = [c.prima.attrs.get("decoder_inputs", "image+metadata") for c in (imp, ref)]
+    if inputs[0] != inputs[1]:  # what the decoder reads travels with the heads (Formats §8)
+        problems.append(f"prima: decoder_inputs {inputs[0]!r}, prima-train's {inputs[1]!r}")
     for name in orig.prima.tensors:
         if args.heads and name.startswith(args.heads):
             compare(f"prima/tensors/{name}", imp.prima.read(name), ref.prima.read(name))

@@ -3,6 +3,7 @@
 # checked against prima-train's own run of the same stage (README, "Training beyond one machine").
 #
 #   Formats/python/train_ddp_round_trip.sh [WORKDIR]
+#   NO_METADATA=1 Formats/python/train_ddp_round_trip.sh [WORKDIR]   # stage 3 without the metadata (--no-metadata)
 #
 # From the repository root, after `swift build`, with the pinned venv (/work/venv, or PYTHON=…/python). Run by
 # hand: it needs torch, which the tests and CI do not. For each stage in turn (stage1 → stage2 → stage2b → stage3),
@@ -59,6 +60,8 @@ for STAGE in stage1 stage2 stage2b stage3; do
     SETTINGS=(--epochs 2 --batch-size 2 --lr "${LR[$STAGE]}" --weight-decay "${DECAY[$STAGE]}" --rank 2 --alpha 4 --seed 0)
     if [ "$STAGE" = stage1 ]; then SOURCE=(--corpus "$CORPUS"); INPUT=$CORPUS
     else SETTINGS+=(--folds 2 --fold 0); SOURCE=(--data "$DATA"); INPUT=$DATA; fi
+    IMPORT_FLAGS=()   # the decoder's inputs (decoder_inputs, Formats §8) travel with the heads
+    if [ "$STAGE" = stage3 ] && [ -n "${NO_METADATA:-}" ]; then SETTINGS+=(--no-metadata); IMPORT_FLAGS+=(--no-metadata); fi
     echo "== $STAGE from $IN"
 
     "$BIN/prima-train" "$STAGE" --checkpoint "$IN" "${SOURCE[@]}" -o "$D/prima-train.h5" "${SETTINGS[@]}" --no-progress
@@ -83,7 +86,7 @@ EOF
     "$BIN/prima-convert" import --image-encoder "$D/hf/image_encoder" --text-encoder "$D/hf/text_encoder" \
         --decoder "$D/hf/decoder" --labels "$(cat "$WORK/labels.txt")" --prompt "$(cat "$WORK/prompt.txt")" \
         --answer-prefix "$(cat "$WORK/answer_prefix.txt")" --metadata-schema "$WORK/metadata_schema.json" \
-        --heads "$D/ddp/heads.safetensors" -o "$D/assembled-0.h5" --no-progress
+        --heads "$D/ddp/heads.safetensors" "${IMPORT_FLAGS[@]}" -o "$D/assembled-0.h5" --no-progress
     step=0
     for role in "${ROLES[@]}"; do
         if [ "$role" = "${ROLE[$STAGE]}" ]; then ADAPTER=$D/ddp/adapter

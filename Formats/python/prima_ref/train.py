@@ -782,7 +782,16 @@ def _distributed_module(stage: str, ref):
     class ClassLoss(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.fusion, self.decoder = ref.heads.fusion, ref.decoder.top  # the trained parameters live here
+            fusion = ref.heads.fusion
+            self.decoder = ref.decoder.top  # the trained parameters live here and in the fusion heads
+            if ref.uses_metadata:
+                self.fusion = fusion
+            else:
+                # An image-only decoder leaves the text projectors out of the loss. DDP refuses parameters that get
+                # no gradient, so only the used heads are registered; the text projectors keep the zero gradient
+                # ``_train`` gave them, the same on every rank, and AdamW decays them as prima-train does.
+                self.image_cls_projector, self.image_seq_projector = fusion.image_cls_projector, fusion.image_seq_projector
+                self.special_tokens = fusion.special_tokens
 
         def forward(self, pixels, ids, label, weight=None):
             logits = _class_logits(ref, pixels, ids)  # (1, K)
