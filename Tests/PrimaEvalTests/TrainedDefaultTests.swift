@@ -43,15 +43,18 @@ import Testing
         ClassificationMetrics(classCodes: codes, pairs: Array(zip(truth, predicted)).map { (truth: $0.0, predicted: $0.1) })
     }
 
-    /// Every held-out case through the whole pipeline of `diagnoser`: the true and the predicted codes.
-    static func pipeline(_ diagnoser: Diagnoser) throws -> (codes: [String], truth: [String], predicted: [String]) {
-        var truth: [String] = [], predicted: [String] = []
-        for item in try cases(diagnoser) {
-            let image = try item.image.get()
+    /// Every case of `cases` through the whole pipeline of `diagnoser` and, if `imageOnly`, through its image-only
+    /// classifier: the class codes, the true codes and the predicted ones (image only: empty unless asked for).
+    static func predictions(_ diagnoser: Diagnoser, _ cases: [CaseFolder.Case], imageOnly: Bool = false)
+        throws -> (codes: [String], truth: [String], prima: [String], imageOnly: [String]) {
+        var truth: [String] = [], prima: [String] = [], image: [String] = []
+        for item in cases {
+            let path = try item.image.get()
             truth.append(try #require(item.label))
-            predicted.append(try diagnoser.diagnose(imagePath: image, record: item.record).diagnosis.predicted)
+            prima.append(try diagnoser.diagnose(imagePath: path, record: item.record).diagnosis.predicted)
+            if imageOnly { image.append(try diagnoser.classifyImage(imagePath: path).predicted) }
         }
-        return (diagnoser.labels.map(\.code), truth, predicted)
+        return (diagnoser.labels.map(\.code), truth, prima, image)
     }
 
     /// The stages the default's training record lists, each as its JSON object.
@@ -110,24 +113,11 @@ import Testing
         #expect(data["digest"]?.string == digest)
     }
 
-    /// Every case of `cases` through the whole pipeline and through the image-only classifier of `diagnoser`.
-    static func primaAndImageOnly(_ diagnoser: Diagnoser, _ cases: [CaseFolder.Case])
-        throws -> (codes: [String], truth: [String], prima: [String], imageOnly: [String]) {
-        var truth: [String] = [], prima: [String] = [], imageOnly: [String] = []
-        for item in cases {
-            let image = try item.image.get()
-            truth.append(try #require(item.label))
-            prima.append(try diagnoser.diagnose(imagePath: image, record: item.record).diagnosis.predicted)
-            imageOnly.append(try diagnoser.classifyImage(imagePath: image).predicted)
-        }
-        return (diagnoser.labels.map(\.code), truth, prima, imageOnly)
-    }
-
     @Test func onTheHeldOutCasesItReachesTheGoalAndBeatsTheMetadataOnlyBaseline() throws {
         let diagnoser = try Diagnoser(checkpoint: Self.checkpoint)
         let testing = try Self.cases(diagnoser)
         // Image only: stage 2b's classifier (stage 3 leaves it and the image encoder as they were), same images.
-        let run = try Self.primaAndImageOnly(diagnoser, testing)
+        let run = try Self.predictions(diagnoser, testing, imageOnly: true)
         let primaMetrics = Self.metrics(run.codes, truth: run.truth, predicted: run.prima)
         let primaF1 = primaMetrics.macroF1
         let imageF1 = Self.metrics(run.codes, truth: run.truth, predicted: run.imageOnly).macroF1
@@ -163,7 +153,7 @@ import Testing
         try CohortWriter.write(Cohort(options: Self.newCases), to: directory + "/cohort", overwrite: false)
         let diagnoser = try Diagnoser(checkpoint: Self.checkpoint)
         let cases = try CaseFolder(folder: directory + "/cohort", classCodes: diagnoser.labels.map(\.code), schema: diagnoser.schema).cases
-        let run = try Self.primaAndImageOnly(diagnoser, cases)
+        let run = try Self.predictions(diagnoser, cases, imageOnly: true)
         let primaF1 = Self.metrics(run.codes, truth: run.truth, predicted: run.prima).macroF1
         let imageF1 = Self.metrics(run.codes, truth: run.truth, predicted: run.imageOnly).macroF1
         let measured = "macro F1 on \(cases.count) new cases: PRIMA \(primaF1), image only \(imageF1)"
@@ -176,11 +166,13 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let int8 = directory + "/prima-default-int8.h5"
         _ = try CheckpointQuantizer.run(input: Self.checkpoint, output: int8, options: .init(rules: try KeepFloatRules()), overwrite: false) { _ in }
-        let full = try Self.pipeline(try Diagnoser(checkpoint: Self.checkpoint)), quantized = try Self.pipeline(try Diagnoser(checkpoint: int8))
-        let fullF1 = Self.metrics(full.codes, truth: full.truth, predicted: full.predicted).macroF1
-        let int8F1 = Self.metrics(full.codes, truth: full.truth, predicted: quantized.predicted).macroF1
-        let agreeing = zip(full.predicted, quantized.predicted).filter { $0.0 == $0.1 }.count
+        let fullDiagnoser = try Diagnoser(checkpoint: Self.checkpoint), int8Diagnoser = try Diagnoser(checkpoint: int8)
+        let full = try Self.predictions(fullDiagnoser, try Self.cases(fullDiagnoser))
+        let quantized = try Self.predictions(int8Diagnoser, try Self.cases(int8Diagnoser))
+        let fullF1 = Self.metrics(full.codes, truth: full.truth, predicted: full.prima).macroF1
+        let int8F1 = Self.metrics(full.codes, truth: full.truth, predicted: quantized.prima).macroF1
+        let agreeing = zip(full.prima, quantized.prima).filter { $0.0 == $0.1 }.count
         #expect(abs(fullF1 - int8F1) <= Self.int8MacroF1Slack, "fp32 \(fullF1), int8 \(int8F1)")
-        #expect(Double(agreeing) >= Self.int8MinimumAgreement * Double(full.predicted.count), "\(agreeing) of \(full.predicted.count) agree")
+        #expect(Double(agreeing) >= Self.int8MinimumAgreement * Double(full.prima.count), "\(agreeing) of \(full.prima.count) agree")
     }
 }
